@@ -101,6 +101,8 @@ class Input(Op):
     kind : value kind of the input (``real`` for images, ``spike`` for event data).
     pixel_scale : float, raw value multiplier (1/255 for uint8 images).
     mean, std : per-channel normalization (empty tuple: none), in scaled units.
+    pad : int, zero pixels added on each side of H and W of the raw image before scaling
+        (the value's shape is ``(C, H + 2 pad, W + 2 pad)``).
     """
 
     shape: tuple[int, ...] = ()
@@ -109,6 +111,7 @@ class Input(Op):
     pixel_scale: float = 1.0
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
+    pad: int = 0
     ARITY: ClassVar[int | None] = 0
 
     def infer(self, specs):
@@ -119,7 +122,12 @@ class Input(Op):
         if self.mean and len(self.mean) != self.shape[0]:
             raise self._fail(f"{len(self.mean)} normalization channels for {self.shape[0]} "
                              "input channels")
-        return ValueSpec(tuple(self.shape), Kind(self.kind))
+        shape = tuple(self.shape)
+        if self.pad:
+            if len(shape) != 3 or self.pad < 0:
+                raise self._fail(f"pad {self.pad} needs a (C, H, W) input and pad >= 0")
+            shape = (shape[0], shape[1] + 2 * self.pad, shape[2] + 2 * self.pad)
+        return ValueSpec(shape, Kind(self.kind))
 
 
 @register_op("output")

@@ -1,0 +1,1 @@
+"""The target chip: hardware profiles and the fixed-point arithmetic."""

@@ -2,6 +2,9 @@
 
 Imports no frontend, no backend, no torch, no lava, no nir.
 """
+from spikec.ir import fixed
+from spikec.ir.fixed import (FIXED_DOMAIN_OPS, ConvSynapse, CubaLIF, DenseSynapse, GradedInput,
+                             Readout)
 from spikec.ir.graph import Graph, ops_equal, verify
 from spikec.ir.ops import (IAND, LIF, OP_TYPES, Add, AvgPool2d, BatchNorm, Conv2d, Input, Linear,
                            MaxPool2d, Mean, Op, Output, Reshape, Scale, SpikeMatmul, TimeMean,
@@ -13,4 +16,5 @@ from spikec.ir.types import Kind, Rate, ValueSpec
 __all__ = ["Graph", "verify", "ops_equal", "OP_TYPES", "register_op", "op_type", "Op", "Input",
            "Output", "Conv2d", "Linear", "BatchNorm", "LIF", "MaxPool2d", "AvgPool2d", "Mean",
            "TimeMean", "Add", "IAND", "Scale", "SpikeMatmul", "Reshape", "Transpose", "dumps",
-           "loads", "save", "load", "dump", "summary_rows", "Kind", "Rate", "ValueSpec"]
+           "loads", "save", "load", "dump", "summary_rows", "Kind", "Rate", "ValueSpec", "fixed", "FIXED_DOMAIN_OPS",
+           "GradedInput", "ConvSynapse", "DenseSynapse", "CubaLIF", "Readout"]

@@ -7,7 +7,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from spikec.errors import IRError, ShapeError
-from spikec.ir.ops import OP_TYPES, Input, Op, Output
+from spikec.ir.ops import OP_TYPES, Op, Output
 from spikec.ir.types import ValueSpec
 
 
@@ -23,11 +23,15 @@ class Graph:
         Number of time steps T one inference runs.
     meta : dict
         JSON-able facts about where the graph came from (model name, arch, preprocessing, ...).
+    domain : 'float' | 'fixed'
+        ``float``: the traced network (float weights). ``fixed``: the quantized integer network
+        of a target; only ``spikec.ir.fixed.FIXED_DOMAIN_OPS`` may appear in it.
     """
 
     ops: list[Op]
     timesteps: int = 1
     meta: dict = field(default_factory=dict)
+    domain: str = "float"
 
     def __post_init__(self):
         self._specs: dict[str, ValueSpec] | None = None
@@ -57,7 +61,8 @@ class Graph:
 
     @property
     def inputs(self) -> list[Op]:
-        return [op for op in self.ops if isinstance(op, Input)]
+        """Source ops (``input``, ``graded_input``): the ops that read no value."""
+        return [op for op in self.ops if op.ARITY == 0]
 
     @property
     def outputs(self) -> list[Op]:
@@ -92,7 +97,7 @@ class Graph:
     def __eq__(self, other) -> bool:
         if not isinstance(other, Graph):
             return NotImplemented
-        if self.timesteps != other.timesteps or self.meta != other.meta:
+        if (self.timesteps, self.domain, self.meta) != (other.timesteps, other.domain, other.meta):
             return False
         return len(self.ops) == len(other.ops) and all(
             ops_equal(a, b) for a, b in zip(self.ops, other.ops))
@@ -123,12 +128,20 @@ def verify(graph: Graph) -> dict[str, ValueSpec]:
     cycles), arity, shapes and kinds (each op's ``infer``), at least one input and one output,
     ``timesteps >= 1``. Raises ``IRError`` or ``ShapeError`` naming the op.
     """
+    from spikec.ir.fixed import FIXED_DOMAIN_OPS, FIXED_ONLY_OPS
+
     if not isinstance(graph.timesteps, int) or graph.timesteps < 1:
         raise IRError(f"timesteps must be a positive integer, got {graph.timesteps!r}")
+    if graph.domain not in ("float", "fixed"):
+        raise IRError(f"graph domain must be 'float' or 'fixed', not {graph.domain!r}")
     specs: dict[str, ValueSpec] = {}
     for op in graph.ops:
         if OP_TYPES.get(op.OPCODE) is not type(op):
             raise IRError(f"op {op.name!r}: type {type(op).__name__} is not a registered op")
+        if graph.domain == "fixed" and type(op) not in FIXED_DOMAIN_OPS:
+            raise IRError(f"op {op.name!r} ({op.OPCODE}) is a float op in a fixed-point graph")
+        if graph.domain == "float" and type(op) in FIXED_ONLY_OPS:
+            raise IRError(f"op {op.name!r} ({op.OPCODE}) is a fixed-point op in a float graph")
         if not op.name or op.name in specs:
             raise IRError(f"op name {op.name!r} is empty or used twice")
         if op.ARITY is not None and len(op.inputs) != op.ARITY:
@@ -145,7 +158,7 @@ def verify(graph: Graph) -> dict[str, ValueSpec]:
         except (ValueError, TypeError, AttributeError, IndexError) as e:
             raise ShapeError(f"op {op.name!r} ({op.OPCODE}): malformed fields: {e}") from None
         specs[op.name] = spec
-    if not graph.inputs:
+    if not any(not op.inputs for op in graph.ops):
         raise IRError("graph has no input op")
     if not graph.outputs:
         raise IRError("graph has no output op")

@@ -18,6 +18,7 @@ import numpy as np
 
 from spikec.errors import InputFileError, IRError
 from spikec.ir.graph import Graph, verify
+import spikec.ir.fixed  # noqa: F401  (registers the fixed-point ops)
 from spikec.ir.ops import op_type
 
 MAGIC = b"SPIKEC\x00\x01"
@@ -68,7 +69,7 @@ def dumps(graph: Graph) -> bytes:
     for op in graph.ops:
         fields = {k: _encode(v, arrays) for k, v in vars(op).items() if not k.startswith("_")}
         ops.append({"op": op.OPCODE, **fields})
-    header = {"format": FORMAT_VERSION, "timesteps": graph.timesteps,
+    header = {"format": FORMAT_VERSION, "timesteps": graph.timesteps, "domain": graph.domain,
               "meta": _encode(graph.meta, arrays), "ops": ops}
     offsets = []
     pos = 0
@@ -111,7 +112,8 @@ def loads(data: bytes, source: str = "<bytes>") -> Graph:
         cls = op_type(rec.pop("op"))
         fields = {k: _decode(v, blobs) for k, v in rec.items()}
         ops.append(cls(**fields))
-    graph = Graph(ops, timesteps=header["timesteps"], meta=_decode(header["meta"], blobs))
+    graph = Graph(ops, timesteps=header["timesteps"], meta=_decode(header["meta"], blobs),
+                  domain=header.get("domain", "float"))
     verify(graph)
     return graph
 

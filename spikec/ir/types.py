@@ -10,12 +10,16 @@ class Kind(str, enum.Enum):
 
     ``real``: floating point (membrane inputs, the image, logits).
     ``spike``: 0 or 1 (an LIF's output).
-    ``count``: a non-negative integer (a sum of spikes: the residual stream, an attention product).
+    ``count``: a non-negative integer (a sum of spikes: the residual stream, an attention product,
+    an 8-bit pixel sent as a graded spike).
+    ``current``: a signed integer synaptic input (fixed-point graphs only: the ``a_in`` a synapse
+    op delivers to a neuron compartment in one step).
     """
 
     REAL = "real"
     SPIKE = "spike"
     COUNT = "count"
+    CURRENT = "current"
 
     @property
     def is_integer(self) -> bool:

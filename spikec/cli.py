@@ -116,9 +116,23 @@ def inspect(model, arch, trust_pickle, input_shape, timesteps, sets, as_json, du
                f"{total_ops:,} dense ops per step, T = {graph.timesteps}")
 
 
+# Commands defined in other modules register here, one line each (keeps this file small).
+_COMMAND_MODULES: list[str] = []
+
+
+def _register_commands() -> None:
+    import importlib
+
+    for mod in _COMMAND_MODULES:
+        module = importlib.import_module(mod)
+        for command in getattr(module, "COMMANDS", []):
+            cli.add_command(command)
+
+
 def main(argv=None):
     """Entry point: run the CLI, turning spikec errors into one line and an exit code."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    _register_commands()
     try:
         cli.main(args=argv, prog_name="spikec", standalone_mode=False)
     except SpikecError as e:

@@ -1,0 +1,176 @@
+"""Reference Spikformer models (the torch side of spikec) and their registry.
+
+The registry itself is plain data: ``names()`` and ``config()`` work without torch. ``create()`` and
+``describe(params=True)`` import torch. ``spikec/__init__.py`` never imports this package, so the
+core (IR, passes, simulator, backends) runs where torch is absent.
+
+Config keys (a name resolves the common keys and its family's; ``create`` accepts any of them as an
+override):
+
+``family``          fixed per name: ``"v1_imagenet"`` (SPS + Conv1d/Conv2d blocks), ``"v1_cifar"``
+                    (SPS + Linear blocks) or ``"v2"`` (SCS + Conv1d/Conv2d blocks)
+``img_size``        input side in pixels (square images)
+``in_channels``     input channels
+``num_classes``     logits
+``embed_dim``       D, token channels
+``depth``           encoder blocks
+``num_heads``       attention heads (d = D / heads)
+``mlp_ratio``       hidden width of the block MLP over D
+``T``               time steps (the image is repeated T times)
+``residual``        ``"add"`` (Spikformer) or ``"iand"`` (SEW IAND, a purely binary network)
+``pool_stages``     V1 only: which of SPS's four conv blocks are followed by a max-pool
+``stem_stages``     V2 only: SCS stages (each halves H and W; 4 for 224 px, 2 for 28-32 px)
+``stem_mlp_ratio``  V2 only: conv-MLP expansion of each SCS stage
+``stem_residual``   V2 only: whether each SCS stage joins its conv-MLP to its input
+"""
+from __future__ import annotations
+
+from spikec.errors import CheckpointError, MissingEnvironmentError
+
+FAMILIES = ("v1_imagenet", "v1_cifar", "v2")
+RESIDUAL_MODES = ("add", "iand")
+
+_COMMON = dict(img_size=224, in_channels=3, num_classes=1000, mlp_ratio=4.0, T=4, residual="add")
+_V1_IMAGENET = dict(_COMMON, family="v1_imagenet", pool_stages=[0, 1, 2, 3])
+_V1_CIFAR = dict(_COMMON, family="v1_cifar", img_size=32, num_classes=10, pool_stages=[2, 3])
+_V2 = dict(_COMMON, family="v2", stem_stages=4, stem_mlp_ratio=4.0, stem_residual=True)
+
+# name -> (config, paper's parameter count in millions or None)
+_REGISTRY: dict[str, tuple[dict, float | None]] = {
+    "spikformer_8_384": (dict(_V1_IMAGENET, embed_dim=384, depth=8, num_heads=12), 16.81),
+    "spikformer_6_512": (dict(_V1_IMAGENET, embed_dim=512, depth=6, num_heads=8), 23.37),
+    "spikformer_8_512": (dict(_V1_IMAGENET, embed_dim=512, depth=8, num_heads=8), 29.68),
+    "spikformer_10_512": (dict(_V1_IMAGENET, embed_dim=512, depth=10, num_heads=8), 36.01),
+    "spikformer_8_768": (dict(_V1_IMAGENET, embed_dim=768, depth=8, num_heads=12), 66.34),
+    "spikformer_cifar_4_384": (dict(_V1_CIFAR, embed_dim=384, depth=4, num_heads=12), 9.32),
+    "spikformer_cifar_2_384": (dict(_V1_CIFAR, embed_dim=384, depth=2, num_heads=12), 5.76),
+    "spikformer_cifar_4_256": (dict(_V1_CIFAR, embed_dim=256, depth=4, num_heads=8), 4.15),
+    "spikformer_v2_8_384": (dict(_V2, embed_dim=384, depth=8, num_heads=12), 29.11),
+    "spikformer_v2_8_512": (dict(_V2, embed_dim=512, depth=8, num_heads=8), 51.55),
+    "spikformer_v2_8_512_iand": (dict(_V2, embed_dim=512, depth=8, num_heads=8, T=1,
+                                      residual="iand"), 51.55),
+    "spikformer_v2_12_512": (dict(_V2, embed_dim=512, depth=12, num_heads=8), 64.18),
+    "spikformer_v2_12_768": (dict(_V2, embed_dim=768, depth=12, num_heads=12), 143.89),
+    "spikformer_v2_16_768": (dict(_V2, embed_dim=768, depth=16, num_heads=12), 172.28),
+    # small models for 28x28 grayscale (MNIST, Fashion-MNIST): 7x7 tokens
+    "spikformer_v2_tiny": (dict(_V2, img_size=28, in_channels=1, num_classes=10, embed_dim=64,
+                                depth=2, num_heads=4, stem_stages=2), None),
+    "spikformer_v2_tiny_iand": (dict(_V2, img_size=28, in_channels=1, num_classes=10, embed_dim=64,
+                                     depth=2, num_heads=4, stem_stages=2, residual="iand"), None),
+    "spikformer_cifar_tiny": (dict(_V1_CIFAR, img_size=28, in_channels=1, embed_dim=64, depth=1,
+                                   num_heads=4), None),
+}
+
+def names() -> list[str]:
+    """Registered architecture names, in registry order."""
+    return list(_REGISTRY)
+
+
+def _lookup(name: str) -> tuple[dict, float | None]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise CheckpointError(
+            f"unknown model architecture {name!r}; known: {', '.join(_REGISTRY)}") from None
+
+
+def config(name: str) -> dict:
+    """The resolved config of ``name`` (a fresh dict of plain values: str, int, float, bool, list)."""
+    cfg, _ = _lookup(name)
+    return {k: list(v) if isinstance(v, list) else v for k, v in cfg.items()}
+
+
+def paper_params(name: str) -> float | None:
+    """The parameter count (millions) the papers give for ``name``, or None for spikec's own models."""
+    return _lookup(name)[1]
+
+
+def resolve(name: str, **overrides) -> dict:
+    """``config(name)`` with ``overrides`` applied and checked.
+
+    Raises
+    ------
+    CheckpointError
+        Unknown name, a key the family does not have, or a value of the wrong kind.
+    """
+    cfg = config(name)
+    unknown = sorted(set(overrides) - set(cfg))
+    if unknown:
+        raise CheckpointError(f"model {name!r} has no config key(s) {unknown}; "
+                              f"keys: {', '.join(sorted(cfg))}")
+    if overrides.get("family", cfg["family"]) != cfg["family"]:
+        raise CheckpointError(f"model {name!r} is of family {cfg['family']!r}, "
+                              f"not {overrides['family']!r}")
+    cfg.update({k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()})
+    if cfg["residual"] not in RESIDUAL_MODES:
+        raise CheckpointError(
+            f"model {name!r}: residual must be one of {RESIDUAL_MODES}, got {cfg['residual']!r}")
+    for key in ("img_size", "in_channels", "num_classes", "embed_dim", "depth", "num_heads", "T"):
+        if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] < 1:
+            raise CheckpointError(f"model {name!r}: {key} must be a positive integer, got {cfg[key]!r}")
+    return cfg
+
+
+def create(name: str, **overrides):
+    """Build the model ``name`` (random weights), with config ``overrides``.
+
+    Returns
+    -------
+    spikec.models.spikformer.Spikformer
+        In training mode, as torch builds it. ``model.spikec_arch`` holds ``name`` and
+        ``model.spikec_config`` the resolved config, for :func:`spikec.models.checkpoint.save_checkpoint`.
+        Input ``[B, in_channels, img_size, img_size]``, output logits ``[B, num_classes]``.
+
+    Raises
+    ------
+    CheckpointError
+        Unknown name or config key (the message lists the known ones).
+    ShapeError
+        A config whose shapes do not fit (``embed_dim`` not divisible by ``num_heads``, ...).
+    """
+    cfg = resolve(name, **overrides)
+    from spikec.models.spikformer import Spikformer
+
+    family = cfg["family"]
+    kwargs = {k: cfg[k] for k in ("img_size", "in_channels", "num_classes", "embed_dim", "depth",
+                                  "num_heads", "mlp_ratio", "T", "residual")}
+    if family == "v2":
+        kwargs.update(stem="scs", stem_stages=cfg["stem_stages"],
+                      stem_mlp_ratio=cfg["stem_mlp_ratio"], stem_residual=cfg["stem_residual"])
+    else:
+        kwargs.update(stem="sps", pool_stages=tuple(cfg["pool_stages"]),
+                      linear_blocks=family == "v1_cifar")
+    model = Spikformer(**kwargs)
+    model.spikec_arch = name
+    model.spikec_config = cfg
+    return model
+
+
+def describe(params: bool = True) -> str:
+    """One line per registered model: family, input, D, depth, heads, T, residual and (with
+    ``params``) the parameter count next to the paper's (models built on torch's meta device)."""
+    lines = []
+    for name in _REGISTRY:
+        cfg, paper = _REGISTRY[name]
+        line = (f"{name:26s} {cfg['family']:12s} {cfg['in_channels']}x{cfg['img_size']}x{cfg['img_size']:<4d}"
+                f" D={cfg['embed_dim']:<4d} depth={cfg['depth']:<3d} heads={cfg['num_heads']:<3d}"
+                f" T={cfg['T']} {cfg['residual']}")
+        if params:
+            n = count_parameters(name)
+            line += f"  {n / 1e6:8.2f}M" + (f" (paper {paper:.2f}M)" if paper is not None else "")
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def count_parameters(name: str, **overrides) -> int:
+    """Parameter count of ``name`` as the papers count it (see
+    :func:`spikec.models.spikformer.count_parameters`), built on the meta device (no memory)."""
+    try:
+        import torch
+    except ImportError:
+        raise MissingEnvironmentError("counting parameters needs torch (pip install spikec[torch])") \
+            from None
+    from spikec.models.spikformer import count_parameters as count
+
+    with torch.device("meta"):
+        return count(create(name, **overrides))

@@ -266,7 +266,7 @@ def _read_idx(path: Path) -> np.ndarray:
     data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
         raise DataError(f"{path}: header says {dims} but holds {data.size} bytes")
-    return data.reshape(dims)
+    return data.reshape(dims).copy()  # frombuffer is read-only; callers may write
 
 
 def _find_idx(directory: Path, stem: str) -> Path | None:

@@ -1,0 +1,505 @@
+"""The bit-exact simulator of a fixed-point graph (``domain='fixed'``).
+
+It computes what the target chip computes, integer for integer: Lava 0.10's ``fixed_pt`` models
+for ``loihi2``, whose arithmetic is ``spikec.target.fixedpoint``. Values are arrays ``[T, B,
+*shape]`` of integers (``final`` values ``[B, *shape]``).
+
+Layer by layer. The graph is feed-forward (no recurrent edge: every input of an op is produced by
+an earlier op), so running one op over all T steps before the next op gives exactly the values of
+running all ops step by step; only the neuron ops loop over t, inside their kernel, in the chip's
+phase order (``spikec.sim.neurons``). ``Simulator.run(..., stepwise=True)`` runs the step-by-step
+order instead (the tests check the two agree). Time here is algorithmic: the ``a_in`` a neuron
+receives at step t comes from the spikes of step t. Lava's Dense/Conv deliver it one step later;
+a backend that runs on Lava balances those delays (every path through k synapse layers is k steps
+late), which shifts every layer's spike train in time without changing it.
+
+Integers travel in float carriers where a bound proves them exact (``spikec.sim.linalg``): each
+value has a static bound on its magnitude, computed once from the weights (``_bounds``), and its
+carrier is float32 below 2**24, float64 below 2**53, int64 above. Where a wrap or saturation of the
+target could act, the kernel switches to int64 and the ``fixedpoint`` helpers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import numpy as np
+
+from spikec.errors import DataError, IRError, ShapeError, UnsupportedOpError
+from spikec.ir import fixed as F
+from spikec.ir import ops as O
+from spikec.ir.graph import Graph
+from spikec.ir.types import Kind, Rate
+from spikec.sim import events as ev
+from spikec.sim import linalg as la
+from spikec.sim.neurons import CubaLIFLayer, ReadoutLayer, overflow
+from spikec.target import fixedpoint as fx
+from spikec.target.formats import LAVA_FIXED_PT, NumberFormats
+
+
+@dataclass
+class SimResult:
+    """What one simulation produced.
+
+    Attributes
+    ----------
+    outputs : output-op name -> array (logits [B, classes] float64 for a readout output).
+    values : recorded values by name: spikes as bool [T, B, *shape], other integers as int64.
+    stats : op name -> ``LayerStats`` (graph order).
+    samples : number of samples.
+    """
+
+    outputs: dict[str, np.ndarray]
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+    stats: dict[str, ev.LayerStats] = field(default_factory=dict)
+    samples: int = 0
+
+    @property
+    def logits(self) -> np.ndarray:
+        """The first output as scores [B, classes] (per-step outputs: mean over time)."""
+        y = next(iter(self.outputs.values()))
+        return y.mean(axis=0) if y.ndim >= 3 else y
+
+    def totals(self) -> dict[str, int]:
+        """Counts summed over all ops and steps (see ``spikec.sim.events``)."""
+        return {c: sum(s.total(c) for s in self.stats.values()) for c in ev.COUNTERS}
+
+    def merge(self, other: "SimResult") -> None:
+        """Append another batch (outputs concatenated along the batch axis, counts added)."""
+        for k, v in other.outputs.items():
+            self.outputs[k] = v if k not in self.outputs else np.concatenate(
+                [self.outputs[k], v], axis=0 if v.ndim == 2 else 1)
+        for k, s in other.stats.items():
+            if k in self.stats:
+                self.stats[k].merge(s)
+            else:
+                self.stats[k] = s
+        self.samples += other.samples
+
+
+def formats_of(graph: Graph, formats: NumberFormats | None = None) -> NumberFormats:
+    """The number formats to simulate ``graph`` with: ``formats``, else the profile named by
+    ``graph.meta['target']``, else Loihi 2's (Lava ``fixed_pt``)."""
+    if formats is None:
+        target = graph.meta.get("target")
+        if target:
+            from spikec.target import load_profile
+            formats = load_profile(target).formats
+        else:
+            formats = LAVA_FIXED_PT
+    if not formats.is_lava:
+        raise UnsupportedOpError(
+            f"the bit-exact simulator computes Lava's fixed_pt arithmetic; number formats with "
+            f"arithmetic {formats.arithmetic!r} have no executable definition")
+    return formats
+
+
+class _Synapse:
+    """A conv/dense synapse op prepared for the simulator: weights per carrier, bounds, fan-out."""
+
+    def __init__(self, op, in_shape, out_shape, fmt: NumberFormats):
+        self.op = op
+        self.conv = isinstance(op, F.ConvSynapse)
+        w = np.asarray(op.weight).astype(np.int64)
+        self.w_int = w
+        self.row_abs = la.abs_row_sums(w.reshape(w.shape[0], -1))          # [out]
+        self.row_abs_max = int(self.row_abs.max()) if self.row_abs.size else 0
+        self.exp = np.asarray(op.weight_exp, dtype=np.int64)
+        self.exp_values = sorted(set(int(e) for e in self.exp))
+        self._w: dict = {}
+        if self.conv:
+            self.channel_axis = 0
+            self.fanout = ev.conv_fanout(in_shape, out_shape, w.shape[2:], op.stride, op.padding,
+                                         op.dilation, op.groups)
+        else:
+            self.channel_axis = op.axis % len(out_shape)
+            self.fanout = int(w.shape[0])
+        self.wrap_bits = fmt.conv_out_bits if self.conv else fmt.container_bits
+
+    def weight(self, dtype) -> np.ndarray:
+        if dtype not in self._w:
+            self._w[dtype] = self.w_int.astype(dtype)
+        return self._w[dtype]
+
+    def sum_bound(self, x_bound: int) -> int:
+        """Bound on |sum_k W[o, k] x[k]| over all outputs."""
+        return self.row_abs_max * int(x_bound)
+
+    def out_bound(self, x_bound: int) -> int:
+        """Bound on the magnitude of one term after the weight exponent and the wrap."""
+        b = max(_shift_bound(int(r) * int(x_bound), int(e)) for r, e in zip(self.row_abs, self.exp)) \
+            if self.row_abs.size else 0
+        return min(b, 1 << (self.wrap_bits - 1))
+
+
+def _shift_bound(b: int, e: int) -> int:
+    return b << e if e >= 0 else -(-b >> -e)
+
+
+class Simulator:
+    """Bit-exact simulator of one fixed-point graph.
+
+    Parameters
+    ----------
+    graph : Graph with ``domain == 'fixed'``.
+    formats : the target's ``NumberFormats`` (default: see ``formats_of``).
+    strict : raise ``StateOverflowError`` (naming layer, quantity, time step and neuron) wherever
+        the target would wrap or saturate, instead of computing the wrapped result.
+    fast : use the float fast paths where they are provably exact (``False``: int64 everywhere;
+        the results are identical, only slower).
+    """
+
+    def __init__(self, graph: Graph, formats: NumberFormats | None = None, *, strict: bool = False,
+                 fast: bool = True):
+        if graph.domain != "fixed":
+            raise IRError(f"the bit-exact simulator runs fixed-point graphs; this graph's domain is "
+                          f"{graph.domain!r} (compile it first, or use spikec.interp)")
+        self.graph = graph
+        self.fmt = formats_of(graph, formats)
+        self.strict, self.fast = strict, fast
+        self.specs = graph.specs
+        self.T = graph.timesteps
+        self.synapses: dict[str, _Synapse] = {}
+        for op in graph.ops:
+            if isinstance(op, (F.ConvSynapse, F.DenseSynapse)):
+                self.synapses[op.name] = _Synapse(op, self.specs[op.inputs[0]].shape,
+                                                  self.specs[op.name].shape, self.fmt)
+            elif isinstance(op, F.CubaLIF):
+                fx.check_lif_params(op.du, op.dv, op.vth, op.bias_mant, op.bias_exp, self.fmt,
+                                    op.name)
+        self.bounds = self._bounds()
+
+    # ------------------------------------------------------------------ static bounds
+    def _bounds(self) -> dict[str, int]:
+        """Upper bound on |value| of every integer value (data independent)."""
+        b: dict[str, int] = {}
+        for op in self.graph.ops:
+            ins = [b.get(i, 0) for i in op.inputs]
+            if isinstance(op, F.GradedInput):
+                b[op.name] = 1 if op.kind == "spike" else (1 << op.payload_bits) - 1
+            elif op.name in self.synapses:
+                syn = self.synapses[op.name]
+                b[op.name] = min(sum(syn.out_bound(x) for x in ins), 1 << (self.fmt.container_bits - 1))
+            elif isinstance(op, (F.CubaLIF, O.IAND)):
+                b[op.name] = 1
+            elif isinstance(op, O.Add):
+                b[op.name] = ins[0] + ins[1]
+            elif isinstance(op, O.SpikeMatmul):
+                b[op.name] = self.specs[op.inputs[0]].shape[-1] * ins[0] * ins[1]
+            elif isinstance(op, F.Readout):
+                b[op.name] = 0
+            else:  # output, reshape, transpose, maxpool2d
+                b[op.name] = ins[0]
+        return b
+
+    # ------------------------------------------------------------------ running
+    def run(self, data, *, record: Iterable[str] | str | None = None,
+            stepwise: bool = False) -> SimResult:
+        """Simulate ``graph.timesteps`` steps on one batch.
+
+        Parameters
+        ----------
+        data : raw integer samples [B, *input shape] (uint8 pixels; [B, T, *shape] for a
+            ``sequence`` input), or a dict by input-op name.
+        record : names of values to keep (``"all"``: every value), e.g. the ``cuba_lif`` ops.
+        stepwise : run step by step (every op at t before any op at t + 1) instead of layer by
+            layer; identical results, slower. For tests.
+        """
+        if stepwise:
+            return self._run_stepwise(data, record)
+        specs = self.specs
+        data = self._data_dict(data)
+        keep = set(specs) if record == "all" else set(record or ())
+        refcount: dict[str, int] = {}
+        for op in self.graph.ops:
+            for i in op.inputs:
+                refcount[i] = refcount.get(i, 0) + 1
+        env: dict[str, np.ndarray] = {}
+        batch = None
+        res = SimResult(outputs={})
+        for op in self.graph.ops:
+            stats = ev.LayerStats(op.name, op.OPCODE, _neurons(op, specs[op.name]), self.T)
+            if op.ARITY == 0:
+                y = self._source(op, data)
+                batch = y.shape[1]
+            else:
+                y = self._apply(op, [env[i] for i in op.inputs], stats)
+            env[op.name] = y
+            res.stats[op.name] = stats
+            if isinstance(op, O.Output):
+                res.outputs[op.name] = y
+            if op.name in keep:
+                res.values[op.name] = _recorded(y, specs[op.name].kind)
+            for i in op.inputs:
+                refcount[i] -= 1
+                if refcount[i] == 0:
+                    del env[i]
+        for s in res.stats.values():
+            s.samples = batch or 0
+        res.samples = batch or 0
+        return res
+
+    def _run_stepwise(self, data, record) -> SimResult:
+        """Step-by-step order: every op at step t before any op at t + 1 (neuron state carried
+        across steps in int64, no fast path)."""
+        data = self._data_dict(data)
+        sources = {op.name: self._source(op, data) for op in self.graph.inputs}
+        neurons = {}
+        for op in self.graph.ops:
+            if isinstance(op, F.CubaLIF):
+                neurons[op.name] = CubaLIFLayer(op, self.fmt, strict=self.strict, fast=False)
+            elif isinstance(op, F.Readout):
+                neurons[op.name] = ReadoutLayer(op, self.fmt, strict=self.strict)
+        steps: list[dict[str, np.ndarray]] = []
+        for t in range(self.T):
+            env: dict[str, np.ndarray] = {}
+            for op in self.graph.ops:
+                if self.specs[op.name].rate is Rate.FINAL and not isinstance(op, F.Readout):
+                    continue                      # outputs of final values: read after the loop
+                args = [env[i] for i in op.inputs]
+                if op.ARITY == 0:
+                    y = sources[op.name][t:t + 1]
+                elif isinstance(op, F.CubaLIF):
+                    layer = neurons[op.name]
+                    if t == 0:
+                        layer.reset_state(args[0].shape[1:])
+                    y = layer.step(la.to_int64(args[0][0]), t)[None].astype(np.float32)
+                elif isinstance(op, F.Readout):
+                    neurons[op.name].step(args[0][0], t)
+                    y = None
+                else:
+                    y = self._apply(op, args, ev.LayerStats(op.name, op.OPCODE, 0, 1))
+                env[op.name] = y
+            steps.append(env)
+        keep = set(self.specs) if record == "all" else set(record or ())
+        res = SimResult(outputs={})
+        final: dict[str, np.ndarray] = {}
+        for op in self.graph.ops:
+            if isinstance(op, F.Readout):
+                y = final[op.name] = neurons[op.name].result()
+            elif self.specs[op.name].rate is Rate.FINAL:
+                y = final[op.name] = final[op.inputs[0]]
+            else:
+                y = np.concatenate([e[op.name] for e in steps], axis=0)
+            if isinstance(op, O.Output):
+                res.outputs[op.name] = y
+            if op.name in keep:
+                res.values[op.name] = _recorded(y, self.specs[op.name].kind)
+        first = next(iter(sources.values()))
+        res.samples = first.shape[1]
+        return res
+
+    def _data_dict(self, data) -> dict:
+        if not isinstance(data, dict):
+            if len(self.graph.inputs) != 1:
+                raise ShapeError(f"graph has {len(self.graph.inputs)} inputs; pass a dict by name")
+            data = {self.graph.inputs[0].name: data}
+        return data
+
+    # ------------------------------------------------------------------ sources
+    def _source(self, op: F.GradedInput, data: dict) -> np.ndarray:
+        """Raw samples -> [T, B, *shape] in the input's carrier (a broadcast view for ``repeat``)."""
+        if op.name not in data:
+            raise ShapeError(f"no data for input {op.name!r}")
+        raw = np.asarray(data[op.name])
+        shape = tuple(op.shape)
+        if op.encoding == "repeat":
+            if raw.ndim != len(shape) + 1 or raw.shape[1:] != shape:
+                raise ShapeError(f"input {op.name!r}: the model expects samples of shape "
+                                 f"{_fmt_shape(shape)}, the data has {_fmt_shape(raw.shape[1:])}")
+        elif raw.ndim != len(shape) + 2 or raw.shape[1] != self.T or raw.shape[2:] != shape:
+            raise ShapeError(f"input {op.name!r}: the model expects sequences of shape "
+                             f"[B, {self.T}, {', '.join(map(str, shape))}], the data has "
+                             f"{list(raw.shape)}")
+        if raw.dtype.kind not in "iub":
+            raise DataError(f"input {op.name!r}: the chip takes raw integer samples (uint8 pixels), "
+                            f"got dtype {raw.dtype}")
+        hi = 1 if op.kind == "spike" else (1 << op.payload_bits) - 1
+        if raw.size and (int(raw.min()) < 0 or int(raw.max()) > hi):
+            raise DataError(f"input {op.name!r}: values must lie in [0, {hi}] ({op.kind} input, "
+                            f"{op.payload_bits}-bit payload), got [{int(raw.min())}, {int(raw.max())}]")
+        x = raw.astype(la.carrier(hi))
+        if op.pad:
+            p = op.pad
+            x = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(p, p), (p, p)])
+        if op.encoding == "repeat":
+            return np.broadcast_to(x, (self.T,) + x.shape)
+        return np.ascontiguousarray(x.swapaxes(0, 1))
+
+    # ------------------------------------------------------------------ op kernels
+    def _apply(self, op, args: list[np.ndarray], stats: ev.LayerStats) -> np.ndarray:
+        if op.name in self.synapses:
+            return self._synapse(self.synapses[op.name], args, stats)
+        if isinstance(op, F.CubaLIF):
+            layer = CubaLIFLayer(op, self.fmt, strict=self.strict, fast=self.fast)
+            y = layer.run(args[0])
+            stats.add("spikes", ev.nonzero_per_step(y))
+            stats.add("neuron_updates", np.full(self.T, y[0].size, dtype=np.int64))
+            return y
+        if isinstance(op, F.Readout):
+            stats.add("neuron_updates", np.full(self.T, int(np.prod(self.specs[op.name].shape))
+                                                * args[0].shape[1], dtype=np.int64))
+            return ReadoutLayer(op, self.fmt, strict=self.strict).run(args[0])
+        if isinstance(op, O.SpikeMatmul):
+            return self._spike_matmul(op, *args, stats)
+        if isinstance(op, O.Add):
+            dt = la.carrier(self.bounds[op.name])
+            return np.add(la.as_carrier(args[0], dt), la.as_carrier(args[1], dt))
+        if isinstance(op, O.IAND):
+            a, s = args
+            return s * (1 - a)
+        if isinstance(op, O.MaxPool2d):
+            x = args[0]
+            y = la.maxpool2d(x.reshape((-1,) + x.shape[2:]), op.kernel, op.stride, op.padding)
+            return y.reshape(x.shape[:2] + y.shape[1:])
+        if isinstance(op, O.Reshape):
+            return args[0].reshape(args[0].shape[:2] + tuple(op.shape))
+        if isinstance(op, O.Transpose):
+            return np.ascontiguousarray(args[0].transpose((0, 1) + tuple(p + 2 for p in op.perm)))
+        if isinstance(op, O.Output):
+            return args[0]
+        raise UnsupportedOpError(f"op {op.name!r}: the bit-exact simulator has no kernel for "
+                                 f"{op.OPCODE}")
+
+    def _synapse(self, syn: _Synapse, args, stats: ev.LayerStats) -> np.ndarray:
+        op = syn.op
+        T = self.T
+        total = None
+        total_bound = 0
+        for k, x in enumerate(args):
+            in_spec = self.specs[op.inputs[k]]
+            nz = ev.nonzero_per_step(x)
+            stats.add("input_events", nz)
+            if in_spec.kind is Kind.COUNT:
+                stats.add("graded_events", nz)
+            if syn.conv:
+                stats.add("synaptic_events", ev.conv_synaptic_events(x, syn.fanout))
+            else:
+                stats.add("synaptic_events", nz * syn.fanout)
+            xb = self.bounds[op.inputs[k]]
+            a = self._synapse_term(syn, x, xb, in_spec.kind is Kind.COUNT)
+            b = syn.out_bound(xb)
+            if total is None:
+                total, total_bound = a, b
+            else:
+                total_bound += b
+                dt = la.carrier(total_bound)
+                total = np.add(la.as_carrier(total, dt), la.as_carrier(a, dt))
+        if total_bound >= 1 << (self.fmt.container_bits - 1):
+            # the receiving port sums the terms into one int32 (Lava's in-port)
+            total = fx.wrap_signed(la.to_int64(total), self.fmt.container_bits)
+        return total
+
+    def _synapse_term(self, syn: _Synapse, x: np.ndarray, x_bound: int, graded: bool) -> np.ndarray:
+        """One input's weighted sum, shifted by the weight exponent and wrapped like the target."""
+        op = syn.op
+        T, B = x.shape[:2]
+        invariant = x.strides[0] == 0 and T > 1      # the same input every step (repeat encoding)
+        xs = x[:1] if invariant else x
+        sum_bound = syn.sum_bound(x_bound)
+        dt = la.carrier(sum_bound)
+        flat = la.as_carrier(xs.reshape((-1,) + xs.shape[2:]), dt)
+        if syn.conv:
+            acc = la.conv2d(np.ascontiguousarray(flat), syn.weight(dt), op.stride, op.padding,
+                            op.dilation, op.groups)
+        else:
+            acc = la.dense_matmul(flat, syn.weight(dt), op.axis)
+        acc = acc.reshape(xs.shape[:2] + acc.shape[1:])
+        ch = syn.channel_axis + 2
+        out_bound = max(_shift_bound(sum_bound, e) for e in syn.exp_values)
+        wrap_limit = 1 << (syn.wrap_bits - 1)
+        if out_bound < wrap_limit and dt.kind == "f" and la.carrier(out_bound).kind == "f":
+            y = self._shift_float(acc, syn, la.wider(dt, la.carrier(out_bound)), ch)
+        else:
+            y = self._shift_wrap_int(acc, syn, ch, graded)
+        if invariant:
+            y = np.broadcast_to(y, (T,) + y.shape[1:])
+        return y
+
+    @staticmethod
+    def _shift_float(acc, syn: _Synapse, dt, ch: int) -> np.ndarray:
+        """``shift(acc, e)`` per output channel in a float carrier: ``acc * 2**e``, floored for
+        e < 0 (the arithmetic right shift rounds toward -inf). Exact: scaling by a power of two."""
+        if syn.exp_values == [0]:
+            return la.as_carrier(acc, dt)
+        shape = [1] * acc.ndim
+        shape[ch] = -1
+        scale = np.ldexp(np.ones(syn.exp.shape, dt), syn.exp.astype(np.int32)).astype(dt)
+        y = la.as_carrier(acc, dt) * scale.reshape(shape)
+        if syn.exp_values[0] < 0:
+            np.floor(y, out=y)
+        return y
+
+    def _shift_wrap_int(self, acc, syn: _Synapse, ch: int, graded: bool) -> np.ndarray:
+        """int64 path where a wrap may act: Lava's Dense (``scale_dendritic_sum``: int32 container,
+        graded sums wrap before the shift) or Conv (shift, then the 24-bit wrap of its output)."""
+        fmt = self.fmt
+        acc = la.to_int64(acc)
+        out = np.empty_like(acc)
+        idx = [slice(None)] * acc.ndim
+        for e in syn.exp_values:
+            sel = np.flatnonzero(syn.exp == e)
+            idx[ch] = sel
+            part = acc[tuple(idx)]
+            shifted = part << e if e >= 0 else part >> -e
+            if syn.conv:
+                y = fx.wrap_signed(shifted, fmt.conv_out_bits)
+                limit, bits = f"{fmt.conv_out_bits}-bit conv output", fmt.conv_out_bits
+            else:
+                y = fx.scale_dendritic_sum(part, e, fmt, graded=graded)
+                limit, bits = f"int{fmt.container_bits} dendritic sum", fmt.container_bits
+            if self.strict:
+                ok = fx.fits_signed(shifted, bits) & fx.fits_signed(part, fmt.container_bits)
+                if not ok.all():
+                    bad = tuple(int(i) for i in np.argwhere(~ok)[0])
+                    raise overflow(syn.op.name, f"synaptic output a_out ({limit})", bad[0],
+                                   shifted[bad[0]], ok[bad[0]], f"{bits}-bit signed")
+            out[tuple(idx)] = y
+        return out
+
+    def _spike_matmul(self, op, a, b, stats: ev.LayerStats) -> np.ndarray:
+        stats.add("ssa_ops", ev.ssa_ops(a, b))
+        dt = la.carrier(self.bounds[op.name])
+        return np.matmul(la.as_carrier(a, dt), la.as_carrier(b, dt))
+
+
+def _neurons(op, spec) -> int:
+    if isinstance(op, (F.CubaLIF, F.Readout)):
+        return int(np.prod(spec.shape)) if spec.shape else 1
+    return 0
+
+
+def _recorded(y: np.ndarray, kind: Kind) -> np.ndarray:
+    if kind is Kind.SPIKE:
+        return y != 0
+    if kind is Kind.REAL:
+        return np.array(y)
+    return la.to_int64(np.asarray(y)).copy()
+
+
+def _fmt_shape(shape) -> str:
+    return "(" + ", ".join(str(int(d)) for d in shape) + ")"
+
+
+def simulate(graph: Graph, data, *, formats: NumberFormats | None = None, strict: bool = False,
+             batch_size: int = 32, record: Iterable[str] | str | None = None,
+             progress=None) -> SimResult:
+    """Simulate ``graph`` on ``data`` [N, ...] in batches; outputs concatenated, counts summed.
+
+    ``progress(n)`` is called after each batch with its size.
+    """
+    sim = Simulator(graph, formats, strict=strict)
+    data = np.asarray(data)
+    total: SimResult | None = None
+    for s in range(0, len(data), batch_size):
+        r = sim.run(data[s:s + batch_size], record=record)
+        if total is None:
+            total = r
+        else:
+            values = {k: np.concatenate([total.values[k], v], axis=1 if v.ndim > 1 else 0)
+                      for k, v in r.values.items()}
+            total.merge(r)
+            total.values = values
+        if progress:
+            progress(r.samples)
+    return total if total is not None else SimResult(outputs={})

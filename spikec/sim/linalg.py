@@ -1,0 +1,131 @@
+"""Exact integer linear algebra through BLAS.
+
+Every value the simulator holds is an array of integers. Where a bound on the magnitudes is known,
+the integers travel in a floating-point *carrier* so that matrix products run through BLAS:
+
+* ``float32`` holds every integer of magnitude ``<= 2**24`` exactly,
+* ``float64`` every integer of magnitude ``<= 2**53``,
+* ``int64`` everything else (numpy's integer matmul: exact, slow).
+
+A product ``sum_k W[o, k] x[k]`` of integers is computed exactly in a float carrier when
+``max_o sum_k |W[o, k]| * max|x| <= 2**24`` (resp. ``2**53``): every partial sum, in whatever order
+BLAS adds, is an integer bounded by that sum, hence representable, so no rounding ever happens
+(fused multiply-adds included). ``carrier(bound)`` picks the narrowest carrier for a bound; the
+callers compute the bound of each layer from its weights and the bound of its input.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+#: Largest magnitude up to which every integer is exact in each float carrier.
+EXACT_FLOAT32 = 1 << 24
+EXACT_FLOAT64 = 1 << 53
+
+#: Memory budget of one im2col block (bytes); larger inputs are processed in sample chunks.
+IM2COL_BYTES = 64 << 20
+
+
+def carrier(bound: int) -> np.dtype:
+    """Narrowest dtype that holds every integer of magnitude ``<= bound`` exactly (and every
+    partial sum of a product whose absolute sum is ``<= bound``)."""
+    if bound <= EXACT_FLOAT32:
+        return np.dtype(np.float32)
+    if bound <= EXACT_FLOAT64:
+        return np.dtype(np.float64)
+    return np.dtype(np.int64)
+
+
+def wider(a: np.dtype, b: np.dtype) -> np.dtype:
+    """The wider of two carriers (float32 < float64 < int64)."""
+    order = [np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64)]
+    return order[max(order.index(np.dtype(a)), order.index(np.dtype(b)))]
+
+
+def as_carrier(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``x`` converted to ``dtype`` (no copy when it already is). Float -> int64 conversion is exact
+    because every carried value is an integer."""
+    return x if x.dtype == dtype else x.astype(dtype)
+
+
+def to_int64(x: np.ndarray) -> np.ndarray:
+    """The carried integers as int64 (exact)."""
+    return x if x.dtype == np.int64 else x.astype(np.int64)
+
+
+def abs_row_sums(weight2d: np.ndarray) -> np.ndarray:
+    """``sum_k |W[o, k]|`` per output row as Python-int-safe int64 [out]."""
+    return np.abs(weight2d.astype(np.int64)).sum(axis=1)
+
+
+def dense_matmul(x: np.ndarray, weight: np.ndarray, axis: int) -> np.ndarray:
+    """``y[..., o, ...] = sum_i W[o, i] x[..., i, ...]`` along per-sample ``axis`` of ``x`` [N, *shape].
+
+    ``weight`` [out, in] already in ``x``'s carrier dtype. Contracts without copying ``x`` when the
+    feature axis is the last one (``x @ W.T``) or the one before it (``W @ x``: the ``(C, N)`` token
+    layout of kernel-1 Conv1d attention).
+    """
+    a = axis % (x.ndim - 1) + 1
+    if a == x.ndim - 1:
+        return np.matmul(x, weight.T)
+    if a == x.ndim - 2:
+        return np.matmul(weight, x)
+    xm = np.moveaxis(x, a, -2)
+    return np.ascontiguousarray(np.moveaxis(np.matmul(weight, xm), -2, a))
+
+
+def conv2d(x: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups: int) -> np.ndarray:
+    """Cross-correlation like ``torch.nn.functional.conv2d`` (zero padding), exact in ``x``'s carrier.
+
+    ``x`` [N, C, H, W], ``weight`` [O, C/groups, kh, kw] in the same dtype; returns [N, O, Ho, Wo].
+    Per sample one GEMM ``W[O, C kh kw] @ cols[C kh kw, Ho Wo]`` (im2col built by kh*kw strided
+    copies, in chunks of samples), so the output lands in NCHW without a transpose. 1x1 kernels and
+    non-overlapping patch kernels (kernel == stride, no padding) skip the window copies.
+    """
+    n, c, h, w = x.shape
+    o, cg, kh, kw = weight.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    if groups != 1:
+        og = o // groups
+        return np.concatenate(
+            [conv2d(np.ascontiguousarray(x[:, g * cg:(g + 1) * cg]), weight[g * og:(g + 1) * og],
+                    stride, padding, dilation, 1) for g in range(groups)], axis=1)
+    w2d = weight.reshape(o, cg * kh * kw)
+    if kh == kw == 1 and (sh, sw) == (1, 1) and (ph, pw) == (0, 0):
+        return np.matmul(w2d, x.reshape(n, c, h * w)).reshape(n, o, ho, wo)
+    if (kh, kw) == (sh, sw) and (ph, pw) == (0, 0) and (dh, dw) == (1, 1):
+        # patchify: space-to-depth, one copy of the input, then a 1x1 product
+        xs = x[:, :, :ho * kh, :wo * kw].reshape(n, c, ho, kh, wo, kw)
+        cols = xs.transpose(0, 1, 3, 5, 2, 4).reshape(n, c * kh * kw, ho * wo)
+        return np.matmul(w2d, cols).reshape(n, o, ho, wo)
+    xp = np.pad(x, [(0, 0), (0, 0), (ph, ph), (pw, pw)]) if ph or pw else x
+    out = np.empty((n, o, ho * wo), dtype=x.dtype)
+    per_sample = c * kh * kw * ho * wo * x.dtype.itemsize
+    chunk = max(1, IM2COL_BYTES // max(per_sample, 1))
+    cols = np.empty((min(chunk, n), c, kh, kw, ho, wo), dtype=x.dtype)
+    for s in range(0, n, chunk):
+        m = min(chunk, n - s)
+        for u in range(kh):
+            for v in range(kw):
+                cols[:m, :, u, v] = xp[s:s + m, :, u * dh:u * dh + sh * (ho - 1) + 1:sh,
+                                       v * dw:v * dw + sw * (wo - 1) + 1:sw]
+        np.matmul(w2d, cols[:m].reshape(m, c * kh * kw, ho * wo), out=out[s:s + m])
+    return out.reshape(n, o, ho, wo)
+
+
+def maxpool2d(x: np.ndarray, kernel, stride, padding) -> np.ndarray:
+    """Max pooling of x [N, C, H, W] with padding by the dtype's lowest value (the ``-inf`` of the
+    float IR): one ``np.maximum`` per kernel offset over the output, no window copies."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    n, c, h, w = x.shape
+    ho = (h + 2 * ph - kh) // sh + 1
+    wo = (w + 2 * pw - kw) // sw + 1
+    low = np.iinfo(x.dtype).min if x.dtype.kind in "iu" else -np.inf
+    xp = np.pad(x, [(0, 0), (0, 0), (ph, ph), (pw, pw)], constant_values=low) if ph or pw else x
+    out = None
+    for u in range(kh):
+        for v in range(kw):
+            win = xp[:, :, u:u + sh * (ho - 1) + 1:sh, v:v + sw * (wo - 1) + 1:sw]
+            out = win.copy() if out is None else np.maximum(out, win, out=out)
+    return out

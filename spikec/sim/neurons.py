@@ -1,0 +1,240 @@
+"""Neuron compartments of the bit-exact simulator: Loihi's CUBA LIF and the readout accumulator.
+
+The arithmetic is ``spikec.target.fixedpoint`` (Lava 0.10's ``fixed_pt`` models); this module only
+orders it into the chip's phases and keeps the state. ``CubaLIFLayer.step`` is the executable spec:
+int64, one helper call per phase, in the order of Lava's ``PyLifModelBitAcc.run_spk``:
+
+1. receive ``a_in`` (Lava's in-port adds the int32 messages of every connected synapse; a value
+   beyond int16 is *not* truncated: Lava's port buffer is int16 but ``zeros(int16) + int32``
+   promotes to int32, checked against Lava itself),
+2. current ``u <- wrap_u(decay(u, du + 1) + (a_in << 6))`` (24-bit single-period wrap),
+3. voltage ``v <- clip(decay(v, dv) + u + (bias_mant << bias_exp))`` (symmetric 24-bit clip),
+4. threshold ``s <- v > (vth << 6)``,
+5. reset ``v <- 0 where s`` (u is not reset).
+
+``CubaLIFLayer.run`` advances all T steps of a layer. It uses a *fast path* that computes the same
+integers in a float carrier and falls back to ``step`` for any step where that is not provably
+exact (see ``_fast_step``); ``fast=False`` runs ``step`` everywhere. Tests check both against
+``fixedpoint.lif_step``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from spikec.errors import StateOverflowError
+from spikec.ir.fixed import CubaLIF, Readout
+from spikec.target import fixedpoint as fx
+from spikec.target.formats import NumberFormats
+
+
+def overflow(layer: str, quantity: str, t: int, values: np.ndarray, ok: np.ndarray,
+             limit: str) -> StateOverflowError:
+    """A ``StateOverflowError`` naming layer, quantity, time step, sample and neuron index.
+
+    ``values``/``ok`` are [B, *neuron shape]: the first offending element is reported.
+    """
+    bad = np.argwhere(~np.broadcast_to(ok, values.shape))
+    first = tuple(int(i) for i in bad[0])
+    return StateOverflowError(
+        f"layer {layer!r}: {quantity} out of range at time step {t}, sample {first[0]}, neuron "
+        f"{first[1:]} (value {int(values[first])}, limit {limit}; {len(bad)} element(s) this step); "
+        "lower the layer's scale, or simulate without strict mode to get the chip's wrapped result")
+
+
+def _pow2_or_zero(n: int) -> bool:
+    return n == 0 or (n > 0 and n & (n - 1) == 0)
+
+
+class CubaLIFLayer:
+    """State and parameters of one ``cuba_lif`` op over a batch.
+
+    Parameters
+    ----------
+    op : CubaLIF
+    fmt : NumberFormats of the target (Lava arithmetic).
+    strict : raise ``StateOverflowError`` where the chip would wrap ``u``, saturate ``v`` or receive
+        an ``a_in`` wider than ``fmt.a_in_bits``.
+    fast : allow the float fast path (bit-identical; see ``_fast_step``).
+    """
+
+    def __init__(self, op: CubaLIF, fmt: NumberFormats, *, strict: bool = False, fast: bool = True):
+        fx.check_lif_params(op.du, op.dv, op.vth, op.bias_mant, op.bias_exp, fmt, op.name)
+        self.name, self.fmt, self.strict = op.name, fmt, strict
+        self.du, self.dv = int(op.du), int(op.dv)
+        self.vth = np.asarray(op.vth, dtype=np.int64)
+        self.bias_mant = np.asarray(op.bias_mant, dtype=np.int64)
+        self.bias_exp = np.asarray(op.bias_exp, dtype=np.int64)
+        self.bias = fx.effective_bias(self.bias_mant, self.bias_exp, fmt)        # int64 [shape]
+        self.threshold = fx.effective_threshold(self.vth, fmt)                  # int64 [shape]
+        # fast-path constants: decay factors (4096 - d - offset) as exact fractions of 2**12
+        self.factor_u = fmt.decay_unity - (self.du + fmt.u_decay_offset)
+        self.factor_v = fmt.decay_unity - (self.dv + fmt.v_decay_offset)
+        exact32 = _pow2_or_zero(self.factor_u) and _pow2_or_zero(self.factor_v)
+        self.dtype = np.dtype(np.float32 if exact32 else np.float64)
+        self.fast = fast
+        # the same constants in the fast path's carrier (exact: |bias| < 2**20, vth << 6 < 2**23)
+        b, th = self.bias, self.threshold
+        self._bias_f = None if not b.any() else (
+            self.dtype.type(b.flat[0]) if (b == b.flat[0]).all() else b.astype(self.dtype))
+        self._threshold_f = (self.dtype.type(th.flat[0]) if th.size and (th == th.flat[0]).all()
+                             else th.astype(self.dtype))
+        self.u = self.v = None
+        self.exact_steps = 0          # steps the fast path handed to ``step`` (diagnostics)
+
+    # ------------------------------------------------------------------ the chip's phases (int64)
+    def reset_state(self, batch_shape: tuple[int, ...]) -> None:
+        """u = v = 0 for every neuron (Lava's initial state)."""
+        self.u = np.zeros(batch_shape, dtype=np.int64)
+        self.v = np.zeros(batch_shape, dtype=np.int64)
+
+    def step(self, a_in: np.ndarray, t: int) -> np.ndarray:
+        """One time step, phase by phase, int64 (the reference). Returns spikes (bool)."""
+        fmt = self.fmt
+        u, v = self.u.astype(np.int64, copy=False), self.v.astype(np.int64, copy=False)
+        # 1. synaptic input: the int32 sum of the messages that arrived (not truncated to int16)
+        a_in = fx.wrap_signed(np.asarray(a_in).astype(np.int64), fmt.container_bits)
+        if self.strict:
+            ok = fx.fits_signed(a_in, fmt.a_in_bits)
+            if not ok.all():
+                raise overflow(self.name, f"synaptic input a_in (int{fmt.a_in_bits})", t, a_in, ok,
+                               f"[{fmt.a_in_min}, {fmt.a_in_max}]")
+        # 2. current: decay with the (du + 1) offset, add the MSB-aligned input, 24-bit wrap
+        u_sum = fx.wrap_signed(fx.decay_current(u, self.du, fmt) + fx.synaptic_input(a_in, fmt),
+                               fmt.container_bits)
+        if self.strict:
+            ok = fx.fits_signed(u_sum, fmt.state_bits, symmetric=True)
+            if not ok.all():
+                raise overflow(self.name, f"current u ({fmt.state_bits}-bit, would wrap)", t, u_sum,
+                               ok, f"+-{fmt.state_max}")
+        u = fx.wrap_current(u_sum, fmt)
+        # 3. voltage: decay, add current and bias, symmetric 24-bit clip
+        v_sum = fx.wrap_signed(fx.decay_voltage(v, self.dv, fmt) + u + self.bias, fmt.container_bits)
+        if self.strict:
+            ok = fx.fits_signed(v_sum, fmt.state_bits, symmetric=True)
+            if not ok.all():
+                raise overflow(self.name, f"voltage v ({fmt.state_bits}-bit, would saturate)", t,
+                               v_sum, ok, f"+-{fmt.state_max}")
+        v = fx.clip_signed(v_sum, fmt.state_bits, symmetric=True)
+        # 4. threshold: strictly greater than vth << 6
+        spikes = v > self.threshold
+        # 5. reset: v = 0 where the neuron fired
+        v = np.where(spikes, 0, v)
+        self.u, self.v = u, v
+        return spikes
+
+    # ------------------------------------------------------------------ all steps of a layer
+    def run(self, a_in: np.ndarray) -> np.ndarray:
+        """Advance T steps. ``a_in`` [T, B, *shape] integers in any carrier; returns spikes as a
+        float32 0/1 array [T, B, *shape] (the carrier of the next layer's products)."""
+        T = a_in.shape[0]
+        out = np.empty(a_in.shape, dtype=np.float32)
+        self.reset_state(a_in.shape[1:])
+        fast_state = None
+        if self.fast:
+            fast_state = (np.zeros(a_in.shape[1:], self.dtype), np.zeros(a_in.shape[1:], self.dtype))
+        for t in range(T):
+            if fast_state is not None:
+                res = self._fast_step(fast_state[0], fast_state[1], a_in[t])
+                if res is not None:
+                    fast_state = res[0], res[1]
+                    out[t] = res[2]
+                    continue
+                # not provably exact this step: redo it in int64 from the last exact state
+                self.u, self.v = fast_state[0].astype(np.int64), fast_state[1].astype(np.int64)
+                fast_state = None
+            out[t] = self.step(a_in[t], t)
+            self.exact_steps += 1
+            if self.fast and self._fits_fast(self.u) and self._fits_fast(self.v):
+                fast_state = self.u.astype(self.dtype), self.v.astype(self.dtype)
+        if fast_state is not None:
+            self.u, self.v = fast_state[0].astype(np.int64), fast_state[1].astype(np.int64)
+        return out
+
+    def _fits_fast(self, x: np.ndarray) -> bool:
+        lim = self.fmt.state_max
+        return x.size == 0 or (int(x.max()) <= lim and int(x.min()) >= -lim)
+
+    def _fast_step(self, u, v, a_in):
+        """The same step in a float carrier, or None where it might differ from ``step``.
+
+        Exactness: u and v hold integers of magnitude <= 2**23 - 1. A decay factor f/4096 that is 0
+        or a power of two scales exactly in float32; any other f makes ``u * f`` an integer below
+        2**36, exact in float64 (``self.dtype`` is chosen so), and ``trunc`` of the exact quotient
+        is the sign-magnitude shift. ``a_in * 64`` is exact (a power of two). A sum whose exact value
+        exceeds 2**24 in magnitude may round, but stays >= 2**24 in magnitude, so every test below
+        against 2**23 - 1 gives the exact answer; a current outside +-(2**23 - 1) (where Lava would
+        wrap, possibly after an int32 wrap of ``a_in << 6``) returns None, and so does any strict-mode
+        violation, so that ``step`` redoes it (and raises).
+        """
+        fmt, dt = self.fmt, self.dtype
+        lim = fmt.state_max
+        a = a_in if a_in.dtype == dt else a_in.astype(dt)
+        if self.strict and a.size and (a.max() > fmt.a_in_max or a.min() < fmt.a_in_min):
+            return None
+        u_new = a * dt.type(1 << fmt.weight_shift)
+        if self.factor_u:
+            d = u * dt.type(self.factor_u / fmt.decay_unity)
+            np.trunc(d, out=d)
+            u_new += d
+        if u_new.size and (u_new.max() > lim or u_new.min() < -lim):
+            return None
+        if self.factor_v == fmt.decay_unity:
+            v_new = v + u_new
+        else:
+            v_new = v * dt.type(self.factor_v / fmt.decay_unity)
+            np.trunc(v_new, out=v_new)
+            v_new += u_new
+        if self._bias_f is not None:
+            v_new += self._bias_f
+        if self.strict and v_new.size and (v_new.max() > lim or v_new.min() < -lim):
+            return None
+        np.clip(v_new, -lim, lim, out=v_new)
+        spikes = v_new > self._threshold_f
+        np.copyto(v_new, 0, where=spikes)
+        return u_new, v_new, spikes
+
+
+class ReadoutLayer:
+    """The host-read accumulator of a ``readout`` op (int64: classes only, cheap).
+
+    Per step: ``acc <- clip(acc + (a_in << 6))`` with the symmetric 24-bit clip of ``v``, where
+    ``a_in`` is the int32 sum over ``sum_axes`` (every token's synapses reach the same class
+    compartment, whose in-port adds them). After the last step the host computes
+    ``scale * acc + offset`` in float64.
+    """
+
+    def __init__(self, op: Readout, fmt: NumberFormats, *, strict: bool = False):
+        self.op, self.fmt, self.strict = op, fmt, strict
+        self.acc = None
+
+    def step(self, a_in: np.ndarray, t: int) -> None:
+        """One step; ``a_in`` [B, *input shape] integers."""
+        op, fmt = self.op, self.fmt
+        a = np.asarray(a_in).astype(np.int64)
+        axes = tuple(sorted({x % (a.ndim - 1) + 1 for x in op.sum_axes}))
+        if axes:
+            a = a.sum(axis=axes)
+        a = fx.wrap_signed(a, fmt.container_bits)
+        if self.strict:
+            ok = fx.fits_signed(a, fmt.a_in_bits)
+            if not ok.all():
+                raise overflow(op.name, f"synaptic input a_in (int{fmt.a_in_bits})", t, a, ok,
+                               f"[{fmt.a_in_min}, {fmt.a_in_max}]")
+        acc_sum = (0 if self.acc is None else self.acc) + fx.synaptic_input(a, fmt)
+        if self.strict:
+            ok = fx.fits_signed(acc_sum, fmt.state_bits, symmetric=True)
+            if not ok.all():
+                raise overflow(op.name, f"accumulator ({fmt.state_bits}-bit, would saturate)", t,
+                               np.asarray(acc_sum), ok, f"+-{fmt.state_max}")
+        self.acc = fx.clip_signed(acc_sum, fmt.state_bits, symmetric=True)
+
+    def result(self) -> np.ndarray:
+        """The logits the host reads: ``scale * acc + offset``, float64 [B, *shape]."""
+        return self.op.scale * self.acc.astype(np.float64) + np.asarray(self.op.offset, np.float64)
+
+    def run(self, a_in: np.ndarray) -> np.ndarray:
+        """All T steps of ``a_in`` [T, B, ...]; returns ``result()``."""
+        self.acc = None
+        for t in range(a_in.shape[0]):
+            self.step(a_in[t], t)
+        return self.result()

@@ -33,18 +33,38 @@ if ! is_py310 "$VENV/bin/python"; then
 fi
 LPY="$VENV/bin/python"
 
+# pip's own output goes to a log that is shown only when a step fails.
+quiet() {
+    local log
+    log=$(mktemp)
+    if ! "$@" >"$log" 2>&1; then
+        cat "$log" >&2
+        rm -f "$log"
+        echo "setup_lava.sh: failed: $*" >&2
+        exit 1
+    fi
+    rm -f "$log"
+}
+
+# lava-nc 0.10.0 pins networkx<=2.8.7; spikec's core only builds a networkx.DiGraph, which 2.8 has.
+LAVA_DEPS=("lava-nc==0.10.0" "numpy<2" "networkx<=2.8.7" "pytest>=7")
 # Each install step runs only when its check fails, so a second run does no network work.
-if ! "$LPY" -c 'import importlib.metadata as m; assert m.version("lava-nc") == "0.10.0"; import numpy; assert int(numpy.__version__.split(".")[0]) < 2; import pytest' 2>/dev/null; then
-    "$LPY" -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
-    "$LPY" -m pip install --quiet "lava-nc==0.10.0" "numpy<2" "pytest>=7"
+if ! "$LPY" -I -c 'import importlib.metadata as m, sys
+ok = m.version("lava-nc") == "0.10.0" and int(m.version("numpy").split(".")[0]) < 2
+ok = ok and int(m.version("networkx").split(".")[0]) < 3
+import pytest
+sys.exit(not ok)' 2>/dev/null; then
+    quiet "$LPY" -m pip install --upgrade pip
+    quiet "$LPY" -m pip install "${LAVA_DEPS[@]}"
 fi
-if ! "$LPY" -c 'import spikec, os, sys; sys.exit(not os.path.samefile(os.path.dirname(spikec.__file__), "spikec"))' 2>/dev/null; then
+# -I: without the current directory on sys.path, so the check sees the installed (editable) spikec.
+if ! "$LPY" -I -c 'import spikec, os, sys; sys.exit(not os.path.samefile(os.path.dirname(spikec.__file__), sys.argv[1]))' "$PWD/spikec" 2>/dev/null; then
     # spikec's core only: no torch. The core deps are listed by hand because --no-deps skips them.
-    "$LPY" -m pip install --quiet "numpy<2" "networkx>=3.0" "click>=8.1" "tomli>=2.0"
-    "$LPY" -m pip install --quiet --no-deps -e .
+    quiet "$LPY" -m pip install "${LAVA_DEPS[@]}" "click>=8.1" "tomli>=2.0"
+    quiet "$LPY" -m pip install --no-deps -e .
 fi
 
-"$LPY" - <<'EOF'
+"$LPY" -I - <<'EOF'
 import sys
 import lava
 from lava.magma.core.run_configs import Loihi2SimCfg  # noqa: F401

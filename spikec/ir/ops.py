@@ -229,6 +229,11 @@ class BatchNorm(Op):
                                  f"of the input has {x.shape[a]} channels")
         return ValueSpec(x.shape, Kind.REAL, x.rate)
 
+    def param_count(self) -> int:
+        """Trainable parameters only (``gamma``, ``beta``), as PyTorch and the papers count them:
+        ``mean`` and ``var`` are running statistics (buffers), not parameters."""
+        return int(self.gamma.size + self.beta.size)
+
     def dense_ops(self, specs, out):
         return out.size
 

@@ -1,0 +1,226 @@
+"""Neuron modules: which modules are multi-step LIF neurons, and their IR ``LIF`` fields.
+
+A module is a neuron when
+
+1. its class was registered with :func:`register_neuron` (spikec's own ``MultiStepLIF`` is);
+2. it is one of spikingjelly's LIF nodes, matched by qualified class name so that spikingjelly
+   need not be installed: ``spikingjelly.activation_based.neuron.LIFNode`` (``step_mode='m'``)
+   and ``spikingjelly.clock_driven.neuron.MultiStepLIFNode``; or
+3. it *looks like* one (duck typing): no parameters of its own, numeric attributes ``tau``,
+   ``v_threshold``, ``v_reset`` (or None) and a bool ``decay_input``, and multi-step, i.e.
+   ``step_mode == 'm'`` or, without a ``step_mode``, a class name starting with ``MultiStep``.
+
+Recognition is then confirmed **by behaviour**: every neuron is run once on a probe sequence
+before the trace, and every call during the trace is compared with the IR's LIF (spikingjelly's
+equations, ``spikec.interp.lif_float``) on the very input it received. A module whose spikes
+differ on more than :data:`TIE_TOLERANCE` of the elements is refused with an
+``UnsupportedOpError``; exact implementations of spikingjelly's arithmetic differ on none.
+
+snnTorch's neurons (``Leaky``, ...) are refused with the reason: they are single-step modules
+called in a Python loop over time, and ``Leaky``'s default subtract reset removes the threshold
+*after* the decay (``mem = beta * mem + x - S[t-1] * thr``), which the IR's LIF (reset, then
+decay) cannot express exactly.
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import numbers
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from spikec.errors import UnsupportedOpError
+from spikec.frontends.torch.tracer import Layout, Tracer, type_name
+from spikec.interp import lif_float
+from spikec.ir import ops as O
+from spikec.models.lif import MultiStepLIF
+
+TIE_TOLERANCE = 1e-3
+"""Largest fraction of spikes a recognized neuron may differ from the IR's LIF by (float ties)."""
+
+PROBE_STEPS = 8
+
+NeuronReader = Callable[[nn.Module], dict]
+"""``reader(module) -> dict`` of ``spikec.ir.LIF`` fields (tau, v_threshold, v_reset,
+decay_input, fire_on); raises ``UnsupportedOpError`` for a configuration it cannot express."""
+
+NEURONS: dict[type, NeuronReader] = {}
+_NAMED: dict[str, NeuronReader] = {}
+
+
+def lif_attributes(m: nn.Module) -> dict:
+    """LIF fields from spikingjelly-style attributes ``tau``, ``v_threshold``, ``v_reset``,
+    ``decay_input`` (firing on ``>=``)."""
+    def num(name):
+        v = getattr(m, name)
+        if isinstance(v, torch.Tensor) and v.numel() == 1:
+            v = v.item()
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise UnsupportedOpError(f"{type_name(m)}: {name}={v!r} is not a number")
+        return float(v)
+
+    return {"tau": num("tau"), "v_threshold": num("v_threshold"),
+            "v_reset": None if m.v_reset is None else num("v_reset"),
+            "decay_input": bool(getattr(m, "decay_input", True)), "fire_on": ">="}
+
+
+def register_neuron(cls: type, reader: NeuronReader = lif_attributes) -> type:
+    """Declare ``cls`` a multi-step LIF neuron (input and output ``[T, B, ...]``) whose IR fields
+    ``reader`` reads. Its behaviour is still checked against the IR's LIF during the trace.
+    Usable as a class decorator."""
+    NEURONS[cls] = reader
+    return cls
+
+
+def _spikingjelly(m: nn.Module) -> dict:
+    if getattr(m, "step_mode", "m") != "m":
+        raise UnsupportedOpError(f"{type_name(m)} in single-step mode: set step_mode='m' "
+                                 "(spikingjelly.activation_based.functional.set_step_mode(net, 'm'))")
+    return lif_attributes(m)
+
+
+for _name in ("spikingjelly.activation_based.neuron.LIFNode",
+              "spikingjelly.activation_based.neuron.MultiStepLIFNode",
+              "spikingjelly.clock_driven.neuron.MultiStepLIFNode"):
+    _NAMED[_name] = _spikingjelly
+
+
+register_neuron(MultiStepLIF)
+
+
+def _looks_like_lif(m: nn.Module) -> bool:
+    if any(p is not None for p in m._parameters.values()):
+        return False
+    if not all(hasattr(m, a) for a in ("tau", "v_threshold", "v_reset", "decay_input")):
+        return False
+    step_mode = getattr(m, "step_mode", None)
+    return step_mode == "m" or (step_mode is None and type(m).__name__.startswith("MultiStep"))
+
+
+def reader_for(module: nn.Module) -> NeuronReader | None:
+    """How to read ``module`` as a neuron, or None when it is not one; raises
+    ``UnsupportedOpError`` for neurons of known packages the IR cannot express."""
+    t = type(module)
+    if t in NEURONS:
+        return NEURONS[t]
+    qual = f"{t.__module__}.{t.__qualname__}"
+    if qual in _NAMED:
+        return _NAMED[qual]
+    if t.__module__.split(".")[0] == "snntorch":
+        raise UnsupportedOpError(_snntorch_reason(module))
+    for base in t.__mro__[1:]:
+        if base in NEURONS and t.forward is base.forward:
+            return NEURONS[base]
+    return lif_attributes if _looks_like_lif(module) else None
+
+
+def _snntorch_reason(m: nn.Module) -> str:
+    name = type(m).__name__
+    why = ("snnTorch neurons are single-step modules called once per time step in a Python loop, "
+           "while spikec traces multi-step models ([T, B, ...] tensors)")
+    if name == "Leaky":
+        beta = getattr(m, "beta", "?")
+        beta = beta.item() if isinstance(beta, torch.Tensor) and beta.numel() == 1 else beta
+        why += (f"; and Leaky(beta={beta}, reset_mechanism={getattr(m, 'reset_mechanism', '?')!r})"
+                " subtracts the threshold after the decay (mem = beta*mem + x - S[t-1]*thr) and "
+                "fires on mem > thr, which the IR's LIF (reset, then decay) cannot express exactly")
+    return f"{type_name(m)}: not supported: {why}"
+
+
+# ----------------------------------------------------------------------------- behaviour
+def check_behaviour(op: O.LIF, x: torch.Tensor, y, where: str) -> None:
+    """Raise unless ``y`` (the module's output for ``x``, ``[T, ...]``) is the IR LIF's output."""
+    if not isinstance(y, torch.Tensor) or tuple(y.shape) != tuple(x.shape):
+        raise UnsupportedOpError(f"{where}: looks like a LIF neuron but does not return one "
+                                 "spike tensor of its input's shape")
+    xs = x.detach().cpu().numpy()
+    expected = lif_float(op, xs)
+    got = y.detach().cpu().numpy().astype(xs.dtype)
+    bad = int(np.count_nonzero(expected != got))
+    if bad > TIE_TOLERANCE * max(expected.size, 1):
+        fields = ", ".join(f"{k}={v}" for k, v in op.attributes().items())
+        raise UnsupportedOpError(
+            f"{where}: recognized as a multi-step LIF ({fields}) but its output differs from "
+            f"spikingjelly's LIF on {bad} of {expected.size} elements; spikec cannot express this "
+            "neuron (register a reader with spikec.frontends.torch.register_neuron if its fields "
+            "are read wrongly)")
+
+
+def _probe(m: nn.Module, fields: dict, where: str) -> None:
+    gen = torch.Generator().manual_seed(1)
+    vth = abs(fields["v_threshold"]) or 1.0
+    x = (torch.rand((PROBE_STEPS, 3, 32), generator=gen) * 3.0 - 0.5) * vth
+    _reset(m)
+    with torch.no_grad():
+        y = m(x)
+    _reset(m)
+    check_behaviour(O.LIF("probe", ("x",), **fields), x, y, where)
+
+
+def _reset(m: nn.Module) -> None:
+    """Call spikingjelly's ``reset()`` (memory modules keep ``v`` between calls) when ``m`` has a
+    ``reset`` that takes no arguments."""
+    fn = getattr(m, "reset", None)
+    if not callable(fn):
+        return
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return
+    if all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+        fn()
+
+
+@contextlib.contextmanager
+def prepare_neurons(model: nn.Module, paths: dict[int, str]):
+    """Before a trace: switch spikingjelly neurons to the torch backend, reset their state and
+    probe each one's behaviour; afterwards reset them and restore their backends."""
+    neurons = []
+    for m in model.modules():
+        reader = reader_for(m)
+        if reader is not None:
+            neurons.append((m, reader))
+    backends = []
+    try:
+        for m, reader in neurons:
+            where = f"{paths.get(id(m), '?')} ({type_name(m)})"
+            if getattr(m, "backend", "torch") != "torch":
+                backends.append((m, m.backend))
+                m.backend = "torch"  # cupy kernels need a GPU; the torch backend is equivalent
+            _probe(m, reader(m), where)
+        yield
+    finally:
+        for m, _ in neurons:
+            _reset(m)
+        for m, backend in backends:
+            m.backend = backend
+
+
+def neuron_callback(module: nn.Module, path: str):
+    """The tracer callback of a neuron module (None if ``module`` is not a neuron)."""
+    reader = reader_for(module)
+    if reader is None:
+        return None
+    fields = reader(module)
+    where = f"{path} ({type_name(module)})"
+
+    def on_call(tr: Tracer, m: nn.Module, path_: str, args, output) -> None:
+        v = tr.value(args[0] if args else None)
+        if v is None:
+            return
+        if v.layout is not Layout.TB:
+            raise UnsupportedOpError(f"{where}: a multi-step neuron needs a [T, B, ...] input, "
+                                     f"got a {v.layout.value} tensor (repeat the input over time "
+                                     "and reshape to [T, B, ...] before the neuron)")
+        op = O.LIF(tr.fresh_name(path), (v.name,), **fields)
+        check_behaviour(op, args[0], output, where)
+        tr.bind(output, tr.emit(op, Layout.TB))
+
+    return on_call
+
+
+__all__ = ["register_neuron", "lif_attributes", "reader_for", "neuron_callback", "check_behaviour",
+           "prepare_neurons", "TIE_TOLERANCE", "NEURONS"]

@@ -1,0 +1,174 @@
+"""Event counts per inference, the input of the energy and latency models.
+
+Counts come from the bit-exact simulator (``spikec simulate`` / ``--data``), from a compiled
+``OUT/report.json``, or, when no data is given, from an assumed uniform firing rate (labelled as
+such in every result). All counts are *per inference* (averaged over the samples) and summed over
+the ``T`` time steps.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from spikec.estimate.mapping import Mapping
+
+
+@dataclass
+class UnitEvents:
+    """Events of one core layer or host unit per inference.
+
+    Attributes
+    ----------
+    spikes : float
+        Output events: spikes of a neuron layer, graded messages of a relay, nonzero values the
+        host sends (graded input pixels, SSA products).
+    synaptic_events : float
+        Synaptic operations at the layer's synapses (an input event times its fan-out).
+    neuron_updates : float or None
+        Compartment updates (default: neurons x T).
+    active_updates : float or None
+        Updates in steps where the neuron had input (default: estimated, see ``active_fraction``).
+    ssa_ops : float
+        Integer multiply-accumulates of a ``spike_matmul`` done event-driven (host units).
+    """
+
+    spikes: float = 0.0
+    synaptic_events: float = 0.0
+    neuron_updates: float | None = None
+    active_updates: float | None = None
+    ssa_ops: float = 0.0
+
+
+@dataclass
+class EventCounts:
+    """Per-inference events of every unit (keyed by core layer or host unit name)."""
+
+    timesteps: int
+    units: dict[str, UnitEvents]
+    source: str
+    samples: int = 0
+    assumed_rate: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def get(self, name: str) -> UnitEvents:
+        return self.units.get(name) or UnitEvents()
+
+
+def assumed_counts(mapping: Mapping, rate: float = 0.1) -> EventCounts:
+    """Counts for a uniform firing ``rate`` (spikes per neuron per step) in every layer; the
+    host sends every input pixel and every SSA product each step (an upper bound)."""
+    net = mapping.network
+    T = net.timesteps
+    units: dict[str, UnitEvents] = {}
+    per_element: dict[str, float] = {}
+    for unit in net.host:
+        if unit.kind == "graded_input":
+            per_element[unit.name] = float(T)
+            units[unit.name] = UnitEvents(spikes=unit.elements * T)
+        else:
+            units[unit.name] = UnitEvents(spikes=unit.elements * T,
+                                          ssa_ops=unit.dense_ops * T * rate)
+            per_element[unit.name] = float(T)
+    for lm in mapping.layers:
+        layer = lm.layer
+        per_element[layer.name] = rate * T
+        syn_per_term = float(lm.synapses[:lm.tiling.tiles * lm.tiling.fanin_split].sum()) / \
+            max(1, len(layer.terms))
+        events = sum(syn_per_term * per_element.get(t.source, rate * T) for t in layer.terms)
+        units[layer.name] = UnitEvents(spikes=layer.neurons * rate * T, synaptic_events=events)
+    return EventCounts(timesteps=T, units=units, source=f"assumed firing rate {rate:g}",
+                       assumed_rate=rate)
+
+
+def counts_from_report(report: dict, mapping: Mapping) -> EventCounts | None:
+    """Counts recorded in a compiled ``report.json`` (``layers`` with ``spikes`` and
+    ``synaptic_events`` per op), or None when it has none (compiled without ``--data``).
+
+    Counts are per inference when ``event_counts`` is ``"per_sample"`` (spikec's reports), else
+    they are divided by ``accuracy.samples``."""
+    entries = report.get("layers") or []
+    if not any(e.get("spikes") is not None for e in entries):
+        return None
+    samples = int((report.get("data") or {}).get("samples") or
+                  (report.get("accuracy") or {}).get("samples") or 0)
+    scale = 1.0 if report.get("event_counts") == "per_sample" or not samples else 1.0 / samples
+    T = int(report.get("timesteps") or mapping.network.timesteps)
+    src = "report.json" + (f" ({samples} samples of {report['data'].get('spec')})"
+                           if isinstance(report.get("data"), dict) else "")
+    return counts_from_entries(entries, mapping, T, src, samples, scale)
+
+
+def counts_from_sim(result, mapping: Mapping, source: str) -> EventCounts:
+    """Counts of a ``spikec.sim.SimResult`` (``stats``: op name -> ``LayerStats``)."""
+    entries = [{"name": name, "op": st.op, **{c: st.per_sample(c) for c in st.counts}}
+               for name, st in result.stats.items()]
+    return counts_from_entries(entries, mapping, mapping.network.timesteps, source,
+                               int(result.samples), 1.0)
+
+
+def counts_from_entries(entries: list[dict], mapping: Mapping, T: int, source: str,
+                        samples: int, scale: float = 1.0) -> EventCounts:
+    """Counts from per-op entries (``name`` + counters, spikec.sim.events' definitions).
+
+    A core layer takes ``spikes`` from its neuron op and ``synaptic_events`` from its synapse op;
+    a host unit's messages and the outputs of relays (max-pool, add, iand), which the simulator
+    does not count as spikes, are the ``input_events`` of the synapse op that reads them."""
+    by = {e["name"]: e for e in entries if "name" in e}
+
+    def val(e, key):
+        return float(e.get(key) or 0.0) * scale if e is not None else 0.0
+
+    units: dict[str, UnitEvents] = {}
+    measured: set[str] = set()
+    for lm in mapping.layers:
+        layer = lm.layer
+        e_n, e_s = by.get(layer.name), by.get(layer.synapse) if layer.synapse else None
+        u = UnitEvents(spikes=val(e_n, "spikes"), synaptic_events=val(e_s, "synaptic_events"))
+        if e_n is not None and e_n.get("neuron_updates") is not None:
+            u.neuron_updates = val(e_n, "neuron_updates")
+        if e_n is not None and e_n.get("spikes") is not None and layer.kind in ("lif",):
+            measured.add(layer.name)
+        units[layer.name] = u
+    for unit in mapping.network.host:
+        units[unit.name] = UnitEvents(ssa_ops=val(by.get(unit.name), "ssa_ops"))
+    notes = []
+    # Senders the simulator does not count: take what their single-input readers received.
+    for lm in mapping.layers:
+        e_s = by.get(lm.layer.synapse) if lm.layer.synapse else None
+        if len(lm.layer.terms) == 1 and e_s is not None and e_s.get("input_events") is not None:
+            src = lm.layer.terms[0].source
+            if src not in measured and src in units:
+                units[src].spikes = val(e_s, "input_events")
+                measured.add(src)
+    for unit in mapping.network.host:
+        if unit.name not in measured:
+            units[unit.name].spikes = float(unit.elements * T)
+            notes.append(f"{unit.name}: values sent per inference not counted; assumed every "
+                         f"element every step ({unit.elements * T:,})")
+    _fill_synaptic_events(mapping, units)
+    return EventCounts(timesteps=T, units=units, source=source, samples=samples, notes=notes)
+
+
+def _fill_synaptic_events(mapping: Mapping, units: dict[str, UnitEvents]) -> None:
+    """Synaptic events of layers without a synapse op (relays, identity inputs): their synapses
+    times the sender's events per element."""
+    elements = {lm.layer.name: lm.layer.neurons for lm in mapping.layers}
+    elements.update({u.name: u.elements for u in mapping.network.host})
+    for lm in mapping.layers:
+        u = units[lm.layer.name]
+        if lm.layer.synapse is not None:
+            continue
+        parts = lm.synapses[:lm.tiling.tiles * lm.tiling.fanin_split].sum()
+        per_term = float(parts) / max(1, len(lm.layer.terms))
+        u.synaptic_events = sum(per_term * units.get(t.source, UnitEvents()).spikes
+                                / max(1, elements.get(t.source, 1)) for t in lm.layer.terms)
+
+
+def active_fraction(synaptic_events: float, neurons: int, fan_in_events_per_step: float) -> float:
+    """Fraction of a layer's neuron updates with input, when the simulator does not count it:
+    with ``lam`` synaptic events per neuron per step spread at random, ``1 - exp(-lam)``."""
+    if neurons <= 0:
+        return 0.0
+    lam = fan_in_events_per_step / neurons
+    return float(1.0 - np.exp(-lam))

@@ -1,0 +1,339 @@
+"""Map a network onto the cores of one or more chips: exact per-core resources and placement.
+
+``map_network`` partitions every core layer (``spikec.estimate.partition``), counts each core's
+neurons, synapses, synaptic memory, input axons and output axons exactly (borders, strides,
+padding, reshapes and transposes included), cuts finer the layers whose cores exceed their output
+axons, and places cores on the mesh (``Placement``): in layer order, chip after chip, tiles in
+snake order within a chip, so that consecutive layers sit next to each other.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from spikec.errors import CapacityError
+from spikec.estimate.network import ConvGeometry, Layer, Network
+from spikec.estimate.partition import (LIMITS, LIMIT_FIELDS, CoreLimits, Tiling, conv_valid_taps,
+                                       receptive_field, search_tiling, shares_weights,
+                                       synapse_bits, tile_ranges)
+
+#: Pseudo core id of the host / embedded CPUs (graded input, SSA on the host).
+HOST = -1
+
+
+@dataclass
+class LayerMapping:
+    """One layer on its cores. Per-core arrays have ``tiling.cores`` entries: the partial-sum
+    (or only) cores first, then the combining cores of a split fan-in."""
+
+    layer: Layer
+    tiling: Tiling
+    first_core: int
+    neurons: np.ndarray
+    synapses: np.ndarray
+    memory_bits: np.ndarray
+    input_axons: np.ndarray
+    output_axons: np.ndarray
+    element_core: np.ndarray  # flat neuron index -> global id of the core that sends its spikes
+
+    @property
+    def cores(self) -> int:
+        return self.tiling.cores
+
+    @property
+    def core_ids(self) -> np.ndarray:
+        return np.arange(self.first_core, self.first_core + self.cores)
+
+    def usage(self, limit: str) -> np.ndarray:
+        return {"neurons": self.neurons, "synaptic_memory": self.memory_bits,
+                "input_axons": self.input_axons, "output_axons": self.output_axons}[limit]
+
+    def utilization(self, limits: CoreLimits) -> dict[str, float]:
+        """Per limit: used / (cores x limit) over the layer's cores (None: limit unknown)."""
+        out = {}
+        for k in LIMITS:
+            cap = limits.value(k)
+            out[k] = None if not cap else float(self.usage(k).sum()) / (self.cores * cap)
+        return out
+
+    def binding(self, limits: CoreLimits) -> tuple[str, float]:
+        """The limit the layer's fullest core is closest to, and the layer's mean use of it."""
+        peak = {k: float(self.usage(k).max()) / limits.value(k) for k in LIMITS
+                if limits.value(k)}
+        name = max(peak, key=lambda k: (peak[k], -LIMITS.index(k)))
+        return name, self.utilization(limits)[name]
+
+
+@dataclass
+class Placement:
+    """Where every core sits. Arrays over global core ids.
+
+    ``chip``: chip index; ``x``, ``y``: tile coordinates on the system's global tile grid (a chip
+    at chip-mesh position ``(cx, cy)`` covers ``x in [cx*tx, (cx+1)*tx)``); ``tile``: global tile
+    id (cores of one tile exchange spikes without a hop); ``chip_x``, ``chip_y``: chip-mesh position.
+    """
+
+    chip: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    tile: np.ndarray
+    chip_x: np.ndarray
+    chip_y: np.ndarray
+    chips_used: int
+    tile_mesh: tuple[int, int]
+    cores_per_tile: int
+    chip_mesh: tuple[int, int]
+
+    def host_position(self) -> tuple[int, int]:
+        """The host / embedded CPUs: west of tile (0, 0) of chip 0."""
+        return (-1, 0)
+
+
+@dataclass
+class Mapping:
+    """A network mapped onto cores and chips.
+
+    ``conn[(src, dst)]``: ``[src cores, dst cores]`` count of (source element, destination core)
+    pairs, i.e. messages per spike of each source core's neurons (``src`` a host unit: one row).
+    ``internal[name]``: the same for a split fan-in's partial sums (sent every step).
+    """
+
+    network: Network
+    limits: CoreLimits
+    layers: list[LayerMapping]
+    conn: dict[tuple[str, str], np.ndarray]
+    internal: dict[str, np.ndarray]
+    placement: Placement
+    cores_per_chip: int
+    chips_available: int
+    chips_needed: int
+    fits: bool
+    reason: str = ""
+    notes: list[str] = field(default_factory=list)
+    embedded_cpus: int | None = None
+
+    @property
+    def total_cores(self) -> int:
+        return sum(lm.cores for lm in self.layers)
+
+    def layer(self, name: str) -> LayerMapping:
+        for lm in self.layers:
+            if lm.layer.name == name:
+                return lm
+        raise KeyError(name)
+
+
+# ----------------------------------------------------------------------------- exact evaluation
+
+def _evaluate_layer(layer: Layer, tiling: Tiling, first: int, limits: CoreLimits,
+                    sources: dict[str, LayerMapping], conn: dict, internal: dict) -> LayerMapping:
+    g = layer.geometry
+    f = tiling.fanin_split
+    parts = tiling.tiles * f
+    n_cores = tiling.cores
+    neurons = np.zeros(n_cores, np.int64)
+    synapses = np.zeros(n_cores, np.int64)
+    memory = np.zeros(n_cores, np.int64)
+    axons = np.zeros(n_cores, np.int64)
+    element_core = np.empty(layer.neurons, np.int64)
+    terms = len(layer.terms)
+    sb = synapse_bits(layer, limits)
+    shared = shares_weights(layer, limits)
+    if isinstance(g, ConvGeometry):
+        taps_h = conv_valid_taps(g.out[1], g.inp[1], g.kernel[0], g.stride[0], g.padding[0],
+                                 g.dilation[0])
+        taps_w = conv_valid_taps(g.out[2], g.inp[2], g.kernel[1], g.stride[1], g.padding[1],
+                                 g.dilation[1])
+    for key in {(t.source, layer.name) for t in layer.terms}:
+        rows = sources[key[0]].cores if key[0] in sources else 1
+        conn[key] = np.zeros((rows, n_cores), np.float64)
+    for ti, r in enumerate(tile_ranges(tiling, g.out)):
+        c0, c1, h0, h1, w0, w1 = r
+        n = (c1 - c0) * (h1 - h0) * (w1 - w0)
+        if isinstance(g, ConvGeometry):
+            syn = (c1 - c0) * g.cin_per_group * int(taps_h[h0:h1].sum()) * int(taps_w[w0:w1].sum())
+            kept = (c1 - c0) * g.weights_per_channel
+        else:
+            syn = n * g.fan_in
+            kept = (c1 - c0) * g.weights_per_feature
+        syn *= terms
+        mem = kept * limits.weight_bits * terms if shared else syn * sb
+        chans, rows, cols = receptive_field(layer, r)
+        ax = 0
+        cores = slice(ti * f, ti * f + f)
+        for t in layer.terms:
+            sl = t.index[np.ix_(chans, rows, cols)].ravel()
+            sl = sl[sl >= 0]
+            ax += sl.size
+            if t.source in sources:
+                src = sources[t.source]
+                hist = np.bincount(src.element_core[sl] - src.first_core, minlength=src.cores)
+                conn[(t.source, layer.name)][:, cores] += hist[:, None] / f
+            else:
+                conn[(t.source, layer.name)][0, cores] += sl.size / f
+        neurons[cores] = n
+        synapses[cores] = -(-syn // f)
+        memory[cores] = -(-mem // f)
+        axons[cores] = -(-ax // f)
+        ids = layer.neuron_of_canonical[c0:c1, h0:h1, w0:w1].ravel()
+        element_core[ids] = first + ti
+    if f > 1:
+        order = layer.neuron_of_canonical.ravel()
+        tile_of = element_core.copy()  # neuron -> its tile (first + ti)
+        per = tiling.combine_per_core
+        inner = np.zeros((n_cores, n_cores), np.float64)
+        for j in range(tiling.combine_cores):
+            ids = order[j * per:(j + 1) * per]
+            core = parts + j
+            neurons[core] = ids.size
+            synapses[core] = ids.size * f
+            memory[core] = ids.size * f * sb
+            axons[core] = ids.size * f
+            tiles = np.bincount(tile_of[ids] - first, minlength=tiling.tiles)
+            for ti in np.nonzero(tiles)[0]:
+                inner[ti * f:ti * f + f, core] += tiles[ti]
+            element_core[ids] = first + core
+        internal[layer.name] = inner
+    return LayerMapping(layer, tiling, first, neurons, synapses, memory, axons,
+                        np.zeros(n_cores, np.int64), element_core)
+
+
+def _evaluate(network: Network, tilings: dict[str, Tiling], limits: CoreLimits):
+    done: dict[str, LayerMapping] = {}
+    conn: dict = {}
+    internal: dict = {}
+    first = 0
+    for layer in network.layers:
+        lm = _evaluate_layer(layer, tilings[layer.name], first, limits, done, conn, internal)
+        done[layer.name] = lm
+        first += lm.cores
+    for (src, _dst), m in conn.items():
+        if src in done:
+            done[src].output_axons += np.ceil(m.sum(axis=1)).astype(np.int64)
+    for name, m in internal.items():
+        done[name].output_axons += np.ceil(m.sum(axis=1)).astype(np.int64)
+    return list(done.values()), conn, internal
+
+
+# ----------------------------------------------------------------------------- placement
+
+def _snake(i: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    y = i // width
+    x = np.where(y % 2 == 0, i % width, width - 1 - i % width)
+    return x, y
+
+
+def near_square(n: int) -> tuple[int, int]:
+    x = math.ceil(math.sqrt(n))
+    return x, math.ceil(n / x)
+
+
+def place(layers: list[LayerMapping], profile, chip_mesh: tuple[int, int] | None = None
+          ) -> Placement:
+    """Cores in layer order, a chip filled before the next (respecting the chip's published
+    neuron and synapse totals), tiles in snake order on each chip's mesh."""
+    cap = profile.capacity
+    per_chip = cap.cores_per_chip
+    cpt = cap.cores_per_tile or 1
+    tmesh = cap.tile_mesh or near_square(-(-per_chip // cpt))
+    neurons = np.concatenate([lm.neurons for lm in layers]) if layers else np.zeros(0, np.int64)
+    synapses = np.concatenate([lm.synapses for lm in layers]) if layers else np.zeros(0, np.int64)
+    n = neurons.size
+    chip = np.zeros(n, np.int64)
+    local = np.zeros(n, np.int64)
+    c, used, nsum, ssum = 0, 0, 0, 0
+    for i in range(n):
+        full = used >= per_chip or (
+            cap.max_neurons_per_chip is not None and nsum + neurons[i] > cap.max_neurons_per_chip
+            and used > 0) or (
+            cap.max_synapses_per_chip is not None and ssum + synapses[i] > cap.max_synapses_per_chip
+            and used > 0)
+        if full:
+            c, used, nsum, ssum = c + 1, 0, 0, 0
+        chip[i], local[i] = c, used
+        used, nsum, ssum = used + 1, nsum + neurons[i], ssum + synapses[i]
+    chips_used = int(chip.max()) + 1 if n else 0
+    if chip_mesh is None or chip_mesh[0] * chip_mesh[1] < chips_used:
+        chip_mesh = near_square(max(chips_used, 1))
+    cx, cy = _snake(chip, chip_mesh[0])
+    tile_local = local // cpt
+    tx, ty = _snake(tile_local, tmesh[0])
+    tiles_per_chip = tmesh[0] * tmesh[1]
+    return Placement(chip=chip, x=cx * tmesh[0] + tx, y=cy * tmesh[1] + ty,
+                     tile=chip * tiles_per_chip + tile_local, chip_x=cx, chip_y=cy,
+                     chips_used=chips_used, tile_mesh=tuple(tmesh), cores_per_tile=cpt,
+                     chip_mesh=tuple(chip_mesh))
+
+
+# ----------------------------------------------------------------------------- the mapper
+
+def map_network(network: Network, profile, chips: int | None = None) -> Mapping:
+    """Partition, evaluate and place ``network`` on ``profile``'s chips.
+
+    Parameters
+    ----------
+    chips : int, optional
+        Chips available (``--chips N``); default the profile's ``system.chips``.
+
+    Returns
+    -------
+    Mapping
+        ``fits`` is False (with ``reason``) when the network needs more chips than available.
+
+    Raises
+    ------
+    CapacityError
+        When a layer cannot be mapped on any number of cores (one neuron exceeds a core).
+    """
+    limits = CoreLimits.from_profile(profile)
+    tilings = {layer.name: search_tiling(layer, limits) for layer in network.layers}
+    for _ in range(64):
+        layers, conn, internal = _evaluate(network, tilings, limits)
+        if limits.output_axons is None:
+            break
+        over = [lm for lm in layers if lm.output_axons.size
+                and lm.output_axons.max() > limits.output_axons]
+        if not over:
+            break
+        for lm in over:
+            per_tile = int(lm.neurons[:lm.tiling.tiles * lm.tiling.fanin_split].max())
+            worst = int(lm.output_axons.max())
+            if per_tile <= 1:
+                raise CapacityError(
+                    f"layer {lm.layer.name!r}: one neuron's spikes reach {worst:,} destination "
+                    f"cores, more than {LIMIT_FIELDS['output_axons']} = {limits.output_axons:,}")
+            target = min(per_tile - 1, per_tile * limits.output_axons // worst)
+            tilings[lm.layer.name] = search_tiling(lm.layer, limits, max_neurons=max(1, target))
+    else:  # pragma: no cover - the loop shrinks tiles strictly
+        raise CapacityError("output-axon refinement did not converge")
+
+    available = chips if chips is not None else profile.system.chips
+    mesh = profile.system.chip_mesh if chips is None else None
+    placement = place(layers, profile, mesh)
+    needed = placement.chips_used
+    total = sum(lm.cores for lm in layers)
+    fits, reason = needed <= available, ""
+    if not fits:
+        first_out = int(np.nonzero(placement.chip >= available)[0][0])
+        where = next(lm for lm in layers if lm.first_core + lm.cores > first_out)
+        per_chip = profile.capacity.cores_per_chip
+        if available == 1:
+            reason = (f"layer {where.layer.name!r}: the chip runs out of cores "
+                      f"(capacity.cores_per_chip = {per_chip}); the network needs {total:,} cores "
+                      f"on {needed} chips: pass --chips {needed} or a system profile")
+        else:
+            reason = (f"layer {where.layer.name!r}: the {available} chips run out of cores "
+                      f"({per_chip} per chip); the network needs {total:,} cores on {needed} chips "
+                      f"(--chips {needed})")
+    notes = []
+    for lm in layers:
+        if lm.tiling.fanin_split > 1:
+            notes.append(f"layer {lm.layer.name}: fan-in split over {lm.tiling.fanin_split} "
+                         f"partial-sum cores per tile, combined as graded spikes on "
+                         f"{lm.tiling.combine_cores} cores")
+    return Mapping(network=network, limits=limits, layers=layers, conn=conn, internal=internal,
+                   placement=placement, cores_per_chip=profile.capacity.cores_per_chip,
+                   chips_available=available, chips_needed=needed, fits=fits, reason=reason,
+                   notes=notes, embedded_cpus=profile.capacity.embedded_cpus)

@@ -1,0 +1,353 @@
+"""The mapper's view of a fixed-point graph: neuron layers on cores, and work that is not.
+
+A *core layer* is a population of compartments that lives on neuro-cores, with the static
+synapses that feed it:
+
+* ``cuba_lif`` and ``readout`` ops, with their ``conv_synapse`` / ``dense_synapse`` (or an identity
+  input when they read a spike or count directly, e.g. the attention product);
+* the integer ops of the fixed graph that need compartments of their own: ``maxpool2d`` on spikes
+  (an OR neuron per output, one synapse per window tap), ``add`` (a graded relay neuron summing
+  two streams) and ``iand`` (a neuron with one excitatory and one inhibitory synapse).
+
+A *host unit* is work off the neuro-cores: ``graded_input`` (pixels injected by the host as graded
+spikes) and ``spike_matmul`` (the SSA product, on the embedded CPUs under the ``host`` lowering).
+
+Connectivity is kept in one of two canonical forms on the layer's neurons arranged as
+``(C, H, W)``:
+
+* ``ConvGeometry``: neuron ``(o, i, j)`` reads input ``(c, s*i + d*u - p, s*j + d*v - p)`` for the
+  ``C_in / groups`` channels ``c`` of its group and every tap ``(u, v)`` (``maxpool2d``: one
+  channel, ``groups = C``);
+* ``DenseGeometry``: neurons ``(f, p, 0)`` (``F`` features at ``P`` positions) each read all ``K``
+  inputs ``(k, p)`` of their position (a dense synapse along one axis: ``K = n_in``; with the
+  readout's summed axes folded into ``K``; an identity or elementwise input: ``F = K = 1``).
+
+Every input stream (``Term``) carries ``index``: an integer array in the canonical input layout
+with, per input element, the flat index of the source element that sends it (-1: a constant
+zero, e.g. the padding of a graded input), so that axons and core-to-core traffic can be
+counted exactly through reshapes and transposes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from spikec.errors import UnsupportedOpError
+from spikec.ir import ops as O
+from spikec.ir.fixed import ConvSynapse, CubaLIF, DenseSynapse, GradedInput, Readout
+from spikec.ir.graph import Graph
+from spikec.ir.types import Kind
+
+#: ``Layer.kind`` values.
+LAYER_KINDS = ("lif", "readout", "maxpool", "add", "iand")
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Convolutional connectivity (also max-pool windows): ``out`` ``(C, H, W)`` neurons read
+    ``inp`` ``(C_in, H_in, W_in)`` through ``kernel`` taps, zero padding ``padding``.
+
+    ``weights_per_channel``: distinct weights of one output channel (``C_in/groups * kH * kW``; 1
+    for a max-pool, whose taps all carry the same unit weight)."""
+
+    out: tuple[int, int, int]
+    inp: tuple[int, int, int]
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+    weights_per_channel: int
+
+    @property
+    def cin_per_group(self) -> int:
+        return self.inp[0] // self.groups
+
+    @property
+    def cout_per_group(self) -> int:
+        return self.out[0] // self.groups
+
+    @property
+    def fan_in(self) -> int:
+        """Synapses of an interior neuron (every tap inside the input)."""
+        return self.cin_per_group * self.kernel[0] * self.kernel[1]
+
+
+@dataclass(frozen=True)
+class DenseGeometry:
+    """Dense connectivity per position: ``F`` features at ``P`` positions, each reading the ``K``
+    inputs of its position. ``weights_per_feature``: distinct weights of one feature (``n_in``;
+    smaller than ``K`` when summed positions share them, 1 for an identity input)."""
+
+    features: int
+    positions: int
+    fan_in: int
+    weights_per_feature: int
+
+    @property
+    def out(self) -> tuple[int, int, int]:
+        return (self.features, self.positions, 1)
+
+    @property
+    def inp(self) -> tuple[int, int, int]:
+        return (self.fan_in, self.positions, 1)
+
+
+@dataclass
+class Term:
+    """One input stream of a layer's synapses.
+
+    Attributes
+    ----------
+    value : str
+        IR value the synapses read.
+    source : str
+        The core layer or host unit that produces it.
+    index : ndarray of int64, canonical input shape ``geometry.inp``
+        Flat index of the sending element in ``source``'s output; -1 for constant zeros.
+    graded : bool
+        Whether messages carry an integer payload (count values) instead of binary spikes.
+    """
+
+    value: str
+    source: str
+    index: np.ndarray
+    graded: bool
+
+
+@dataclass
+class Layer:
+    """A population of compartments on neuro-cores (see the module docstring).
+
+    Attributes
+    ----------
+    name : str
+        The neuron op's name (its output value).
+    kind : str
+        One of ``LAYER_KINDS``.
+    synapse : str or None
+        The synapse op feeding it (``conv_synapse`` / ``dense_synapse``), if any.
+    shape : tuple of int
+        The neurons' shape in the IR (``neurons = prod(shape)``).
+    geometry : ConvGeometry or DenseGeometry
+    terms : list of Term
+        One per synapse input (fan-in duplication gives several).
+    neuron_of_canonical : ndarray of int64, shape ``geometry.out``
+        Flat neuron index (into ``shape``) of each canonical position.
+    first_layer : bool
+        It reads the host's graded input directly (the real-valued first layer of the papers).
+    """
+
+    name: str
+    kind: str
+    synapse: str | None
+    shape: tuple[int, ...]
+    geometry: ConvGeometry | DenseGeometry
+    terms: list[Term]
+    neuron_of_canonical: np.ndarray
+    first_layer: bool = False
+
+    @property
+    def neurons(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass
+class HostUnit:
+    """Work off the neuro-cores: the host's graded input, or a ``spike_matmul`` on the embedded CPUs.
+
+    ``inputs``: the core layers / host units whose outputs it reads (with element counts);
+    ``dense_ops``: multiply-accumulates per step if every product were computed."""
+
+    name: str
+    kind: str  # "graded_input" | "spike_matmul"
+    shape: tuple[int, ...]
+    inputs: list[tuple[str, int]] = field(default_factory=list)
+    dense_ops: int = 0
+
+    @property
+    def elements(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass
+class Network:
+    """Core layers (in graph order) and host units of one fixed-point graph."""
+
+    layers: list[Layer]
+    host: list[HostUnit]
+    timesteps: int
+    graph: Graph
+
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    def unit(self, name: str) -> HostUnit:
+        for unit in self.host:
+            if unit.name == name:
+                return unit
+        raise KeyError(name)
+
+    def consumers(self, source: str) -> list[tuple[Layer, Term]]:
+        return [(layer, t) for layer in self.layers for t in layer.terms if t.source == source]
+
+
+# ----------------------------------------------------------------------------- extraction
+
+_INDEX_OPS = (O.Reshape, O.Transpose)
+
+
+def _producers(graph: Graph) -> dict[str, O.Op]:
+    return {op.name: op for op in graph.ops}
+
+
+def _source_index(name: str, prod: dict[str, O.Op], graph: Graph) -> tuple[str, np.ndarray]:
+    """The op that sends value ``name`` and, per element of ``name``, the flat index of the
+    sending element (reshapes and transposes only move elements)."""
+    op = prod[name]
+    if isinstance(op, O.Reshape):
+        src, idx = _source_index(op.inputs[0], prod, graph)
+        return src, idx.reshape(op.shape)
+    if isinstance(op, O.Transpose):
+        src, idx = _source_index(op.inputs[0], prod, graph)
+        return src, idx.transpose(op.perm)
+    spec = graph.spec(name)
+    idx = np.arange(spec.size, dtype=np.int64).reshape(spec.shape)
+    if isinstance(op, GradedInput) and op.pad:
+        # The pad ring is constant zero: nothing is ever sent from it.
+        p = op.pad
+        mask = np.ones(spec.shape, dtype=bool)
+        mask[:, p:spec.shape[1] - p, p:spec.shape[2] - p] = False
+        idx = np.where(mask, -1, idx)
+    return op.name, idx
+
+
+def _term(value: str, canon, prod, graph) -> Term:
+    src, idx = _source_index(value, prod, graph)
+    kind = graph.spec(value).kind
+    graded = kind is Kind.COUNT
+    return Term(value=value, source=src, index=canon(idx), graded=graded)
+
+
+def _conv_layer(name, kind, syn: ConvSynapse | O.MaxPool2d, prod, graph, shape) -> Layer:
+    x = graph.spec(syn.inputs[0])
+    out = graph.spec(syn.name).shape
+    if isinstance(syn, O.MaxPool2d):
+        geo = ConvGeometry(out=tuple(out), inp=tuple(x.shape), kernel=tuple(syn.kernel),
+                           stride=tuple(syn.stride), padding=tuple(syn.padding), dilation=(1, 1),
+                           groups=x.shape[0], weights_per_channel=1)
+        synapse = None
+    else:
+        cout, cin_g, kh, kw = syn.weight.shape
+        geo = ConvGeometry(out=tuple(out), inp=tuple(x.shape), kernel=(kh, kw),
+                           stride=tuple(syn.stride), padding=tuple(syn.padding),
+                           dilation=tuple(syn.dilation), groups=syn.groups,
+                           weights_per_channel=cin_g * kh * kw)
+        synapse = syn.name
+    terms = [_term(v, lambda i: i, prod, graph) for v in syn.inputs]
+    n = int(np.prod(out))
+    return Layer(name=name, kind=kind, synapse=synapse, shape=tuple(shape), geometry=geo,
+                 terms=terms, neuron_of_canonical=np.arange(n, dtype=np.int64).reshape(out))
+
+
+def _dense_layer(name, kind, syn: DenseSynapse | None, inputs, prod, graph, shape,
+                 reduce_axes=()) -> Layer:
+    """Dense (``syn``) or identity (``syn`` None) connectivity, with ``reduce_axes`` of the synapse
+    output summed into each neuron (the readout)."""
+    x = graph.spec(inputs[0])
+    nd = len(x.shape)
+    red = sorted({a % nd for a in reduce_axes}) if nd else []
+    if syn is not None:
+        axis = syn.axis % nd
+        n_out, n_in = syn.weight.shape
+    else:
+        axis, n_out, n_in = None, 1, 1
+    kept = [a for a in range(nd) if a != axis and a not in red]
+    positions = int(np.prod([x.shape[a] for a in kept])) if kept else 1
+    reduced = int(np.prod([x.shape[a] for a in red])) if red else 1
+    geo = DenseGeometry(features=n_out, positions=positions, fan_in=n_in * reduced,
+                        weights_per_feature=n_in)
+    front = ([axis] if axis is not None else []) + red
+
+    def canon(idx: np.ndarray) -> np.ndarray:
+        moved = np.transpose(idx, front + kept) if nd else idx
+        return moved.reshape(geo.fan_in, positions, 1)
+
+    terms = [_term(v, canon, prod, graph) for v in inputs]
+    # Neurons in the IR shape: the synapse output with the reduced axes removed.
+    out_shape = list(x.shape)
+    if axis is not None:
+        out_shape[axis] = n_out
+    neuron_ids = np.arange(int(np.prod(out_shape)) // reduced, dtype=np.int64)
+    kept_shape = [out_shape[a] for a in range(nd) if a not in red]
+    neuron_ids = neuron_ids.reshape(kept_shape) if kept_shape else neuron_ids.reshape(())
+    # axes of the kept array, in order: feature axis first, then the kept positions
+    kept_axes = [a for a in range(nd) if a not in red]
+    order = ([kept_axes.index(axis)] if axis is not None else []) + [kept_axes.index(a)
+                                                                     for a in kept]
+    canon_out = np.transpose(neuron_ids, order).reshape(geo.out) if kept_shape else \
+        neuron_ids.reshape(geo.out)
+    if int(np.prod(shape)) != geo.features * geo.positions:
+        raise UnsupportedOpError(f"op {name!r}: cannot lay out {shape} neurons over "
+                                 f"{geo.features} features x {geo.positions} positions")
+    return Layer(name=name, kind=kind, synapse=syn.name if syn is not None else None,
+                 shape=tuple(shape), geometry=geo, terms=terms, neuron_of_canonical=canon_out)
+
+
+def extract_network(graph: Graph) -> Network:
+    """The core layers and host units of a fixed-point graph, in graph order.
+
+    Raises
+    ------
+    UnsupportedOpError
+        For a graph that is not fixed-point, or an op the mapper cannot place (names the op).
+    """
+    if graph.domain != "fixed":
+        raise UnsupportedOpError("the estimator maps fixed-point graphs; compile the model first "
+                                 "(spikec compile, or pass the model file to spikec estimate)")
+    prod = _producers(graph)
+    specs = graph.specs
+    layers: list[Layer] = []
+    host: list[HostUnit] = []
+    for op in graph.ops:
+        shape = specs[op.name].shape
+        if isinstance(op, (CubaLIF, Readout)):
+            kind = "lif" if isinstance(op, CubaLIF) else "readout"
+            red = tuple(op.sum_axes) if isinstance(op, Readout) else ()
+            src = prod[op.inputs[0]]
+            if isinstance(src, ConvSynapse):
+                if red:
+                    raise UnsupportedOpError(f"op {op.name!r}: a readout that sums a convolution's "
+                                             "output is not supported by the mapper")
+                layers.append(_conv_layer(op.name, kind, src, prod, graph, shape))
+            elif isinstance(src, DenseSynapse):
+                layers.append(_dense_layer(op.name, kind, src, src.inputs, prod, graph, shape,
+                                           red))
+            else:
+                layers.append(_dense_layer(op.name, kind, None, op.inputs, prod, graph, shape,
+                                           red))
+        elif isinstance(op, O.MaxPool2d):
+            layers.append(_conv_layer(op.name, "maxpool", op, prod, graph, shape))
+        elif isinstance(op, (O.Add, O.IAND)):
+            kind = "add" if isinstance(op, O.Add) else "iand"
+            layers.append(_dense_layer(op.name, kind, None, op.inputs, prod, graph, shape))
+        elif isinstance(op, GradedInput):
+            host.append(HostUnit(op.name, "graded_input", tuple(shape)))
+        elif isinstance(op, O.SpikeMatmul):
+            ins = [(_source_index(v, prod, graph)[0], specs[v].size) for v in op.inputs]
+            host.append(HostUnit(op.name, "spike_matmul", tuple(shape), ins,
+                                 op.dense_ops([specs[v] for v in op.inputs], specs[op.name])))
+        elif isinstance(op, (ConvSynapse, DenseSynapse, O.Output) + _INDEX_OPS):
+            continue
+        else:
+            raise UnsupportedOpError(f"op {op.name!r} ({op.OPCODE}): the mapper cannot place it")
+    host_names = {u.name for u in host}
+    for layer in layers:
+        layer.first_layer = any(t.source in host_names and
+                                next(u for u in host if u.name == t.source).kind == "graded_input"
+                                for t in layer.terms)
+    return Network(layers=layers, host=host, timesteps=graph.timesteps, graph=graph)

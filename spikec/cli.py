@@ -117,7 +117,10 @@ def inspect(model, arch, trust_pickle, input_shape, timesteps, sets, as_json, du
 
 
 # Commands defined in other modules register here, one line each (keeps this file small).
-_COMMAND_MODULES: list[str] = []
+_COMMAND_MODULES: list[str] = [
+    "spikec.estimate.commands",
+    "spikec.htmlreport",
+]
 
 
 def _register_commands() -> None:

@@ -49,7 +49,7 @@ def bar_chart(title: str, labels: list[str], values: list[float], *, unit: str =
               width: int = 520, colors: list[str] | None = None, percent: bool = False) -> str:
     """A vertical bar chart as an inline ``<svg>`` element (labels rotated under the bars)."""
     n = max(1, len(values))
-    left, right, top, bottom = 56, 10, 26, 96
+    left, right, top, bottom = 70, 10, 26, 96
     height = 300
     plot_w, plot_h = width - left - right, height - top - bottom
     vmax = max([v for v in values if v is not None] + [0.0]) or 1.0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -64,8 +65,7 @@ def simulate_counts(graph, mapping, data_spec: str, limit: int | None):
     from spikec.sim import simulate
 
     ds = datasets.load(data_spec, limit)
-    with click.progressbar(length=len(ds), label=f"simulating {ds.name}", file=click.get_text_stream(
-            "stderr")) as bar:
+    with click.progressbar(length=len(ds), label=f"simulating {ds.name}", file=sys.stderr) as bar:
         res = simulate(graph, ds.images, progress=bar.update)
     acc = float(np.mean(np.argmax(res.logits, axis=-1) == ds.labels)) if len(ds) else None
     counts = counts_from_sim(res, mapping, f"bit-exact simulation of {len(ds)} samples of "
@@ -225,7 +225,7 @@ def _run_sweeps(net, profile, sweeps, counts, chips, cost, rate, plot_path, out_
     n = 1
     for _, v in grid:
         n *= len(v)
-    with click.progressbar(length=n, label="sweep", file=click.get_text_stream("stderr")) as bar:
+    with click.progressbar(length=n, label="sweep", file=sys.stderr) as bar:
         rows = run_sweep(net, profile, grid, counts=counts, chips=chips, cost=cost, rate=rate,
                          requantize=requantize, progress=bar.update)
     if plot_path is None and out_dir is not None:

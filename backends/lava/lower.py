@@ -1,0 +1,343 @@
+"""Lowering of fixed-point IR ops onto Lava processes (the plan), one function per op type.
+
+=================  =========================================================================
+IR op              Lava processes
+=================  =========================================================================
+graded_input       io.source.RingBuffer (graded int payloads, or binary events)
+conv_synapse       proc.conv.Conv when one exponent, one whole aligned input and exponent >= 0;
+                   else proc.sparse.Sparse of the unrolled kernel (exact for any exponent);
+                   one process per (input term, exponent group, threshold group)
+dense_synapse      proc.dense.Dense on 1-d values, proc.sparse.Sparse (token-wise weights)
+                   otherwise; DelayDense/DelaySparse where the input must wait
+cuba_lif           proc.lif.LIFReset, one process per distinct vth (Lava: one vth per process)
+readout            spikec Readout (accumulator read by the host)
+add                Sparse identities -> GradedVec(vth=0) (graded sum, one step)
+iand               Sparse +1 (s) and -1 (a) -> LIF(du=dv=4095, vth=0): fires iff s and not a
+maxpool2d          Sparse window sums -> LIF(du=dv=4095, vth=0): OR over the window (spikes)
+reshape/transpose  Lava virtual ports (no process), or re-indexing of a split value
+spike_matmul       ssa.py: spikec SpikeMatmul (host) or coincidence/gate/product neurons
+output             nothing (its input is probed)
+=================  =========================================================================
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from spikec.errors import UnsupportedOpError
+from spikec.ir import ops as O
+from spikec.ir import fixed as F
+from spikec.target.fixedpoint import conv_weight_from_torch
+
+from .matrix import SynapseMatrix
+from .plan import LValue, Part, PlanBuilder, RELAY_DECAY, message_bits
+
+
+# ----------------------------------------------------------------------------- matrices
+def conv_matrix(op: F.ConvSynapse, in_shape, out_shape) -> SynapseMatrix:
+    """The unrolled convolution ``[C_out*Ho*Wo, C_in*H*W]`` over flat IR (C, H, W) values
+    (zero padding: taps outside the input are absent)."""
+    cout, cin_g, kh, kw = op.weight.shape
+    _, H, W = in_shape
+    _, Ho, Wo = out_shape
+    g_out = cout // op.groups
+    o, c, u, v, i, j = np.meshgrid(np.arange(cout), np.arange(cin_g), np.arange(kh), np.arange(kw),
+                                   np.arange(Ho), np.arange(Wo), indexing="ij")
+    y = op.stride[0] * i + op.dilation[0] * u - op.padding[0]
+    x = op.stride[1] * j + op.dilation[1] * v - op.padding[1]
+    ok = (y >= 0) & (y < H) & (x >= 0) & (x < W)
+    cin = (o // g_out) * cin_g + c
+    rows = ((o * Ho + i) * Wo + j)[ok]
+    cols = ((cin * H + y) * W + x)[ok]
+    vals = op.weight[o, c, u, v][ok].astype(np.int64)
+    return SynapseMatrix.build(rows, cols, vals, (cout * Ho * Wo, int(np.prod(in_shape))))
+
+
+def axis_matrix(w: np.ndarray, in_shape, axis: int) -> SynapseMatrix:
+    """``W`` applied along ``axis`` of a flat value of ``in_shape``: ``[out_size, in_size]``."""
+    a = axis % len(in_shape)
+    n_out, n_in = w.shape
+    pre = int(np.prod(in_shape[:a], dtype=np.int64))
+    post = int(np.prod(in_shape[a + 1:], dtype=np.int64))
+    p, o, i, q = np.meshgrid(np.arange(pre), np.arange(n_out), np.arange(n_in), np.arange(post),
+                             indexing="ij")
+    rows = ((p * n_out + o) * post + q).ravel()
+    cols = ((p * n_in + i) * post + q).ravel()
+    vals = w[o, i].astype(np.int64).ravel()
+    return SynapseMatrix.build(rows, cols, vals, (pre * n_out * post, pre * n_in * post))
+
+
+def window_matrix(op: O.MaxPool2d, in_shape, out_shape) -> SynapseMatrix:
+    """Ones from every element of each pooling window (padding taps absent)."""
+    C, H, W = in_shape
+    _, Ho, Wo = out_shape
+    c, u, v, i, j = np.meshgrid(np.arange(C), np.arange(op.kernel[0]), np.arange(op.kernel[1]),
+                                np.arange(Ho), np.arange(Wo), indexing="ij")
+    y = op.stride[0] * i + u - op.padding[0]
+    x = op.stride[1] * j + v - op.padding[1]
+    ok = (y >= 0) & (y < H) & (x >= 0) & (x < W)
+    rows = ((c * Ho + i) * Wo + j)[ok]
+    cols = ((c * H + y) * W + x)[ok]
+    return SynapseMatrix.build(rows, cols, 1, (C * Ho * Wo, C * H * W))
+
+
+def _transpose_index(shape, perm) -> np.ndarray:
+    """``new_of_old[old_flat] = new_flat`` for ``x.transpose(perm)``."""
+    n = int(np.prod(shape, dtype=np.int64))
+    old_of_new = np.arange(n).reshape(shape).transpose(perm).ravel()
+    new_of_old = np.empty(n, np.int64)
+    new_of_old[old_of_new] = np.arange(n)
+    return new_of_old
+
+
+# ----------------------------------------------------------------------------- the lowering
+class Lowering:
+    """Lowers a fixed graph op by op into a ``PlanBuilder``."""
+
+    def __init__(self, graph, builder: PlanBuilder, ssa: str):
+        self.g = graph
+        self.b = builder
+        self.ssa = ssa
+        self.pending: dict[str, F.Op] = {}   # synapse ops, lowered by their consumer
+        self.outputs: dict[str, str] = {}
+
+    def value(self, name: str) -> LValue:
+        if name in self.pending:
+            raise UnsupportedOpError(f"value {name!r} is a synaptic current; only cuba_lif and "
+                                     "readout can read it")
+        try:
+            return self.b.values[name]
+        except KeyError:
+            raise UnsupportedOpError(f"value {name!r} has no Lava lowering") from None
+
+    def run(self) -> None:
+        handlers = {F.GradedInput: self.graded_input, F.CubaLIF: self.cuba_lif,
+                    F.Readout: self.readout, O.Add: self.add, O.IAND: self.iand,
+                    O.MaxPool2d: self.maxpool, O.Reshape: self.reshape,
+                    O.Transpose: self.transpose, O.SpikeMatmul: self.spike_matmul,
+                    O.Output: self.output}
+        for op in self.g.ops:
+            if isinstance(op, (F.ConvSynapse, F.DenseSynapse)):
+                self.pending[op.name] = op
+                continue
+            handler = handlers.get(type(op))
+            if handler is None:
+                raise UnsupportedOpError(f"op {op.name!r} ({op.OPCODE}) has no Lava lowering")
+            handler(op)
+        for name, op in self.pending.items():
+            if not self.g.consumers(name):
+                raise UnsupportedOpError(f"synapse {name!r} feeds no neuron")
+
+    def _set(self, name, kind, bound, parts) -> LValue:
+        v = LValue(name, tuple(self.g.spec(name).shape), kind, int(bound), parts)
+        self.b.values[name] = v
+        return v
+
+    # -- sources and neurons -------------------------------------------------------------------
+    def graded_input(self, op: F.GradedInput) -> None:
+        shape = tuple(self.g.spec(op.name).shape)
+        graded = op.kind == "count"
+        name = self.b.add_process("source", op.name, shape=list(shape), value=op.name)
+        self.b.inputs.append({"value": op.name, "process": name, "shape": list(shape),
+                              "raw_shape": list(op.shape), "pad": int(op.pad),
+                              "encoding": op.encoding, "graded": graded,
+                              "payload_bits": int(op.payload_bits)})
+        self.b.processes[-1].update({"encoding": op.encoding, "pad": int(op.pad)})
+        bound = (1 << op.payload_bits) - 1 if graded else 1
+        self._set(op.name, "count" if graded else "spike", bound,
+                  [Part(name, "s_out", [], shape, None, 0)])
+
+    def _input_terms(self, src: str):
+        """The synaptic terms feeding a neuron: (input values, synapse op or None)."""
+        if src in self.pending:
+            op = self.pending[src]
+            return [self.value(i) for i in op.inputs], op
+        return [self.value(src)], None
+
+    def current(self, src: str, dst: list, rows: np.ndarray | None, arrive: int, base: str):
+        """Connect the input of a neuron op into ``dst`` (port reference + shape) for the neurons
+        ``rows`` (flat indices, None: all)."""
+        values, op = self._input_terms(src)
+        if op is None:  # a count or spike fed directly: identity synapse
+            (v,) = values
+            eye = SynapseMatrix.identity(v.size)
+            self.b.linear(v, eye if rows is None else eye.take_rows(rows), dst, arrive=arrive,
+                          base=base)
+            return
+        exps = np.asarray(op.weight_exp).astype(np.int64)
+        if isinstance(op, F.ConvSynapse) and self._conv_ok(op, values, rows, arrive, exps):
+            self._lava_conv(op, values[0], dst, rows, base)
+            return
+        in_shape = tuple(self.g.spec(op.inputs[0]).shape)
+        out_shape = tuple(self.g.spec(op.name).shape)
+        if isinstance(op, F.ConvSynapse):
+            m = conv_matrix(op, in_shape, out_shape)
+            chan = np.repeat(np.arange(out_shape[0]), int(np.prod(out_shape[1:])))
+        else:
+            m = axis_matrix(op.weight, in_shape, op.axis)
+            a = op.axis % len(out_shape)
+            chan = np.indices(out_shape)[a].ravel()
+        if rows is not None:
+            m, chan = m.take_rows(rows), chan[rows]
+        use_dense = isinstance(op, F.DenseSynapse) and len(in_shape) == 1
+        for e in np.unique(exps):
+            group = m.mask_rows(exps[chan] == e)
+            for v in values:
+                self.b.linear(v, group, dst, arrive=arrive, base=f"{base}_e{e}",
+                              weight_exp=int(e), dense=use_dense)
+
+    def _conv_ok(self, op, values, rows, arrive, exps) -> bool:
+        """Lava's Conv needs one whole, aligned input, one exponent >= 0 (its CPU model ignores
+        the exponent; ``network.py`` folds a positive one into the weights) and whole channels."""
+        if len(values) != 1 or not values[0].simple or values[0].depth != arrive - 1:
+            return False
+        out_shape = tuple(self.g.spec(op.name).shape)
+        hw = int(np.prod(out_shape[1:]))
+        if rows is None:
+            chans = np.arange(out_shape[0])
+        else:
+            chans = np.unique(rows // hw)
+            if chans.size * hw != rows.size:
+                return False
+        return len(np.unique(exps[chans])) == 1 and exps[chans[0]] >= 0
+
+    def _lava_conv(self, op, value: LValue, dst, rows, base) -> None:
+        out_shape = tuple(self.g.spec(op.name).shape)
+        hw = int(np.prod(out_shape[1:]))
+        chans = np.arange(out_shape[0]) if rows is None else np.unique(rows // hw)
+        w = conv_weight_from_torch(op.weight[chans]).astype(np.int32)
+        c, h, wd = value.shape
+        name = self.b._unique(base + "_conv")
+        self.b.processes.append({
+            "name": name, "type": "conv", "weight": self.b.array(name, "weight", w),
+            "weight_exp": int(op.weight_exp[chans[0]]), "input_shape": [wd, h, c],
+            "padding": [int(op.padding[1]), int(op.padding[0])],
+            "stride": [int(op.stride[1]), int(op.stride[0])],
+            "dilation": [int(op.dilation[1]), int(op.dilation[0])], "groups": int(op.groups),
+            "num_message_bits": message_bits(value.bound) if value.kind == "count" else 0})
+        if op.groups != 1 and rows is not None:
+            raise UnsupportedOpError(f"{op.name}: grouped convolution split by threshold")
+        self.b._count("processes", 1)
+        self.b._count("synapses", int(np.count_nonzero(w)))
+        self.b.connect(value.parts[0].ref([["transpose", [2, 1, 0]]]), [name, "s_in", []])
+        self.b.connect([name, "a_out", [["transpose", [2, 1, 0]], ["reshape", list(dst[3])]]],
+                       dst[:3])
+
+    def _arrive(self, src: str) -> int:
+        values, _ = self._input_terms(src)
+        return max(v.depth for v in values) + 1
+
+    def cuba_lif(self, op: F.CubaLIF) -> None:
+        shape = tuple(self.g.spec(op.name).shape)
+        arrive = self._arrive(op.inputs[0])
+        vth = np.asarray(op.vth).ravel()
+        groups = np.unique(vth)
+        parts = []
+        for g in groups:
+            rows = None if groups.size == 1 else np.flatnonzero(vth == g)
+            pshape = shape if rows is None else (rows.size,)
+            sel = (lambda a: np.asarray(a).ravel()) if rows is None else \
+                (lambda a: np.asarray(a).ravel()[rows])
+            name = self.b.lif(op.name if groups.size == 1 else f"{op.name}_vth{g}", pshape,
+                              du=op.du, dv=op.dv, vth=int(g), bias_mant=sel(op.bias_mant),
+                              bias_exp=sel(op.bias_exp), depth=arrive, ir=op.name)
+            self.current(op.inputs[0], [name, "a_in", [], list(pshape)], rows, arrive,
+                         base=f"{op.name}_syn")
+            parts.append(Part(name, "s_out", [], pshape, rows, arrive))
+        if groups.size > 1:
+            self.b.notes.append(f"{op.name}: {groups.size} LIF processes (one per threshold)")
+        self._set(op.name, "spike", 1, parts)
+
+    def readout(self, op: F.Readout) -> None:
+        in_shape = tuple(self.g.spec(op.inputs[0]).shape)
+        out_shape = tuple(self.g.spec(op.name).shape)
+        arrive = self._arrive(op.inputs[0])
+        name = self.b.add_process("readout", op.name, neurons=int(np.prod(out_shape)),
+                                  in_shape=list(in_shape), sum_axes=[int(a) for a in op.sum_axes],
+                                  act_shift=self.b.fmt.weight_shift,
+                                  state_bits=self.b.fmt.state_bits, depth=arrive)
+        self.current(op.inputs[0], [name, "a_in", [], list(in_shape)], None, arrive,
+                     base=f"{op.name}_syn")
+        lv = LValue(op.name, out_shape or (1,), "count", 0,
+                    [Part(name, "s_out", [], out_shape or (1,), None, arrive)])
+        self.b.values[op.name] = lv
+
+    # -- joins -----------------------------------------------------------------------------------
+    def add(self, op: O.Add) -> None:
+        a, b = (self.value(i) for i in op.inputs)
+        shape = tuple(self.g.spec(op.name).shape)
+        arrive = max(a.depth, b.depth) + 1
+        relay = self.b.relay(op.name, shape, "count", arrive)
+        eye = SynapseMatrix.identity(a.size)
+        for v in (a, b):
+            self.b.linear(v, eye, [relay, "a_in", [], list(shape)], arrive=arrive,
+                          base=f"{op.name}_syn")
+        self._set(op.name, "count", a.bound + b.bound, [Part(relay, "s_out", [], shape, None, arrive)])
+
+    def _spike_relay(self, op, terms, shape) -> None:
+        arrive = max(v.depth for v, _ in terms) + 1
+        name = self.b.lif(op.name, shape, du=RELAY_DECAY, dv=RELAY_DECAY, vth=0,
+                          bias_mant=np.zeros(shape, np.int32), bias_exp=np.zeros(shape, np.int32),
+                          depth=arrive, ir=op.name)
+        for v, w in terms:
+            if v.kind != "spike":
+                raise UnsupportedOpError(f"op {op.name!r} ({op.OPCODE}) on {v.kind} values: the "
+                                         "Lava backend lowers it for spikes only")
+            self.b.linear(v, w, [name, "a_in", [], list(shape)], arrive=arrive,
+                          base=f"{op.name}_syn")
+        self._set(op.name, "spike", 1, [Part(name, "s_out", [], shape, None, arrive)])
+
+    def iand(self, op: O.IAND) -> None:
+        a, s = (self.value(i) for i in op.inputs)
+        eye = SynapseMatrix.identity(a.size)
+        # v = (s - a) << 6 > 0  <=>  s and not a
+        self._spike_relay(op, [(s, eye), (a, -eye)], tuple(self.g.spec(op.name).shape))
+
+    def maxpool(self, op: O.MaxPool2d) -> None:
+        x = self.value(op.inputs[0])
+        shape = tuple(self.g.spec(op.name).shape)
+        # v = (spikes in the window) << 6 > 0  <=>  any spike (max of spikes = OR)
+        self._spike_relay(op, [(x, window_matrix(op, x.shape, shape))], shape)
+
+    # -- layout ----------------------------------------------------------------------------------
+    def reshape(self, op: O.Reshape) -> None:
+        x = self.value(op.inputs[0])
+        shape = tuple(op.shape)
+        if x.simple:
+            p = x.parts[0]
+            parts = [Part(p.proc, p.port, p.vops + [["reshape", list(shape)]], shape, None, p.depth)]
+        else:  # row-major reshape keeps flat indices
+            parts = list(x.parts)
+        self._set(op.name, x.kind, x.bound, parts)
+
+    def transpose(self, op: O.Transpose) -> None:
+        x = self.value(op.inputs[0])
+        perm = [int(p) for p in op.perm]
+        shape = tuple(x.shape[p] for p in perm)
+        if x.simple:
+            p = x.parts[0]
+            parts = [Part(p.proc, p.port, p.vops + [["transpose", perm]], shape, None, p.depth)]
+        else:
+            new_of_old = _transpose_index(x.shape, perm)
+            parts = [Part(p.proc, p.port, p.vops, p.shape, new_of_old[p.index], p.depth)
+                     for p in x.parts]
+        self._set(op.name, x.kind, x.bound, parts)
+
+    def spike_matmul(self, op: O.SpikeMatmul) -> None:
+        from . import ssa
+
+        a, b = (self.value(i) for i in op.inputs)
+        lower = ssa.lower_host if self.ssa == "host" else ssa.lower_decompose
+        prev = self.b.category
+        self.b.category = f"ssa_{self.ssa}"
+        try:
+            y = lower(self.b, op.name, a, b, tuple(self.g.spec(op.name).shape))
+        finally:
+            self.b.category = prev
+        self.b.values[op.name] = y
+
+    def output(self, op: O.Output) -> None:
+        self.outputs[op.name] = op.inputs[0]
+
+
+#: IR op types whose values are probed (compared with the simulator by ``spikec validate``).
+PROBED_OPS = (F.CubaLIF, F.Readout, O.Add, O.IAND, O.MaxPool2d, O.SpikeMatmul)

@@ -1,0 +1,177 @@
+"""spikec's Lava processes, for what ``lava.proc`` has no process for. Imports numpy and lava only.
+
+Each comes with a ``fixed_pt`` CPU process model (integer arithmetic, int32 messages). They are
+selected explicitly through the run configuration's ``exception_proc_model_map`` (``MODELS``), so
+no model discovery by file scanning is involved.
+
+* ``SpikeMatmul``: the ``host`` lowering of spiking self-attention. The integer product
+  ``y[..., m, n] = sum_k a[..., m, k] * b[..., k, n]`` of two dynamic tensors, computed off the
+  neuro-cores (embedded or host CPU). It answers in the step its inputs arrive (no delay).
+* ``Readout``: the output accumulator the host reads. ``acc = clip(acc + (sum_axes(a_in) <<
+  act_shift))``, clipped symmetrically to ``state_bits``; reset to zero at the first step of each
+  sample's window. It sends ``acc`` every step.
+* ``WindowProbe``: records what arrives on its port during each sample's window, into
+  ``data[sample, t, ...]`` (a probe, not part of the network).
+
+Time convention (shared with ``network``): a value at pipeline depth ``d`` carries model step ``t``
+of sample ``k`` at Lava time step ``k * T + t + d + 1`` (Lava counts time steps from 1).
+"""
+from __future__ import annotations
+
+import numpy as np
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.process.variable import Var
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+
+def window_index(time_step: int, depth: int, timesteps: int) -> tuple[int, int]:
+    """(sample, model step) of Lava ``time_step`` for a value at ``depth``; sample < 0 before the
+    first window."""
+    s = int(time_step) - 1 - int(depth)
+    if s < 0:
+        return -1, 0
+    return s // timesteps, s % timesteps
+
+
+def _wrap32(x):
+    return ((np.asarray(x, np.int64) + (1 << 31)) & ((1 << 32) - 1)) - (1 << 31)
+
+
+# ----------------------------------------------------------------------------- SpikeMatmul
+class SpikeMatmul(AbstractProcess):
+    """Integer product of two dynamic tensors, ``y = a @ b`` over the last two axes.
+
+    Parameters
+    ----------
+    a_shape : tuple, ``(..., M, K)``
+    b_shape : tuple, ``(..., K, N)`` with the same leading (head) axes.
+    """
+
+    def __init__(self, *, a_shape, b_shape, name=None):
+        a_shape, b_shape = tuple(a_shape), tuple(b_shape)
+        out_shape = a_shape[:-1] + b_shape[-1:]
+        super().__init__(a_shape=a_shape, b_shape=b_shape, name=name)
+        self.a_in = InPort(shape=a_shape)
+        self.b_in = InPort(shape=b_shape)
+        self.s_out = OutPort(shape=out_shape)
+        self.messages_in = Var(shape=(1,), init=0)
+        self.messages_out = Var(shape=(1,), init=0)
+
+
+@implements(proc=SpikeMatmul, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PySpikeMatmulModelFixed(PyLoihiProcessModel):
+    """``y = a @ b`` in int64, sent as int32 graded messages. Counts the nonzero messages it
+    receives and sends (the traffic between the neuro-cores and the CPU that runs it)."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    b_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    messages_in: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    messages_out: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+    def run_spk(self):
+        a = np.asarray(self.a_in.recv()).astype(np.int64)
+        b = np.asarray(self.b_in.recv()).astype(np.int64)
+        y = np.matmul(a, b)
+        self.messages_in[0] += int(np.count_nonzero(a) + np.count_nonzero(b))
+        self.messages_out[0] += int(np.count_nonzero(y))
+        self.s_out.send(y.astype(np.int32))
+
+
+# ----------------------------------------------------------------------------- Readout
+class Readout(AbstractProcess):
+    """Output accumulator (an integrator without threshold), reset at each sample's window start.
+
+    Parameters
+    ----------
+    in_shape : tuple
+        Shape of the synaptic input ``a_in``.
+    sum_axes : tuple of int
+        Axes of ``a_in`` summed into one accumulator (the token axis).
+    act_shift : int
+        ``a_in`` is left-shifted by this (Loihi's MSB alignment, 6).
+    state_bits : int
+        ``acc`` saturates at ``+-(2**(state_bits-1) - 1)``.
+    timesteps, depth : int
+        Window of the input (see the module docstring); ``acc`` is zeroed at each window start.
+    """
+
+    def __init__(self, *, in_shape, sum_axes, act_shift, state_bits, timesteps, depth, name=None):
+        in_shape = tuple(in_shape)
+        axes = tuple(sorted(a % len(in_shape) for a in sum_axes))
+        out_shape = tuple(d for i, d in enumerate(in_shape) if i not in axes) or (1,)
+        super().__init__(in_shape=in_shape, sum_axes=axes, act_shift=act_shift,
+                         state_bits=state_bits, timesteps=timesteps, depth=depth, name=name)
+        self.a_in = InPort(shape=in_shape)
+        self.s_out = OutPort(shape=out_shape)
+        self.acc = Var(shape=out_shape, init=0)
+
+
+@implements(proc=Readout, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyReadoutModelFixed(PyLoihiProcessModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    acc: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+
+    def run_spk(self):
+        p = self.proc_params
+        a = np.asarray(self.a_in.recv()).astype(np.int64)
+        _, t = window_index(self.time_step, p["depth"], p["timesteps"])
+        if t == 0:
+            self.acc[:] = 0
+        if p["sum_axes"]:
+            a = a.sum(axis=tuple(p["sum_axes"])).reshape(self.acc.shape)
+        # the compartment's in-port sums the tokens into an int32, shifted in int32 like a LIF's
+        a = _wrap32(_wrap32(a) << p["act_shift"])
+        lim = (1 << (p["state_bits"] - 1)) - 1
+        acc = np.clip(self.acc.astype(np.int64) + a, -lim, lim)
+        self.acc[:] = acc
+        self.s_out.send(acc.astype(np.int32))
+
+
+# ----------------------------------------------------------------------------- WindowProbe
+class WindowProbe(AbstractProcess):
+    """Records ``data[k, t] = input`` for sample ``k`` and model step ``t`` of a value at ``depth``.
+
+    Parameters
+    ----------
+    shape : tuple
+        Shape of the probed port.
+    samples, timesteps, depth : int
+    """
+
+    def __init__(self, *, shape, samples, timesteps, depth, name=None):
+        shape = tuple(shape)
+        super().__init__(shape=shape, samples=samples, timesteps=timesteps, depth=depth, name=name)
+        self.a_in = InPort(shape=shape)
+        self.data = Var(shape=(samples, timesteps) + shape, init=0)
+
+
+@implements(proc=WindowProbe, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyWindowProbeModelFixed(PyLoihiProcessModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    data: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+
+    def run_spk(self):
+        p = self.proc_params
+        x = self.a_in.recv()
+        k, t = window_index(self.time_step, p["depth"], p["timesteps"])
+        if 0 <= k < p["samples"]:
+            self.data[k, t] = x
+
+
+#: Process -> its fixed_pt CPU model, for ``exception_proc_model_map``.
+MODELS = {SpikeMatmul: PySpikeMatmulModelFixed, Readout: PyReadoutModelFixed,
+          WindowProbe: PyWindowProbeModelFixed}

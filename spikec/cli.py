@@ -116,6 +116,148 @@ def inspect(model, arch, trust_pickle, input_shape, timesteps, sets, as_json, du
                f"{total_ops:,} dense ops per step, T = {graph.timesteps}")
 
 
+def _parse_preprocess(text: str | None) -> dict | None:
+    """``--preprocess``: a JSON object, or ``key=value`` pairs separated by commas, with fractions
+    (``1/255``) and per-channel lists separated by colons (``mean=0.49:0.48:0.45``)."""
+    if not text:
+        return None
+    from spikec.data import Preprocess
+
+    if text.lstrip().startswith("{"):
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise click.BadParameter(f"--preprocess: {e}") from None
+    else:
+        raw = {}
+        for item in text.split(","):
+            k, sep, v = item.partition("=")
+            if not sep:
+                raise click.BadParameter(f"--preprocess {item!r}: expected key=value")
+            try:
+                vals = [_number(x) for x in v.split(":")]
+            except ValueError:
+                raise click.BadParameter(f"--preprocess {item!r}: not a number") from None
+            raw[k.strip()] = vals if k.strip() in ("mean", "std") else vals[0]
+    return Preprocess.from_dict(raw).to_dict()
+
+
+def _number(text: str) -> float:
+    num, sep, den = text.partition("/")
+    return float(num) / float(den) if sep else float(num)
+
+
+def _progress(bars: list):
+    """A ``progress(total) -> update(n)`` factory drawing click progress bars on stderr."""
+    def start(total: int):
+        bar = click.progressbar(length=total, label="evaluating", file=click.get_text_stream("stderr"))
+        bar.__enter__()
+        bars.append(bar)
+        return bar.update
+    return start
+
+
+def _close(bars: list) -> None:
+    for bar in bars:
+        bar.__exit__(None, None, None)
+
+
+def _layers_table(layers: list[dict]) -> str:
+    def num(v, fmt="{:,.1f}"):
+        return "" if v is None else fmt.format(v)
+
+    headers = ["layer", "op", "neurons", "spikes", "syn. events", "graded", "rate", "agreement"]
+    rows = [[e["name"], e["op"], e["neurons"] or "", num(e["spikes"]) if e["op"] in ("cuba_lif", "lif") else "",
+             num(e["synaptic_events"]) if e["synaptic_events"] else "",
+             num(e["graded_events"]) if e["graded_events"] else "",
+             num(e["firing_rate"], "{:.4f}"), num(e["spike_agreement"], "{:.4f}")] for e in layers]
+    return format_table(headers, rows)
+
+
+def _accuracy_line(acc: dict) -> str:
+    parts = [f"{k} {acc[k]:.4f}" for k in ("float", "folded", "quantized") if acc.get(k) is not None]
+    return f"top-1 on {acc['samples']} samples: " + ", ".join(parts) if parts else "no --data: accuracy not measured"
+
+
+@cli.command(name="compile")
+@click.argument("model", type=click.Path())
+@model_options
+@click.option("--target", default="loihi2", show_default=True, help="Target chip: loihi2 or loihi.")
+@click.option("-o", "--out", required=True, type=click.Path(), help="Output directory (replaced atomically).")
+@click.option("--data", help="Evaluation set: mnist5k:test, fashion-mnist:test, cifar10-foolbox or a .npz.")
+@click.option("--calib", help="Calibration set for the quantizer (same forms as --data; first 64 samples).")
+@click.option("--limit", type=int, help="Evaluate on the first N samples of --data.")
+@click.option("--residual", type=click.Choice(["auto", "graded", "fanin"]), default="auto", show_default=True,
+              help="Lowering of integer-valued (count) synapse inputs.")
+@click.option("--profile", "profile_path", type=click.Path(), help="Hardware profile file (replaces --target's).")
+@click.option("--preprocess", help="Input preprocessing of a model that records none "
+              "(default pixel_scale=1/255; e.g. 'pixel_scale=1/255,mean=0.5,std=0.5').")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Samples per simulated batch.")
+@click.option("--json", "as_json", is_flag=True, help="Print report.json instead of the summary.")
+def compile_cmd(model, arch, trust_pickle, input_shape, timesteps, sets, target, out, data, calib,
+                limit, residual, profile_path, preprocess, batch_size, as_json):
+    """Compile MODEL for a Loihi target into OUT (compiled.spkc, folded.spkc, float.spkc,
+    report.json); with --data, check top-1 of the float model, the folded graph and the bit-exact
+    simulation on the same samples, and per-layer spike agreement."""
+    from spikec.compiler import compile_model
+
+    options = load_options(arch, trust_pickle, input_shape, timesteps, sets)
+    options.preprocess = _parse_preprocess(preprocess)
+    bars: list = []
+    try:
+        outcome = compile_model(model, out, target=target, profile=profile_path, load_options=options,
+                                data=data, calib=calib, limit=limit, residual=residual,
+                                batch_size=batch_size, progress=_progress(bars))
+    finally:
+        _close(bars)
+    r = outcome.report
+    if as_json:
+        from spikec.report import dumps
+
+        click.echo(dumps(r), nl=False)
+        return
+    click.echo(_layers_table(r["layers"]))
+    t = r["totals"]
+    click.echo("")
+    if t["spikes"] is not None:
+        click.echo(f"per sample: {t['spikes']:,.1f} spikes, {t['synaptic_events']:,.1f} synaptic events, "
+                   f"{t['neuron_updates']:,.0f} neuron updates, {t['ssa_ops']:,.1f} SSA ops")
+    click.echo(_accuracy_line(r["accuracy"]))
+    if r.get("first_divergent_layer"):
+        click.echo(f"first layer whose spikes differ from the float model: {r['first_divergent_layer']}")
+    click.echo(f"target {r['target']}, T = {r['timesteps']}; wrote {out}/")
+
+
+@cli.command()
+@click.argument("out", type=click.Path())
+@click.option("--data", required=True, help="mnist5k:test, fashion-mnist:test, cifar10-foolbox or a .npz.")
+@click.option("--limit", type=int, help="Use the first N samples.")
+@click.option("--stage", type=click.Choice(["float", "folded", "quantized"]), default="quantized",
+              show_default=True, help="Which graph of OUT to run (quantized: bit-exact simulation).")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Samples per batch.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON: accuracy, layers, totals, predictions.")
+def simulate(out, data, limit, stage, batch_size, as_json):
+    """Run a compiled OUT directory on a data set: accuracy, spikes and synaptic events per
+    layer, firing rates."""
+    from spikec.compiler import simulate_output
+
+    bars: list = []
+    try:
+        res = simulate_output(out, data, limit=limit, stage=stage, batch_size=batch_size,
+                              progress=None if as_json else _progress(bars))
+    finally:
+        _close(bars)
+    if as_json:
+        click.echo(json.dumps(res, indent=2, sort_keys=True))
+        return
+    click.echo(_layers_table(res["layers"]))
+    t = res["totals"]
+    click.echo(f"\nper sample: {t['spikes']:,.1f} spikes, {t['synaptic_events']:,.1f} synaptic events, "
+               f"{t['neuron_updates']:,.0f} neuron updates")
+    click.echo(_accuracy_line(res["accuracy"]) + f" ({stage})")
+
+
 # Commands defined in other modules register here, one line each (keeps this file small).
 _COMMAND_MODULES: list[str] = [
     "spikec.estimate.commands",

@@ -263,7 +263,7 @@ class Simulator:
                     layer = neurons[op.name]
                     if t == 0:
                         layer.reset_state(args[0].shape[1:])
-                    y = layer.step(la.to_int64(args[0][0]), t)[None].astype(np.float32)
+                    y = layer.step(la.to_int64(args[0][0]), t)[None]
                 elif isinstance(op, F.Readout):
                     neurons[op.name].step(args[0][0], t)
                     y = None
@@ -346,8 +346,8 @@ class Simulator:
             dt = la.carrier(self.bounds[op.name])
             return np.add(la.as_carrier(args[0], dt), la.as_carrier(args[1], dt))
         if isinstance(op, O.IAND):
-            a, s = args
-            return s * (1 - a)
+            a, s = args                   # spikes: (1 - a) * s == s AND NOT a
+            return np.logical_and(s != 0, a == 0)
         if isinstance(op, O.MaxPool2d):
             x = args[0]
             y = la.maxpool2d(x.reshape((-1,) + x.shape[2:]), op.kernel, op.stride, op.padding)
@@ -398,12 +398,11 @@ class Simulator:
         xs = x[:1] if invariant else x
         sum_bound = syn.sum_bound(x_bound)
         dt = la.carrier(sum_bound)
-        flat = la.as_carrier(xs.reshape((-1,) + xs.shape[2:]), dt)
+        flat = xs.reshape((-1,) + xs.shape[2:])
         if syn.conv:
-            acc = la.conv2d(np.ascontiguousarray(flat), syn.weight(dt), op.stride, op.padding,
-                            op.dilation, op.groups)
+            acc = la.conv2d(flat, syn.weight(dt), op.stride, op.padding, op.dilation, op.groups)
         else:
-            acc = la.dense_matmul(flat, syn.weight(dt), op.axis)
+            acc = la.dense_matmul(la.as_carrier(flat, dt), syn.weight(dt), op.axis)
         acc = acc.reshape(xs.shape[:2] + acc.shape[1:])
         ch = syn.channel_axis + 2
         out_bound = max(_shift_bound(sum_bound, e) for e in syn.exp_values)

@@ -127,3 +127,54 @@ def ssa_ops(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     na = np.count_nonzero(a, axis=-2)                      # [T, B, ..., k]
     nb = np.count_nonzero(b, axis=-1)                      # [T, B, ..., k]
     return (na.astype(np.int64) * nb).reshape(T, -1).sum(axis=1)
+
+
+def float_graph_stats(graph, values: dict[str, np.ndarray], batch: int) -> dict[str, LayerStats]:
+    """The same counts for a float graph run by ``spikec.interp`` (for ``simulate --stage float``).
+
+    ``values`` must hold the inputs of every ``conv2d``/``linear``/``spike_matmul`` and the output
+    of every ``lif`` ([T, B, ...]). Definitions as for fixed graphs: a ``conv2d``/``linear`` is a
+    synapse op (its nonzero inputs are events, real or count inputs are graded), a ``lif`` a neuron.
+    """
+    from spikec.ir import ops as O
+    from spikec.ir.types import Kind
+
+    specs = graph.specs
+    T = graph.timesteps
+    stats: dict[str, LayerStats] = {}
+    for op in graph.ops:
+        spec = specs[op.name]
+        neurons = int(np.prod(spec.shape)) if isinstance(op, O.LIF) else 0
+        s = LayerStats(op.name, op.OPCODE, neurons, T, samples=batch)
+        if isinstance(op, (O.Conv2d, O.Linear)) and specs[op.inputs[0]].rate.value == "step":
+            x = values[op.inputs[0]]
+            nz = nonzero_per_step(x)
+            s.add("input_events", nz)
+            if specs[op.inputs[0]].kind is not Kind.SPIKE:
+                s.add("graded_events", nz)
+            if isinstance(op, O.Conv2d):
+                fan = conv_fanout(specs[op.inputs[0]].shape, spec.shape, op.weight.shape[2:],
+                                  op.stride, op.padding, op.dilation, op.groups)
+                s.add("synaptic_events", conv_synaptic_events(x, fan))
+            else:
+                s.add("synaptic_events", nz * int(op.weight.shape[0]))
+        elif isinstance(op, O.LIF):
+            s.add("spikes", nonzero_per_step(values[op.name]))
+            s.add("neuron_updates", np.full(T, neurons * batch, dtype=np.int64))
+        elif isinstance(op, O.SpikeMatmul):
+            s.add("ssa_ops", ssa_ops(values[op.inputs[0]], values[op.inputs[1]]))
+        stats[op.name] = s
+    return stats
+
+
+def float_graph_record(graph) -> list[str]:
+    """Names ``float_graph_stats`` needs recorded."""
+    from spikec.ir import ops as O
+
+    names = []
+    for op in graph.ops:
+        if isinstance(op, (O.Conv2d, O.Linear, O.SpikeMatmul)):
+            names.extend(op.inputs)
+        elif isinstance(op, O.LIF):
+            names.append(op.name)
+    return sorted(set(names))

@@ -74,9 +74,11 @@ def dense_matmul(x: np.ndarray, weight: np.ndarray, axis: int) -> np.ndarray:
 
 
 def conv2d(x: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups: int) -> np.ndarray:
-    """Cross-correlation like ``torch.nn.functional.conv2d`` (zero padding), exact in ``x``'s carrier.
+    """Cross-correlation like ``torch.nn.functional.conv2d`` (zero padding), exact in the carrier
+    ``weight.dtype``.
 
-    ``x`` [N, C, H, W], ``weight`` [O, C/groups, kh, kw] in the same dtype; returns [N, O, Ho, Wo].
+    ``x`` [N, C, H, W] integers in any dtype (bool spikes included: converted while copied),
+    ``weight`` [O, C/groups, kh, kw]; returns [N, O, Ho, Wo] in ``weight.dtype``.
     Per sample one GEMM ``W[O, C kh kw] @ cols[C kh kw, Ho Wo]`` (im2col built by kh*kw strided
     copies, in chunks of samples), so the output lands in NCHW without a transpose. 1x1 kernels and
     non-overlapping patch kernels (kernel == stride, no padding) skip the window copies.
@@ -91,19 +93,21 @@ def conv2d(x: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups:
         return np.concatenate(
             [conv2d(np.ascontiguousarray(x[:, g * cg:(g + 1) * cg]), weight[g * og:(g + 1) * og],
                     stride, padding, dilation, 1) for g in range(groups)], axis=1)
+    dt = weight.dtype
     w2d = weight.reshape(o, cg * kh * kw)
     if kh == kw == 1 and (sh, sw) == (1, 1) and (ph, pw) == (0, 0):
-        return np.matmul(w2d, x.reshape(n, c, h * w)).reshape(n, o, ho, wo)
+        return np.matmul(w2d, as_carrier(x, dt).reshape(n, c, h * w)).reshape(n, o, ho, wo)
     if (kh, kw) == (sh, sw) and (ph, pw) == (0, 0) and (dh, dw) == (1, 1):
         # patchify: space-to-depth, one copy of the input, then a 1x1 product
         xs = x[:, :, :ho * kh, :wo * kw].reshape(n, c, ho, kh, wo, kw)
-        cols = xs.transpose(0, 1, 3, 5, 2, 4).reshape(n, c * kh * kw, ho * wo)
-        return np.matmul(w2d, cols).reshape(n, o, ho, wo)
+        cols = np.empty((n, c, kh, kw, ho, wo), dtype=dt)
+        cols[...] = xs.transpose(0, 1, 3, 5, 2, 4)
+        return np.matmul(w2d, cols.reshape(n, c * kh * kw, ho * wo)).reshape(n, o, ho, wo)
     xp = np.pad(x, [(0, 0), (0, 0), (ph, ph), (pw, pw)]) if ph or pw else x
-    out = np.empty((n, o, ho * wo), dtype=x.dtype)
-    per_sample = c * kh * kw * ho * wo * x.dtype.itemsize
+    out = np.empty((n, o, ho * wo), dtype=dt)
+    per_sample = c * kh * kw * ho * wo * dt.itemsize
     chunk = max(1, IM2COL_BYTES // max(per_sample, 1))
-    cols = np.empty((min(chunk, n), c, kh, kw, ho, wo), dtype=x.dtype)
+    cols = np.empty((min(chunk, n), c, kh, kw, ho, wo), dtype=dt)
     for s in range(0, n, chunk):
         m = min(chunk, n - s)
         for u in range(kh):
@@ -121,7 +125,7 @@ def maxpool2d(x: np.ndarray, kernel, stride, padding) -> np.ndarray:
     n, c, h, w = x.shape
     ho = (h + 2 * ph - kh) // sh + 1
     wo = (w + 2 * pw - kw) // sw + 1
-    low = np.iinfo(x.dtype).min if x.dtype.kind in "iu" else -np.inf
+    low = False if x.dtype == bool else np.iinfo(x.dtype).min if x.dtype.kind in "iu" else -np.inf
     xp = np.pad(x, [(0, 0), (0, 0), (ph, ph), (pw, pw)], constant_values=low) if ph or pw else x
     out = None
     for u in range(kh):

@@ -124,38 +124,42 @@ class CubaLIFLayer:
 
     # ------------------------------------------------------------------ all steps of a layer
     def run(self, a_in: np.ndarray) -> np.ndarray:
-        """Advance T steps. ``a_in`` [T, B, *shape] integers in any carrier; returns spikes as a
-        float32 0/1 array [T, B, *shape] (the carrier of the next layer's products)."""
-        T = a_in.shape[0]
-        out = np.empty(a_in.shape, dtype=np.float32)
-        self.reset_state(a_in.shape[1:])
-        fast_state = None
-        if self.fast:
-            fast_state = (np.zeros(a_in.shape[1:], self.dtype), np.zeros(a_in.shape[1:], self.dtype))
+        """Advance T steps. ``a_in`` [T, B, *shape] integers in any carrier; returns the spikes,
+        bool [T, B, *shape]. Afterwards ``u``, ``v`` hold the final state (integers, possibly in
+        the fast path's float carrier)."""
+        T, shape = a_in.shape[0], a_in.shape[1:]
+        out = np.empty(a_in.shape, dtype=bool)
+        self.reset_state(shape)
+        fast = self.fast
+        if fast:
+            u, v, u_next, v_next = (np.zeros(shape, self.dtype) for _ in range(4))
+            keep = np.empty(shape, dtype=bool)
         for t in range(T):
-            if fast_state is not None:
-                res = self._fast_step(fast_state[0], fast_state[1], a_in[t])
-                if res is not None:
-                    fast_state = res[0], res[1]
-                    out[t] = res[2]
+            if fast:
+                if self._fast_step(u, v, a_in[t], u_next, v_next, keep, out[t]):
+                    u, u_next, v, v_next = u_next, u, v_next, v
                     continue
                 # not provably exact this step: redo it in int64 from the last exact state
-                self.u, self.v = fast_state[0].astype(np.int64), fast_state[1].astype(np.int64)
-                fast_state = None
+                self.u, self.v = u.astype(np.int64), v.astype(np.int64)
+                fast = False
             out[t] = self.step(a_in[t], t)
             self.exact_steps += 1
             if self.fast and self._fits_fast(self.u) and self._fits_fast(self.v):
-                fast_state = self.u.astype(self.dtype), self.v.astype(self.dtype)
-        if fast_state is not None:
-            self.u, self.v = fast_state[0].astype(np.int64), fast_state[1].astype(np.int64)
+                u, v = self.u.astype(self.dtype), self.v.astype(self.dtype)
+                u_next, v_next = np.empty_like(u), np.empty_like(v)
+                keep = np.empty(shape, dtype=bool)
+                fast = True
+        if fast:
+            self.u, self.v = u, v
         return out
 
     def _fits_fast(self, x: np.ndarray) -> bool:
         lim = self.fmt.state_max
         return x.size == 0 or (int(x.max()) <= lim and int(x.min()) >= -lim)
 
-    def _fast_step(self, u, v, a_in):
-        """The same step in a float carrier, or None where it might differ from ``step``.
+    def _fast_step(self, u, v, a_in, u_new, v_new, keep, spikes) -> bool:
+        """The same step in a float carrier, into the buffers ``u_new``, ``v_new``, ``spikes``;
+        False (buffers undefined) where it might differ from ``step``.
 
         Exactness: u and v hold integers of magnitude <= 2**23 - 1. A decay factor f/4096 that is 0
         or a power of two scales exactly in float32; any other f makes ``u * f`` an integer below
@@ -163,35 +167,40 @@ class CubaLIFLayer:
         is the sign-magnitude shift. ``a_in * 64`` is exact (a power of two). A sum whose exact value
         exceeds 2**24 in magnitude may round, but stays >= 2**24 in magnitude, so every test below
         against 2**23 - 1 gives the exact answer; a current outside +-(2**23 - 1) (where Lava would
-        wrap, possibly after an int32 wrap of ``a_in << 6``) returns None, and so does any strict-mode
-        violation, so that ``step`` redoes it (and raises).
+        wrap, possibly after an int32 wrap of ``a_in << 6``) returns False, and so does any
+        strict-mode violation, so that ``step`` redoes it (and raises). The reset multiplies by
+        ``v <= threshold`` (a masked store is slower); it may leave -0.0, which equals 0.
         """
         fmt, dt = self.fmt, self.dtype
         lim = fmt.state_max
         a = a_in if a_in.dtype == dt else a_in.astype(dt)
         if self.strict and a.size and (a.max() > fmt.a_in_max or a.min() < fmt.a_in_min):
-            return None
-        u_new = a * dt.type(1 << fmt.weight_shift)
+            return False
+        # 2. current (v_new is scratch until phase 3)
+        np.multiply(a, dt.type(1 << fmt.weight_shift), out=u_new)
         if self.factor_u:
-            d = u * dt.type(self.factor_u / fmt.decay_unity)
-            np.trunc(d, out=d)
-            u_new += d
+            np.multiply(u, dt.type(self.factor_u / fmt.decay_unity), out=v_new)
+            np.trunc(v_new, out=v_new)
+            u_new += v_new
         if u_new.size and (u_new.max() > lim or u_new.min() < -lim):
-            return None
+            return False
+        # 3. voltage
         if self.factor_v == fmt.decay_unity:
-            v_new = v + u_new
+            np.add(v, u_new, out=v_new)
         else:
-            v_new = v * dt.type(self.factor_v / fmt.decay_unity)
+            np.multiply(v, dt.type(self.factor_v / fmt.decay_unity), out=v_new)
             np.trunc(v_new, out=v_new)
             v_new += u_new
         if self._bias_f is not None:
             v_new += self._bias_f
         if self.strict and v_new.size and (v_new.max() > lim or v_new.min() < -lim):
-            return None
+            return False
         np.clip(v_new, -lim, lim, out=v_new)
-        spikes = v_new > self._threshold_f
-        np.copyto(v_new, 0, where=spikes)
-        return u_new, v_new, spikes
+        # 4. threshold, 5. reset
+        np.less_equal(v_new, self._threshold_f, out=keep)
+        v_new *= keep
+        np.logical_not(keep, out=spikes)
+        return True
 
 
 class ReadoutLayer:

@@ -1,0 +1,326 @@
+"""Quantization of one layer: a synapse and the CUBA neurons it drives, a count-fed neuron, or the
+read-out. Pure functions of float arrays and ranges; the graph walk lives in ``lower.py``."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from spikec.errors import FormatError, UnsupportedOpError
+from spikec.ir import ops as O
+from spikec.quantize.numbers import (Scale, bias_limit, choose_scale, encode_bias, group_channels,
+                                     max_weight_scale, round_weights, sign_mode_of,
+                                     threshold_mantissa, truncation_offset)
+from spikec.quantize.options import CompileOptions
+from spikec.target.formats import NumberFormats
+
+
+@dataclass
+class Ranges:
+    """What the quantizer knows about one synapse's weighted sums ``sum_i w_i x_i`` (weight units).
+
+    ``sums``: per output channel, the bound the scale is chosen for (calibrated x margin, or the
+    worst case); ``worst``: the worst case; ``x_max``: the largest input value (1 for spikes, the
+    count bound, 255 for raw pixels); ``sources``: synapse inputs (fan-in copies);
+    ``calibrated``: whether ``sums`` comes from calibration.
+    """
+
+    sums: np.ndarray
+    worst: np.ndarray
+    x_max: float
+    sources: int = 1
+    calibrated: bool = False
+
+
+@dataclass
+class NeuronParams:
+    du: int
+    dv: int
+    vth: np.ndarray
+    bias_mant: np.ndarray
+    bias_exp: np.ndarray
+
+
+def lif_decays(lif: O.LIF, fmt: NumberFormats) -> tuple[int, int, bool]:
+    """``(du, dv, exact)`` of the CUBA compartment for a canonical LIF.
+
+    ``du`` clears the current every step (``decay_unity - (du + offset) = 0``): ``u = a_in << s``.
+    ``dv`` multiplies ``v`` by ``1 - 1/tau``: ``decay_unity / tau``, exact for ``tau = 2**k``.
+    """
+    if lif.decay_input:
+        raise UnsupportedOpError(f"LIF {lif.name!r} is not canonical (decay_input=True); run "
+                                 "spikec.passes.canonicalize_lif first")
+    if lif.v_reset is None or lif.v_reset != 0.0:
+        raise UnsupportedOpError(
+            f"LIF {lif.name!r}: Loihi's CUBA neuron resets v to 0; v_reset={lif.v_reset!r} "
+            "(soft or nonzero reset) has no equivalent")
+    du = fmt.decay_unity - fmt.u_decay_offset
+    dv_real = fmt.decay_unity / float(lif.tau) - fmt.v_decay_offset
+    dv = int(min(max(round(dv_real), 0), fmt.decay_max))
+    if not 0 <= du <= fmt.decay_max:
+        raise FormatError(f"LIF {lif.name!r}: du={du} does not fit {fmt.decay_bits} bits")
+    return du, dv, dv == dv_real
+
+
+def _valuation(x: np.ndarray) -> int:
+    """Smallest 2-adic valuation of the nonzero integers in ``x`` (64 when all are zero)."""
+    nz = np.abs(x[x != 0]).astype(np.int64)
+    if nz.size == 0:
+        return 64
+    return int(np.min(nz & -nz)).bit_length() - 1
+
+
+def apply_layout(arr: np.ndarray, chain: list[O.Op]) -> np.ndarray:
+    for op in chain:
+        arr = arr.reshape(op.shape) if isinstance(op, O.Reshape) else arr.transpose(op.perm)
+    return np.ascontiguousarray(arr)
+
+
+def _channel_axis(syn: O.Op, ndim: int) -> int:
+    return 0 if isinstance(syn, O.Conv2d) else syn.axis % ndim
+
+
+def _per_neuron(values: np.ndarray, axis: int, shape: tuple[int, ...]) -> np.ndarray:
+    bshape = [1] * len(shape)
+    bshape[axis] = -1
+    return np.broadcast_to(values.reshape(bshape), shape)
+
+
+def quantize_synaptic_layer(syn: O.Op, lif: O.LIF, out_shape: tuple[int, ...], chain: list[O.Op],
+                            ranges: Ranges, fmt: NumberFormats, opts: CompileOptions, T: int,
+                            bias_map: np.ndarray | None = None):
+    """Integer weights, exponents and neuron parameters for ``syn -> layout* -> lif``.
+
+    Returns ``(weight [int16], weight_exp [C_out, int8], NeuronParams, notes)``. ``bias_map``: a
+    per-neuron float bias (in the synapse's output shape) replacing the per-channel bias (the
+    first layer's input mean).
+    """
+    s = fmt.weight_shift
+    w = syn.weight.astype(np.float64)
+    cout = w.shape[0]
+    rows = w.reshape(cout, -1)
+    theta = float(lif.v_threshold)
+    if not theta > 0:
+        raise FormatError(f"layer {lif.name!r}: threshold {theta} must be positive on Loihi")
+    ax = _channel_axis(syn, len(out_shape))
+    b = np.zeros(cout) if syn.bias is None else syn.bias.astype(np.float64)
+    bias_full = _per_neuron(b, ax, out_shape) if bias_map is None else bias_map
+    bmax_o = np.abs(np.moveaxis(bias_full, ax, 0).reshape(cout, -1)).max(axis=1)
+
+    r_o = np.array([max_weight_scale(rows[o], sign_mode_of(rows[o]), fmt) for o in range(cout)])
+    G = 1 if opts.scale_mode == "layer" else opts.threshold_groups
+    labels = group_channels(r_o, G)
+    groups = [np.flatnonzero(labels == g) for g in range(labels.max() + 1)]
+
+    def k_limit(idx):
+        x = max(float(ranges.sums[idx].max(initial=0.0)), 1e-30)
+        bm = float(bmax_o[idx].max(initial=0.0))
+        lims = [(1 << s) * fmt.a_in_max / x, (1 << s) * (fmt.vth_max + 1) / theta,
+                fmt.state_max / (2.0 * (x + bm))]
+        if bm > 0:
+            lims.append(bias_limit(fmt) / bm)
+        return min(lims)
+
+    def block_scale(idx, snap: bool, k_max: float) -> Scale:
+        blk = rows[idx]
+        return choose_scale(k_max, max_weight_scale(blk, sign_mode_of(blk), fmt), fmt, snap=snap)
+
+    def exact_for(idx, sc: Scale) -> bool:
+        x = rows[idx] * sc.r
+        return bool(np.all(x == np.round(x)))
+
+    scales: list[Scale] = []
+    snaps: list[bool] = []
+    if opts.scale_mode == "exponent" and len(groups) > 1:
+        # one K (so one vth) for the layer; each group picks the exponent that keeps its
+        # mantissas in range
+        k_common = min(k_limit(idx) for idx in groups)
+        r_max = [max_weight_scale(rows[idx], sign_mode_of(rows[idx]), fmt) for idx in groups]
+        pick = None
+        if opts.snap in ("auto", "pow2"):
+            pick = _shared_k_scales(k_common, r_max, fmt, snap=True)
+            if opts.snap == "auto" and not all(exact_for(i, sc) for i, sc in zip(groups, pick)):
+                pick = None
+        snaps = [pick is not None] * len(groups)
+        scales = pick or _shared_k_scales(k_common, r_max, fmt, snap=False)
+    else:
+        for idx in groups:
+            km = k_limit(idx)
+            pick = None
+            if opts.snap in ("auto", "pow2"):
+                pick = block_scale(idx, True, km)
+                if opts.snap == "auto" and not exact_for(idx, pick):
+                    pick = None
+            snaps.append(pick is not None)
+            scales.append(pick or block_scale(idx, False, km))
+
+    weight = np.zeros(w.shape, np.int64)
+    wexp = np.zeros(cout, np.int64)
+    k_o = np.zeros(cout)
+    modes = []
+    for idx, sc in zip(groups, scales):
+        mode = sign_mode_of(rows[idx])
+        modes.append(mode.name)
+        weight[idx] = round_weights(w[idx] * sc.r, mode, fmt)
+        wexp[idx] = sc.weight_exp
+        k_o[idx] = sc.k
+
+    # thresholds, biases (per neuron, in the synapse's output shape, then laid out like the LIF)
+    k_full = _per_neuron(k_o, ax, out_shape)
+    vth = threshold_mantissa(k_full * theta, lif.fire_on, fmt)
+    if vth.min() < 1 or vth.max() > fmt.vth_max:
+        bad = int(np.argmin(np.min(np.moveaxis(vth, ax, 0).reshape(cout, -1), axis=1)))
+        raise FormatError(
+            f"layer {lif.name!r}: the threshold cannot be encoded (vth {int(vth.min())}..{int(vth.max())}, "
+            f"format 1..{fmt.vth_max}): weights up to {np.abs(rows[bad]).max():.3g} against a "
+            f"threshold of {theta:.3g} (channel {bad}) do not fit {fmt.weight_bits}-bit mantissas even "
+            f"at weight_exp {fmt.weight_exp_max}; rescale the layer or reduce its weights")
+    # the exponent's right shift truncates unless the mantissas carry enough trailing zeros
+    shift_exact = np.zeros(cout, bool)
+    inc_val = np.zeros(cout, np.int64)  # 2-adic valuation of a_in << s, per channel
+    for idx in groups:
+        nu = _valuation(weight[idx])
+        shift_exact[idx] = wexp[idx[0]] + nu >= 0
+        inc_val[idx] = s + wexp[idx[0]] + nu
+    comp = np.zeros(cout)
+    if opts.truncation_compensation:
+        comp = np.array([0.0 if ok else truncation_offset(int(e), fmt)
+                         for e, ok in zip(wexp, shift_exact)]) * ranges.sources
+    bias_v = k_full * bias_full + _per_neuron(comp, ax, out_shape)
+    mant, bexp, clipped = encode_bias(bias_v, fmt)
+    du, dv, dv_exact = lif_decays(lif, fmt)
+    params = NeuronParams(du, dv, apply_layout(vth.astype(np.int32), chain),
+                          apply_layout(mant.astype(np.int16), chain),
+                          apply_layout(bexp.astype(np.int8), chain))
+
+    # --- facts for the notes
+    w_back = weight / np.array([k_o[o] / 2.0 ** (s + wexp[o]) for o in range(cout)]).reshape(
+        (-1,) + (1,) * (w.ndim - 1))
+    err = float(np.sqrt(np.mean((w_back - w) ** 2)) / max(np.sqrt(np.mean(w ** 2)), 1e-30))
+    irows = weight.reshape(cout, -1)
+    wc_int = np.maximum(np.clip(irows, 0, None).sum(1), -np.clip(irows, None, 0).sum(1)) \
+        * ranges.x_max
+    a_worst = np.array([_shift(int(math.ceil(v)), int(e)) for v, e in zip(wc_int, wexp)])
+    a_used = np.ceil(k_o * ranges.sums / (1 << s))
+    b_eff = (mant.astype(np.int64) << bexp.astype(np.int64))
+    bias_max_v = int(np.abs(b_eff).max(initial=0))
+    exact_steps = None
+    if dv_exact and lif.tau == 2.0:
+        val = min(int(inc_val.min()), _valuation(b_eff))
+        exact_steps = max(val - s + 1, 0) if shift_exact.all() else 0
+    bias_exact = bool(np.all(b_eff == bias_v))
+    vth_exact = bool(np.all((vth.astype(np.int64) + 1) << fmt.vth_shift == k_full * theta)) \
+        if lif.fire_on == ">=" else bool(np.all(vth.astype(np.int64) << fmt.vth_shift == k_full * theta))
+    notes = {
+        "synapse": syn.name, "neurons": int(np.prod(params.vth.shape)), "groups": len(groups),
+        "weight_exp": sorted({int(e) for e in wexp}),
+        "weight_scale": [float(sc.r) for sc in scales],
+        "k": [float(sc.k) for sc in scales],
+        "vth": sorted({int(v) for v in np.unique(vth)})[:16],
+        "sign_mode": modes, "pow2_scale": snaps,
+        "weight_rel_rms_error": err,
+        "a_in_bound": int(a_used.max(initial=0)), "a_in_worst_case": int(a_worst.max(initial=0)),
+        "a_in_limit": fmt.a_in_max, "a_in_source": "calib" if ranges.calibrated else "worst_case",
+        "bias_max": bias_max_v, "bias_clipped": clipped,
+        "du": du, "dv": dv,
+        "exact": bool(err == 0 and bias_exact and vth_exact and exact_steps is not None
+                      and exact_steps >= T),
+        "exact_steps": exact_steps,
+    }
+    return weight.astype(np.int16), wexp.astype(np.int8), params, notes
+
+
+def _shared_k_scales(k: float, r_max: list[float], fmt: NumberFormats, *, snap: bool) -> list[Scale]:
+    """One ``K <= k`` for all groups, each with the exponent that keeps ``r <= r_max[g]``."""
+    s = fmt.weight_shift
+    finite = [rm for rm in r_max if math.isfinite(rm)]
+    if finite:  # the largest weights must fit at the widest exponent
+        k = min(k, min(finite) * 2.0 ** (s + fmt.weight_exp_max))
+    if snap:
+        k = 2.0 ** math.floor(math.log2(k))
+    out = []
+    for rm in r_max:
+        e = math.ceil(math.log2(k / ((1 << s) * rm))) if math.isfinite(rm) else fmt.weight_exp_min
+        e = min(max(e, fmt.weight_exp_min), fmt.weight_exp_max)
+        out.append(Scale(k=k, weight_exp=e, r=k / 2.0 ** (s + e)))
+    return out
+
+
+def _shift(x: int, e: int) -> int:
+    return x << e if e >= 0 else x >> -e
+
+
+def quantize_count_layer(lif: O.LIF, factor: float, x_bound: float, calibrated: bool,
+                         fmt: NumberFormats, opts: CompileOptions, T: int, shape):
+    """Parameters for a neuron that reads an integer count directly (``attn_lif``).
+
+    ``factor``: a constant the count is multiplied by before the neuron (a non-power-of-two
+    ``scale`` the float passes left in place; 1 otherwise). The count reaches ``a_in`` through an
+    input gain ``m`` (a one-to-one synapse; ``m = 1``: no synapse), ``K = m 2**s``. Returns
+    ``(gain, NeuronParams, notes)``.
+    """
+    s = fmt.weight_shift
+    theta = float(lif.v_threshold) / factor
+    want = 1 << max(T - 1, 0) if opts.exact_counts else 1
+    room = fmt.a_in_max / max(x_bound, 1.0)
+    gain = max(1, min(want, 1 << max(int(math.floor(math.log2(room))), 0))) if room >= 1 else 1
+    k = float(gain << s)
+    vth = threshold_mantissa(k * theta, lif.fire_on, fmt)
+    if not 0 <= int(vth) <= fmt.vth_max:
+        raise FormatError(f"layer {lif.name!r}: threshold {theta:.3g} on its count input gives vth "
+                          f"{int(vth)}, outside 0..{fmt.vth_max}")
+    du, dv, dv_exact = lif_decays(lif, fmt)
+    full = np.full(shape, int(vth), np.int32)
+    params = NeuronParams(du, dv, full, np.zeros(shape, np.int16), np.zeros(shape, np.int8))
+    a_bound = gain * x_bound
+    vth_exact = ((int(vth) + 1) << fmt.vth_shift) == k * theta if lif.fire_on == ">=" \
+        else (int(vth) << fmt.vth_shift) == k * theta
+    exact_steps = int(math.log2(gain)) + 1 if dv_exact and lif.tau == 2.0 else None
+    notes = {
+        "gain": gain, "neurons": int(np.prod(shape)), "vth": [int(vth)], "du": du, "dv": dv,
+        "threshold_on_count": theta, "factor_folded": factor,
+        "a_in_bound": int(math.ceil(a_bound)), "a_in_limit": fmt.a_in_max,
+        "a_in_source": "calib" if calibrated else "worst_case",
+        "exact": bool(vth_exact and factor == 1.0 and exact_steps is not None and exact_steps >= T),
+        "exact_steps": exact_steps,
+    }
+    return gain, params, notes
+
+
+def quantize_readout(syn: O.Linear, tokens: int, ranges: Ranges, acc_bound: np.ndarray,
+                     fmt: NumberFormats, opts: CompileOptions, T: int):
+    """Integer weights for the classifier and the host-side scale of its accumulators.
+
+    ``acc_bound``: per class, the bound of ``|sum_{t, tokens} sum_i w_i x_i|`` the 24-bit
+    accumulator must hold (calibrated x margin, or ``tokens T`` times the worst case). Returns
+    ``(weight, weight_exp, scale, offset, notes)`` with logits ``= scale * acc + offset``.
+    """
+    s = fmt.weight_shift
+    w = syn.weight.astype(np.float64)
+    mode = sign_mode_of(w)
+    x = max(float(ranges.sums.max(initial=0.0)), 1e-30)
+    acc = max(float(acc_bound.max(initial=0.0)), 1e-30)
+    k_max = min((1 << s) * fmt.a_in_max / x, fmt.state_max / acc)
+    r_max = max_weight_scale(w, mode, fmt)
+    sc = choose_scale(k_max, r_max, fmt, snap=False)
+    if opts.snap != "free":
+        p2 = choose_scale(k_max, r_max, fmt, snap=True)
+        if opts.snap == "pow2" or np.all(w * p2.r == np.round(w * p2.r)):
+            sc = p2
+    weight = round_weights(w * sc.r, mode, fmt)
+    b = np.zeros(len(w)) if syn.bias is None else syn.bias.astype(np.float64)
+    offset = b.copy()
+    if opts.truncation_compensation and sc.weight_exp + _valuation(weight) < 0:
+        offset += truncation_offset(sc.weight_exp, fmt) * ranges.sources / sc.k
+    scale = 1.0 / (sc.k * tokens * T)
+    err = float(np.sqrt(np.mean((weight / sc.r - w) ** 2)) / max(np.sqrt(np.mean(w ** 2)), 1e-30))
+    notes = {
+        "synapse": syn.name, "weight_exp": [sc.weight_exp], "weight_scale": [sc.r], "k": [sc.k],
+        "sign_mode": [mode.name], "weight_rel_rms_error": err,
+        "a_in_bound": int(math.ceil(sc.k * x / (1 << s))), "a_in_limit": fmt.a_in_max,
+        "accumulator_bound": int(math.ceil(sc.k * acc)), "state_limit": fmt.state_max,
+        "a_in_source": "calib" if ranges.calibrated else "worst_case", "tokens": tokens,
+    }
+    wexp = np.full(len(w), sc.weight_exp, np.int8)
+    return weight.astype(np.int16), wexp, scale, offset, notes

@@ -1,0 +1,402 @@
+"""The graph walk of quantization: a folded float graph becomes a new fixed-point graph.
+
+Which float ops become which fixed ops (names are kept, so a float LIF and its CUBA twin share a
+name)::
+
+    input (raw pixels)                     -> graded_input (8-bit graded spikes)
+    conv2d | linear -> layout* -> lif      -> conv_synapse | dense_synapse -> layout* -> cuba_lif
+    (integer value) -> layout* [scale] -> lif
+                                           -> layout* [reshape, dense_synapse (gain), reshape] -> cuba_lif
+    linear -> mean -> time_mean -> output  -> dense_synapse -> readout -> output
+    add (count) read by synapses           -> kept (graded payload) or dissolved into fan-in inputs
+    maxpool2d, spike_matmul, iand, reshape, transpose, output -> unchanged
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from spikec import interp
+from spikec.errors import DataError, FormatError, UnsupportedOpError
+from spikec.ir import fixed as F
+from spikec.ir import ops as O
+from spikec.ir.graph import Graph
+from spikec.ir.types import Kind
+from spikec.passes.rewrite import LAYOUT_OPS, consumers, producers, sole_consumer
+from spikec.passes.structure import eliminate_dead_ops
+from spikec.quantize.bounds import Calibration, calibrate, integer_bounds, worst_case_sums
+from spikec.quantize.layers import (Ranges, quantize_count_layer, quantize_readout,
+                                    quantize_synaptic_layer)
+from spikec.quantize.options import CompileOptions
+
+#: Bits of a raw pixel sent as a graded spike (uint8 images).
+PIXEL_BITS = 8
+
+
+@dataclass
+class _Layer:
+    lif: O.LIF
+    chain: list[O.Op]                 # layout ops between the driver and the LIF, in order
+    syn: O.Op | None = None           # conv2d / linear driving the LIF
+    count: str | None = None          # or: the integer value read directly
+    factor: float = 1.0               # a non-power-of-two scale folded into the threshold
+    params: object = None             # NeuronParams, once the driver is quantized
+
+
+@dataclass
+class _Readout:
+    syn: O.Linear
+    mean: O.Mean
+    tmean: O.TimeMean
+    fixed: F.Readout | None = None
+
+
+@dataclass
+class _Plan:
+    layers: dict[str, _Layer] = field(default_factory=dict)        # by LIF name
+    by_synapse: dict[str, _Layer] = field(default_factory=dict)
+    readouts: dict[str, _Readout] = field(default_factory=dict)    # by synapse name
+    absorbed: set[str] = field(default_factory=set)                 # float ops with no twin
+    alias: dict[str, str] = field(default_factory=dict)             # absorbed value -> its input
+
+
+def _plan(graph: Graph) -> _Plan:
+    specs = graph.specs
+    prod, cons = producers(graph.ops), consumers(graph.ops)
+    plan = _Plan()
+    for lif in graph.ops:
+        if not isinstance(lif, O.LIF):
+            continue
+        chain, factor = [], 1.0
+        cur = prod[lif.inputs[0]]
+        while True:
+            nxt = chain[0] if chain else lif
+            if isinstance(cur, LAYOUT_OPS) and sole_consumer(cons, cur.name) is nxt:
+                chain.insert(0, cur)
+            elif isinstance(cur, O.Scale) and factor == 1.0 and sole_consumer(cons, cur.name) is nxt:
+                factor = float(cur.factor)
+                if not factor > 0:
+                    raise UnsupportedOpError(f"scale {cur.name!r} by {factor} before LIF {lif.name!r}: "
+                                             "a non-positive scale flips the threshold test")
+                plan.absorbed.add(cur.name)
+                plan.alias[cur.name] = cur.inputs[0]
+            else:
+                break
+            cur = prod[cur.inputs[0]]
+        # a scale, if any, sits between `cur` and the chain: drop it from the chain's inputs
+        first = chain[0] if chain else lif
+        if isinstance(cur, (O.Conv2d, O.Linear)) and factor == 1.0 \
+                and sole_consumer(cons, cur.name) is first:
+            layer = _Layer(lif, chain, syn=cur)
+            plan.by_synapse[cur.name] = layer
+        elif specs[cur.name].kind.is_integer:
+            layer = _Layer(lif, chain, count=cur.name, factor=factor)
+        else:
+            raise UnsupportedOpError(
+                f"LIF {lif.name!r} is driven by {cur.OPCODE} {cur.name!r}; spikec maps a LIF fed by a "
+                "conv2d/linear (after batch-norm folding) or by an integer value only")
+        plan.layers[lif.name] = layer
+    for out in graph.outputs:
+        tm = prod[out.inputs[0]]
+        if not isinstance(tm, O.TimeMean):
+            continue
+        mean = prod[tm.inputs[0]]
+        syn = prod[mean.inputs[0]] if isinstance(mean, O.Mean) else None
+        if isinstance(syn, O.Linear) and sole_consumer(cons, syn.name) is mean \
+                and sole_consumer(cons, mean.name) is tm:
+            plan.readouts[syn.name] = _Readout(syn, mean, tm)
+            plan.absorbed.add(mean.name)
+    return plan
+
+
+def _check_shapes(graph: Graph, calib: np.ndarray) -> np.ndarray:
+    inp = graph.inputs[0]
+    calib = np.asarray(calib)
+    want = tuple(inp.shape) if inp.encoding == "repeat" else (graph.timesteps,) + tuple(inp.shape)
+    if calib.ndim != len(want) + 1 or calib.shape[1:] != want:
+        raise DataError(f"calibration data of shape {calib.shape[1:]} per sample does not match the "
+                        f"model input {want}")
+    return calib
+
+
+class _Lowering:
+    """State of one quantization run (see ``quantize``)."""
+
+    def __init__(self, graph: Graph, fmt, opts: CompileOptions, residual: str,
+                 calib: Calibration | None):
+        self.g, self.fmt, self.opts, self.residual, self.cal = graph, fmt, opts, residual, calib
+        self.T = graph.timesteps
+        self.specs = graph.specs
+        self.prod = producers(graph.ops)
+        self.plan = _plan(graph)
+        self.bounds = integer_bounds(graph, float((1 << PIXEL_BITS) - 1))
+        self.out: list[O.Op] = []
+        self.names = {op.name for op in graph.ops}
+        self.resolved: dict[str, list[str]] = {}
+        self.notes_layers: dict[str, dict] = {}
+        self.residual_reads: dict[str, list[str]] = {}
+        self.real_input: dict | None = None
+
+    # -- fan-in sources ---------------------------------------------------------------------
+    def sources(self, value: str) -> list[str]:
+        """Values a synapse reads for ``value``: itself, or with fan-in the spike sources of the
+        adds it sums (layout ops between are copied once per source)."""
+        if self.residual != "fanin" or self.specs[value].kind is not Kind.COUNT:
+            return [value]
+        if value in self.resolved:
+            return self.resolved[value]
+        op = self.prod[value]
+        if isinstance(op, O.Add):
+            srcs = self.sources(op.inputs[0]) + self.sources(op.inputs[1])
+        elif isinstance(op, LAYOUT_OPS):
+            inner = self.sources(op.inputs[0])
+            if inner == [op.inputs[0]]:
+                srcs = [value]
+            else:
+                srcs = []
+                for k, src in enumerate(inner):
+                    nm = f"{op.name}.src{k}"
+                    while nm in self.names:
+                        nm += "_"
+                    self.names.add(nm)
+                    copy = type(op)(nm, (src,), **op.attributes())
+                    self.out.append(copy)
+                    srcs.append(nm)
+        else:
+            srcs = [value]
+        self.resolved[value] = srcs
+        return srcs
+
+    # -- ranges ------------------------------------------------------------------------------
+    def ranges(self, syn: O.Op, n_sources: int) -> Ranges:
+        x_max = self.bounds.get(syn.inputs[0])
+        if x_max is None:
+            raise UnsupportedOpError(f"synapse {syn.name!r} reads {syn.inputs[0]!r}, a real value; "
+                                     "synapses read spikes, counts or the raw input only")
+        worst = worst_case_sums(syn, x_max)
+        if self.cal is not None and syn.name in self.cal.sums:
+            sums = np.minimum(self.cal.sums[syn.name] * self.opts.calib_margin, worst)
+            return Ranges(sums, worst, x_max, n_sources, calibrated=True)
+        return Ranges(worst, worst, x_max, n_sources, calibrated=False)
+
+    # -- ops ---------------------------------------------------------------------------------
+    def run(self) -> Graph:
+        for op in self.g.ops:
+            handler = getattr(self, "_" + type(op).__name__.lower(), None)
+            if op.name in self.plan.absorbed:
+                continue
+            if handler is None:
+                raise UnsupportedOpError(
+                    f"op {op.name!r} ({op.OPCODE}) has no fixed-point form; run the float passes "
+                    "(spikec.pipeline.FLOAT_PASSES) first, or it is not supported on the target")
+            handler(op)
+        fixed = Graph(self.out, timesteps=self.T, meta=dict(self.g.meta), domain="fixed")
+        return eliminate_dead_ops(fixed.with_ops(self.out))
+
+    def _input(self, op: O.Input):
+        if op.kind == "real":
+            if op.pixel_scale != 1.0 or any(s != 1.0 for s in op.std):
+                raise FormatError(f"input {op.name!r} still has pixel_scale/std; run "
+                                  "fold_input_normalization (its reader must be a conv2d or linear)")
+            readers = [o.name for o in self.g.consumers(op.name)]
+            if not self.fmt.graded_spikes:
+                raise FormatError(
+                    f"layer {', '.join(readers)!s} consumes real-valued input {op.name!r}, and this "
+                    "target has no graded spikes; feed spike-encoded data or compile for loihi2")
+            self.real_input = {"input": op.name, "consumers": readers, "payload_bits": PIXEL_BITS,
+                               "bias": "per-neuron (input mean, exact at borders)" if op.mean
+                               else "per-channel"}
+        self.out.append(F.GradedInput(op.name, (), shape=tuple(op.shape), encoding=op.encoding,
+                                      kind="count" if op.kind == "real" else "spike", pad=op.pad,
+                                      payload_bits=PIXEL_BITS if op.kind == "real" else 1))
+
+    def _conv2d(self, op: O.Conv2d):
+        self._synapse(op)
+
+    def _linear(self, op: O.Linear):
+        self._synapse(op)
+
+    def _synapse(self, syn: O.Op):
+        srcs = self.sources(syn.inputs[0])
+        if self.specs[syn.inputs[0]].kind is Kind.COUNT:
+            self.residual_reads[syn.name] = srcs
+        if syn.name in self.plan.readouts:
+            return self._readout_synapse(syn, srcs)
+        layer = self.plan.by_synapse.get(syn.name)
+        if layer is None:
+            raise UnsupportedOpError(f"synapse {syn.name!r} ({syn.OPCODE}) does not drive a LIF or "
+                                     "the read-out; spikec cannot give its real output a target form")
+        ranges = self.ranges(syn, len(srcs))
+        out_shape = self.specs[syn.name].shape
+        bias_map = self._input_mean_bias(syn, out_shape)
+        for _ in range(4):
+            w, e, params, notes = quantize_synaptic_layer(
+                syn, layer.lif, out_shape, layer.chain, ranges, self.fmt, self.opts, self.T, bias_map)
+            over = notes["a_in_worst_case"] / self.fmt.a_in_max
+            if ranges.calibrated or over <= 1.0:
+                break
+            ranges = Ranges(ranges.sums * over * 1.01, ranges.worst, ranges.x_max, ranges.sources)
+        kw = dict(weight=w, weight_exp=e)
+        if isinstance(syn, O.Conv2d):
+            fop = F.ConvSynapse(syn.name, tuple(srcs), stride=tuple(syn.stride),
+                                padding=tuple(syn.padding), dilation=tuple(syn.dilation),
+                                groups=syn.groups, **kw)
+        else:
+            fop = F.DenseSynapse(syn.name, tuple(srcs), axis=syn.axis, **kw)
+        self.out.append(fop)
+        notes.update(op="conv_synapse" if isinstance(syn, O.Conv2d) else "dense_synapse",
+                     reads=self._reads(syn, srcs), tau=float(layer.lif.tau))
+        self._risks(layer.lif.name, notes, tau=float(layer.lif.tau))
+        self.notes_layers[layer.lif.name] = notes
+        layer.params = params
+
+    def _reads(self, syn, srcs) -> str:
+        kind = self.specs[syn.inputs[0]].kind
+        if isinstance(self.prod[syn.inputs[0]], O.Input):
+            return "raw input (graded payload)"
+        if kind is Kind.SPIKE:
+            return "spikes"
+        return f"counts (fan-in of {len(srcs)} spike sources)" if len(srcs) > 1 or \
+            self.residual == "fanin" else "counts (graded payload)"
+
+    def _input_mean_bias(self, syn: O.Op, out_shape) -> np.ndarray | None:
+        src = self.prod[syn.inputs[0]]
+        if not (isinstance(src, O.Input) and src.mean):
+            return None
+        shape = self.specs[src.name].shape
+        mean_img = np.broadcast_to(np.asarray(src.mean, np.float64).reshape(-1, 1, 1), shape)[None]
+        m = interp.conv2d(np.ascontiguousarray(mean_img), syn.weight.astype(np.float64), None,
+                          syn.stride, syn.padding, syn.dilation, syn.groups)[0]
+        b = np.zeros(out_shape[0]) if syn.bias is None else syn.bias.astype(np.float64)
+        return b.reshape(-1, 1, 1) - m
+
+    def _readout_synapse(self, syn: O.Linear, srcs):
+        ro = self.plan.readouts[syn.name]
+        ranges = self.ranges(syn, len(srcs))
+        tok_axes = [a % len(self.specs[syn.name].shape) for a in ro.mean.axes]
+        tokens = int(np.prod([self.specs[syn.name].shape[a] for a in tok_axes]))
+        if ranges.calibrated and syn.name in self.cal.accumulated:
+            acc = self.cal.accumulated[syn.name] * self.opts.calib_margin
+        else:
+            acc = ranges.worst * tokens * self.T
+        w, e, scale, offset, notes = quantize_readout(syn, tokens, ranges, acc, self.fmt,
+                                                      self.opts, self.T)
+        self.out.append(F.DenseSynapse(syn.name, tuple(srcs), weight=w, weight_exp=e, axis=syn.axis))
+        ro.fixed = F.Readout(ro.tmean.name, (syn.name,), scale=scale, offset=offset,
+                             sum_axes=tuple(tok_axes))
+        notes.update(op="readout", reads=self._reads(syn, srcs))
+        if notes["accumulator_bound"] > self.fmt.state_max:
+            notes.setdefault("overflow_risks", []).append("accumulator")
+        self._risks(ro.tmean.name, notes, tau=None)
+        self.notes_layers[ro.tmean.name] = notes
+
+    def _lif(self, lif: O.LIF):
+        layer = self.plan.layers[lif.name]
+        inp = layer.chain[-1].name if layer.chain else (layer.syn.name if layer.syn else layer.count)
+        if layer.syn is None:
+            inp = self._count_layer(layer, inp)
+        p = layer.params
+        self.out.append(F.CubaLIF(lif.name, (inp,), du=p.du, dv=p.dv, vth=p.vth,
+                                  bias_mant=p.bias_mant, bias_exp=p.bias_exp))
+
+    def _count_layer(self, layer: _Layer, inp: str) -> str:
+        lif = layer.lif
+        static = self.bounds.get(layer.count, math.inf)
+        cal = self.cal.values.get(layer.count) if self.cal is not None else None
+        bound = min(static, cal * self.opts.calib_margin) if cal is not None else static
+        shape = self.specs[lif.name].shape
+        gain, params, notes = quantize_count_layer(lif, layer.factor, bound, cal is not None,
+                                                   self.fmt, self.opts, self.T, shape)
+        notes.update(op="cuba_lif", reads=f"count {layer.count!r} directly",
+                     a_in_worst_case=int(gain * static) if math.isfinite(static) else None,
+                     tau=float(lif.tau))
+        layer.params = params
+        self._risks(lif.name, notes, tau=float(lif.tau))
+        self.notes_layers[lif.name] = notes
+        if gain == 1:
+            return inp
+        # a one-to-one synapse of weight `gain` over a size-1 axis: a_in = gain * count
+        w_max = (1 << self.fmt.weight_bits) - 1
+        wexp = 0 if gain <= w_max else int(math.log2(gain))
+        wq = gain if gain <= w_max else 1
+        a, b, c = (f"{lif.name}.gain_in", f"{lif.name}.gain", f"{lif.name}.gain_out")
+        self.out += [O.Reshape(a, (inp,), shape=tuple(shape) + (1,)),
+                     F.DenseSynapse(b, (a,), weight=np.array([[wq]], np.int16),
+                                    weight_exp=np.array([wexp], np.int8), axis=-1),
+                     O.Reshape(c, (b,), shape=tuple(shape))]
+        return c
+
+    def _risks(self, layer: str, notes: dict, tau: float | None):
+        fmt = self.fmt
+        risks = notes.setdefault("overflow_risks", [])
+        a_used = notes["a_in_bound"]
+        a_worst = notes.get("a_in_worst_case")
+        if a_used > fmt.a_in_max:
+            risks.append("a_in")
+        elif a_worst is not None and a_worst > fmt.a_in_max:
+            risks.append("a_in (worst case only)")
+        u_bound = a_used << fmt.weight_shift
+        notes["u_bound"] = int(u_bound)
+        if tau is not None:
+            v_bound = int(math.ceil(tau * (u_bound + notes.get("bias_max", 0))))
+            notes["v_bound"] = v_bound
+            if v_bound > fmt.state_max:
+                risks.append("v")
+        if u_bound > fmt.state_max:
+            risks.append("u")
+        notes["state_limit"] = fmt.state_max
+        hard = [r for r in risks if "worst case only" not in r]
+        if self.opts.strict and hard:
+            raise FormatError(
+                f"layer {layer!r}: {', '.join(hard)} can overflow (a_in up to {a_used} vs "
+                f"{fmt.a_in_max}, u up to {u_bound}, v up to {notes.get('v_bound')} vs "
+                f"{fmt.state_max}, {notes['a_in_source']} bounds); give --calib samples or relax "
+                "strict mode")
+
+    def _timemean(self, op: O.TimeMean):
+        ro = next((r for r in self.plan.readouts.values() if r.tmean is op), None)
+        if ro is None:
+            raise UnsupportedOpError(f"time_mean {op.name!r} is not part of a foldable read-out "
+                                     "(linear -> mean -> time_mean -> output); run fold_readout")
+        self.out.append(ro.fixed)
+
+    def _copy(self, op: O.Op):
+        if any(i in self.plan.alias for i in op.inputs):
+            op = type(op)(op.name, tuple(self.plan.alias.get(i, i) for i in op.inputs),
+                          **op.attributes())
+        for i in op.inputs:
+            if self.specs[i].kind is Kind.REAL and not isinstance(op, LAYOUT_OPS + (O.Output,)):
+                raise UnsupportedOpError(f"op {op.name!r} ({op.OPCODE}) reads the real value {i!r}")
+        self.out.append(op)
+
+    _reshape = _transpose = _maxpool2d = _spikematmul = _iand = _output = _add = _copy
+
+
+def residual_cost(lowering: _Lowering, fixed: Graph) -> dict:
+    """What the chosen lowering of count values costs (static counts)."""
+    specs = lowering.specs
+    live = {op.name for op in fixed.ops}
+    reads = lowering.residual_reads
+    adds = [op for op in lowering.g.ops if isinstance(op, O.Add) and specs[op.name].kind is Kind.COUNT]
+    count_bound = max((lowering.bounds.get(op.name, 0) for op in adds), default=0)
+    info = {"mode": lowering.residual, "joins": len(adds),
+            "synapses_reading_counts": len(reads),
+            "max_count": int(count_bound),
+            "payload_bits": int(count_bound).bit_length()}
+    syn_ops = {op.name: op for op in fixed.ops if isinstance(op, (F.ConvSynapse, F.DenseSynapse))}
+    if lowering.residual == "graded":
+        info["relay_neurons"] = int(sum(specs[a.name].size for a in adds if a.name in live))
+        info["graded_values_per_step"] = int(sum(specs[lowering.g.op(n).inputs[0]].size
+                                                 for n in reads))
+        info["extra_weights"] = 0
+    else:
+        extra = sum((len(srcs) - 1) * int(syn_ops[n].weight.size) for n, srcs in reads.items()
+                    if n in syn_ops)
+        info["adds_kept"] = [a.name for a in adds if a.name in live]
+        info["sources_per_synapse"] = {n: len(s) for n, s in reads.items()}
+        info["extra_weights"] = int(extra)
+        info["extra_synapse_memory_bits"] = int(extra * lowering.fmt.weight_bits)
+        info["relay_neurons"] = int(sum(specs[a].size for a in info["adds_kept"]))
+    return info

@@ -1,0 +1,204 @@
+"""Cross-check spikec's energy/latency estimator against SANA-FE's calibrated Loihi model.
+
+One convolutional SNN (16x16 spike input -> 3x3 conv, 8 ch -> 3x3 conv, 16 ch -> dense 10) is
+mapped by spikec's mapper onto the ``loihi`` profile; the same network, neuron for neuron on the
+same cores and tiles, runs in SANA-FE 2.2.9 (pip ``sanafe``, its shipped ``examples/loihi.yaml``)
+on a seeded random input spike train. SANA-FE's spikes (per neuron, per step) become spikec's event
+counts, so both tools cost the same events; differences come from the models alone.
+
+Usage: ``python bench/sanafe_crosscheck.py [--steps 32] [--rate 0.2] [--seed 0] [--json]``
+(needs ``pip install 'spikec[sanafe]'``). Prints one JSON object per line with ``--json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+
+import numpy as np
+
+from spikec.estimate.costs import cost_model, traffic
+from spikec.estimate.energy import profile_energy
+from spikec.estimate.events import EventCounts, UnitEvents
+from spikec.estimate.latency import step_latency
+from spikec.estimate.mapping import map_network
+from spikec.estimate.network import extract_network
+from spikec.ir import Graph
+from spikec.ir import ops as O
+from spikec.ir.fixed import ConvSynapse, CubaLIF, DenseSynapse, GradedInput
+from spikec.target.profile import load_profile
+
+H = W = 16
+C1, C2, OUT = 8, 16, 10
+K = 3
+THRESHOLD = 2.0   # SANA-FE LIF threshold (weights are +-1)
+LEAK = 0.5        # potential decay per step (tau = 2)
+
+
+def spikec_graph(w1, w2, w3, T) -> Graph:
+    def lif(name, inp, shape):
+        z = np.zeros(shape, np.int64)
+        return CubaLIF(name, (inp,), du=4095, dv=2048, vth=np.ones(shape, np.int64),
+                       bias_mant=z, bias_exp=z.copy())
+
+    h1, h2 = H - K + 1, H - 2 * (K - 1)
+    ops = [GradedInput("x", (), shape=(1, H, W), kind="spike"),
+           ConvSynapse("c1", ("x",), weight=w1, weight_exp=np.zeros(C1, np.int64)),
+           lif("l1", "c1", (C1, h1, h1)),
+           ConvSynapse("c2", ("l1",), weight=w2, weight_exp=np.zeros(C2, np.int64)),
+           lif("l2", "c2", (C2, h2, h2)),
+           O.Reshape("f2", ("l2",), shape=(C2 * h2 * h2,)),
+           DenseSynapse("d3", ("f2",), weight=w3, weight_exp=np.zeros(OUT, np.int64), axis=0),
+           lif("l3", "d3", (OUT,)),
+           O.Output("out", ("l3",))]
+    return Graph(ops, timesteps=T, domain="fixed")
+
+
+def conv_fanout(n_in: int, n_out: int, k: int) -> np.ndarray:
+    """Per input row: output rows whose window covers it (valid conv, stride 1)."""
+    i = np.arange(n_in)[:, None] - np.arange(n_out)[None, :]
+    return ((i >= 0) & (i < k)).sum(axis=1)
+
+
+def sanafe_run(mapping, w1, w2, w3, spikes_in, steps):
+    import sanafe
+
+    arch = sanafe.load_loihi()
+    tiles_y = 4  # loihi.yaml: height 4; SANA-FE numbers tiles x = id // 4, y = id % 4
+    pl = mapping.placement
+    cores_per_tile = pl.cores_per_tile
+
+    def core_of(gcore: int):
+        tile_id = int(pl.x[gcore]) * tiles_y + int(pl.y[gcore])
+        return arch.tiles[tile_id].cores[gcore % cores_per_tile]
+
+    net = sanafe.Network()
+    lif = {"threshold": THRESHOLD, "leak_decay": LEAK, "reset": 0.0}
+    inp = net.create_neuron_group("x", H * W, log_spikes=True)
+    h1, h2 = H - K + 1, H - 2 * (K - 1)
+    g1 = net.create_neuron_group("l1", C1 * h1 * h1, model_attributes=lif, log_spikes=True,
+                                 soma_hw_name="loihi_lif",
+                                 default_synapse_hw_name="loihi_conv_synapse")
+    g2 = net.create_neuron_group("l2", C2 * h2 * h2, model_attributes=lif, log_spikes=True,
+                                 soma_hw_name="loihi_lif",
+                                 default_synapse_hw_name="loihi_conv_synapse")
+    g3 = net.create_neuron_group("l3", OUT, model_attributes=lif, soma_hw_name="loihi_lif",
+                                 log_spikes=True,
+                                 default_synapse_hw_name="loihi_dense_synapse")
+    # SANA-FE filters are [y][x][c_in][c_out]; spikec's are [c_out][c_in][y][x]
+    inp.connect_neurons_conv2d(g1, {"weight": w1.transpose(2, 3, 1, 0).ravel().astype(float)},
+                               W, H, 1, K, K, C1, 1, 1)
+    g1.connect_neurons_conv2d(g2, {"weight": w2.transpose(2, 3, 1, 0).ravel().astype(float)},
+                              h1, h1, C1, K, K, C2, 1, 1)
+    g2.connect_neurons_dense(g3, {"weight": w3.T.ravel().astype(float)})
+    for name, group in (("l1", g1), ("l2", g2), ("l3", g3)):
+        ec = mapping.layer(name).element_core
+        for i, neuron in enumerate(group.neurons):
+            neuron.map_to_core(core_of(int(ec[i])))
+    # the input sits on the next free core (the host in spikec's model is one hop west of tile 0)
+    free = mapping.total_cores
+    host_core = arch.cores()[free] if free < len(arch.cores()) else arch.cores()[-1]
+    for i, neuron in enumerate(inp.neurons):
+        # loihi.yaml gives each of a core's 1,024 input slots its own zero-cost soma unit
+        neuron.set_attributes(soma_hw_name=f"loihi_inputs[{i}]",
+                              model_attributes={"spikes": [bool(s) for s in spikes_in[:, i]]})
+        neuron.map_to_core(host_core)
+    chip = sanafe.SpikingChip(arch)
+    chip.load(net)
+    res = chip.sim(steps, spike_trace=True, timing_model="detailed")
+    counts: Counter = Counter()
+    per_neuron = {n: np.zeros(g, np.int64) for n, g in (("l1", C1 * h1 * h1),
+                                                        ("l2", C2 * h2 * h2), ("l3", OUT))}
+    for step in res["spike_trace"]:
+        for addr in step:
+            gname = addr.group_name
+            counts[gname] += 1
+            if gname in per_neuron:
+                per_neuron[gname][addr.neuron_offset] += 1
+    return res, counts, per_neuron
+
+
+def spikec_counts(spikes_in, per_neuron, steps) -> EventCounts:
+    h1, h2 = H - K + 1, H - 2 * (K - 1)
+    fx = conv_fanout(H, h1, K)
+    fan_in1 = C1 * np.outer(fx, fx).ravel()                   # per input pixel
+    f1 = conv_fanout(h1, h2, K)
+    fan_l1 = C2 * np.tile(np.outer(f1, f1).ravel(), C1)        # per l1 neuron (CHW)
+    x_spk = spikes_in.sum(axis=0)
+    units = {
+        "x": UnitEvents(spikes=float(x_spk.sum())),
+        "l1": UnitEvents(spikes=float(per_neuron["l1"].sum()),
+                         synaptic_events=float((x_spk * fan_in1).sum())),
+        "l2": UnitEvents(spikes=float(per_neuron["l2"].sum()),
+                         synaptic_events=float((per_neuron["l1"] * fan_l1).sum())),
+        "l3": UnitEvents(spikes=float(per_neuron["l3"].sum()),
+                         synaptic_events=float(per_neuron["l2"].sum() * OUT)),
+    }
+    return EventCounts(timesteps=steps, units=units, source="SANA-FE spike trace")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--steps", type=int, default=32)
+    ap.add_argument("--rate", type=float, default=0.2, help="input spike probability per step")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        import sanafe  # noqa: F401
+    except ImportError:
+        print("sanafe is not installed: pip install 'spikec[sanafe]'", file=sys.stderr)
+        return 2
+    rng = np.random.default_rng(args.seed)
+    w1 = rng.choice([-1, 1, 1], size=(C1, 1, K, K)).astype(np.int64)
+    w2 = rng.choice([-1, 1, 1], size=(C2, C1, K, K)).astype(np.int64)
+    h2 = H - 2 * (K - 1)
+    w3 = rng.choice([-1, 1, 1], size=(OUT, C2 * h2 * h2)).astype(np.int64)
+    spikes_in = rng.random((args.steps, H * W)) < args.rate
+    T = args.steps
+    profile = load_profile("loihi")
+    mapping = map_network(extract_network(spikec_graph(w1, w2, w3, T)), profile)
+    res, spike_counts, per_neuron = sanafe_run(mapping, w1, w2, w3, spikes_in, args.steps)
+    counts = spikec_counts(spikes_in, per_neuron, args.steps)
+    tr = traffic(mapping, counts)
+    rows = [{"name": "sanafe", "energy_per_step_j": res["energy"]["total"] / args.steps,
+             "latency_per_step_s": res["sim_time"] / args.steps,
+             "energy_breakdown_j": {k: v / args.steps for k, v in res["energy"].items()},
+             "spikes": dict(spike_counts)}]
+    for cost in ("sanafe", "profile"):
+        costs = cost_model(profile, cost)
+        en = profile_energy(mapping, counts, costs, tr, steps=T)
+        lat = step_latency(mapping, counts, costs, tr, steps=T)
+        rows.append({"name": f"spikec ({'SANA-FE' if cost == 'sanafe' else 'Davies 2018'} "
+                             "figures)",
+                     "energy_per_step_j": en["energy_j"] / T,
+                     "latency_per_step_s": lat["latency_per_step_s"],
+                     "energy_breakdown_j": {k: v / T for k, v in en["breakdown_j"].items()},
+                     "latency_parts_s": lat["parts_s"]})
+    ref = rows[0]
+    for r in rows[1:]:
+        r["energy_ratio"] = r["energy_per_step_j"] / ref["energy_per_step_j"]
+        r["latency_ratio"] = r["latency_per_step_s"] / ref["latency_per_step_s"]
+    meta = {"name": "setup", "cores": mapping.total_cores, "tiles": int(np.unique(
+        mapping.placement.tile).size), "steps": args.steps, "input_rate": args.rate,
+        "layers": {lm.layer.name: lm.cores for lm in mapping.layers},
+        "synaptic_events": {k: u.synaptic_events for k, u in counts.units.items()}}
+    if args.json:
+        for r in [meta, *rows]:
+            print(json.dumps(r, sort_keys=True))
+        return 0
+    print(f"network: {meta['layers']} cores on {meta['tiles']} tiles, {args.steps} steps, "
+          f"input rate {args.rate}")
+    print(f"spikes: {dict(spike_counts)}")
+    print(f"{'model':34s} {'energy/step':>12s} {'ratio':>6s} {'latency/step':>13s} {'ratio':>6s}")
+    for r in rows:
+        print(f"{r['name']:34s} {r['energy_per_step_j']:12.4e} {r.get('energy_ratio', 1):6.3f} "
+              f"{r['latency_per_step_s']:13.4e} {r.get('latency_ratio', 1):6.3f}")
+    for r in rows:
+        print(r["name"], {k: f"{v:.3e}" for k, v in r["energy_breakdown_j"].items()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -53,7 +53,7 @@ def compile_model(path: str, profile, opts):
 
     graph = load_model(path, opts)
     result = compile_graph(graph, profile)
-    return getattr(result, "graph", result)
+    return getattr(result, "fixed", result)
 
 
 def simulate_counts(graph, mapping, data_spec: str, limit: int | None):

@@ -141,8 +141,11 @@ def counts_from_entries(entries: list[dict], mapping: Mapping, T: int, source: s
             if src not in measured and src in units:
                 units[src].spikes = val(e_s, "input_events")
                 measured.add(src)
+    read_by_cores = {t.source for lm in mapping.layers for t in lm.layer.terms}
     for unit in mapping.network.host:
-        if unit.name not in measured:
+        if unit.name not in read_by_cores:
+            units[unit.name].spikes = 0.0  # an SSA product feeding the next stays on the CPU
+        elif unit.name not in measured:
             units[unit.name].spikes = float(unit.elements * T)
             notes.append(f"{unit.name}: values sent per inference not counted; assumed every "
                          f"element every step ({unit.elements * T:,})")

@@ -214,6 +214,12 @@ def _evaluate(network: Network, tilings: dict[str, Tiling], limits: CoreLimits):
             done[src].output_axons += np.ceil(m.sum(axis=1)).astype(np.int64)
     for name, m in internal.items():
         done[name].output_axons += np.ceil(m.sum(axis=1)).astype(np.int64)
+    for unit in network.host:  # every neuron an embedded CPU reads has an axon to it
+        for src, _ in unit.inputs:
+            if src in done:
+                lm = done[src]
+                lm.output_axons += np.bincount(lm.element_core - lm.first_core,
+                                               minlength=lm.cores)
     return list(done.values()), conn, internal
 
 

@@ -318,18 +318,32 @@ def extract_network(graph: Graph) -> Network:
         if isinstance(op, (CubaLIF, Readout)):
             kind = "lif" if isinstance(op, CubaLIF) else "readout"
             red = tuple(op.sum_axes) if isinstance(op, Readout) else ()
-            src = prod[op.inputs[0]]
+            # the synapse may sit behind reshapes/transposes (token layouts)
+            src_name, perm = _source_index(op.inputs[0], prod, graph)
+            src = prod[src_name]
+            moved = not np.array_equal(perm.ravel(), np.arange(perm.size))
+            if isinstance(src, (ConvSynapse, DenseSynapse)) and moved and red:
+                raise UnsupportedOpError(f"op {op.name!r}: a readout behind a reshape of its "
+                                         "synapses is not supported by the mapper")
+            syn_shape = specs[src_name].shape
             if isinstance(src, ConvSynapse):
                 if red:
                     raise UnsupportedOpError(f"op {op.name!r}: a readout that sums a convolution's "
                                              "output is not supported by the mapper")
-                layers.append(_conv_layer(op.name, kind, src, prod, graph, shape))
+                layer = _conv_layer(op.name, kind, src, prod, graph, syn_shape)
             elif isinstance(src, DenseSynapse):
-                layers.append(_dense_layer(op.name, kind, src, src.inputs, prod, graph, shape,
-                                           red))
+                layer = _dense_layer(op.name, kind, src, src.inputs, prod, graph,
+                                     syn_shape if not red else shape, red)
             else:
-                layers.append(_dense_layer(op.name, kind, None, op.inputs, prod, graph, shape,
-                                           red))
+                layer = _dense_layer(op.name, kind, None, op.inputs, prod, graph, shape, red)
+                moved = False
+            if moved:
+                # canonical positions index the synapse's output; neurons follow the op's layout
+                inverse = np.empty(perm.size, np.int64)
+                inverse[perm.ravel()] = np.arange(perm.size)
+                layer.neuron_of_canonical = inverse[layer.neuron_of_canonical]
+            layer.shape = tuple(shape)
+            layers.append(layer)
         elif isinstance(op, O.MaxPool2d):
             layers.append(_conv_layer(op.name, "maxpool", op, prod, graph, shape))
         elif isinstance(op, (O.Add, O.IAND)):

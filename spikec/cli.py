@@ -150,7 +150,7 @@ def _number(text: str) -> float:
 def _progress(bars: list):
     """A ``progress(total) -> update(n)`` factory drawing click progress bars on stderr."""
     def start(total: int):
-        bar = click.progressbar(length=total, label="evaluating", file=click.get_text_stream("stderr"))
+        bar = click.progressbar(length=total, label="evaluating", file=sys.stderr)
         bar.__enter__()
         bars.append(bar)
         return bar.update

@@ -1,0 +1,18 @@
+# Developer shortcuts. `make test` is the pytest part of the README's test command
+# (scripts/test.sh, which also sets up both environments and the data first).
+PY ?= .venv/bin/python
+PY_LAVA ?= .venv-lava/bin/python
+
+.PHONY: test test-lava bench
+
+test:
+	$(PY) -m pytest tests --ignore=tests/lava -q
+	@if [ -x $(PY_LAVA) ]; then $(MAKE) --no-print-directory test-lava; \
+	else echo "skipping the Lava suite: $(PY_LAVA) missing (bash scripts/setup_lava.sh)"; fi
+
+test-lava:
+	$(PY_LAVA) -m pytest tests/lava -m lava -q -p no:cacheprovider
+
+# One JSON object per line, each with a "name".
+bench:
+	$(PY) bench/bench_sim.py

@@ -1,0 +1,146 @@
+"""Throughput of the bit-exact simulator next to the float PyTorch forward of the same model.
+
+For each model: the quantized graph (``spikec.pipeline.compile_graph`` on the traced float graph,
+calibrated on the benchmark's own inputs) runs in ``spikec.sim.Simulator`` on raw uint8 images; the
+float forward is the PyTorch model on the same images after the model's preprocessing, under
+``torch.no_grad()``. Both use every thread the process has (numpy's BLAS and torch alike). Runs
+alternate (sim, float, sim, float, ...) so that load from other processes hits both; the best time
+of each is reported.
+
+Models: Spikformer V2-8-512 with random weights (224 px, T = 4, batch 8) and, when it exists, the
+shipped checkpoint ``examples/checkpoints/spikformer_v2_fmnist.pt`` (Fashion-MNIST test images).
+
+Prints one JSON object per line: ``name``, ``sim_throughput`` and ``float_throughput`` (samples per
+second), ``ratio`` (sim / float), and the details of the run.
+
+Usage: ``python bench/bench_sim.py [--repeats 2] [--only NAME] [--batch N]``
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINT = ROOT / "examples" / "checkpoints" / "spikformer_v2_fmnist.pt"
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def _float_forward(model, images: np.ndarray, inp):
+    """The PyTorch forward on ``images`` preprocessed as the graph's input op says."""
+    import torch
+
+    from spikec.data import Preprocess
+
+    pre = Preprocess(pixel_scale=inp.pixel_scale, mean=inp.mean, std=inp.std, pad=inp.pad)
+    x = torch.from_numpy(pre.apply(images))
+
+    def run():
+        with torch.no_grad():
+            return model(x)
+    return run
+
+
+def bench(name: str, model, graph, images: np.ndarray, calib: np.ndarray, repeats: int) -> dict:
+    """Compile ``graph``, then time the simulator and ``model`` on ``images``."""
+    from spikec.pipeline import CompileOptions, compile_graph
+    from spikec.sim import Simulator
+
+    t0 = time.perf_counter()
+    fixed = compile_graph(graph, profile="loihi2", calib=calib, options=CompileOptions()).fixed
+    compile_s = time.perf_counter() - t0
+    sim = Simulator(fixed)
+    result = {}
+
+    def run_sim():
+        result["r"] = sim.run(images)
+
+    run_float = _float_forward(model, images, graph.inputs[0])
+    sim_s, float_s = [], []
+    for _ in range(repeats):
+        sim_s.append(_timed(run_sim))
+        float_s.append(_timed(run_float))
+    r = result["r"]
+    n = len(images)
+    totals = r.totals()
+    lif = [s for s in r.stats.values() if s.op == "cuba_lif"]
+    rate = (sum(s.total("spikes") for s in lif) /
+            max(1, sum(s.neurons for s in lif) * fixed.timesteps * n))
+    best_sim, best_float = min(sim_s), min(float_s)
+    return {
+        "name": name, "batch": n, "timesteps": fixed.timesteps,
+        "input_shape": list(images.shape[1:]),
+        "sim_throughput": round(n / best_sim, 4), "float_throughput": round(n / best_float, 4),
+        "ratio": round(best_float / best_sim, 3),
+        "sim_seconds": [round(s, 3) for s in sim_s], "float_seconds": [round(s, 3) for s in float_s],
+        "compile_seconds": round(compile_s, 2),
+        "spikes_per_sample": totals["spikes"] / n,
+        "synaptic_events_per_sample": totals["synaptic_events"] / n,
+        "mean_firing_rate": round(rate, 4),
+        "fallback_note": "float32 fast path; int64 only where a bound requires it",
+    }
+
+
+def spikformer_v2_8_512(batch: int, repeats: int) -> dict:
+    import torch
+
+    from spikec import models
+    from spikec.frontends.torch import input_op, trace
+
+    torch.manual_seed(0)
+    model = models.create("spikformer_v2_8_512").eval()
+    graph = trace(model, input_op((3, 224, 224), None), timesteps=4,
+                  meta={"arch": "spikformer_v2_8_512"})
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (batch, 3, 224, 224), dtype=np.uint8)
+    calib = rng.integers(0, 256, (8, 3, 224, 224), dtype=np.uint8)
+    return bench("sim_spikformer_v2_8_512_random", model, graph, images, calib, repeats)
+
+
+def shipped_checkpoint(batch: int, repeats: int) -> dict | None:
+    if not CHECKPOINT.exists():
+        return None
+    from spikec import data
+    from spikec.frontends import LoadOptions, load_model
+    from spikec.models.checkpoint import load_model as load_torch
+
+    graph = load_model(CHECKPOINT, LoadOptions())
+    model, _ = load_torch(CHECKPOINT)
+    model.eval()
+    ds = data.load("fashion-mnist:test", batch + 64)
+    return bench(f"sim_{CHECKPOINT.stem}", model, graph, ds.images[:batch], ds.images[batch:],
+                 repeats)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--only", choices=["v2_8_512", "checkpoint"])
+    ap.add_argument("--batch", type=int, default=None,
+                    help="batch size (default: 8 for V2-8-512, 64 for the checkpoint)")
+    args = ap.parse_args(argv)
+    runs = [("v2_8_512", lambda: spikformer_v2_8_512(args.batch or 8, args.repeats)),
+            ("checkpoint", lambda: shipped_checkpoint(args.batch or 64, args.repeats))]
+    for key, fn in runs:
+        if args.only and key != args.only:
+            continue
+        res = fn()
+        if res is None:
+            print(json.dumps({"name": f"sim_{CHECKPOINT.stem}", "skipped": f"{CHECKPOINT} not found"}))
+        else:
+            print(json.dumps(res, sort_keys=True))
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -187,7 +187,7 @@ def estimate(model_or_out, profile_name, chips, data_spec, limit, cost, rate, sw
 
     if sweeps:
         _run_sweeps(net, profile, sweeps, counts, chips, cost, rate, plot_path, out_dir,
-                    as_json, model_path, data_spec, limit)
+                    as_json, model_path, data_spec, limit, (arch, timesteps), accuracy)
         return
     try:
         est = run_estimate(net, profile, counts=counts, chips=chips, cost=cost, rate=rate)
@@ -215,19 +215,19 @@ def estimate(model_or_out, profile_name, chips, data_spec, limit, cost, rate, sw
 
 
 def _run_sweeps(net, profile, sweeps, counts, chips, cost, rate, plot_path, out_dir, as_json,
-                model_path, data_spec, limit):
+                model_path, data_spec, limit, load_args=(None, None), accuracy=None):
     from spikec.estimate.dse import parse_sweeps, plot_sweep, run_sweep, sweep_table_rows
 
     grid = parse_sweeps(sweeps)
     requantize = None
     if model_path is not None and data_spec:
-        requantize = _requantizer(model_path, data_spec, limit)
+        requantize = _requantizer(model_path, data_spec, limit, load_args)
     n = 1
     for _, v in grid:
         n *= len(v)
     with click.progressbar(length=n, label="sweep", file=sys.stderr) as bar:
         rows = run_sweep(net, profile, grid, counts=counts, chips=chips, cost=cost, rate=rate,
-                         requantize=requantize, progress=bar.update)
+                         requantize=requantize, base_accuracy=accuracy, progress=bar.update)
     if plot_path is None and out_dir is not None:
         plot_path = str(out_dir / "sweep.png")
     if plot_path:
@@ -244,14 +244,16 @@ def _run_sweeps(net, profile, sweeps, counts, chips, cost, rate, plot_path, out_
         click.echo("note: " + next(r["note"] for r in rows if r.get("note")))
 
 
-def _requantizer(model_path, data_spec, limit):
+def _requantizer(model_path, data_spec, limit, load_args):
     """Compile the model again for a point's formats, simulate it, and return its accuracy."""
+    arch, timesteps = load_args
+
     def run(prof):
         from spikec.estimate.mapping import map_network
         from spikec.estimate.network import extract_network
         from spikec.frontends import LoadOptions
 
-        graph = compile_model(model_path, prof, LoadOptions())
+        graph = compile_model(model_path, prof, LoadOptions(arch=arch, timesteps=timesteps))
         mapping = map_network(extract_network(graph), prof)
         counts, acc = simulate_counts(graph, mapping, data_spec, limit)
         return graph, counts, acc

@@ -45,11 +45,13 @@ def parse_sweeps(items) -> list[tuple[str, list]]:
 
 def run_sweep(graph, profile, sweeps: list[tuple[str, list]], *, counts=None, chips=None,
               cost: str = "profile", rate: float = 0.1,
-              requantize: Callable | None = None, progress=None) -> list[dict]:
+              requantize: Callable | None = None, base_accuracy: float | None = None,
+              progress=None) -> list[dict]:
     """One row per grid point: the point's values and the estimate's headline numbers.
 
     ``counts``: EventCounts (or a function of the Mapping) for the base network;
-    ``requantize(profile) -> (graph, counts, accuracy)`` for points that change a format.
+    ``requantize(profile) -> (graph, counts, accuracy)`` for points that change a format;
+    ``base_accuracy``: the measured accuracy of the base network (points with its formats).
     """
     names = [n for n, _ in sweeps]
     for n in names:  # fail early, naming the field
@@ -60,6 +62,8 @@ def run_sweep(graph, profile, sweeps: list[tuple[str, list]], *, counts=None, ch
         prof = profile.with_overrides(point)
         formats_changed = prof.formats != profile.formats
         g, c, acc, note = graph, counts, None, ""
+        if not formats_changed:
+            acc = base_accuracy  # same integer network: same accuracy
         if formats_changed and requantize is not None:
             g, c, acc = requantize(prof)
         elif formats_changed:
@@ -130,6 +134,9 @@ def plot_sweep(rows: list[dict], path) -> None:
                             color="#b00")
             if key == "accuracy" and r.get("accuracy") is None:
                 ax.annotate("n/a", (i, 0), ha="center", va="bottom", fontsize=7)
+        vals = [v for v in y + [r.get(key2) for r in rows if key2] if v]
+        if key2 and vals and max(vals) > 100 * min(vals):
+            ax.set_yscale("log")  # the papers' 45 nm figure and a chip's can be decades apart
         ax.set_title(title, fontsize=10)
         ax.set_xticks(x)
         ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=7)

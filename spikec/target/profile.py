@@ -131,6 +131,12 @@ class EventCosts:
     barrier_sync_one_tile, barrier_sync_all_tiles : float or None
         End-of-step barrier synchronization across one tile / the whole chip (latency only;
         ``None`` in ``[energy]`` unless a source gives it).
+    chip_hop : float or None
+        A spike message crossing one chip-to-chip link of a system (optional; the estimator
+        counts chip hops from its placement).
+    embedded_cpu_op : float or None
+        One integer multiply-accumulate of work the embedded CPUs do (the SSA product under the
+        ``host`` lowering; optional).
     """
 
     synaptic_op: float | None
@@ -141,6 +147,8 @@ class EventCosts:
     hop_north_south: float | None
     barrier_sync_one_tile: float | None = None
     barrier_sync_all_tiles: float | None = None
+    chip_hop: float | None = None
+    embedded_cpu_op: float | None = None
 
 
 @dataclass(frozen=True)
@@ -244,7 +252,10 @@ _SCHEMA: dict[str, dict[str, tuple[str, bool]]] = {
     "latency": {f.name: (_FLOAT, True) for f in fields(EventCosts)},
 }
 # Figures a profile may leave out entirely (they load as unknown).
-_OPTIONAL = {("energy", "barrier_sync_one_tile"), ("energy", "barrier_sync_all_tiles")}
+_OPTIONAL = {("energy", "barrier_sync_one_tile"), ("energy", "barrier_sync_all_tiles"),
+             # used by spikec.estimate; no shipped chip publishes them
+             ("energy", "chip_hop"), ("latency", "chip_hop"),
+             ("energy", "embedded_cpu_op"), ("latency", "embedded_cpu_op")}
 _SECTION_META = ("source", "status", "note")
 
 

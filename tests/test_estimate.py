@@ -339,3 +339,24 @@ def test_dse_sweep_table_and_plot(tmp_path, loihi, capsys):
           "neurons_per_core=64,128", "--plot", str(tmp_path / "p.png")])
     out = capsys.readouterr().out
     assert "neurons_per_core" in out and (tmp_path / "p.png").exists()
+
+
+# ----------------------------------------------------------------------------- SANA-FE
+
+@pytest.mark.slow
+def test_sanafe_crosscheck_within_25_percent(capsys):
+    """The same mapped conv SNN and spikes through SANA-FE's Loihi model (pip sanafe)."""
+    pytest.importorskip("sanafe", reason="optional extra: pip install 'spikec[sanafe]'")
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "sanafe_crosscheck.py"
+    spec = importlib.util.spec_from_file_location("sanafe_crosscheck", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--steps", "16", "--json"]) == 0
+    out = capsys.readouterr().out
+    rows = {r["name"]: r for r in (json.loads(ln) for ln in out.splitlines()
+                                   if ln.startswith("{"))}
+    same = rows["spikec (SANA-FE figures)"]
+    assert abs(same["energy_ratio"] - 1) < 0.25 and abs(same["latency_ratio"] - 1) < 0.25

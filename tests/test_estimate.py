@@ -293,6 +293,9 @@ def test_other_kinds_of_chip_map_without_loihi_assumptions():
         assert j["fits"] and j["cores"] >= 4
     tn = estimate(conv_net(), load_profile("truenorth")).to_json()
     assert tn["latency_per_step_s"] == pytest.approx(1e-3)  # the global 1 ms tick
+    speck = estimate(conv_net(), load_profile("speck")).to_json()
+    assert speck["energy_per_inference_j"]["profile"] is None  # no per-event figure published
+    assert "energy.synaptic_op" in speck["energy"]["profile"]["not_counted"]
 
 
 # ----------------------------------------------------------------------------- CLI and DSE

@@ -124,5 +124,7 @@ def profile_energy(mapping: Mapping, counts: EventCounts, costs: CostModel, tr: 
     parts = {"synaptic": syn, "neuron_update": neuron, "spikes": spikes, "messages": messages,
              "mesh_hops": hops, "chip_hops": chip, "embedded_cpu": host, "barrier_sync": sync}
     parts = {k: v * PJ for k, v in parts.items()}
-    return {"energy_j": sum(parts.values()), "breakdown_j": parts, "per_layer_j": per_layer,
+    known = any(v for v in costs.energy_pj.values()) or costs.sync_energy_pj
+    return {"energy_j": sum(parts.values()) if known else None,  # no figure at all (Speck)
+            "breakdown_j": parts, "per_layer_j": per_layer,
             "cost_model": costs.name, "not_counted": list(costs.unknown)}

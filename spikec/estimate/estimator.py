@@ -103,7 +103,8 @@ class Estimate:
             "energy": {"paper_45nm": self.paper, "profile": {
                 k: v for k, v in self.energy.items() if k != "per_layer_j"}},
             "latency_per_step_s": self.latency["latency_per_step_s"],
-            "latency_per_inference_s": self.latency["latency_per_step_s"] * steps,
+            "latency_per_inference_s": None if self.latency["latency_per_step_s"] is None
+            else self.latency["latency_per_step_s"] * steps,
             "latency": {k: v for k, v in self.latency.items() if k != "core_busy_s"},
             "limits": {"neurons_per_core": m.limits.neurons,
                        "synaptic_memory_bits_per_core": m.limits.memory_bits,

@@ -91,7 +91,8 @@ def step_latency(mapping: Mapping, counts: EventCounts, costs: CostModel, tr: Tr
     total = max(core_ns, cpu_ns) + path_ns + sync
     busiest_layer = next((lm.layer.name for lm in mapping.layers
                           if lm.first_core <= busiest < lm.first_core + lm.cores), None)
-    return {"latency_per_step_s": total * NS,
+    known = any(v for v in costs.latency_ns.values()) or costs.sync_table
+    return {"latency_per_step_s": total * NS if known else None,
             "parts_s": {"busiest_core": core_ns * NS, "embedded_cpu": cpu_ns * NS,
                         "network": path_ns * NS, "barrier_sync": sync * NS},
             "busiest_core": busiest, "busiest_layer": busiest_layer, "tiles_in_use": tiles,

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -74,7 +75,9 @@ def read(path: Path, trust_pickle: bool):
                              "torch.save archive nor a legacy torch.save pickle)")
     if kind == "torchscript":
         try:
-            return torch.jit.load(str(path), map_location="cpu")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated
+                return torch.jit.load(str(path), map_location="cpu")
         except Exception as e:  # noqa: BLE001  (any failure to parse the archive)
             raise InputFileError(f"{path}: a broken TorchScript archive ({_first_line(e)})") from None
     try:

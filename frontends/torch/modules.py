@@ -10,9 +10,10 @@ How the tracer treats a module it meets (:func:`classify`):
 1. a class with a handler (the class itself or a base whose ``forward`` it keeps): a leaf;
 2. a neuron (``neurons.py``: registered, spikingjelly's LIF nodes, or duck-typed): a leaf;
 3. containers (``Sequential``, ``ModuleList``, ``ModuleDict``, ``Flatten``, ``Unflatten``) and any
-   module outside ``torch.nn`` with no parameters or buffers of its own: transparent, its forward
-   is traced function by function;
-4. anything else (``nn.GELU``, ``nn.LayerNorm``, a user module owning parameters it uses itself):
+   module outside ``torch.nn``: transparent, its forward is traced function by function (a
+   parameter it uses itself is a constant to the tracer: a one-element one becomes a ``Scale``
+   factor, anything else fails in the function that uses it, naming the module);
+4. any other ``torch.nn`` module (``nn.GELU``, ``nn.LayerNorm``, ``nn.Softmax``, ...):
    ``UnsupportedOpError`` naming the module's path and type.
 """
 from __future__ import annotations
@@ -181,17 +182,11 @@ def classify(module: nn.Module, path: str) -> tuple[str, Callable | None]:
         return "leaf", cb
     if isinstance(module, TRANSPARENT):
         return "scope", None
-    where = f"{path or '<model>'} ({type_name(module)})"
     if type(module).__module__.startswith("torch.nn"):
-        raise UnsupportedOpError(f"{where}: this torch module is not supported; supported: "
-                                 f"{', '.join(sorted(c.__name__ for c in MODULE_HANDLERS))}, "
-                                 "multi-step LIF neurons and containers")
-    own = [n for n, p in list(module._parameters.items()) + list(module._buffers.items())
-           if p is not None]
-    if own:
-        raise UnsupportedOpError(f"{where}: a module with its own parameters/buffers "
-                                 f"({', '.join(own[:4])}) that spikec has no handler for; register "
-                                 "one with spikec.frontends.torch.handles")
+        raise UnsupportedOpError(
+            f"{path or '<model>'} ({type_name(module)}): this torch module is not supported; "
+            f"supported: {', '.join(sorted(c.__name__ for c in MODULE_HANDLERS))}, multi-step LIF "
+            "neurons and containers (register a handler with spikec.frontends.torch.handles)")
     return "scope", None
 
 

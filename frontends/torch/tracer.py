@@ -188,9 +188,8 @@ class Tracer:
             self.leaf_depth += 1
             return
         path = self.paths.get(id(module))
-        if path is None:  # a module created inside forward: transparent
-            self._stack.append(("scope", self.where(), type_name(module), None))
-            return
+        if path is None:  # a module created inside forward: it has its caller's path
+            path = self.where()
         role, handler = classify(module, path)
         self._stack.append((role, path, type_name(module), handler))
         if role == "leaf":

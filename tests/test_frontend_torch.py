@@ -190,6 +190,18 @@ def test_third_party_spikformer_matches_torch(T, join, calibrate, agreement, ima
     assert a.same_predictions and a.logit_rel_error < 1e-4 and a.mismatch_fraction < 1e-5
 
 
+def test_every_float_op_is_produced_by_the_frontend():
+    """The third-party model (ADD and IAND joins) exercises every op of the float IR."""
+    from spikec.ir.fixed import FIXED_ONLY_OPS
+
+    produced = set()
+    for join in ("add", "iand"):
+        model, inp = _third_party(T=1, join=join)
+        produced |= {type(op) for op in trace(model, inp).ops}
+    float_ops = {cls for cls in O.OP_TYPES.values() if cls not in FIXED_ONLY_OPS}
+    assert float_ops - produced == set()
+
+
 def test_registered_neuron_class_and_misbehaving_lookalike():
     class Spiker(nn.Module):  # no spikingjelly attribute names: needs register_neuron
         def __init__(self):
@@ -447,8 +459,8 @@ def test_checkpoint_dict_variants(tmp_path, tiny):
     g = _load(tmp_path / "timm.pt", arch="spikformer_cifar_tiny", input_shape=(1, 16, 16),
               overrides={"weights": "state_dict"})
     np.testing.assert_array_equal(_weights(g), sd["head.weight"].numpy())
-    with pytest.raises(CheckpointError, match="unknown architecture 'spikformer'; known: "
-                                              "spikformer_8_384"):
+    with pytest.raises(CheckpointError, match=r"unknown architecture 'spikformer' \(recorded in "
+                                              r"the file; pass --arch NAME\); known: spikformer_8"):
         _load(tmp_path / "timm.pt")
 
     torch.save({"state_dict": {f"module.{k}": v for k, v in sd.items()}}, tmp_path / "dp.pt")
@@ -483,7 +495,8 @@ def test_full_pickle_needs_trust(tmp_path, tiny):
     assert g.meta["format"] == "pickle" and g.meta["arch"] == "spikformer_cifar_tiny"
     assert g.timesteps == 2 and g.inputs[0].shape == (1, 16, 16)
     np.testing.assert_array_equal(_weights(g), tiny.head.weight.detach().numpy())
-    assert _load(tmp_path / "full.pt", trust_pickle=True, timesteps=3).timesteps == 3
+    g3 = _load(tmp_path / "full.pt", trust_pickle=True, timesteps=3)
+    assert g3.timesteps == 3 and g3.meta["config"]["T"] == 3
 
 
 def test_pickled_third_party_model(tmp_path):

@@ -98,16 +98,16 @@ def _reshape(tr: Tracer, args, kwargs, out):
     if v.negated:
         v = tr.value(args[0])  # raises
     layout, shape = _classify(tr, v, tuple(out.shape))
-    if layout is not Layout.T1 and v.layout is Layout.T1:
-        v = tr.value(args[0])
     tr.bind(out, tr.reshape(v, layout, shape))
 
 
 @function(*_methods("contiguous", "clone", "detach", "float", "to", "type_as"),
           "torch.Tensor.requires_grad_")
 def _same(tr: Tracer, args, kwargs, out):
-    v = tr.lookup(args[0])
-    if v is None or out.dtype != args[0].dtype:
+    v = tr.lookup(args[0])  # keeps a pending [1, B] layout and a pending 1 - x
+    if v is None:
+        raise tr.unsupported("an operation on a constant tensor feeds a traced one")
+    if out.dtype != args[0].dtype:
         raise tr.unsupported(f"a dtype change to {out.dtype}")
     tr.bind(out, v)
 

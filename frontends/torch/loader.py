@@ -172,7 +172,8 @@ def build_registry_model(arch: str, config: dict, options, sd: dict, path: Path)
     from spikec import models
 
     if arch not in models.names():
-        raise CheckpointError(f"{path}: unknown architecture {arch!r}; known: "
+        hint = "" if options.arch else " (recorded in the file; pass --arch NAME)"
+        raise CheckpointError(f"{path}: unknown architecture {arch!r}{hint}; known: "
                               f"{', '.join(models.names())}")
     cfg = dict(config)
     cfg.update({k: v for k, v in options.overrides.items() if k != "weights"})
@@ -320,6 +321,8 @@ def _trace_module(model: nn.Module, path: Path, options, meta: dict, preprocess)
     cfg = getattr(model, "spikec_config", None)
     if isinstance(cfg, dict):
         meta["config"] = _plain(cfg)
+        if options.timesteps is not None:
+            meta["config"]["T"] = options.timesteps
     return trace(model, inp, timesteps=options.timesteps, meta=meta)
 
 

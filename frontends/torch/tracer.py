@@ -107,13 +107,13 @@ class Tracer:
             return None
         return entry[1]
 
-    def value(self, t, *, allow_negated: bool = False) -> TracedValue | None:
+    def value(self, t) -> TracedValue | None:
         """Like :meth:`lookup`, resolving a pending ``[1, B]`` layout to ``T = 1`` and refusing a
-        ``1 - x`` outside an IAND."""
+        ``1 - x`` outside an IAND (the IAND handler reads negated values with ``lookup``)."""
         v = self.lookup(t)
         if v is None:
             return None
-        if v.negated and not allow_negated:
+        if v.negated:
             raise self.unsupported("1 - x is only supported as a factor of the IAND join "
                                    "(1 - a) * s of two spike tensors")
         if v.layout is Layout.T1:
@@ -122,6 +122,7 @@ class Tracer:
         return v
 
     def bind(self, t: torch.Tensor, v: TracedValue) -> None:
+        """Map tensor ``t`` to ``v`` (a weak reference: a dead tensor's reused ``id`` is ignored)."""
         self._values[id(t)] = (weakref.ref(t), v)
 
     def set_timesteps(self, T: int) -> None:

@@ -35,17 +35,25 @@ from .runtime.npzio import npz_bytes
 BUNDLE_DIR = "lava"
 BUNDLE_FORMAT = "spikec-lava-bundle"
 BUNDLE_FORMAT_VERSION = 1
+CONV_MODES = ("lava", "sparse")
 RUNTIME_FILES = ("__init__.py", "procs.py", "network.py", "npzio.py")
 _RUNTIME = Path(__file__).parent / "runtime"
 
 
-def build_plan(graph: Graph, *, ssa: str = "host", fmt: NumberFormats = LAVA_FIXED_PT):
+def build_plan(graph: Graph, *, ssa: str = "host", conv: str = "lava",
+               fmt: NumberFormats = LAVA_FIXED_PT):
     """Lower a fixed-point graph to a Lava plan.
+
+    ``conv``: ``lava`` lowers conv synapses to Lava's Conv where it can express them exactly
+    (shared weights, as on the chip); ``sparse`` unrolls every conv into Lava Sparse synapses
+    (same arithmetic, about ten times faster on Lava's CPU models, more synaptic memory).
 
     Returns
     -------
     plan : dict (JSON-able), arrays : dict of str -> np.ndarray, facts : dict (for the report)
     """
+    if conv not in CONV_MODES:
+        raise UnsupportedOpError(f"unknown conv lowering {conv!r}; choose one of {CONV_MODES}")
     if ssa not in S.LOWERINGS:
         raise UnsupportedOpError(f"unknown SSA lowering {ssa!r}; choose one of {S.LOWERINGS}")
     if graph.domain != "fixed":
@@ -53,20 +61,20 @@ def build_plan(graph: Graph, *, ssa: str = "host", fmt: NumberFormats = LAVA_FIX
                                  f"--target loihi2 writes one); got a {graph.domain} graph")
     verify(graph)
     b = PlanBuilder(graph.timesteps, fmt)
-    low = Lowering(graph, b, ssa)
+    low = Lowering(graph, b, ssa, conv)
     low.run()
     b.category = "probes"
     for op in graph.ops:
         if isinstance(op, PROBED_OPS):
             b.probe(b.values[op.name], "readout" if isinstance(op, F.Readout) else None)
     plan = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_FORMAT_VERSION,
-            "spikec_version": __version__, "ssa": ssa, "outputs": low.outputs,
+            "spikec_version": __version__, "ssa": ssa, "conv": conv, "outputs": low.outputs,
             "formats": {"act_shift": fmt.weight_shift, "state_bits": fmt.state_bits},
             **b.to_json()}
-    return plan, b.arrays, _facts(graph, plan, b, ssa)
+    return plan, b.arrays, _facts(graph, plan, b, ssa, conv)
 
 
-def _facts(graph: Graph, plan: dict, b: PlanBuilder, ssa: str) -> dict:
+def _facts(graph: Graph, plan: dict, b: PlanBuilder, ssa: str, conv: str) -> dict:
     by_type: dict[str, int] = {}
     for p in plan["processes"]:
         by_type[p["type"]] = by_type.get(p["type"], 0) + 1
@@ -86,11 +94,11 @@ def _facts(graph: Graph, plan: dict, b: PlanBuilder, ssa: str) -> dict:
                     if isinstance(v, int):
                         ssa_totals[low][k] = ssa_totals[low].get(k, 0) + v
     return {
-        "ssa": ssa, "timesteps": graph.timesteps, "pipeline_depth": plan["depth"],
+        "ssa": ssa, "conv": conv, "timesteps": graph.timesteps, "pipeline_depth": plan["depth"],
         "run_steps": "n_samples * timesteps + pipeline_depth",
         "processes": totals["processes"], "neurons": totals["neurons"],
         "synapses": totals["synapses"], "process_types": dict(sorted(by_type.items())),
-        "by_category": net, "probe_processes": b.stats.get("probes", {}).get("processes", 0),
+        "by_category": net, "probed_ports": len(b.recorder_ports),
         "ssa_ops": lowerings, "ssa_totals": ssa_totals,
         "probes": [{"value": p["value"], "kind": p["kind"], "shape": p["shape"],
                     "depth": p["depth"]} for p in plan["probes"]],
@@ -102,11 +110,12 @@ def _json_bytes(obj) -> bytes:
     return (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
 
 
-def bundle_files(graph: Graph, *, ssa: str = "host") -> tuple[dict[str, bytes], dict]:
+def bundle_files(graph: Graph, *, ssa: str = "host", conv: str = "lava"
+                 ) -> tuple[dict[str, bytes], dict]:
     """Every file of the bundle (relative path -> bytes) and the facts."""
     from . import netx
 
-    plan, arrays, facts = build_plan(graph, ssa=ssa)
+    plan, arrays, facts = build_plan(graph, ssa=ssa, conv=conv)
     files = {"network.json": _json_bytes(plan), "network.npz": npz_bytes(arrays),
              "run_lava.py": (_RUNTIME / "run_lava.py").read_bytes()}
     for name in RUNTIME_FILES:
@@ -121,14 +130,15 @@ def bundle_files(graph: Graph, *, ssa: str = "host") -> tuple[dict[str, bytes], 
     bundle_hash = hashlib.sha256(_json_bytes(digests)).hexdigest()
     files["manifest.json"] = _json_bytes({"format": BUNDLE_FORMAT,
                                           "format_version": BUNDLE_FORMAT_VERSION,
-                                          "spikec_version": __version__, "ssa": ssa,
+                                          "spikec_version": __version__, "ssa": ssa, "conv": conv,
                                           "bundle_hash": bundle_hash, "files": digests})
     facts["bundle"] = BUNDLE_DIR
     facts["bundle_hash"] = bundle_hash
     return files, facts
 
 
-def write_bundle(fixed_graph: Graph, out_dir, *, ssa: str = "host", report: dict | None = None) -> dict:
+def write_bundle(fixed_graph: Graph, out_dir, *, ssa: str = "host", report: dict | None = None,
+                 conv: str = "lava") -> dict:
     """Write the Lava bundle of ``fixed_graph`` to ``out_dir/lava/`` (replacing an old one).
 
     Parameters
@@ -141,6 +151,8 @@ def write_bundle(fixed_graph: Graph, out_dir, *, ssa: str = "host", report: dict
         Lowering of spiking self-attention's products (see ``spikec.backends.lava.ssa``).
     report : dict, optional
         A report being assembled; the facts are also stored under ``report['lava']``.
+    conv : 'lava' | 'sparse'
+        Conv synapses as Lava Conv where exact (default) or unrolled into Lava Sparse.
 
     Returns
     -------
@@ -148,7 +160,7 @@ def write_bundle(fixed_graph: Graph, out_dir, *, ssa: str = "host", report: dict
         Facts for report.json: the lowering used, processes/neurons/synapses, SSA sizes of both
         lowerings, pipeline depth, probes, netx status, bundle hash.
     """
-    files, facts = bundle_files(fixed_graph, ssa=ssa)
+    files, facts = bundle_files(fixed_graph, ssa=ssa, conv=conv)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out, prefix=".lava."))
@@ -199,7 +211,7 @@ def _readme(facts: dict) -> str:
 Written by spikec {__version__}. SSA lowering: `{facts['ssa']}`. T = {facts['timesteps']} time steps,
 pipeline depth {facts['pipeline_depth']}: n samples run n * T + {facts['pipeline_depth']} Lava steps
 back to back. {facts['processes']} Lava processes, {facts['neurons']} neurons,
-{facts['synapses']} synapses (plus {facts['probe_processes']} probes).
+{facts['synapses']} synapses, plus one recorder process with {facts['probed_ports']} probed ports.
 
 Run it (Python 3.10, lava-nc 0.10, numpy < 2):
 

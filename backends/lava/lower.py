@@ -21,6 +21,8 @@ output             nothing (its input is probed)
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from spikec.errors import UnsupportedOpError
@@ -90,14 +92,27 @@ def _transpose_index(shape, perm) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- the lowering
+@dataclass
+class Current:
+    """A synapse op's output seen through reshapes/transposes: ``perm[i]`` is the synapse output
+    (flat) that element ``i`` of the current is (None: the same order); ``vops``: the same
+    re-layout as Lava port transforms."""
+
+    op: object
+    perm: np.ndarray | None
+    vops: list
+
+
 class Lowering:
     """Lowers a fixed graph op by op into a ``PlanBuilder``."""
 
-    def __init__(self, graph, builder: PlanBuilder, ssa: str):
+    def __init__(self, graph, builder: PlanBuilder, ssa: str, conv: str = "lava"):
         self.g = graph
         self.b = builder
         self.ssa = ssa
-        self.pending: dict[str, F.Op] = {}   # synapse ops, lowered by their consumer
+        self.conv_mode = conv
+        # synaptic currents, lowered by the neuron that reads them: name -> Current
+        self.pending: dict[str, Current] = {}
         self.outputs: dict[str, str] = {}
 
     def value(self, name: str) -> LValue:
@@ -117,15 +132,27 @@ class Lowering:
                     O.Output: self.output}
         for op in self.g.ops:
             if isinstance(op, (F.ConvSynapse, F.DenseSynapse)):
-                self.pending[op.name] = op
+                self.pending[op.name] = Current(op, None, [])
+                continue
+            if isinstance(op, (O.Reshape, O.Transpose)) and op.inputs[0] in self.pending:
+                self.pending[op.name] = self._relayout(self.pending[op.inputs[0]], op)
                 continue
             handler = handlers.get(type(op))
             if handler is None:
                 raise UnsupportedOpError(f"op {op.name!r} ({op.OPCODE}) has no Lava lowering")
             handler(op)
-        for name, op in self.pending.items():
+        for name in self.pending:
             if not self.g.consumers(name):
                 raise UnsupportedOpError(f"synapse {name!r} feeds no neuron")
+
+    def _relayout(self, cur: "Current", op) -> "Current":
+        """A current seen through a reshape/transpose: the same synapse, rows re-indexed."""
+        shape = tuple(self.g.spec(op.inputs[0]).shape)
+        if isinstance(op, O.Reshape):
+            return Current(cur.op, cur.perm, cur.vops + [["reshape", list(op.shape)]])
+        old_of_new = np.arange(int(np.prod(shape))).reshape(shape).transpose(op.perm).ravel()
+        perm = old_of_new if cur.perm is None else cur.perm[old_of_new]
+        return Current(cur.op, perm, cur.vops + [["transpose", [int(p) for p in op.perm]]])
 
     def _set(self, name, kind, bound, parts) -> LValue:
         v = LValue(name, tuple(self.g.spec(name).shape), kind, int(bound), parts)
@@ -149,7 +176,7 @@ class Lowering:
     def _input_terms(self, src: str):
         """The synaptic terms feeding a neuron: (input values, synapse op or None)."""
         if src in self.pending:
-            op = self.pending[src]
+            op = self.pending[src].op
             return [self.value(i) for i in op.inputs], op
         return [self.value(src)], None
 
@@ -157,6 +184,7 @@ class Lowering:
         """Connect the input of a neuron op into ``dst`` (port reference + shape) for the neurons
         ``rows`` (flat indices, None: all)."""
         values, op = self._input_terms(src)
+        cur = self.pending.get(src)
         if op is None:  # a count or spike fed directly: identity synapse
             (v,) = values
             eye = SynapseMatrix.identity(v.size)
@@ -164,11 +192,18 @@ class Lowering:
                           base=base)
             return
         exps = np.asarray(op.weight_exp).astype(np.int64)
-        if isinstance(op, F.ConvSynapse) and self._conv_ok(op, values, rows, arrive, exps):
-            self._lava_conv(op, values[0], dst, rows, base)
-            return
+        if cur.perm is not None:  # rows of the synapse, in the order of the neurons
+            rows = cur.perm if rows is None else cur.perm[rows]
         in_shape = tuple(self.g.spec(op.inputs[0]).shape)
         out_shape = tuple(self.g.spec(op.name).shape)
+        sparse_terms = []
+        for v in values:
+            if self.conv_mode == "lava" and self._conv_ok(op, v, rows, arrive, exps, cur):
+                self._lava_conv(op, v, dst, rows, base, cur.vops, exps)
+            else:
+                sparse_terms.append(v)
+        if not sparse_terms:
+            return
         if isinstance(op, F.ConvSynapse):
             m = conv_matrix(op, in_shape, out_shape)
             chan = np.repeat(np.arange(out_shape[0]), int(np.prod(out_shape[1:])))
@@ -179,48 +214,77 @@ class Lowering:
         if rows is not None:
             m, chan = m.take_rows(rows), chan[rows]
         use_dense = isinstance(op, F.DenseSynapse) and len(in_shape) == 1
-        for e in np.unique(exps):
+        for e in np.unique(exps[chan]):
             group = m.mask_rows(exps[chan] == e)
-            for v in values:
+            for v in sparse_terms:
                 self.b.linear(v, group, dst, arrive=arrive, base=f"{base}_e{e}",
                               weight_exp=int(e), dense=use_dense)
 
-    def _conv_ok(self, op, values, rows, arrive, exps) -> bool:
-        """Lava's Conv needs one whole, aligned input, one exponent >= 0 (its CPU model ignores
-        the exponent; ``network.py`` folds a positive one into the weights) and whole channels."""
-        if len(values) != 1 or not values[0].simple or values[0].depth != arrive - 1:
+    @staticmethod
+    def _channels(index: np.ndarray | None, shape) -> np.ndarray | None:
+        """The channels (axis 0) that flat ``index`` covers as whole channels in order, or None."""
+        c, hw = shape[0], int(np.prod(shape[1:]))
+        if index is None:
+            return np.arange(c)
+        if index.size % hw:
+            return None
+        blocks = index.reshape(-1, hw)
+        chans = blocks[:, 0] // hw
+        if np.any(np.diff(chans) <= 0) or \
+                not np.array_equal(blocks, chans[:, None] * hw + np.arange(hw)[None, :]):
+            return None
+        return chans
+
+    def _conv_ok(self, op, v: LValue, rows, arrive, exps, cur) -> bool:
+        """Lava's Conv can take this input term: an aligned input (Conv has no delay), whole
+        input and output channels, exponents >= 0 (Lava's CPU Conv ignores the exponent;
+        ``network.py`` folds a positive one into the weights), ungrouped unless unsplit."""
+        if not isinstance(op, F.ConvSynapse) or v.depth != arrive - 1:
             return False
         out_shape = tuple(self.g.spec(op.name).shape)
-        hw = int(np.prod(out_shape[1:]))
-        if rows is None:
-            chans = np.arange(out_shape[0])
-        else:
-            chans = np.unique(rows // hw)
-            if chans.size * hw != rows.size:
-                return False
-        return len(np.unique(exps[chans])) == 1 and exps[chans[0]] >= 0
+        if rows is not None and cur.perm is not None:
+            return False
+        out_chans = self._channels(rows, out_shape)
+        if out_chans is None or np.any(exps[out_chans] < 0):
+            return False
+        in_chans = [self._channels(p.index, v.shape) for p in v.parts]
+        if any(c is None for c in in_chans):
+            return False
+        return op.groups == 1 or (v.simple and rows is None)
 
-    def _lava_conv(self, op, value: LValue, dst, rows, base) -> None:
+    def _lava_conv(self, op, v: LValue, dst, rows, base, vops, exps) -> None:
+        """One Lava Conv per (input part, exponent group): the part's input channels, the
+        neurons' output channels, rows of other exponents zero."""
         out_shape = tuple(self.g.spec(op.name).shape)
-        hw = int(np.prod(out_shape[1:]))
-        chans = np.arange(out_shape[0]) if rows is None else np.unique(rows // hw)
-        w = conv_weight_from_torch(op.weight[chans]).astype(np.int32)
-        c, h, wd = value.shape
-        name = self.b._unique(base + "_conv")
-        self.b.processes.append({
-            "name": name, "type": "conv", "weight": self.b.array(name, "weight", w),
-            "weight_exp": int(op.weight_exp[chans[0]]), "input_shape": [wd, h, c],
-            "padding": [int(op.padding[1]), int(op.padding[0])],
-            "stride": [int(op.stride[1]), int(op.stride[0])],
-            "dilation": [int(op.dilation[1]), int(op.dilation[0])], "groups": int(op.groups),
-            "num_message_bits": message_bits(value.bound) if value.kind == "count" else 0})
-        if op.groups != 1 and rows is not None:
-            raise UnsupportedOpError(f"{op.name}: grouped convolution split by threshold")
-        self.b._count("processes", 1)
-        self.b._count("synapses", int(np.count_nonzero(w)))
-        self.b.connect(value.parts[0].ref([["transpose", [2, 1, 0]]]), [name, "s_in", []])
-        self.b.connect([name, "a_out", [["transpose", [2, 1, 0]], ["reshape", list(dst[3])]]],
-                       dst[:3])
+        out_chans = self._channels(rows, out_shape)
+        c_all, h, wd = v.shape
+        for part in v.parts:
+            in_chans = self._channels(part.index, v.shape)
+            src = part.ref([["reshape", [len(in_chans), h, wd]], ["transpose", [2, 1, 0]]])
+            for e in np.unique(exps[out_chans]):
+                wt = op.weight[out_chans]
+                if op.groups == 1:
+                    wt = wt[:, in_chans]
+                wt = np.where((exps[out_chans] == e)[:, None, None, None], wt, 0)
+                if not np.any(wt):
+                    continue
+                w = conv_weight_from_torch(wt).astype(np.int32)
+                name = self.b._unique(f"{base}_conv_e{e}")
+                self.b.processes.append({
+                    "name": name, "type": "conv", "weight": self.b.array(name, "weight", w),
+                    "weight_exp": int(e), "input_shape": [wd, h, len(in_chans)],
+                    "padding": [int(op.padding[1]), int(op.padding[0])],
+                    "stride": [int(op.stride[1]), int(op.stride[0])],
+                    "dilation": [int(op.dilation[1]), int(op.dilation[0])],
+                    "groups": int(op.groups),
+                    "num_message_bits": message_bits(v.bound) if v.kind == "count" else 0})
+                self.b._count("processes", 1)
+                self.b._count("synapses", int(np.count_nonzero(w)))
+                self.b.connect(src, [name, "s_in", []])
+                # a split layer's rows are whole channels in order: the flat order is the same
+                layout = list(vops) if rows is None else []
+                self.b.connect([name, "a_out", [["transpose", [2, 1, 0]]] + layout +
+                                [["reshape", list(dst[3])]]], dst[:3])
 
     def _arrive(self, src: str) -> int:
         values, _ = self._input_terms(src)

@@ -31,6 +31,9 @@ from spikec.target.formats import NumberFormats, SignMode
 
 from .matrix import SynapseMatrix
 
+#: Name of the one recorder process (the probes).
+RECORDER = "recorder"
+
 #: Loihi 2's largest synaptic delay (6-bit delay field; Lava's Delay* models check it).
 MAX_SYNAPTIC_DELAY = 63
 
@@ -105,9 +108,10 @@ class PlanBuilder:
     probes: list = field(default_factory=list)
     values: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
-    _names: dict = field(default_factory=dict)
+    _names: dict = field(default_factory=lambda: {RECORDER: 1})
     _relays: dict = field(default_factory=dict)
     category: str = "network"
+    recorder_ports: list = field(default_factory=list)
     stats: dict = field(default_factory=dict)
 
     # -- bookkeeping -------------------------------------------------------------------------
@@ -253,19 +257,22 @@ class PlanBuilder:
 
     # -- probes --------------------------------------------------------------------------------
     def probe(self, value: LValue, kind: str | None = None) -> None:
-        """Record ``value`` in every sample's window (one WindowProbe per part)."""
+        """Record ``value`` in every sample's window (a Recorder port per part)."""
         parts = []
         for part in value.parts:
-            name = self.add_process("probe", f"probe_{value.name}", shape=list(part.shape),
-                                    depth=part.depth)
-            self.connect(part.ref(), [name, "a_in", []])
-            idx = None if part.index is None else self.array(name, "index",
+            port = len(self.recorder_ports)
+            self.recorder_ports.append({"shape": list(part.shape), "depth": part.depth,
+                                        "value": value.name})
+            self.connect(part.ref(), [RECORDER, f"in{port}", []])
+            idx = None if part.index is None else self.array(RECORDER, f"index{port}",
                                                              part.index.astype(np.int64))
-            parts.append({"process": name, "index": idx})
+            parts.append({"process": RECORDER, "port": port, "index": idx})
         self.probes.append({"value": value.name, "kind": kind or value.kind,
                             "shape": list(value.shape), "depth": value.depth, "parts": parts})
 
     def to_json(self) -> dict:
         depth = max((p["depth"] for p in self.probes), default=0)
-        return {"timesteps": self.timesteps, "depth": depth, "processes": self.processes,
+        procs = self.processes + ([{"name": RECORDER, "type": "recorder",
+                                    "ports": self.recorder_ports}] if self.recorder_ports else [])
+        return {"timesteps": self.timesteps, "depth": depth, "processes": procs,
                 "connections": self.connections, "inputs": self.inputs, "probes": self.probes}

@@ -15,7 +15,7 @@ an array of the npz. Process types and the Lava class each becomes:
 ``conv``           ``lava.proc.conv.process.Conv``
 ``spike_matmul``   ``procs.SpikeMatmul`` (host SSA)
 ``readout``        ``procs.Readout``
-``probe``          ``procs.WindowProbe``
+``recorder``       ``procs.Recorder`` (one, with a port per probed part)
 =================  ==============================================================================
 
 Time: a value at depth ``d`` carries model step ``t`` of sample ``k`` at Lava time step
@@ -24,6 +24,9 @@ window start), so ``n`` samples take ``n * T + depth`` steps.
 """
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
 
 import numpy as np
@@ -51,7 +54,7 @@ def _conn_kwargs(spec):
     return kw
 
 
-def _make(spec, arrays, *, samples, timesteps, total_steps, inputs, on_cpu):
+def _make(spec, arrays, *, samples, timesteps, total_steps, inputs, on_cpu, scratch):
     from lava.proc.conv.process import Conv
     from lava.proc.dense.process import DelayDense, Dense
     from lava.proc.graded.process import GradedVec
@@ -105,9 +108,11 @@ def _make(spec, arrays, *, samples, timesteps, total_steps, inputs, on_cpu):
         return P.Readout(in_shape=spec["in_shape"], sum_axes=spec["sum_axes"],
                          act_shift=spec["act_shift"], state_bits=spec["state_bits"],
                          timesteps=timesteps, depth=spec["depth"], name=name)
-    if kind == "probe":
-        return P.WindowProbe(shape=shape, samples=samples, timesteps=timesteps,
-                             depth=spec["depth"], name=name)
+    if kind == "recorder":
+        return P.Recorder(shapes=[p["shape"] for p in spec["ports"]],
+                          depths=[p["depth"] for p in spec["ports"]], samples=samples,
+                          timesteps=timesteps, name=name,
+                          out_path=None if scratch is None else os.path.join(scratch, name))
     raise ValueError(f"plan: unknown process type {kind!r} ({name})")
 
 
@@ -145,7 +150,7 @@ def _port(procs, ref):
     return p
 
 
-def build(plan, arrays, inputs, *, on_cpu=True):
+def build(plan, arrays, inputs, *, on_cpu=True, scratch=None):
     """Instantiate every process of ``plan`` and connect them.
 
     Parameters
@@ -158,6 +163,8 @@ def build(plan, arrays, inputs, *, on_cpu=True):
         ``[n, *raw_shape]`` (``repeat`` encoding) or ``[n, T, *raw_shape]`` (``sequence``).
     on_cpu : bool
         Fold Conv weight exponents into the weights (Lava's CPU Conv model ignores them).
+    scratch : str, optional
+        A directory where the recorder writes what it recorded (else read back through Vars).
 
     Returns
     -------
@@ -173,13 +180,13 @@ def build(plan, arrays, inputs, *, on_cpu=True):
     procs = {}
     for spec in plan["processes"]:
         procs[spec["name"]] = _make(spec, arrays, samples=n, timesteps=T, total_steps=total,
-                                    inputs=inputs, on_cpu=on_cpu)
+                                    inputs=inputs, on_cpu=on_cpu, scratch=scratch)
     for c in plan["connections"]:
         _port(procs, c["src"]).connect(_port(procs, c["dst"]))
     return procs, total
 
 
-def collect(plan, arrays, procs, samples):
+def collect(plan, arrays, procs, samples, scratch=None):
     """Read the probes back: ``{value: int32 array [n, T, *shape]}`` (readouts: ``[n, *shape]``,
     the accumulator after the last step of each sample)."""
     out = {}
@@ -189,7 +196,13 @@ def collect(plan, arrays, procs, samples):
         T = int(plan["timesteps"])
         full = np.zeros((samples, T, size), dtype=np.int32)
         for part in probe["parts"]:
-            data = np.asarray(procs[part["process"]].data.get()).astype(np.int32)
+            path = None if scratch is None else \
+                os.path.join(scratch, f"{part['process']}.{part['port']}.npy")
+            if path is not None and os.path.exists(path):
+                data = np.load(path).astype(np.int32)
+            else:
+                data = np.asarray(getattr(procs[part["process"]], f"d{part['port']}").get())
+                data = data.astype(np.int32)
             data = data.reshape(samples, T, -1)
             idx = _arr(part["index"], arrays) if part.get("index") is not None else None
             if idx is None:
@@ -230,21 +243,24 @@ def run(plan, arrays, inputs, *, hardware=False):
     from lava.magma.core.run_configs import Loihi2HwCfg, Loihi2SimCfg
 
     t0 = time.perf_counter()
-    procs, total = build(plan, arrays, inputs, on_cpu=not hardware)
+    scratch = tempfile.mkdtemp(prefix="spikec-lava-")
+    procs, total = build(plan, arrays, inputs, on_cpu=not hardware, scratch=scratch)
     n = (total - int(plan["depth"])) // int(plan["timesteps"])
+    models = P.model_map(procs.values())
     if hardware:
-        cfg = Loihi2HwCfg(select_tag="fixed_pt", exception_proc_model_map=dict(P.MODELS))
+        cfg = Loihi2HwCfg(select_tag="fixed_pt", exception_proc_model_map=models)
     else:
-        cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=dict(P.MODELS))
+        cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=models)
     anchor = next(iter(procs.values()))
     t1 = time.perf_counter()
     anchor.run(condition=RunSteps(num_steps=total), run_cfg=cfg)
     t2 = time.perf_counter()
     try:
-        values = collect(plan, arrays, procs, n)
+        values = collect(plan, arrays, procs, n, scratch)
         traffic = host_traffic(plan, procs)
     finally:
         anchor.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
     t3 = time.perf_counter()
     return {"values": values, "samples": n, "steps": total, "processes": len(procs),
             "host_traffic": traffic,

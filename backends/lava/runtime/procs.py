@@ -10,8 +10,8 @@ no model discovery by file scanning is involved.
 * ``Readout``: the output accumulator the host reads. ``acc = clip(acc + (sum_axes(a_in) <<
   act_shift))``, clipped symmetrically to ``state_bits``; reset to zero at the first step of each
   sample's window. It sends ``acc`` every step.
-* ``WindowProbe``: records what arrives on its port during each sample's window, into
-  ``data[sample, t, ...]`` (a probe, not part of the network).
+* ``Recorder``: the probes. Records what arrives on each of its ports during each sample's
+  window, into ``d<i>[sample, t, ...]`` (not part of the network).
 
 Time convention (shared with ``network``): a value at pipeline depth ``d`` carries model step ``t``
 of sample ``k`` at Lava time step ``k * T + t + d + 1`` (Lava counts time steps from 1).
@@ -139,39 +139,67 @@ class PyReadoutModelFixed(PyLoihiProcessModel):
         self.s_out.send(acc.astype(np.int32))
 
 
-# ----------------------------------------------------------------------------- WindowProbe
-class WindowProbe(AbstractProcess):
-    """Records ``data[k, t] = input`` for sample ``k`` and model step ``t`` of a value at ``depth``.
+# ----------------------------------------------------------------------------- Recorder
+class Recorder(AbstractProcess):
+    """The probes: port ``in<i>`` records ``d<i>[k, t] = input`` for sample ``k`` and model step
+    ``t`` of a value at ``depths[i]`` (one host process for every probed port, so that probing
+    does not multiply Lava's processes).
 
     Parameters
     ----------
-    shape : tuple
-        Shape of the probed port.
-    samples, timesteps, depth : int
+    shapes : list of tuple
+        Shape of each probed port.
+    depths : list of int
+    samples, timesteps : int
+    out_path : str, optional
+        Where the model writes every ``d<i>`` (an .npy per port, ``<out_path>.<i>.npy``) after
+        the last window: much faster than reading the Vars back through Lava's runtime.
     """
 
-    def __init__(self, *, shape, samples, timesteps, depth, name=None):
-        shape = tuple(shape)
-        super().__init__(shape=shape, samples=samples, timesteps=timesteps, depth=depth, name=name)
-        self.a_in = InPort(shape=shape)
-        self.data = Var(shape=(samples, timesteps) + shape, init=0)
+    def __init__(self, *, shapes, depths, samples, timesteps, out_path=None, name=None):
+        shapes = [tuple(int(d) for d in sh) for sh in shapes]
+        super().__init__(shapes=shapes, depths=[int(d) for d in depths], samples=samples,
+                         timesteps=timesteps, out_path=out_path, name=name)
+        for i, sh in enumerate(shapes):
+            setattr(self, f"in{i}", InPort(shape=sh))
+            setattr(self, f"d{i}", Var(shape=(samples, timesteps) + sh, init=0))
 
 
-@implements(proc=WindowProbe, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
-class PyWindowProbeModelFixed(PyLoihiProcessModel):
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
-    data: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+def recorder_model(n_ports: int):
+    """The fixed_pt CPU model of a Recorder with ``n_ports`` ports (its LavaPyType fields are
+    class attributes, so the class is made per port count)."""
+    attrs = {}
+    for i in range(n_ports):
+        attrs[f"in{i}"] = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+        attrs[f"d{i}"] = LavaPyType(np.ndarray, np.int32, precision=24)
 
     def run_spk(self):
         p = self.proc_params
-        x = self.a_in.recv()
-        k, t = window_index(self.time_step, p["depth"], p["timesteps"])
-        if 0 <= k < p["samples"]:
-            self.data[k, t] = x
+        for i, depth in enumerate(p["depths"]):
+            x = getattr(self, f"in{i}").recv()
+            k, t = window_index(self.time_step, depth, p["timesteps"])
+            if 0 <= k < p["samples"]:
+                getattr(self, f"d{i}")[k, t] = x
+        last = p["samples"] * p["timesteps"] + max(p["depths"])
+        if p.get("out_path") and self.time_step == last:
+            for i in range(len(p["depths"])):
+                np.save(f"{p['out_path']}.{i}.npy", getattr(self, f"d{i}"))
+
+    attrs["run_spk"] = run_spk
+    attrs["__doc__"] = "Recorder model: each port's input stored in its sample/step window."
+    cls = type(f"PyRecorderModel{n_ports}", (PyLoihiProcessModel,), attrs)
+    return implements(proc=Recorder, protocol=LoihiProtocol)(requires(CPU)(tag("fixed_pt")(cls)))
 
 
-#: Process -> its fixed_pt CPU model, for ``exception_proc_model_map``.
-MODELS = {SpikeMatmul: PySpikeMatmulModelFixed, Readout: PyReadoutModelFixed,
-          WindowProbe: PyWindowProbeModelFixed}
+def model_map(procs) -> dict:
+    """``exception_proc_model_map`` (keyed by process instance, as Lava looks it up) for every
+    spikec process in ``procs``."""
+    out = {}
+    for p in procs:
+        if isinstance(p, SpikeMatmul):
+            out[p] = PySpikeMatmulModelFixed
+        elif isinstance(p, Readout):
+            out[p] = PyReadoutModelFixed
+        elif isinstance(p, Recorder):
+            out[p] = recorder_model(len(p.proc_params["depths"]))
+    return out

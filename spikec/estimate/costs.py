@@ -183,48 +183,44 @@ def traffic(mapping: Mapping, counts: EventCounts) -> Traffic:
     paths: set = set()
 
     def account(src_ids, dst_ids, msgs):
-        """msgs: [len(src_ids), len(dst_ids)] messages; ids -1 = host."""
-        sx = np.where(src_ids >= 0, pl.x[src_ids], hx)
-        sy = np.where(src_ids >= 0, pl.y[src_ids], hy)
-        sc = np.where(src_ids >= 0, pl.chip_x[src_ids], 0)
-        scy = np.where(src_ids >= 0, pl.chip_y[src_ids], 0)
-        dx_ = np.where(dst_ids >= 0, pl.x[dst_ids], hx)
-        dy_ = np.where(dst_ids >= 0, pl.y[dst_ids], hy)
-        dc = np.where(dst_ids >= 0, pl.chip_x[dst_ids], 0)
-        dcy = np.where(dst_ids >= 0, pl.chip_y[dst_ids], 0)
-        same_tile = np.zeros(msgs.shape, bool)
-        both = (src_ids[:, None] >= 0) & (dst_ids[None, :] >= 0)
-        if both.any():
-            st = pl.tile[np.maximum(src_ids, 0)][:, None] == pl.tile[np.maximum(dst_ids, 0)][None, :]
-            same_tile = st & both
-        ew = np.abs(sx[:, None] - dx_[None, :]) * ~same_tile
-        ns = np.abs(sy[:, None] - dy_[None, :]) * ~same_tile
-        ch = np.abs(sc[:, None] - dc[None, :]) + np.abs(scy[:, None] - dcy[None, :])
+        """Messages ``msgs`` from global core ``src_ids`` to ``dst_ids`` (parallel arrays;
+        -1 = the host / embedded CPUs)."""
+        keep = msgs > 0
+        src_ids, dst_ids, msgs = src_ids[keep], dst_ids[keep], msgs[keep]
+        if not msgs.size:
+            return
+        s_ok, d_ok = src_ids >= 0, dst_ids >= 0
+        si, di = np.maximum(src_ids, 0), np.maximum(dst_ids, 0)
+        sx, sy = np.where(s_ok, pl.x[si], hx), np.where(s_ok, pl.y[si], hy)
+        dx_, dy_ = np.where(d_ok, pl.x[di], hx), np.where(d_ok, pl.y[di], hy)
+        scx, scy = np.where(s_ok, pl.chip_x[si], 0), np.where(s_ok, pl.chip_y[si], 0)
+        dcx, dcy = np.where(d_ok, pl.chip_x[di], 0), np.where(d_ok, pl.chip_y[di], 0)
+        same_tile = s_ok & d_ok & (pl.tile[si] == pl.tile[di])
+        ew = np.abs(sx - dx_) * ~same_tile
+        ns = np.abs(sy - dy_) * ~same_tile
+        ch = np.abs(scx - dcx) + np.abs(scy - dcy)
         tot["m"] += msgs.sum()
         tot["ew"] += (msgs * ew).sum()
         tot["ns"] += (msgs * ns).sum()
         tot["chip"] += (msgs * ch).sum()
-        active = msgs > 0
-        if active.any():
-            trip = np.stack([ew[active], ns[active], ch[active]], axis=1)
-            paths.update(map(tuple, np.unique(trip, axis=0).tolist()))
-        s_ok, d_ok = src_ids >= 0, dst_ids >= 0
-        np.add.at(out_msgs, src_ids[s_ok], msgs.sum(axis=1)[s_ok])
-        np.add.at(in_msgs, dst_ids[d_ok], msgs.sum(axis=0)[d_ok])
-        tot["hout"] += msgs.sum(axis=1)[~s_ok].sum()
-        tot["hin"] += msgs.sum(axis=0)[~d_ok].sum()
+        trip = np.stack([ew, ns, ch], axis=1)
+        paths.update(map(tuple, np.unique(trip, axis=0).tolist()))
+        np.add.at(out_msgs, si[s_ok], msgs[s_ok])
+        np.add.at(in_msgs, di[d_ok], msgs[d_ok])
+        tot["hout"] += msgs[~s_ok].sum()
+        tot["hin"] += msgs[~d_ok].sum()
 
-    for (src, dst), m in mapping.conn.items():
-        dst_ids = layer_of[dst].core_ids
+    for (src, dst), links in mapping.conn.items():
+        dst_ids = layer_of[dst].first_core + links.dst
         if src in layer_of:
-            src_ids = layer_of[src].core_ids
+            src_ids = layer_of[src].first_core + links.src
         else:
-            src_ids = np.array([-1])
-        account(src_ids, dst_ids, m * rates.get(src, 0.0))
+            src_ids = np.full(links.src.size, -1)
+        account(src_ids, dst_ids, links.count * rates.get(src, 0.0))
     T = mapping.network.timesteps
-    for name, m in mapping.internal.items():
-        ids = layer_of[name].core_ids
-        account(ids, ids, m * T)
+    for name, links in mapping.internal.items():
+        first = layer_of[name].first_core
+        account(first + links.src, first + links.dst, links.count * T)
     for unit in mapping.network.host:
         for src, _size in unit.inputs:
             if src not in layer_of:
@@ -232,14 +228,12 @@ def traffic(mapping: Mapping, counts: EventCounts) -> Traffic:
             lm = layer_of[src]
             share = _emitting_share(lm)
             spikes = counts.get(src).spikes
-            account(lm.core_ids, np.array([-1]), (share * spikes)[:, None])
+            account(lm.core_ids, np.full(lm.cores, -1), share * spikes)
     return Traffic(tot["m"], out_msgs, in_msgs, tot["ew"], tot["ns"], tot["chip"], tot["hin"],
                    tot["hout"], paths)
 
 
 def _emitting_share(lm) -> np.ndarray:
     """Fraction of a layer's spikes sent by each of its cores (by neuron count)."""
-    share = np.zeros(lm.cores)
-    for core in np.unique(lm.element_core):
-        share[core - lm.first_core] = np.count_nonzero(lm.element_core == core)
+    share = np.bincount(lm.element_core - lm.first_core, minlength=lm.cores).astype(float)
     return share / max(1.0, share.sum())

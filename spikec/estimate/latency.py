@@ -56,9 +56,7 @@ def core_times(mapping: Mapping, counts: EventCounts, costs: CostModel, tr: Traf
         ids = lm.core_ids
         syn_share = lm.synapses / max(1, lm.synapses.sum())
         neu_share = lm.neurons / max(1, lm.neurons.sum())
-        emit = np.zeros(lm.cores)
-        for core in np.unique(lm.element_core):
-            emit[core - lm.first_core] = np.count_nonzero(lm.element_core == core)
+        emit = np.bincount(lm.element_core - lm.first_core, minlength=lm.cores).astype(float)
         emit /= max(1.0, emit.sum())
         events = ev.synaptic_events
         if lm.tiling.fanin_split > 1:

@@ -24,6 +24,29 @@ HOST = -1
 
 
 @dataclass
+class Links:
+    """Sparse core-to-core connection counts: parallel arrays of local source core, local
+    destination core and count (float: a split fan-in shares a tile's inputs among its parts)."""
+
+    src: np.ndarray
+    dst: np.ndarray
+    count: np.ndarray
+
+    @classmethod
+    def build(cls, parts: list) -> "Links":
+        if not parts:
+            z = np.zeros(0, np.int64)
+            return cls(z, z.copy(), np.zeros(0))
+        s, d, c = zip(*parts)
+        return cls(np.concatenate(s), np.concatenate(d), np.concatenate(c))
+
+    def per_source(self, n: int) -> np.ndarray:
+        out = np.zeros(n)
+        np.add.at(out, self.src, self.count)
+        return out
+
+
+@dataclass
 class LayerMapping:
     """One layer on its cores. Per-core arrays have ``tiling.cores`` entries: the partial-sum
     (or only) cores first, then the combining cores of a split fan-in."""
@@ -95,8 +118,9 @@ class Placement:
 class Mapping:
     """A network mapped onto cores and chips.
 
-    ``conn[(src, dst)]``: ``[src cores, dst cores]`` count of (source element, destination core)
-    pairs, i.e. messages per spike of each source core's neurons (``src`` a host unit: one row).
+    ``conn[(src, dst)]``: a sparse ``Links`` of (source core, destination core, count of (source
+    element, destination core) pairs), i.e. messages per spike of each source core's neurons;
+    core indices are local to each layer (``src`` a host unit: source index 0).
     ``internal[name]``: the same for a split fan-in's partial sums (sent every step).
     """
 
@@ -146,9 +170,7 @@ def _evaluate_layer(layer: Layer, tiling: Tiling, first: int, limits: CoreLimits
                                  g.dilation[0])
         taps_w = conv_valid_taps(g.out[2], g.inp[2], g.kernel[1], g.stride[1], g.padding[1],
                                  g.dilation[1])
-    for key in {(t.source, layer.name) for t in layer.terms}:
-        rows = sources[key[0]].cores if key[0] in sources else 1
-        conn[key] = np.zeros((rows, n_cores), np.float64)
+    pairs: dict[tuple[str, str], list] = {(t.source, layer.name): [] for t in layer.terms}
     for ti, r in enumerate(tile_ranges(tiling, g.out)):
         c0, c1, h0, h1, w0, w1 = r
         n = (c1 - c0) * (h1 - h0) * (w1 - w0)
@@ -169,10 +191,13 @@ def _evaluate_layer(layer: Layer, tiling: Tiling, first: int, limits: CoreLimits
             ax += sl.size
             if t.source in sources:
                 src = sources[t.source]
-                hist = np.bincount(src.element_core[sl] - src.first_core, minlength=src.cores)
-                conn[(t.source, layer.name)][:, cores] += hist[:, None] / f
+                hist = np.bincount(src.element_core[sl] - src.first_core)
+                nz = np.nonzero(hist)[0]
+                vals = hist[nz] / f
             else:
-                conn[(t.source, layer.name)][0, cores] += sl.size / f
+                nz, vals = np.zeros(1, np.int64), np.array([sl.size / f])
+            for core in range(ti * f, ti * f + f):
+                pairs[(t.source, layer.name)].append((nz, np.full(nz.size, core), vals))
         neurons[cores] = n
         synapses[cores] = -(-syn // f)
         memory[cores] = -(-mem // f)
@@ -183,7 +208,7 @@ def _evaluate_layer(layer: Layer, tiling: Tiling, first: int, limits: CoreLimits
         order = layer.neuron_of_canonical.ravel()
         tile_of = element_core.copy()  # neuron -> its tile (first + ti)
         per = tiling.combine_per_core
-        inner = np.zeros((n_cores, n_cores), np.float64)
+        inner = []
         for j in range(tiling.combine_cores):
             ids = order[j * per:(j + 1) * per]
             core = parts + j
@@ -193,9 +218,12 @@ def _evaluate_layer(layer: Layer, tiling: Tiling, first: int, limits: CoreLimits
             axons[core] = ids.size * f
             tiles = np.bincount(tile_of[ids] - first, minlength=tiling.tiles)
             for ti in np.nonzero(tiles)[0]:
-                inner[ti * f:ti * f + f, core] += tiles[ti]
+                src = np.arange(ti * f, ti * f + f)
+                inner.append((src, np.full(f, core), np.full(f, float(tiles[ti]))))
             element_core[ids] = first + core
-        internal[layer.name] = inner
+        internal[layer.name] = Links.build(inner)
+    for key, p in pairs.items():
+        conn[key] = Links.build(p)
     return LayerMapping(layer, tiling, first, neurons, synapses, memory, axons,
                         np.zeros(n_cores, np.int64), element_core)
 
@@ -209,11 +237,11 @@ def _evaluate(network: Network, tilings: dict[str, Tiling], limits: CoreLimits):
         lm = _evaluate_layer(layer, tilings[layer.name], first, limits, done, conn, internal)
         done[layer.name] = lm
         first += lm.cores
-    for (src, _dst), m in conn.items():
+    for (src, _dst), links in conn.items():
         if src in done:
-            done[src].output_axons += np.ceil(m.sum(axis=1)).astype(np.int64)
-    for name, m in internal.items():
-        done[name].output_axons += np.ceil(m.sum(axis=1)).astype(np.int64)
+            done[src].output_axons += np.ceil(links.per_source(done[src].cores)).astype(np.int64)
+    for name, links in internal.items():
+        done[name].output_axons += np.ceil(links.per_source(done[name].cores)).astype(np.int64)
     for unit in network.host:  # every neuron an embedded CPU reads has an axon to it
         for src, _ in unit.inputs:
             if src in done:

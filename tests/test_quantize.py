@@ -361,3 +361,31 @@ def test_strict_overflow_names_the_layer():
     assert "a_in" in res.notes["overflow_risks"]["s"]
     with pytest.raises(FormatError, match="layer 's'"):
         compile_graph(g, "loihi2", options=CompileOptions(strict=True))
+
+
+@pytest.mark.parametrize("mode", ["threshold", "exponent", "layer"])
+def test_every_synapse_survives_lavas_weight_truncation(mode):
+    """Each exponent class of a synapse (one Lava Dense) is unchanged by Lava's clip + truncate."""
+    g = spikformer_like(9, bn_spread=2.0)
+    res = compile_graph(g, "loihi2", options=CompileOptions(scale_mode=mode, threshold_groups=8))
+    syns = [op for op in res.fixed.ops if isinstance(op, (F.ConvSynapse, F.DenseSynapse))]
+    assert syns
+    for op in syns:
+        rows = op.weight.reshape(op.weight.shape[0], -1).astype(np.int64)
+        for e in np.unique(op.weight_exp):
+            blk = rows[op.weight_exp == e]
+            np.testing.assert_array_equal(fx.dense_weights(blk, FMT), blk, err_msg=op.name)
+        assert op.weight_exp.min() >= FMT.weight_exp_min and op.weight_exp.max() <= FMT.weight_exp_max
+    for op in res.fixed.ops:
+        if isinstance(op, F.CubaLIF):
+            fx.check_lif_params(op.du, op.dv, op.vth, op.bias_mant, op.bias_exp, FMT, op.name)
+            if mode == "layer":
+                assert len(np.unique(op.vth)) == 1, op.name
+
+
+def test_min_weight_exp_keeps_shifts_out_of_synapses():
+    g = spikformer_like(9)
+    res = compile_graph(g, "loihi2", options=CompileOptions(min_weight_exp=0))
+    for op in res.fixed.ops:
+        if isinstance(op, (F.ConvSynapse, F.DenseSynapse)):
+            assert op.weight_exp.min() >= 0, op.name

@@ -73,6 +73,7 @@ def quantize(graph: Graph, profile: HardwareProfile | str = "loihi2", *,
                         values=sorted({lay.count for lay in low0.plan.layers.values() if lay.count}))
     low = _Lowering(graph, fmt, opts, residual, cal)
     fixed = low.run()
+    fixed.meta["target"] = prof.name  # the simulator reads its number formats from here
     layers = low.notes_layers
     notes = {
         "target": prof.name,
@@ -85,6 +86,8 @@ def quantize(graph: Graph, profile: HardwareProfile | str = "loihi2", *,
         "layers": layers,
         "overflow_risks": {name: n["overflow_risks"] for name, n in layers.items()
                            if n.get("overflow_risks")},
+        "possible_overflow": {name: n["possible_overflow"] for name, n in layers.items()
+                              if n.get("possible_overflow")},
         "exact_layers": [name for name, n in layers.items() if n.get("exact")],
         "inexact_layers": [name for name, n in layers.items() if "exact" in n and not n["exact"]],
         "conv_weight_exp_nonzero": [n["synapse"] for n in layers.values()

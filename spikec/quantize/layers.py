@@ -156,15 +156,16 @@ def quantize_synaptic_layer(syn: O.Op, lif: O.LIF, out_shape: tuple[int, ...], c
             scales.append(pick or block_scale(idx, False, km))
 
     weight = np.zeros(w.shape, np.int64)
-    wexp = np.zeros(cout, np.int64)
-    k_o = np.zeros(cout)
+    wexp = np.array([sc.weight_exp for sc in scales])[labels]
+    k_o = np.array([sc.k for sc in scales])[labels]
+    # A target process holds every channel of one exponent (Lava: one Dense per weight_exp), and
+    # Lava infers one sign mode per process: groups sharing an exponent with a mixed-sign group
+    # use the mixed grid too, so that Lava's truncation leaves every weight unchanged.
     modes = []
     for idx, sc in zip(groups, scales):
-        mode = sign_mode_of(rows[idx])
+        mode = sign_mode_of(rows[wexp == sc.weight_exp])
         modes.append(mode.name)
         weight[idx] = round_weights(w[idx] * sc.r, mode, fmt)
-        wexp[idx] = sc.weight_exp
-        k_o[idx] = sc.k
 
     # thresholds, biases (per neuron, in the synapse's output shape, then laid out like the LIF)
     k_full = _per_neuron(k_o, ax, out_shape)

@@ -13,6 +13,7 @@ name)::
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -126,6 +127,9 @@ class _Lowering:
 
     def __init__(self, graph: Graph, fmt, opts: CompileOptions, residual: str,
                  calib: Calibration | None):
+        if opts.min_weight_exp is not None:
+            lo = min(max(fmt.weight_exp_min, opts.min_weight_exp), fmt.weight_exp_max)
+            fmt = dataclasses.replace(fmt, weight_exp_min=lo)
         self.g, self.fmt, self.opts, self.residual, self.cal = graph, fmt, opts, residual, calib
         self.T = graph.timesteps
         self.specs = graph.specs
@@ -331,12 +335,13 @@ class _Lowering:
     def _risks(self, layer: str, notes: dict, tau: float | None):
         fmt = self.fmt
         risks = notes.setdefault("overflow_risks", [])
+        possible = notes.setdefault("possible_overflow", [])
         a_used = notes["a_in_bound"]
         a_worst = notes.get("a_in_worst_case")
         if a_used > fmt.a_in_max:
             risks.append("a_in")
         elif a_worst is not None and a_worst > fmt.a_in_max:
-            risks.append("a_in (worst case only)")
+            possible.append("a_in")
         u_bound = a_used << fmt.weight_shift
         notes["u_bound"] = int(u_bound)
         if tau is not None:
@@ -347,10 +352,9 @@ class _Lowering:
         if u_bound > fmt.state_max:
             risks.append("u")
         notes["state_limit"] = fmt.state_max
-        hard = [r for r in risks if "worst case only" not in r]
-        if self.opts.strict and hard:
+        if self.opts.strict and risks:
             raise FormatError(
-                f"layer {layer!r}: {', '.join(hard)} can overflow (a_in up to {a_used} vs "
+                f"layer {layer!r}: {', '.join(risks)} can overflow (a_in up to {a_used} vs "
                 f"{fmt.a_in_max}, u up to {u_bound}, v up to {notes.get('v_bound')} vs "
                 f"{fmt.state_max}, {notes['a_in_source']} bounds); give --calib samples or relax "
                 "strict mode")

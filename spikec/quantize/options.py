@@ -43,6 +43,10 @@ class CompileOptions:
         them spike exactly like the float model (docs/compiler.md), as far as a_in allows.
     truncation_compensation : bool
         For ``weight_exp < 0`` add the mean loss of Dense's floor shift back through the bias.
+    min_weight_exp : int or None
+        Smallest weight exponent to use (default: the profile's). 0 keeps every right shift out of
+        the synapses (a backend that splits one synapse op into several processes floors each
+        part separately when ``weight_exp < 0``), at the cost of mantissa bits in wide layers.
     """
 
     residual: str = "auto"
@@ -53,6 +57,7 @@ class CompileOptions:
     calib_margin: float = 1.25
     exact_counts: bool = True
     truncation_compensation: bool = True
+    min_weight_exp: int | None = None
 
     def __post_init__(self):
         if self.residual not in RESIDUAL_MODES:

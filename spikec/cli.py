@@ -262,6 +262,7 @@ def simulate(out, data, limit, stage, batch_size, as_json):
 _COMMAND_MODULES: list[str] = [
     "spikec.estimate.commands",
     "spikec.htmlreport",
+    "spikec.validate",
 ]
 
 

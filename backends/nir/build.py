@@ -164,7 +164,7 @@ class NIRBuilder:
     def _op_output(self, op: O.Output):
         src = op.inputs[0]
         spec = self.specs[src]
-        readout = None
+        readout = readout_op = None
         if spec.rate is Rate.FINAL:
             prod = self.graph.op(src)
             if not isinstance(prod, O.TimeMean):
@@ -172,10 +172,11 @@ class NIRBuilder:
                     f"op {op.name!r}: its value {src!r} ({prod.OPCODE}) is computed once after the "
                     "last step; NIR graphs run per step (only a final time mean can stay on the host)")
             src, readout = prod.inputs[0], "time_mean"
+            readout_op = prod.name
         shape = tuple(self.specs[src].shape)
         node = self.as_shape(src, shape, op)
         self.add(op.name, self.nir.Output(output_type={"output": np.array(shape)}), node,
-                 meta={"op": "output", "readout": readout})
+                 meta={"op": "output", "readout": readout, "readout_op": readout_op})
         if readout:
             self.readouts[op.name] = readout
 

@@ -42,16 +42,20 @@ _CHECK = ("import sys, json\n"
 
 
 # ----------------------------------------------------------------------------- environment
+def _candidates() -> list[Path]:
+    repo = Path(__file__).resolve().parent.parent
+    out = [repo / ".venv-lava" / "bin" / "python"]
+    if os.environ.get(LAVA_ENV_VAR):
+        out.append(Path(os.environ[LAVA_ENV_VAR]))
+    return out
+
+
 def find_lava_python() -> str:
     """The Lava environment's interpreter: ``.venv-lava`` beside the spikec checkout, else
     ``$SPIKEC_LAVA_PYTHON``. Raises ``MissingEnvironmentError`` when neither is a Python 3.10
     with lava-nc."""
-    repo = Path(__file__).resolve().parent.parent
-    candidates = [repo / ".venv-lava" / "bin" / "python"]
-    if os.environ.get(LAVA_ENV_VAR):
-        candidates.append(Path(os.environ[LAVA_ENV_VAR]))
     problems = []
-    for py in candidates:
+    for py in _candidates():
         if not py.exists():
             problems.append(f"{py} does not exist")
             continue

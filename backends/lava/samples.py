@@ -21,7 +21,7 @@ def _w(rng, shape, lo=-40, hi=40):
 
 
 def _lif(name, src, shape, rng, vths=(20,), bias=4):
-    vth = np.asarray(vths)[rng.integers(0, len(vths), size=shape[0])]
+    vth = np.asarray(vths)[np.arange(shape[0]) % len(vths)]  # threshold groups by channel
     vth = np.broadcast_to(vth.reshape((-1,) + (1,) * (len(shape) - 1)), shape).astype(np.int32)
     return F.CubaLIF(name, (src,), du=TAU2_DU, dv=TAU2_DV, vth=np.ascontiguousarray(vth),
                      bias_mant=rng.integers(-bias, bias + 1, size=shape).astype(np.int16),
@@ -107,3 +107,27 @@ def images(n: int, shape=(1, 8, 8), seed: int = 0) -> np.ndarray:
     """Random uint8 images [n, *shape]."""
     return np.random.default_rng(seed + 1000).integers(0, 256, size=(n,) + tuple(shape),
                                                        dtype=np.uint8)
+
+
+def matmul_zoo(T: int = 3) -> Graph:
+    """Every kind pair of ``spike_matmul`` on one binary per-step input x [2, 4, 4] (heads 2):
+    spike x spike, count x spike, spike x count, count x count (c = x + x, one step later than x,
+    so the mixed products also exercise the delay balancing)."""
+    ops = [
+        F.GradedInput("x", (), shape=(2, 4, 4), encoding="sequence", kind="spike", payload_bits=1),
+        O.Transpose("xt", ("x",), perm=(0, 2, 1)),
+        O.Add("c", ("x", "x")),
+        O.Transpose("ct", ("c",), perm=(0, 2, 1)),
+        O.SpikeMatmul("mm_ss", ("x", "xt")),
+        O.SpikeMatmul("mm_cs", ("c", "xt")),
+        O.SpikeMatmul("mm_sc", ("x", "ct")),
+        O.SpikeMatmul("mm_cc", ("c", "ct")),
+        O.Output("out", ("mm_cc",)),
+    ]
+    return Graph(ops, timesteps=T, domain="fixed", meta={"sample": "matmul_zoo"})
+
+
+def sequences(n: int, T: int, shape=(2, 4, 4), seed: int = 0) -> np.ndarray:
+    """Random binary per-step inputs [n, T, *shape] (uint8)."""
+    rng = np.random.default_rng(seed + 2000)
+    return (rng.random((n, T) + tuple(shape)) < 0.5).astype(np.uint8)

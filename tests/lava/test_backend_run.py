@@ -1,0 +1,65 @@
+"""The Lava bundle on Lava's own fixed_pt CPU models equals spikec's bit-exact simulator, spike for
+spike: every probed layer, both SSA lowerings, Lava Conv and unrolled Sparse synapses, binary and
+graded inputs, split layers, residual ADD and IAND, every kind pair of spike_matmul."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spikec.backends.lava import build_plan, samples
+from spikec.backends.lava.runtime import network
+from spikec.sim import Simulator
+
+pytestmark = pytest.mark.lava
+
+
+def _check(graph, inputs, **kw):
+    plan, arrays, facts = build_plan(graph, **kw)
+    res = network.run(plan, arrays, inputs)
+    names = [p["value"] for p in plan["probes"]]
+    data = next(iter(inputs.values()))
+    sim = Simulator(graph).run(data, record=names)
+    for p in plan["probes"]:
+        got = res["values"][p["value"]]
+        if p["kind"] == "readout":
+            op = graph.op(p["value"])
+            got = op.scale * got.astype(np.float64) + op.offset
+            want = sim.values[p["value"]]
+        else:
+            want = np.moveaxis(sim.values[p["value"]].astype(np.int64), 0, 1)
+        assert got.shape == want.shape, p["value"]
+        bad = np.argwhere(got != want)
+        assert bad.size == 0, f"{p['value']}: {len(bad)} mismatches, first at {bad[0].tolist()}"
+    return plan, res, facts
+
+
+@pytest.mark.parametrize("ssa", ["host", "decompose"])
+def test_spikformer_like_add(ssa):
+    plan, res, facts = _check(samples.spikformer_like(residual="add"),
+                              {"x": samples.images(3)}, ssa=ssa)
+    assert res["steps"] == 3 * 3 + plan["depth"]
+    kinds = {p["type"] for p in plan["processes"]}
+    assert {"conv", "sparse", "lif", "graded_relay", "readout"} <= kinds
+    if ssa == "host":
+        assert set(res["host_traffic"]) == {"kv", "qkv"}
+        assert res["host_traffic"]["kv"]["messages_in"] > 0
+    else:
+        assert "spike_matmul" not in kinds and "gate" in kinds
+
+
+def test_spikformer_like_iand_sparse_convs():
+    plan, _, _ = _check(samples.spikformer_like(residual="iand", T=2), {"x": samples.images(2)},
+                        ssa="host", conv="sparse")
+    assert not [p for p in plan["processes"] if p["type"] == "conv"]
+
+
+@pytest.mark.parametrize("ssa", ["host", "decompose"])
+def test_matmul_every_kind_pair(ssa):
+    plan, _, _ = _check(samples.matmul_zoo(T=3), {"x": samples.sequences(2, 3)}, ssa=ssa)
+    if ssa == "decompose":
+        assert {"prod", "gate"} <= {p["type"] for p in plan["processes"]}
+
+
+def test_chain_with_dense_and_lava_conv():
+    plan, _, _ = _check(samples.chain(T=2), {"x": samples.images(2)})
+    assert {p["type"] for p in plan["processes"]} >= {"conv", "dense"}

@@ -1,0 +1,100 @@
+"""``spikec validate`` with Lava: ``--against lava`` end to end, and the hardware-in-the-loop path
+on a real trace written by the bundle's runner script (CPU config here, ``--hw`` on a chip),
+including a deliberately corrupted trace that must be caught."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from spikec.backends.lava import samples, write_bundle
+from spikec.backends.lava.runtime.npzio import load_npz, save_npz
+from spikec.cli import main
+from spikec.errors import InputFileError
+from spikec.ir import dumps
+from spikec.validate import validate_trace
+
+pytestmark = pytest.mark.lava
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """OUT with compiled.spkc and its bundle, a data file, and a real trace from run_lava.py."""
+    tmp = tmp_path_factory.mktemp("validate")
+    g = samples.spikformer_like(residual="add", T=2)
+    out = tmp / "out"
+    out.mkdir()
+    (out / "compiled.spkc").write_bytes(dumps(g))
+    write_bundle(g, out, ssa="host")
+    x = samples.images(3)
+    data = tmp / "data.npz"
+    np.savez(data, images=x, labels=np.zeros(len(x), np.int64))
+    save_npz(tmp / "inputs.npz", {"images": x})
+    trace = tmp / "trace.npz"
+    r = subprocess.run([sys.executable, str(out / "lava" / "run_lava.py"), "--inputs",
+                        str(tmp / "inputs.npz"), "--trace", str(trace)],
+                       capture_output=True, text=True, cwd=tmp)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out, data, trace, g
+
+
+def _cli(argv, capsys):
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def test_runner_trace_format(compiled):
+    out, _, trace, g = compiled
+    arrays = load_npz(trace)
+    meta = json.loads(str(arrays["meta"]))
+    assert meta["format"] == "spikec-trace" and meta["format_version"] == 1
+    assert meta["run_config"] == "Loihi2SimCfg(select_tag='fixed_pt')" and meta["samples"] == 3
+    manifest = json.loads((out / "lava" / "manifest.json").read_text())
+    assert meta["bundle_hash"] == manifest["bundle_hash"]
+    names = [l["name"] for l in meta["layers"]]
+    assert "q" in names and "readout" in names
+    assert arrays["spikes/q"].shape == (3, 2, 4, 16) and arrays["spikes/q"].dtype == np.uint8
+    assert arrays["spikes/kv"].dtype == np.int32 and arrays["readout/readout"].shape == (3, 3)
+    assert np.array_equal(arrays["inputs/x"], samples.images(3))
+
+
+def test_validate_real_trace_and_corrupted_copy(compiled, tmp_path, capsys):
+    out, data, trace, _ = compiled
+    res = validate_trace(out, trace, str(data))
+    assert res["mismatches"] == 0 and res["spikes_compared"] > 0 and res["first_divergence"] is None
+    arrays = load_npz(trace)
+    arrays["spikes/attn"][2, 1, 3, 7] ^= 1           # one spike of the 'chip' flipped
+    bad = tmp_path / "bad.npz"
+    save_npz(bad, arrays)
+    code, stdout, _ = _cli(["validate", str(out), "--against", "trace", str(bad), "--json"], capsys)
+    res = json.loads(stdout)
+    assert code == 1 and res["mismatches"] == 1
+    fd = res["first_divergence"]
+    assert (fd["layer"], fd["sample"], fd["time_step"], fd["neuron"]) == ("attn", 2, 1, [3, 7])
+    arrays = load_npz(trace)
+    arrays.pop("spikes/proj")
+    wrong = tmp_path / "wrong.npz"
+    save_npz(wrong, arrays)
+    with pytest.raises(InputFileError, match="no array 'spikes/proj'"):
+        validate_trace(out, wrong)
+
+
+def test_validate_against_lava_cli(compiled, capsys):
+    out, data, _, _ = compiled
+    code, stdout, err = _cli(["validate", str(out), "--against", "lava", "--data", str(data),
+                              "--limit", "2", "--json"], capsys)
+    assert code == 0, err
+    res = json.loads(stdout)
+    for key in ("against", "samples", "spikes_compared", "mismatches", "first_divergence",
+                "lava_seconds", "spikec_seconds"):
+        assert key in res
+    assert res["against"] == "lava" and res["samples"] == 2 and res["mismatches"] == 0
+    assert res["first_divergence"] is None and res["lava_seconds"] > res["spikec_seconds"]

@@ -210,17 +210,27 @@ def traffic(mapping: Mapping, counts: EventCounts) -> Traffic:
         tot["hout"] += msgs[~s_ok].sum()
         tot["hin"] += msgs[~d_ok].sum()
 
-    for (src, dst), links in mapping.conn.items():
-        dst_ids = layer_of[dst].first_core + links.dst
+    def account_stats(src: str, dst: str, st, rate: float):
+        if rate <= 0 or st.pairs <= 0:
+            return
+        tot["m"] += rate * st.pairs
+        tot["ew"] += rate * st.hops_ew
+        tot["ns"] += rate * st.hops_ns
+        tot["chip"] += rate * st.chip_hops
+        paths.update(st.paths)
+        d = layer_of[dst]
+        in_msgs[d.first_core:d.first_core + d.cores] += rate * st.in_by_dst
         if src in layer_of:
-            src_ids = layer_of[src].first_core + links.src
+            s_ = layer_of[src]
+            out_msgs[s_.first_core:s_.first_core + s_.cores] += rate * st.out_by_src
         else:
-            src_ids = np.full(links.src.size, -1)
-        account(src_ids, dst_ids, links.count * rates.get(src, 0.0))
+            tot["hout"] += rate * st.pairs
+
+    for (src, dst), st in mapping.conn.items():
+        account_stats(src, dst, st, rates.get(src, 0.0))
     T = mapping.network.timesteps
-    for name, links in mapping.internal.items():
-        first = layer_of[name].first_core
-        account(first + links.src, first + links.dst, links.count * T)
+    for name, st in mapping.internal.items():
+        account_stats(name, name, st, float(T))
     for unit in mapping.network.host:
         for src, _size in unit.inputs:
             if src not in layer_of:

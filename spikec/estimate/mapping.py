@@ -24,26 +24,78 @@ HOST = -1
 
 
 @dataclass
-class Links:
-    """Sparse core-to-core connection counts: parallel arrays of local source core, local
-    destination core and count (float: a split fan-in shares a tile's inputs among its parts)."""
+class LinkStats:
+    """Core-to-core connections from one source (core layer or host unit) to one core layer,
+    summarized on the placement: every (source element, destination core) pair is one message per
+    event of that element.
 
-    src: np.ndarray
-    dst: np.ndarray
-    count: np.ndarray
+    Attributes
+    ----------
+    pairs : float
+        Number of (source element, destination core) pairs.
+    hops_ew, hops_ns, chip_hops : float
+        Those pairs' mesh hops summed (same tile: none).
+    out_by_src : ndarray
+        Pairs per source core (local index; one entry for a host unit).
+    in_by_dst : ndarray
+        Pairs per destination core (local index).
+    paths : set of (int, int, int)
+        Distinct (east-west, north-south, chip) hops of the connected core pairs.
+    """
 
-    @classmethod
-    def build(cls, parts: list) -> "Links":
-        if not parts:
-            z = np.zeros(0, np.int64)
-            return cls(z, z.copy(), np.zeros(0))
-        s, d, c = zip(*parts)
-        return cls(np.concatenate(s), np.concatenate(d), np.concatenate(c))
+    pairs: float
+    hops_ew: float
+    hops_ns: float
+    chip_hops: float
+    out_by_src: np.ndarray
+    in_by_dst: np.ndarray
+    paths: set
 
-    def per_source(self, n: int) -> np.ndarray:
-        out = np.zeros(n)
-        np.add.at(out, self.src, self.count)
-        return out
+
+class _Links:
+    """Collects (source cores, destination core, counts) as the evaluation finds them: output
+    axons always, and ``LinkStats`` once a placement is known."""
+
+    def __init__(self, placement: "Placement | None"):
+        self.pl = placement
+        self.stats: dict[tuple[str, str], LinkStats] = {}
+        self.out_axons: dict[str, np.ndarray] = {}
+
+    def add(self, key, src: "LayerMapping | None", src_local: np.ndarray, dst: "LayerMapping",
+            dst_local: int, vals: np.ndarray) -> None:
+        if src is not None:
+            out = self.out_axons.setdefault(src.layer.name, np.zeros(src.cores))
+            np.add.at(out, src_local, vals)
+        if self.pl is None:
+            return
+        st = self.stats.get(key)
+        if st is None:
+            st = self.stats[key] = LinkStats(0.0, 0.0, 0.0, 0.0,
+                                             np.zeros(src.cores if src is not None else 1),
+                                             np.zeros(dst.cores), set())
+        pl = self.pl
+        d = dst.first_core + dst_local
+        if src is not None:
+            g = src.first_core + src_local
+            sx, sy, scx, scy = pl.x[g], pl.y[g], pl.chip_x[g], pl.chip_y[g]
+            same = pl.tile[g] == pl.tile[d]
+        else:
+            hx, hy = pl.host_position()
+            sx, sy = np.full(1, hx), np.full(1, hy)
+            scx, scy, same = np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, bool)
+        ew = np.abs(sx - pl.x[d]) * ~same
+        ns = np.abs(sy - pl.y[d]) * ~same
+        ch = np.abs(scx - pl.chip_x[d]) + np.abs(scy - pl.chip_y[d])
+        st.pairs += float(vals.sum())
+        st.hops_ew += float((vals * ew).sum())
+        st.hops_ns += float((vals * ns).sum())
+        st.chip_hops += float((vals * ch).sum())
+        if src is not None:
+            np.add.at(st.out_by_src, src_local, vals)
+        else:
+            st.out_by_src[0] += float(vals.sum())
+        st.in_by_dst[dst_local] += float(vals.sum())
+        st.paths.update(zip(ew.tolist(), ns.tolist(), ch.tolist()))
 
 
 @dataclass
@@ -118,10 +170,9 @@ class Placement:
 class Mapping:
     """A network mapped onto cores and chips.
 
-    ``conn[(src, dst)]``: a sparse ``Links`` of (source core, destination core, count of (source
-    element, destination core) pairs), i.e. messages per spike of each source core's neurons;
-    core indices are local to each layer (``src`` a host unit: source index 0).
-    ``internal[name]``: the same for a split fan-in's partial sums (sent every step).
+    ``conn[(src, dst)]``: ``LinkStats`` of the connections from ``src`` (a core layer or host
+    unit) to core layer ``dst``; ``internal[name]``: the same for a split fan-in's partial sums
+    (sent every step).
     """
 
     network: Network
@@ -152,7 +203,7 @@ class Mapping:
 # ----------------------------------------------------------------------------- exact evaluation
 
 def _evaluate_layer(layer: Layer, tiling: Tiling, first: int, limits: CoreLimits,
-                    sources: dict[str, LayerMapping], conn: dict, internal: dict) -> LayerMapping:
+                    sources: dict[str, LayerMapping], links: _Links) -> LayerMapping:
     g = layer.geometry
     f = tiling.fanin_split
     parts = tiling.tiles * f
@@ -170,7 +221,8 @@ def _evaluate_layer(layer: Layer, tiling: Tiling, first: int, limits: CoreLimits
                                  g.dilation[0])
         taps_w = conv_valid_taps(g.out[2], g.inp[2], g.kernel[1], g.stride[1], g.padding[1],
                                  g.dilation[1])
-    pairs: dict[tuple[str, str], list] = {(t.source, layer.name): [] for t in layer.terms}
+    lm = LayerMapping(layer, tiling, first, neurons, synapses, memory, axons,
+                      np.zeros(n_cores, np.int64), element_core)
     for ti, r in enumerate(tile_ranges(tiling, g.out)):
         c0, c1, h0, h1, w0, w1 = r
         n = (c1 - c0) * (h1 - h0) * (w1 - w0)
@@ -189,15 +241,15 @@ def _evaluate_layer(layer: Layer, tiling: Tiling, first: int, limits: CoreLimits
             sl = t.index[np.ix_(chans, rows, cols)].ravel()
             sl = sl[sl >= 0]
             ax += sl.size
-            if t.source in sources:
-                src = sources[t.source]
+            src = sources.get(t.source)
+            if src is not None:
                 hist = np.bincount(src.element_core[sl] - src.first_core)
                 nz = np.nonzero(hist)[0]
                 vals = hist[nz] / f
             else:
                 nz, vals = np.zeros(1, np.int64), np.array([sl.size / f])
             for core in range(ti * f, ti * f + f):
-                pairs[(t.source, layer.name)].append((nz, np.full(nz.size, core), vals))
+                links.add((t.source, layer.name), src, nz, lm, core, vals)
         neurons[cores] = n
         synapses[cores] = -(-syn // f)
         memory[cores] = -(-mem // f)
@@ -208,7 +260,6 @@ def _evaluate_layer(layer: Layer, tiling: Tiling, first: int, limits: CoreLimits
         order = layer.neuron_of_canonical.ravel()
         tile_of = element_core.copy()  # neuron -> its tile (first + ti)
         per = tiling.combine_per_core
-        inner = []
         for j in range(tiling.combine_cores):
             ids = order[j * per:(j + 1) * per]
             core = parts + j
@@ -217,37 +268,34 @@ def _evaluate_layer(layer: Layer, tiling: Tiling, first: int, limits: CoreLimits
             memory[core] = ids.size * f * sb
             axons[core] = ids.size * f
             tiles = np.bincount(tile_of[ids] - first, minlength=tiling.tiles)
-            for ti in np.nonzero(tiles)[0]:
-                src = np.arange(ti * f, ti * f + f)
-                inner.append((src, np.full(f, core), np.full(f, float(tiles[ti]))))
+            nz = np.nonzero(tiles)[0]
+            src = (nz[:, None] * f + np.arange(f)[None, :]).ravel()
+            links.add((layer.name, layer.name), lm, src, lm, core,
+                      np.repeat(tiles[nz].astype(float), f))
             element_core[ids] = first + core
-        internal[layer.name] = Links.build(inner)
-    for key, p in pairs.items():
-        conn[key] = Links.build(p)
-    return LayerMapping(layer, tiling, first, neurons, synapses, memory, axons,
-                        np.zeros(n_cores, np.int64), element_core)
+    return lm
 
 
-def _evaluate(network: Network, tilings: dict[str, Tiling], limits: CoreLimits):
+def _evaluate(network: Network, tilings: dict[str, Tiling], limits: CoreLimits,
+              placement: "Placement | None" = None):
+    """Every layer's per-core resources (and, with a placement, its ``LinkStats``)."""
     done: dict[str, LayerMapping] = {}
-    conn: dict = {}
-    internal: dict = {}
+    links = _Links(placement)
     first = 0
     for layer in network.layers:
-        lm = _evaluate_layer(layer, tilings[layer.name], first, limits, done, conn, internal)
+        lm = _evaluate_layer(layer, tilings[layer.name], first, limits, done, links)
         done[layer.name] = lm
         first += lm.cores
-    for (src, _dst), links in conn.items():
-        if src in done:
-            done[src].output_axons += np.ceil(links.per_source(done[src].cores)).astype(np.int64)
-    for name, links in internal.items():
-        done[name].output_axons += np.ceil(links.per_source(done[name].cores)).astype(np.int64)
+    for name, out in links.out_axons.items():
+        done[name].output_axons += np.ceil(out - 1e-9).astype(np.int64)
     for unit in network.host:  # every neuron an embedded CPU reads has an axon to it
         for src, _ in unit.inputs:
             if src in done:
                 lm = done[src]
                 lm.output_axons += np.bincount(lm.element_core - lm.first_core,
                                                minlength=lm.cores)
+    conn = {k: v for k, v in links.stats.items() if k[0] != k[1]}
+    internal = {k[0]: v for k, v in links.stats.items() if k[0] == k[1]}
     return list(done.values()), conn, internal
 
 
@@ -346,6 +394,7 @@ def map_network(network: Network, profile, chips: int | None = None) -> Mapping:
     available = chips if chips is not None else profile.system.chips
     mesh = profile.system.chip_mesh if chips is None else None
     placement = place(layers, profile, mesh)
+    layers, conn, internal = _evaluate(network, tilings, limits, placement)
     needed = placement.chips_used
     total = sum(lm.cores for lm in layers)
     fits, reason = needed <= available, ""

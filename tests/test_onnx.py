@@ -1,0 +1,196 @@
+"""ONNX export and import.
+
+Export: the single-step model runs in onnxruntime, stepped T times with its state fed back, and
+reproduces the reference interpreter spike for spike on real MNIST digits (conv SNN, Spikformer
+V2 tiny). Import: spikec's own files, and ``torch.onnx.export`` of a reference model stepped once
+(its LIF membranes as inputs and outputs), become IR with identical spikes and compile; unknown
+ops and non-LIF state steps name themselves.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+torch = pytest.importorskip("torch")
+
+from spikec import data, interp, models  # noqa: E402
+from spikec.backends import onnx as bonnx  # noqa: E402
+from spikec.errors import UnsupportedOpError  # noqa: E402
+from spikec.frontends import LoadOptions, load_model  # noqa: E402
+from spikec.frontends.onnx import from_onnx  # noqa: E402
+from spikec.ir import ops as O  # noqa: E402
+from spikec.models.lif import MultiStepLIF  # noqa: E402
+
+from test_nir import _calibrate, _check, _compile, conv_snn, dyadic  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load("mnist5k:test", limit=8).images
+
+
+@pytest.fixture(scope="module")
+def v2_model(digits):
+    torch.manual_seed(0)
+    model = models.create("spikformer_v2_tiny")
+    _calibrate(model, torch.from_numpy(digits.astype(np.float32) / 255))
+    return model
+
+
+@pytest.fixture(scope="module")
+def v2_graph(v2_model):
+    from spikec.frontends.torch import input_op, trace
+
+    return trace(v2_model, input_op((1, 28, 28), {}))
+
+
+def lif_names(graph):
+    return [op.name for op in graph.ops if isinstance(op, O.LIF)]
+
+
+def run_onnxruntime(graph, raw):
+    """Export, add every LIF's spikes as an extra output, step T times in onnxruntime."""
+    model, facts = bonnx.to_onnx(graph, prepared=True)
+    assert all(n.domain in ("", "ai.onnx") for n in model.graph.node)   # standard ops only
+    for name in lif_names(graph):
+        model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    return bonnx.run_steps(model.SerializeToString(), raw), facts
+
+
+@pytest.mark.parametrize("weights", ["dyadic", "float"])
+@pytest.mark.parametrize("which", ["conv_snn", "spikformer_v2_tiny"])
+def test_onnxruntime_steps_match_the_interpreter(which, weights, digits, v2_graph):
+    graph = bonnx.prepare(conv_snn() if which == "conv_snn" else v2_graph)
+    graph = dyadic(graph) if weights == "dyadic" else graph
+    res, facts = run_onnxruntime(graph, digits)
+    ref = interp.run(graph, digits, record="all")
+    bad = total = 0
+    for name in lif_names(graph):
+        got = np.stack([step[name] for step in res["steps"]])
+        bad += int(np.count_nonzero(got != ref.values[name]))
+        total += got.size
+    print(f"{which}, {weights} weights: {bad}/{total} spikes differ over {facts['neurons']} LIF "
+          f"layers, T = {facts['timesteps']}, {len(digits)} digits")
+    assert facts["states"] == facts["neurons"] + 1     # + the time mean's running sum
+    _check(bad, total, weights)
+    tol = 1e-5 if weights == "dyadic" else 1e-3
+    assert np.allclose(res["last"]["output"], ref.logits, rtol=tol, atol=tol)
+
+
+def test_export_writes_a_checked_file(tmp_path):
+    facts = bonnx.export(conv_snn(), tmp_path)
+    path = tmp_path / bonnx.FILE_NAME
+    assert facts["path"] == str(path)
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    names = [i.name for i in model.graph.input]
+    assert names[0] == "input.raw" and "state.lif1" in names
+    assert "state.lif1.next" in [o.name for o in model.graph.output]
+
+
+@pytest.mark.parametrize("which", ["conv_snn", "spikformer_v2_tiny"])
+def test_round_trip_gives_identical_spikes(tmp_path, which, digits, v2_graph):
+    graph = bonnx.prepare(conv_snn() if which == "conv_snn" else v2_graph)
+    bonnx.export(graph, tmp_path)
+    back = load_model(tmp_path / bonnx.FILE_NAME, LoadOptions())
+    a = interp.run(graph, digits, record="all")
+    b = interp.run(back, digits, record="all")
+    for name in lif_names(graph):
+        assert np.array_equal(a.values[name], b.values[name]), name
+    assert np.array_equal(a.logits, b.logits) and back.timesteps == graph.timesteps
+    _compile(back)
+
+
+class OneStep(torch.nn.Module):
+    """A reference model stepped once, for ``torch.onnx.export``: every MultiStepLIF's membrane
+    is an input (``state.<module>``) and an output (``state.<module>.next``); the raw pixels are
+    the input (scaled by 1/255 inside)."""
+
+    def __init__(self, model, sample_shape, batch: int):
+        super().__init__()
+        self.model = model
+        self.lifs = [(n, m) for n, m in model.named_modules() if isinstance(m, MultiStepLIF)]
+        self.shapes = {}
+        hooks = [m.register_forward_hook(
+            lambda mod, a, out, n=n: self.shapes.setdefault(n, tuple(out.shape[1:])) and None)
+            for n, m in self.lifs]
+        model.T = 1
+        with torch.no_grad():
+            model(torch.zeros((batch,) + tuple(sample_shape)))
+        for h in hooks:
+            h.remove()
+        for _, m in self.lifs:
+            m.forward = self._step(m)
+
+    @staticmethod
+    def _step(m):
+        def forward(x_seq):
+            h = m.charge(m.v_in, x_seq[0])
+            s = (h >= m.v_threshold).to(h.dtype)
+            m.v_out = m.reset(h, s)
+            return s.unsqueeze(0)
+        return forward
+
+    def forward(self, raw, *states):
+        for (_, m), v in zip(self.lifs, states):
+            m.v_in = v
+        y = self.model(raw * (1 / 255))
+        return (y, *[m.v_out for _, m in self.lifs])
+
+
+def test_torch_onnx_export_of_a_reference_model_imports(digits, v2_model, v2_graph):
+    """torch.onnx.export (TorchScript exporter, dynamo=False: no onnxscript needed) of V2 tiny."""
+    import copy
+
+    step = OneStep(copy.deepcopy(v2_model), (1, 28, 28), batch=2)
+    names = [n for n, _ in step.lifs]
+    states = [torch.zeros(step.shapes[n]) for n in names]
+    buf = io.BytesIO()
+    torch.onnx.export(step, (torch.zeros(2, 1, 28, 28), *states), buf, dynamo=False, opset_version=17,
+                      input_names=["input.raw"] + [f"state.{n}" for n in names],
+                      output_names=["logits"] + [f"state.{n}.next" for n in names])
+    graph = from_onnx(onnx.load_from_string(buf.getvalue()), LoadOptions(timesteps=4))
+    assert sorted(lif_names(graph)) == sorted(lif_names(v2_graph))
+    a = interp.run(v2_graph, digits, record="all")
+    b = interp.run(graph, digits, record="all")
+    bad = sum(int(np.count_nonzero(a.values[n] != b.values[n].reshape(a.values[n].shape)))
+              for n in lif_names(v2_graph))
+    print(f"torch.onnx.export V2 tiny -> IR: {bad} spikes differ from the traced model")
+    assert bad == 0 and np.allclose(a.logits, b.logits, rtol=1e-5, atol=1e-6)
+    _compile(graph)
+
+
+def _tiny_model(nodes, inputs, outputs, inits=()):
+    h = onnx.helper
+    g = h.make_graph(nodes, "t", inputs, outputs, initializer=list(inits))
+    return h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+
+
+def test_unknown_op_names_itself():
+    h, f = onnx.helper, onnx.TensorProto.FLOAT
+    m = _tiny_model([h.make_node("Sin", ["input.raw"], ["y"], name="my_sine")],
+                    [h.make_tensor_value_info("input.raw", f, ["B", 4])],
+                    [h.make_tensor_value_info("y", f, ["B", 4])])
+    with pytest.raises(UnsupportedOpError, match="'my_sine' \\(Sin\\)"):
+        from_onnx(m)
+
+
+def test_a_state_that_is_no_lif_names_itself():
+    """v' = 0.9 v + x, spikes v' > 1 with no reset: not a spikingjelly LIF."""
+    h, f = onnx.helper, onnx.TensorProto.FLOAT
+    c = lambda n, v: onnx.numpy_helper.from_array(np.array(v, np.float32), n)  # noqa: E731
+    nodes = [h.make_node("Mul", ["state.n", "k"], ["dv"], name="decay"),
+             h.make_node("Add", ["dv", "input.raw"], ["state.n.next"], name="charge"),
+             h.make_node("Greater", ["state.n.next", "one"], ["fired"], name="cmp"),
+             h.make_node("Cast", ["fired"], ["s"], name="spike", to=f)]
+    m = _tiny_model(nodes, [h.make_tensor_value_info("input.raw", f, ["B", 4]),
+                            h.make_tensor_value_info("state.n", f, ["B", 4])],
+                    [h.make_tensor_value_info("s", f, ["B", 4]),
+                     h.make_tensor_value_info("state.n.next", f, ["B", 4])],
+                    [c("k", 0.9), c("one", 1.0)])
+    with pytest.raises(UnsupportedOpError, match="'state.n'"):
+        from_onnx(m)

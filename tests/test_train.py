@@ -15,7 +15,7 @@ TINY = ["embed_dim=16", "depth=1", "num_heads=2", "T=2", "stem_mlp_ratio=1.0", "
 def _args(out, seed=0, extra=()):
     return ["--arch", "spikformer_v2_tiny", "--data", "mnist5k", "--epochs", "1", "--batch-size", "16",
             "--lr", "1e-3", "--seed", str(seed), "--limit-train", "96", "--limit-test", "40",
-            "--max-steps", "4", "--eval-T", "1,2", "--no-progress", "-o", str(out),
+            "--max-steps", "4", "--eval-T", "1,2", "--threads", "1", "--no-progress", "-o", str(out),
             *[a for kv in TINY for a in ("--set", kv)], *extra]
 
 

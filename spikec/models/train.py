@@ -52,7 +52,7 @@ class TrainConfig:
     hflip: bool = False
     label_smoothing: float = 0.0
     train_T: int | None = None
-    finetune_epochs: int = 0
+    finetune_epochs: float = 0.0
     finetune_lr: float | None = None
     eval_T: tuple[int, ...] = DEFAULT_EVAL_T
     eval_batch_size: int = 250
@@ -217,21 +217,23 @@ def seed_everything(seed: int, threads: int) -> torch.Generator:
     return gen
 
 
-def _run_stage(model, opt, images, labels, pre, cfg: TrainConfig, gen, *, epochs: int, lr: float,
+def _run_stage(model, opt, images, labels, pre, cfg: TrainConfig, gen, *, epochs: float, lr: float,
                warmup_epochs: float, T: int | None, label: str, losses: list[float]) -> None:
+    """``epochs`` (a fraction allowed: the last epoch stops early) of AdamW steps at ``T``."""
     n = labels.shape[0]
     steps_per_epoch = max(n // cfg.batch_size, 1)  # drop the last partial batch (BN statistics)
-    total = steps_per_epoch * epochs
+    total = max(int(round(steps_per_epoch * epochs)), 1)
     warmup = int(round(warmup_epochs * steps_per_epoch))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     step = 0
     model.train()
     with time_steps(model, T):
-        for epoch in range(epochs):
+        for epoch in range(math.ceil(total / steps_per_epoch)):
             order = torch.randperm(n, generator=gen)
-            bar = Progress(steps_per_epoch, f"{label} epoch {epoch + 1}/{epochs}", cfg.progress)
+            in_epoch = min(steps_per_epoch, total - step)
+            bar = Progress(in_epoch, f"{label} epoch {epoch + 1}/{epochs:g}", cfg.progress)
             run_loss = run_correct = run_seen = 0.0
-            for i in range(steps_per_epoch):
+            for i in range(in_epoch):
                 if cfg.max_steps is not None and len(losses) >= cfg.max_steps:
                     return
                 idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
@@ -333,7 +335,7 @@ def model_card(result: TrainResult, cfg: TrainConfig, out: Path, command: str) -
     cfg_rows = "\n".join(f"| `{k}` | `{v}` |" for k, v in sorted(config.items()))
     stages = f"{cfg.epochs} epochs" + (f" at T={cfg.train_T}" if cfg.train_T else "")
     if cfg.finetune_epochs:
-        stages += f", then {cfg.finetune_epochs} epoch(s) fine-tuning at T={getattr(model, 'T', '?')}"
+        stages += f", then {cfg.finetune_epochs:g} epoch(s) fine-tuning at T={getattr(model, 'T', '?')}"
     return f"""# {out.stem}
 
 `{arch}` trained by `spikec.models.train` on {cfg.data} ({stages}).
@@ -400,14 +402,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--train-T", type=int, default=None,
                    help="time steps for the --epochs stage (default: the model's T)")
-    p.add_argument("--finetune-epochs", type=int, default=0,
-                   help="epochs at the model's own T after the --epochs stage")
+    p.add_argument("--finetune-epochs", type=float, default=0.0,
+                   help="epochs (a fraction allowed) at the model's own T after the --epochs stage")
     p.add_argument("--finetune-lr", type=float, default=None, help="default: lr / 4")
     p.add_argument("--eval-T", default="1,2,4", help="comma-separated time steps to evaluate")
     p.add_argument("--limit-train", type=int, default=None)
     p.add_argument("--limit-test", type=int, default=None)
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (smoke runs)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2,
+                   help="torch CPU threads (results depend on it; on a busy shared machine 1 thread "
+                        "is far faster than 2, whose OpenMP workers wait on each other)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("-o", "--output", required=True, help="checkpoint path (.pt); NAME.md is written beside it")
     return p

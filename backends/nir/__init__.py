@@ -170,8 +170,8 @@ def to_bytes(graph) -> bytes:
     return buf.getvalue()
 
 
-def export(graph: Graph, out_dir, *, ssa: str | None = None, quantized: Graph | None = None,
-           calib_note: str | None = None) -> dict:
+def export(graph: Graph | None, out_dir, *, ssa: str | None = None,
+           quantized: Graph | None = None, notes: dict | None = None) -> dict:
     """Write ``out_dir/model.nir`` (atomically) and return the export facts.
 
     Parameters
@@ -179,10 +179,11 @@ def export(graph: Graph, out_dir, *, ssa: str | None = None, quantized: Graph | 
     graph : the float graph (as loaded; ``prepare`` runs here).
     ssa : None | 'decompose' | 'host' (see ``ssa.py``); None refuses attention.
     quantized : a fixed-point graph of ``graph``: export its values instead (``quantized.py``).
+    notes : the compiler's notes (per-layer scales), recorded with ``quantized``.
     """
     if quantized is not None:
         from .quantized import to_nir_quantized
-        top, facts = to_nir_quantized(quantized, ssa=ssa)
+        top, facts = to_nir_quantized(quantized, ssa=ssa, notes=notes)
     else:
         top, facts = to_nir(graph, ssa)
     path = Path(out_dir) / FILE_NAME

@@ -182,7 +182,8 @@ def _accuracy_line(acc: dict) -> str:
 @cli.command(name="compile")
 @click.argument("model", type=click.Path())
 @model_options
-@click.option("--target", default="loihi2", show_default=True, help="Target chip: loihi2 or loihi.")
+@click.option("--target", default="loihi2", show_default=True,
+              help="Target chip (loihi2, loihi) or interchange format (nir, onnx).")
 @click.option("-o", "--out", required=True, type=click.Path(), help="Output directory (replaced atomically).")
 @click.option("--data", help="Evaluation set: mnist5k:test, fashion-mnist:test, cifar10-foolbox or a .npz.")
 @click.option("--calib", help="Calibration set for the quantizer (same forms as --data; first 64 samples).")
@@ -194,15 +195,28 @@ def _accuracy_line(acc: dict) -> str:
               "(default pixel_scale=1/255; e.g. 'pixel_scale=1/255,mean=0.5,std=0.5').")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Samples per simulated batch.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json instead of the summary.")
+@click.option("--ssa", type=click.Choice(["decompose", "host"]),
+              help="--target nir: spiking self-attention as threshold units or as host boundaries.")
+@click.option("--quantized", is_flag=True, help="--target nir: export the quantized values.")
 def compile_cmd(model, arch, trust_pickle, input_shape, timesteps, sets, target, out, data, calib,
-                limit, residual, profile_path, preprocess, batch_size, as_json):
+                limit, residual, profile_path, preprocess, batch_size, as_json, ssa, quantized):
     """Compile MODEL for a Loihi target into OUT (compiled.spkc, folded.spkc, float.spkc,
     report.json); with --data, check top-1 of the float model, the folded graph and the bit-exact
-    simulation on the same samples, and per-layer spike agreement."""
+    simulation on the same samples, and per-layer spike agreement. --target nir|onnx writes
+    OUT/model.nir|model.onnx instead (docs/interchange.md)."""
     from spikec.compiler import compile_model
 
     options = load_options(arch, trust_pickle, input_shape, timesteps, sets)
     options.preprocess = _parse_preprocess(preprocess)
+    if target in ("nir", "onnx"):  # interchange formats: spikec.backends.<target>.command
+        import importlib
+
+        cmd = importlib.import_module(f"spikec.backends.{target}.command")
+        facts = cmd.compile_to(model, out, load_options=options, ssa=ssa, quantized=quantized,
+                               calib=calib, profile=profile_path, residual=residual)
+        click.echo(json.dumps(facts, indent=2, sort_keys=True, default=str) if as_json
+                   else "\n".join(cmd.summary(facts) + [f"wrote {out}/"]))
+        return
     bars: list = []
     try:
         outcome = compile_model(model, out, target=target, profile=profile_path, load_options=options,

@@ -577,3 +577,31 @@ def test_quantized_export_is_exact_in_values(tmp_path, digits):
     print(f"quantized NIR in real arithmetic vs the bit-exact simulator: {diff} of {total} "
           "spikes differ per layer")
     assert all(d / t < 0.1 for d, t in zip(diff, total))
+
+
+# ----------------------------------------------------------------------------- the command
+def test_compile_command_targets_nir_and_onnx(tmp_path, capsys, spikformer):
+    from spikec.cli import main
+    from spikec.ir import save
+
+    save(conv_snn(), tmp_path / "conv.spkc")
+    main(["compile", str(tmp_path / "conv.spkc"), "--target", "nir", "-o", str(tmp_path / "n")])
+    assert "wrote" in capsys.readouterr().out
+    assert (tmp_path / "n" / "model.nir").is_file() and (tmp_path / "n" / "export.json").is_file()
+    nir.read(str(tmp_path / "n" / "model.nir"))
+    main(["compile", str(tmp_path / "conv.spkc"), "--target", "onnx", "-o", str(tmp_path / "o")])
+    assert (tmp_path / "o" / "model.onnx").is_file()
+    # the exported NIR file compiles for Loihi 2 (the frontend reads it back)
+    main(["compile", str(tmp_path / "n" / "model.nir"), "--target", "loihi2", "-o", str(tmp_path / "l")])
+    assert (tmp_path / "l" / "compiled.spkc").is_file()
+    # attention without --ssa: exit 2 and a message naming both options; no OUT left behind
+    save(spikformer, tmp_path / "v2.spkc")
+    with pytest.raises(SystemExit) as e:
+        main(["compile", str(tmp_path / "v2.spkc"), "--target", "nir", "-o", str(tmp_path / "v")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--ssa decompose" in err and "--ssa host" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "v").exists()
+    main(["compile", str(tmp_path / "v2.spkc"), "--target", "nir", "--ssa", "host", "-o",
+          str(tmp_path / "v"), "--json"])
+    facts = json.loads(capsys.readouterr().out)
+    assert facts["ssa"] == "host" and facts["parts"] == 3

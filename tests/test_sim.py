@@ -149,6 +149,30 @@ def test_conv_synapse_matches_brute_force(case):
     assert list(res.stats["c"].graded_events) == (nnz if kind == "count" else [0, 0])
 
 
+@pytest.mark.parametrize("silent", ["some", "all"])
+def test_synapses_skip_silent_inputs_exactly(silent):
+    """Input channels without any event are pruned (event-driven); the sums must not change."""
+    rng = np.random.default_rng(21)
+    C, H, O = 8, 5, 3
+    w = i64(rng.integers(-100, 101, (O, C, 3, 3)))
+    x = rng.integers(0, 2, (2, 2, C, H, H))
+    x[:, :, 1:] = 0 if silent == "some" else x[:, :, 1:]
+    if silent == "all":
+        x[:] = 0
+    gr = graph([GradedInput("x", (), shape=(C, H, H), encoding="sequence", kind="spike"),
+                ConvSynapse("c", ("x",), weight=w, weight_exp=i64([0, 1, -1]), padding=(1, 1)),
+                Reshape("f", ("x",), shape=(C * H * H,)),
+                DenseSynapse("d", ("f",), weight=i64(rng.integers(-9, 10, (4, C * H * H))),
+                             weight_exp=i64([0] * 4)),
+                Output("y", ("c",)), Output("z", ("d",))], T=2)
+    res = Simulator(gr).run(x)
+    wd = gr.op("d").weight
+    for b, t in itertools.product(range(2), range(2)):
+        ref = conv_reference(x[b, t], w, i64([0, 1, -1]), (1, 1), (1, 1), (1, 1), 1)
+        assert np.array_equal(res.outputs["y"][t, b], ref.astype(I64))
+        assert np.array_equal(res.outputs["z"][t, b], wd @ x[b, t].reshape(-1))
+
+
 @pytest.mark.parametrize("bits,wmax,exp,graded", [(1, 254, 0, False), (8, 127, -3, True),
                                                   (8, 255, 5, True), (24, 255, 7, True)])
 def test_dense_synapse_matches_brute_force(bits, wmax, exp, graded):

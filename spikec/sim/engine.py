@@ -20,6 +20,7 @@ target could act, the kernel switches to int64 and the ``fixedpoint`` helpers.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -47,12 +48,14 @@ class SimResult:
     values : recorded values by name: spikes as bool [T, B, *shape], other integers as int64.
     stats : op name -> ``LayerStats`` (graph order).
     samples : number of samples.
+    seconds : op name -> wall-clock seconds the op's kernel took (layer-by-layer runs).
     """
 
     outputs: dict[str, np.ndarray]
     values: dict[str, np.ndarray] = field(default_factory=dict)
     stats: dict[str, ev.LayerStats] = field(default_factory=dict)
     samples: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def logits(self) -> np.ndarray:
@@ -219,6 +222,7 @@ class Simulator:
         res = SimResult(outputs={})
         for op in self.graph.ops:
             stats = ev.LayerStats(op.name, op.OPCODE, _neurons(op, specs[op.name]), self.T)
+            t0 = time.perf_counter()
             if op.ARITY == 0:
                 y = self._source(op, data)
                 batch = y.shape[1]
@@ -226,6 +230,7 @@ class Simulator:
                 y = self._apply(op, [env[i] for i in op.inputs], stats)
             env[op.name] = y
             res.stats[op.name] = stats
+            res.seconds[op.name] = time.perf_counter() - t0
             if isinstance(op, O.Output):
                 res.outputs[op.name] = y
             if op.name in keep:
@@ -399,21 +404,42 @@ class Simulator:
         sum_bound = syn.sum_bound(x_bound)
         dt = la.carrier(sum_bound)
         flat = xs.reshape((-1,) + xs.shape[2:])
+        weight, flat = self._active_inputs(syn, syn.weight(dt), flat)
         if syn.conv:
-            acc = la.conv2d(flat, syn.weight(dt), op.stride, op.padding, op.dilation, op.groups)
+            acc = la.conv2d(flat, weight, op.stride, op.padding, op.dilation, op.groups)
         else:
-            acc = la.dense_matmul(la.as_carrier(flat, dt), syn.weight(dt), op.axis)
+            acc = la.dense_matmul(la.as_carrier(flat, dt), weight, op.axis)
         acc = acc.reshape(xs.shape[:2] + acc.shape[1:])
         ch = syn.channel_axis + 2
         out_bound = max(_shift_bound(sum_bound, e) for e in syn.exp_values)
         wrap_limit = 1 << (syn.wrap_bits - 1)
-        if out_bound < wrap_limit and dt.kind == "f" and la.carrier(out_bound).kind == "f":
+        # float path only where no wrap can act: neither on the sum (Lava's int32 graded dot
+        # product wraps before the shift) nor on the shifted output
+        if max(out_bound, sum_bound) < wrap_limit and dt.kind == "f" \
+                and la.carrier(out_bound).kind == "f":
             y = self._shift_float(acc, syn, la.wider(dt, la.carrier(out_bound)), ch)
         else:
             y = self._shift_wrap_int(acc, syn, ch, graded)
         if invariant:
             y = np.broadcast_to(y, (T,) + y.shape[1:])
         return y
+
+    @staticmethod
+    def _active_inputs(syn: _Synapse, weight: np.ndarray, flat: np.ndarray):
+        """Event-driven pruning: drop the input features (channels) that carry no event in this
+        batch, with their weight columns. Their terms are zero, so the sums are unchanged."""
+        op = syn.op
+        if syn.conv and op.groups != 1:
+            return weight, flat
+        feat = 1 if syn.conv else op.axis % (flat.ndim - 1) + 1
+        n_in = flat.shape[feat]
+        active = flat.any(axis=tuple(i for i in range(flat.ndim) if i != feat))
+        n_active = int(np.count_nonzero(active))
+        if n_active > 0.75 * n_in:
+            return weight, flat
+        if n_active == 0:
+            active[0] = True          # keep one (all-zero) feature: shapes stay valid
+        return np.compress(active, weight, axis=1), np.compress(active, flat, axis=feat)
 
     @staticmethod
     def _shift_float(acc, syn: _Synapse, dt, ch: int) -> np.ndarray:

@@ -194,3 +194,29 @@ def test_a_state_that_is_no_lif_names_itself():
                     [c("k", 0.9), c("one", 1.0)])
     with pytest.raises(UnsupportedOpError, match="'state.n'"):
         from_onnx(m)
+
+
+def test_every_op_type_is_exported_or_refused_in_onnx(digits):
+    from spikec.ir import OP_TYPES
+    from spikec.pipeline import compile_graph
+
+    from test_nir import op_snippet
+
+    assert set(bonnx.COVERAGE) == set(OP_TYPES)
+    raw = np.random.default_rng(0).integers(0, 256, size=(3, 2, 4, 4)).astype(np.uint8)
+    for opcode, (how, why) in bonnx.COVERAGE.items():
+        if how == "export":
+            g = op_snippet(opcode)
+            model, _ = bonnx.to_onnx(g, prepared=True)
+            ref = interp.run(g, raw).outputs["out"]
+            ref = ref[-1] if g.spec("out").rate.value == "step" else ref   # the last step's value
+            got = bonnx.run_steps(model.SerializeToString(), raw)["last"]["out"]
+            if g.spec("out").kind.is_integer:   # spikes and counts: exact
+                assert np.array_equal(got, ref), opcode
+            else:                               # real values: the runtime's sum order
+                assert np.allclose(got, ref, rtol=1e-5, atol=1e-6), opcode
+    fixed = compile_graph(conv_snn(), "loihi2", calib=digits).fixed
+    with pytest.raises(UnsupportedOpError, match="float graph"):
+        bonnx.to_onnx(fixed)
+    refused = {k for k, (how, _) in bonnx.COVERAGE.items() if how == "refuse"}
+    assert refused <= {op.OPCODE for op in fixed.ops}

@@ -36,7 +36,36 @@ from .ssa import decompose, find_regions
 EXPORT_PASSES = (eliminate_dead_ops, simplify_layout, fold_batchnorm, fold_readout)
 FILE_NAME = "model.nir"
 
-__all__ = ["export", "to_nir", "prepare", "EXPORT_PASSES", "SSA_MODES", "FILE_NAME", "read",
+#: How every IR op type is carried (tests/test_nir.py checks this covers spikec.ir.OP_TYPES and
+#: that each entry does what it says). "export": NIR nodes; "ssa": needs --ssa; "quantized": with
+#: --quantized; "refuse": an UnsupportedOpError naming the op, for the reason given.
+COVERAGE = {
+    "input": ("export", "Input (the normalized image; preprocessing in metadata)"),
+    "output": ("export", "Output (a final time mean stays on the host, in metadata)"),
+    "conv2d": ("export", "Conv2d (grouped: dense weights with zero blocks)"),
+    "linear": ("export", "Affine/Linear on 1-d; 1x1 Conv2d or Conv1d over token channels; "
+                         "refused over the last axis of (N, C) tokens"),
+    "batchnorm": ("export", "1x1 Conv2d with diagonal weights (normally folded first)"),
+    "lif": ("export", "LIF (Euler, threshold nudged for >=), IF (tau inf), Threshold (tau 1); "
+                      "soft reset refused"),
+    "maxpool2d": ("export", "SumPool2d + Threshold(0.5) on spikes; refused on counts"),
+    "avgpool2d": ("export", "AvgPool2d"),
+    "mean": ("export", "AvgPool2d over the token grid"),
+    "time_mean": ("export", "host read-out (metadata) when last; refused elsewhere"),
+    "add": ("export", "two edges into a Scale(1) junction"),
+    "iand": ("export", "Scale(-1) + Threshold(0.5): [s - a > 0.5]"),
+    "scale": ("export", "Scale"),
+    "spike_matmul": ("ssa", "--ssa decompose (threshold units) or --ssa host (split)"),
+    "reshape": ("export", "nothing (same carrier) or Flatten; an unflatten is refused"),
+    "transpose": ("refuse", "NIR has no transpose node (inside attention: --ssa)"),
+    "graded_input": ("quantized", "Input of raw integers"),
+    "conv_synapse": ("quantized", "Conv2d with weights W * 2**weight_exp"),
+    "dense_synapse": ("quantized", "Affine/1x1 Conv2d with weights W * 2**weight_exp"),
+    "cuba_lif": ("quantized", "CubaLIF in chip units (decay truncation not carried)"),
+    "readout": ("quantized", "Output of its synapse; host sum, scale and offset in metadata"),
+}
+
+__all__ = ["export", "to_nir", "prepare", "EXPORT_PASSES", "SSA_MODES", "FILE_NAME", "read", "COVERAGE",
            "nudged_threshold", "META_KEY"]
 
 

@@ -39,7 +39,24 @@ NEXT_SUFFIX = ".next"
 #: Float passes run before export (BN folded: the runtime's BatchNormalization rounds otherwise).
 EXPORT_PASSES = (eliminate_dead_ops, simplify_layout, fold_batchnorm)
 
-__all__ = ["export", "to_onnx", "prepare", "run_steps", "OPSET", "FILE_NAME", "STATE_PREFIX",
+#: How every IR op type is carried (checked against spikec.ir.OP_TYPES by tests/test_onnx.py).
+_FIXED_WHY = "Loihi's integer arithmetic (shifts, truncating decay, wrap) is not exported to ONNX"
+COVERAGE = {
+    "input": ("export", "input.raw + Pad/Mul/Sub/Div"), "output": ("export", "graph output"),
+    "conv2d": ("export", "Conv"), "linear": ("export", "[Transpose] MatMul [Add] [Transpose]"),
+    "batchnorm": ("export", "Mul, Add (the interpreter's scale and shift)"),
+    "lif": ("export", "Sub, Div, Add, GreaterOrEqual|Greater, Cast, Where|Mul+Sub; state I/O"),
+    "maxpool2d": ("export", "MaxPool"), "avgpool2d": ("export", "AveragePool(count_include_pad)"),
+    "mean": ("export", "ReduceMean"), "time_mean": ("export", "Add to a state, Div by T"),
+    "add": ("export", "Add"), "iand": ("export", "Sub(1, a), Mul"), "scale": ("export", "Mul"),
+    "spike_matmul": ("export", "MatMul"), "reshape": ("export", "Reshape"),
+    "transpose": ("export", "Transpose"),
+    "graded_input": ("refuse", _FIXED_WHY), "conv_synapse": ("refuse", _FIXED_WHY),
+    "dense_synapse": ("refuse", _FIXED_WHY), "cuba_lif": ("refuse", _FIXED_WHY),
+    "readout": ("refuse", _FIXED_WHY),
+}
+
+__all__ = ["export", "COVERAGE", "to_onnx", "prepare", "run_steps", "OPSET", "FILE_NAME", "STATE_PREFIX",
            "NEXT_SUFFIX", "META_KEY"]
 
 

@@ -389,3 +389,30 @@ def test_min_weight_exp_keeps_shifts_out_of_synapses():
     for op in res.fixed.ops:
         if isinstance(op, (F.ConvSynapse, F.DenseSynapse)):
             assert op.weight_exp.min() >= 0, op.name
+
+
+def test_spike_input_mlp_on_loihi():
+    """Event input (binary spikes, a sequence) needs no graded spikes: compiles for loihi, with a
+    read-out that has no token axes."""
+    rng = np.random.default_rng(3)
+    ops = [O.Input("ev", (), shape=(40,), encoding="sequence", kind="spike"),
+           O.Linear("fc", ("ev",), weight=rng.normal(size=(30, 40)) * 0.4, bias=rng.normal(size=30) * 0.2),
+           O.LIF("s", ("fc",)),
+           O.Linear("head", ("s",), weight=rng.normal(size=(5, 30)), bias=rng.normal(size=5)),
+           O.TimeMean("tm", ("head",)), O.Output("y", ("tm",))]
+    g = Graph(ops, timesteps=5)
+    data = (rng.random((64, 5, 40)) < 0.3).astype(np.uint8)
+    res = compile_graph(g, "loihi", calib=data[:8])
+    assert res.notes["real_valued_input"] is None
+    assert isinstance(res.fixed.op("tm"), F.Readout) and res.fixed.op("tm").sum_axes == ()
+    raw = data.swapaxes(0, 1).astype(np.int64)  # [T, B, 40]
+    a = _shift(interp.linear(raw.reshape(-1, 40), res.fixed.op("fc").weight.astype(np.int64), None, -1),
+               res.fixed.op("fc").weight_exp, 1).reshape(5, 64, 30)
+    lif = res.fixed.op("s")
+    u = v = np.zeros((64, 30), np.int64)
+    spikes = np.zeros((5, 64, 30), bool)
+    for t in range(5):
+        u, v, spikes[t] = fx.lif_step(u, v, a[t], lif.du, lif.dv, lif.vth, lif.bias_mant, lif.bias_exp,
+                                      load_profile("loihi").formats, strict=True)
+    flt = interp.run(res.folded, data, dtype=np.float64, record=["s"])
+    assert np.mean(spikes == flt.values["s"].astype(bool)) > 0.99

@@ -69,7 +69,8 @@ def quantize(graph: Graph, profile: HardwareProfile | str = "loihi2", *,
         low0 = _Lowering(graph, fmt, opts, residual, None)
         cal = calibrate(graph, calib,
                         synapses=[op.name for op in graph.ops if isinstance(op, (O.Conv2d, O.Linear))],
-                        readouts={n: tuple(r.mean.axes) for n, r in low0.plan.readouts.items()},
+                        readouts={n: tuple(r.mean.axes) if r.mean else ()
+                                  for n, r in low0.plan.readouts.items()},
                         values=sorted({lay.count for lay in low0.plan.layers.values() if lay.count}))
     low = _Lowering(graph, fmt, opts, residual, cal)
     fixed = low.run()

@@ -7,7 +7,7 @@ name)::
     conv2d | linear -> layout* -> lif      -> conv_synapse | dense_synapse -> layout* -> cuba_lif
     (integer value) -> layout* [scale] -> lif
                                            -> layout* [reshape, dense_synapse (gain), reshape] -> cuba_lif
-    linear -> mean -> time_mean -> output  -> dense_synapse -> readout -> output
+    linear [-> mean] -> time_mean -> output -> dense_synapse -> readout -> output
     add (count) read by synapses           -> kept (graded payload) or dissolved into fan-in inputs
     maxpool2d, spike_matmul, iand, reshape, transpose, output -> unchanged
 """
@@ -49,7 +49,7 @@ class _Layer:
 @dataclass
 class _Readout:
     syn: O.Linear
-    mean: O.Mean
+    mean: O.Mean | None               # the token mean (None: no token axes)
     tmean: O.TimeMean
     fixed: F.Readout | None = None
 
@@ -104,11 +104,13 @@ def _plan(graph: Graph) -> _Plan:
         if not isinstance(tm, O.TimeMean):
             continue
         mean = prod[tm.inputs[0]]
-        syn = prod[mean.inputs[0]] if isinstance(mean, O.Mean) else None
-        if isinstance(syn, O.Linear) and sole_consumer(cons, syn.name) is mean \
-                and sole_consumer(cons, mean.name) is tm:
+        if not isinstance(mean, O.Mean) or sole_consumer(cons, mean.name) is not tm:
+            mean = None
+        syn = prod[(mean or tm).inputs[0]]
+        if isinstance(syn, O.Linear) and sole_consumer(cons, syn.name) is (mean or tm):
             plan.readouts[syn.name] = _Readout(syn, mean, tm)
-            plan.absorbed.add(mean.name)
+            if mean is not None:
+                plan.absorbed.add(mean.name)
     return plan
 
 
@@ -279,7 +281,7 @@ class _Lowering:
     def _readout_synapse(self, syn: O.Linear, srcs):
         ro = self.plan.readouts[syn.name]
         ranges = self.ranges(syn, len(srcs))
-        tok_axes = [a % len(self.specs[syn.name].shape) for a in ro.mean.axes]
+        tok_axes = [a % len(self.specs[syn.name].shape) for a in (ro.mean.axes if ro.mean else ())]
         tokens = int(np.prod([self.specs[syn.name].shape[a] for a in tok_axes]))
         if ranges.calibrated and syn.name in self.cal.accumulated:
             acc = self.cal.accumulated[syn.name] * self.opts.calib_margin
@@ -363,7 +365,7 @@ class _Lowering:
         ro = next((r for r in self.plan.readouts.values() if r.tmean is op), None)
         if ro is None:
             raise UnsupportedOpError(f"time_mean {op.name!r} is not part of a foldable read-out "
-                                     "(linear -> mean -> time_mean -> output); run fold_readout")
+                                     "(linear [-> mean] -> time_mean -> output); run fold_readout")
         self.out.append(ro.fixed)
 
     def _copy(self, op: O.Op):

@@ -96,7 +96,6 @@ def quantize_synaptic_layer(syn: O.Op, lif: O.LIF, out_shape: tuple[int, ...], c
     per-neuron float bias (in the synapse's output shape) replacing the per-channel bias (the
     first layer's input mean).
     """
-    s = fmt.weight_shift
     w = syn.weight.astype(np.float64)
     cout = w.shape[0]
     rows = w.reshape(cout, -1)
@@ -109,63 +108,11 @@ def quantize_synaptic_layer(syn: O.Op, lif: O.LIF, out_shape: tuple[int, ...], c
     bmax_o = np.abs(np.moveaxis(bias_full, ax, 0).reshape(cout, -1)).max(axis=1)
 
     r_o = np.array([max_weight_scale(rows[o], sign_mode_of(rows[o]), fmt) for o in range(cout)])
-    G = 1 if opts.scale_mode == "layer" else opts.threshold_groups
-    labels = group_channels(r_o, G)
+    labels = group_channels(r_o, 1 if opts.scale_mode == "layer" else opts.threshold_groups)
     groups = [np.flatnonzero(labels == g) for g in range(labels.max() + 1)]
-
-    def k_limit(idx):
-        x = max(float(ranges.sums[idx].max(initial=0.0)), 1e-30)
-        bm = float(bmax_o[idx].max(initial=0.0))
-        lims = [(1 << s) * fmt.a_in_max / x, (1 << s) * (fmt.vth_max + 1) / theta,
-                fmt.state_max / (2.0 * (x + bm))]
-        if bm > 0:
-            lims.append(bias_limit(fmt) / bm)
-        return min(lims)
-
-    def block_scale(idx, snap: bool, k_max: float) -> Scale:
-        blk = rows[idx]
-        return choose_scale(k_max, max_weight_scale(blk, sign_mode_of(blk), fmt), fmt, snap=snap)
-
-    def exact_for(idx, sc: Scale) -> bool:
-        x = rows[idx] * sc.r
-        return bool(np.all(x == np.round(x)))
-
-    scales: list[Scale] = []
-    snaps: list[bool] = []
-    if opts.scale_mode == "exponent" and len(groups) > 1:
-        # one K (so one vth) for the layer; each group picks the exponent that keeps its
-        # mantissas in range
-        k_common = min(k_limit(idx) for idx in groups)
-        r_max = [max_weight_scale(rows[idx], sign_mode_of(rows[idx]), fmt) for idx in groups]
-        pick = None
-        if opts.snap in ("auto", "pow2"):
-            pick = _shared_k_scales(k_common, r_max, fmt, snap=True)
-            if opts.snap == "auto" and not all(exact_for(i, sc) for i, sc in zip(groups, pick)):
-                pick = None
-        snaps = [pick is not None] * len(groups)
-        scales = pick or _shared_k_scales(k_common, r_max, fmt, snap=False)
-    else:
-        for idx in groups:
-            km = k_limit(idx)
-            pick = None
-            if opts.snap in ("auto", "pow2"):
-                pick = block_scale(idx, True, km)
-                if opts.snap == "auto" and not exact_for(idx, pick):
-                    pick = None
-            snaps.append(pick is not None)
-            scales.append(pick or block_scale(idx, False, km))
-
-    weight = np.zeros(w.shape, np.int64)
-    wexp = np.array([sc.weight_exp for sc in scales])[labels]
-    k_o = np.array([sc.k for sc in scales])[labels]
-    # A target process holds every channel of one exponent (Lava: one Dense per weight_exp), and
-    # Lava infers one sign mode per process: groups sharing an exponent with a mixed-sign group
-    # use the mixed grid too, so that Lava's truncation leaves every weight unchanged.
-    modes = []
-    for idx, sc in zip(groups, scales):
-        mode = sign_mode_of(rows[wexp == sc.weight_exp])
-        modes.append(mode.name)
-        weight[idx] = round_weights(w[idx] * sc.r, mode, fmt)
+    k_max = [_k_limit(ranges.sums[idx], bmax_o[idx], theta, fmt) for idx in groups]
+    scales, snaps = _group_scales(rows, groups, k_max, opts, fmt)
+    weight, wexp, k_o, modes = _mantissas(w, groups, labels, scales, fmt)
 
     # thresholds, biases (per neuron, in the synapse's output shape, then laid out like the LIF)
     k_full = _per_neuron(k_o, ax, out_shape)
@@ -173,17 +120,12 @@ def quantize_synaptic_layer(syn: O.Op, lif: O.LIF, out_shape: tuple[int, ...], c
     if vth.min() < 1 or vth.max() > fmt.vth_max:
         bad = int(np.argmin(np.min(np.moveaxis(vth, ax, 0).reshape(cout, -1), axis=1)))
         raise FormatError(
-            f"layer {lif.name!r}: the threshold cannot be encoded (vth {int(vth.min())}..{int(vth.max())}, "
-            f"format 1..{fmt.vth_max}): weights up to {np.abs(rows[bad]).max():.3g} against a "
-            f"threshold of {theta:.3g} (channel {bad}) do not fit {fmt.weight_bits}-bit mantissas even "
-            f"at weight_exp {fmt.weight_exp_max}; rescale the layer or reduce its weights")
-    # the exponent's right shift truncates unless the mantissas carry enough trailing zeros
-    shift_exact = np.zeros(cout, bool)
-    inc_val = np.zeros(cout, np.int64)  # 2-adic valuation of a_in << s, per channel
-    for idx in groups:
-        nu = _valuation(weight[idx])
-        shift_exact[idx] = wexp[idx[0]] + nu >= 0
-        inc_val[idx] = s + wexp[idx[0]] + nu
+            f"layer {lif.name!r}: the threshold cannot be encoded (vth {int(vth.min())}.."
+            f"{int(vth.max())}, format 1..{fmt.vth_max}): weights up to {np.abs(rows[bad]).max():.3g} "
+            f"against a threshold of {theta:.3g} (channel {bad}) do not fit {fmt.weight_bits}-bit "
+            f"mantissas even at weight_exp {fmt.weight_exp_max}; rescale the layer or reduce its "
+            "weights")
+    shift_exact, inc_val = _shift_exactness(weight, wexp, groups, fmt)
     comp = np.zeros(cout)
     if opts.truncation_compensation:
         comp = np.array([0.0 if ok else truncation_offset(int(e), fmt)
@@ -196,23 +138,22 @@ def quantize_synaptic_layer(syn: O.Op, lif: O.LIF, out_shape: tuple[int, ...], c
                           apply_layout(bexp.astype(np.int8), chain))
 
     # --- facts for the notes
-    w_back = weight / np.array([k_o[o] / 2.0 ** (s + wexp[o]) for o in range(cout)]).reshape(
-        (-1,) + (1,) * (w.ndim - 1))
-    err = float(np.sqrt(np.mean((w_back - w) ** 2)) / max(np.sqrt(np.mean(w ** 2)), 1e-30))
+    s = fmt.weight_shift
+    r_per_row = (k_o / 2.0 ** (s + wexp)).reshape((-1,) + (1,) * (w.ndim - 1))
+    err = float(np.sqrt(np.mean((weight / r_per_row - w) ** 2))
+                / max(np.sqrt(np.mean(w ** 2)), 1e-30))
     irows = weight.reshape(cout, -1)
     wc_int = np.maximum(np.clip(irows, 0, None).sum(1), -np.clip(irows, None, 0).sum(1)) \
         * ranges.x_max
     a_worst = np.array([_shift(int(math.ceil(v)), int(e)) for v, e in zip(wc_int, wexp)])
     a_used = np.ceil(k_o * ranges.sums / (1 << s))
-    b_eff = (mant.astype(np.int64) << bexp.astype(np.int64))
-    bias_max_v = int(np.abs(b_eff).max(initial=0))
+    b_eff = mant.astype(np.int64) << bexp.astype(np.int64)
     exact_steps = None
     if dv_exact and lif.tau == 2.0:
         val = min(int(inc_val.min()), _valuation(b_eff))
         exact_steps = max(val - s + 1, 0) if shift_exact.all() else 0
-    bias_exact = bool(np.all(b_eff == bias_v))
-    vth_exact = bool(np.all((vth.astype(np.int64) + 1) << fmt.vth_shift == k_full * theta)) \
-        if lif.fire_on == ">=" else bool(np.all(vth.astype(np.int64) << fmt.vth_shift == k_full * theta))
+    vth_i = vth.astype(np.int64) + (1 if lif.fire_on == ">=" else 0)
+    vth_exact = bool(np.all(vth_i << fmt.vth_shift == k_full * theta))
     notes = {
         "synapse": syn.name, "neurons": int(np.prod(params.vth.shape)), "groups": len(groups),
         "weight_exp": sorted({int(e) for e in wexp}),
@@ -223,13 +164,95 @@ def quantize_synaptic_layer(syn: O.Op, lif: O.LIF, out_shape: tuple[int, ...], c
         "weight_rel_rms_error": err,
         "a_in_bound": int(a_used.max(initial=0)), "a_in_worst_case": int(a_worst.max(initial=0)),
         "a_in_limit": fmt.a_in_max, "a_in_source": "calib" if ranges.calibrated else "worst_case",
-        "bias_max": bias_max_v, "bias_clipped": clipped,
+        "bias_max": int(np.abs(b_eff).max(initial=0)), "bias_clipped": clipped,
         "du": du, "dv": dv,
-        "exact": bool(err == 0 and bias_exact and vth_exact and exact_steps is not None
-                      and exact_steps >= T),
+        "exact": bool(err == 0 and np.all(b_eff == bias_v) and vth_exact
+                      and exact_steps is not None and exact_steps >= T),
         "exact_steps": exact_steps,
     }
     return weight.astype(np.int16), wexp.astype(np.int8), params, notes
+
+
+def _k_limit(sums: np.ndarray, bias_abs: np.ndarray, theta: float, fmt: NumberFormats) -> float:
+    """Largest ``K`` one group may use: a_in (int16), threshold (vth bits), state and bias limits.
+
+    ``sums``: bounds of ``|sum w x|`` of the group's channels; ``bias_abs``: their ``|b|``.
+    """
+    s = fmt.weight_shift
+    x = max(float(sums.max(initial=0.0)), 1e-30)
+    bm = float(bias_abs.max(initial=0.0))
+    lims = [(1 << s) * fmt.a_in_max / x, (1 << s) * (fmt.vth_max + 1) / theta,
+            fmt.state_max / (2.0 * (x + bm))]
+    if bm > 0:
+        lims.append(bias_limit(fmt) / bm)
+    return min(lims)
+
+
+def _group_scales(rows: np.ndarray, groups: list[np.ndarray], k_max: list[float],
+                  opts: CompileOptions, fmt: NumberFormats) -> tuple[list[Scale], list[bool]]:
+    """The ``Scale`` of every group and whether it is a power of two (``opts.snap``)."""
+
+    def exact(idx, sc: Scale) -> bool:
+        x = rows[idx] * sc.r
+        return bool(np.all(x == np.round(x)))
+
+    def r_max(idx) -> float:
+        return max_weight_scale(rows[idx], sign_mode_of(rows[idx]), fmt)
+
+    if opts.scale_mode == "exponent" and len(groups) > 1:
+        # one K (so one vth) for the layer; each group picks the exponent that keeps its
+        # mantissas in range
+        rm = [r_max(idx) for idx in groups]
+        pick = None
+        if opts.snap in ("auto", "pow2"):
+            pick = _shared_k_scales(min(k_max), rm, fmt, snap=True)
+            if opts.snap == "auto" and not all(exact(i, sc) for i, sc in zip(groups, pick)):
+                pick = None
+        return (pick or _shared_k_scales(min(k_max), rm, fmt, snap=False)), \
+            [pick is not None] * len(groups)
+    scales, snaps = [], []
+    for idx, km in zip(groups, k_max):
+        pick = None
+        if opts.snap in ("auto", "pow2"):
+            pick = choose_scale(km, r_max(idx), fmt, snap=True)
+            if opts.snap == "auto" and not exact(idx, pick):
+                pick = None
+        snaps.append(pick is not None)
+        scales.append(pick or choose_scale(km, r_max(idx), fmt, snap=False))
+    return scales, snaps
+
+
+def _mantissas(w: np.ndarray, groups: list[np.ndarray], labels: np.ndarray, scales: list[Scale],
+               fmt: NumberFormats):
+    """``(weight, weight_exp, K, sign modes)`` per output channel.
+
+    A target process holds every channel of one exponent (Lava: one Dense per weight_exp) and Lava
+    infers one sign mode per process: groups sharing an exponent with a mixed-sign group use the
+    mixed grid too, so that Lava's truncation leaves every weight unchanged.
+    """
+    rows = w.reshape(len(w), -1)
+    weight = np.zeros(w.shape, np.int64)
+    wexp = np.array([sc.weight_exp for sc in scales])[labels]
+    k_o = np.array([sc.k for sc in scales])[labels]
+    modes = []
+    for idx, sc in zip(groups, scales):
+        mode = sign_mode_of(rows[wexp == sc.weight_exp])
+        modes.append(mode.name)
+        weight[idx] = round_weights(w[idx] * sc.r, mode, fmt)
+    return weight, wexp, k_o, modes
+
+
+def _shift_exactness(weight: np.ndarray, wexp: np.ndarray, groups: list[np.ndarray],
+                     fmt: NumberFormats) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel: whether the exponent's right shift is exact (the mantissas carry enough
+    trailing zeros), and the 2-adic valuation of ``a_in << weight_shift``."""
+    shift_exact = np.zeros(len(wexp), bool)
+    inc_val = np.zeros(len(wexp), np.int64)
+    for idx in groups:
+        nu = _valuation(weight[idx])
+        shift_exact[idx] = wexp[idx[0]] + nu >= 0
+        inc_val[idx] = fmt.weight_shift + wexp[idx[0]] + nu
+    return shift_exact, inc_val
 
 
 def _shared_k_scales(k: float, r_max: list[float], fmt: NumberFormats, *, snap: bool) -> list[Scale]:

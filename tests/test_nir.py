@@ -319,7 +319,15 @@ def test_spikformer_decompose_spike_for_spike(tmp_path, spikformer, digits):
           f"layers; {facts['ssa_units']:,} SSA threshold units")
     assert n == 20
     _check(bad, total, "dyadic")
-    assert np.allclose(logits, ref.logits, rtol=1e-5, atol=1e-5)
+    _check_logits(logits, ref.logits, "dyadic")
+    # and back: the decomposed attention as IR (threshold units as tau-1 LIFs) spikes the same
+    back = load_model(tmp_path / bnir.FILE_NAME, LoadOptions())
+    again = interp.run(back, raw, record=[op.name for op in graph.ops if isinstance(op, O.LIF)])
+    for op in graph.ops:
+        if isinstance(op, O.LIF):
+            assert np.array_equal(again.values[op.name].reshape(ref.values[op.name].shape),
+                                  ref.values[op.name]), op.name
+    assert np.array_equal(again.logits, ref.logits)
 
 
 @pytest.mark.parametrize("weights", ["dyadic", "float"])

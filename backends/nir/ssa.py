@@ -11,11 +11,12 @@ decompose
 
         a[z,i,j,l,n] = [k[z,i,n] + v[z,n,j] > 1.5]                  AND units, on token n
         kv[z,i,j,l,m] = sum_n a[z,i,j,l,n]                            SumPool2d, on every token m
-        g[z,i,j,l,m] = [kv + P q[z,m,i] > l - 1/2 + P]                gate units, l = 1..P
+        g[z,i,j,l,m] = [kv + P q[z,m,i] - (l - 1) > P + 1/2]          gate units, l = 1..P
         y[z,m,j] = sum_{i,l} g[z,i,j,l,m]
 
     since ``q * kv = sum_l q [kv >= l]`` and, with ``0 <= kv <= P``, ``q [kv >= l]`` is
-    ``[kv + P q > l - 1/2 + P]``. Units (z,i,j,l) are the channels of (C, H, W) maps on the token
+    ``[kv + P q - (l - 1) > P + 1/2]`` (the level is a bias of q's fan-out, so every gate shares
+    one threshold). Units (z,i,j,l) are the channels of (C, H, W) maps on the token
     grid: the fan-outs from k, v and q are 1x1 Conv2d with constant weights, the sum over all
     tokens a SumPool2d with a (2H-1, 2W-1) window and (H-1, W-1) zero padding (each token sees the
     whole grid), the final sum a 1x1 Conv2d. Grouped convolutions are avoided: nir 1.0.8 types a
@@ -243,10 +244,10 @@ def decompose(region: Region, graph: Graph, builder) -> DecomposeFacts:
     builder.add(f"{base}.kv", nir.SumPool2d(kernel_size=np.array([2 * H - 1, 2 * W - 1]),
                                             stride=np.array([1, 1]),
                                             padding=np.array([H - 1, W - 1])), f"{base}.and_kv")
-    builder.add(f"{base}.fan_q", conv(fan_q), builder.values[qb].node)
-    # q * [kv >= l] = [kv + L q > l - 1/2 + L]  (kv <= L)
-    thr = (ll.astype(f32) - f32(0.5) + f32(L)).reshape(n2, 1, 1)
-    builder.add(f"{base}.gate", nir.Threshold(threshold=np.broadcast_to(thr, (n2, H, W)).copy()),
+    # q * [kv >= l] = [kv + L q - (l - 1) > L + 1/2]  (0 <= kv <= L): the level is the fan-out's
+    # bias, so that every gate shares one threshold (one value per layer, as on the chip)
+    builder.add(f"{base}.fan_q", conv(fan_q, bias=-(ll - 1).astype(f32)), builder.values[qb].node)
+    builder.add(f"{base}.gate", nir.Threshold(threshold=np.full((n2, H, W), L + 0.5, f32)),
                 f"{base}.kv", f"{base}.fan_q")
     summ = np.zeros((C_out, n2, 1, 1), f32)
     for c in range(C_out):
@@ -263,7 +264,8 @@ def decompose(region: Region, graph: Graph, builder) -> DecomposeFacts:
 
 
 def _conv1x1(nir, hw):
-    def make(weight):
+    def make(weight, bias=None):
+        bias = np.zeros(weight.shape[0], np.float32) if bias is None else bias
         return nir.Conv2d(input_shape=tuple(hw), weight=weight, stride=(1, 1), padding=(0, 0),
-                          dilation=(1, 1), groups=1, bias=np.zeros(weight.shape[0], np.float32))
+                          dilation=(1, 1), groups=1, bias=bias)
     return make

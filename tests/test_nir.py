@@ -359,6 +359,15 @@ def test_spikformer_host_split_spike_for_spike(tmp_path, spikformer, digits, wei
     assert n == 20
     _check(bad, total, weights)
     _check_logits(np.mean(outs, axis=0), ref.logits, weights)
+    if weights == "float":  # and back: the parts joined by the host ops, identical spikes
+        back = load_model(tmp_path / bnir.FILE_NAME, LoadOptions())
+        again = interp.run(back, digits, record="all")
+        for op in graph.ops:
+            if isinstance(op, O.LIF):
+                assert np.array_equal(again.values[op.name].reshape(ref.values[op.name].shape),
+                                      ref.values[op.name]), op.name
+        assert np.array_equal(again.logits, ref.logits)
+        _compile(back)
 
 
 # ----------------------------------------------------------------------------- import

@@ -56,8 +56,11 @@ def load(path, options=None) -> Graph:
     """Read ``path`` with ``nir.read`` and convert it (``from_nir``)."""
     nir = _nir()
     try:
-        graph = nir.read(str(path))
-    except Exception as e:  # h5py, type checks, unknown node types: all report the file
+        try:
+            graph = nir.read(str(path))
+        except ValueError:  # a type check: e.g. the several inputs of a --ssa host split
+            graph = nir.read(str(path), type_check=False)
+    except Exception as e:  # h5py, unknown node types: all report the file
         raise InputFileError(f"{path}: not a readable NIR file ({type(e).__name__}: {e})") from None
     return from_nir(graph, options, source=Path(path).name)
 
@@ -180,7 +183,7 @@ class _Converter:
             self.add(O.Reshape(name, (v,), shape=want))
         return name
 
-    def summed(self, name: str, srcs: list[str], final: bool = False) -> str:
+    def summed(self, name: str, srcs: list[str], final: bool = False) -> str:  # noqa: C901
         """One value for a node's inputs (NIR sums them); add ops named after the node."""
         if not srcs:
             raise UnsupportedOpError(f"NIR node {name!r} has no input edge")
@@ -450,20 +453,62 @@ class _Converter:
         return y
 
 
-def from_nir(nir_graph, options=None, source: str = "<nir>") -> Graph:
-    """Convert a ``nir.NIRGraph`` into a verified float IR graph."""
+def _convert_level(conv: "_Converter", graph, skip=lambda name, node: None) -> None:
+    """Convert one (top-level or part) graph into ``conv``; ``skip(name, node)`` may return the IR
+    value a node stands for (or "" to drop it) instead of converting it."""
     nodes: dict = {}
     edges: list = []
-    _flat(nir_graph, "", nodes, edges, set())
+    _flat(graph, "", nodes, edges, set())
     order, preds = _order(nodes, edges)
-    conv = _Converter(nir_graph, options, source)
-    conv.nodes, conv.preds = nodes, preds
+    conv.nodes, conv.preds, conv.succs = nodes, preds, {}
     for s, t in edges:
         conv.succs.setdefault(s, []).append(t)
     value: dict[str, str] = {}
     for name in order:
-        value[name] = conv.convert(name, nodes[name], [value[p] for p in preds[name]])
+        alias = skip(name, nodes[name])
+        if alias is not None:
+            value[name] = alias
+            continue
+        value[name] = conv.convert(name, nodes[name], [value[p] for p in preds[name] if value[p]])
+
+
+def _host_split(conv: "_Converter", nir_graph, boundaries: list) -> None:
+    """Reassemble a ``--ssa host`` file: its parts in order, the host's IR ops between them."""
+    from spikec.ir.ops import op_type
+
+    nir = conv.nir
+    last = len(boundaries)
+    for k in range(last + 1):
+        part = nir_graph.nodes[f"part{k}"]
+        carried = {e["value"]: e for e in (boundaries[k - 1]["part_input"] if k else [])}
+        for v, e in carried.items():
+            conv.nshape[v] = tuple(e["carrier"])
+
+        def skip(name, node, k=k, carried=carried):
+            if k and isinstance(node, nir.Input):
+                return ""
+            if name.endswith(".unpack") and name[:-len(".unpack")] in carried:
+                return name[:-len(".unpack")]
+            if k < last and (name.endswith(".pack") or name in ("packed", "output")):
+                return ""
+            return None
+        _convert_level(conv, part, skip)
+        if k < last:
+            for rec in boundaries[k]["host_ops"]:
+                rec = dict(rec)
+                cls = op_type(rec.pop("op"))
+                conv.add(cls(**{f: tuple(v) if isinstance(v, list) else v for f, v in rec.items()}))
+
+
+def from_nir(nir_graph, options=None, source: str = "<nir>") -> Graph:
+    """Convert a ``nir.NIRGraph`` into a verified float IR graph (a spikec ``--ssa host`` file:
+    its parts joined by the host ops recorded in its metadata)."""
+    conv = _Converter(nir_graph, options, source)
     top = conv.top
+    if top.get("boundaries"):
+        _host_split(conv, nir_graph, top["boundaries"])
+    else:
+        _convert_level(conv, nir_graph)
     T = getattr(options, "timesteps", None) or top.get("timesteps") or DEFAULT_TIMESTEPS
     meta = {"source": "nir", "file": source, "dt": conv.dt}
     if top.get("producer"):

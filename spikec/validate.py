@@ -298,7 +298,7 @@ def validate_trace(out, trace_file, data: str | None = None, limit: int | None =
 
 def _result(against, manifest, plan, meta, res, lava_s, sim_s, data, trace=None) -> dict:
     n = int(meta["samples"])
-    steady = meta.get("seconds", {}).get("run")
+    secs = meta.get("seconds", {})
     return {
         "against": against, "trace": trace, "data": data, "samples": n,
         "spikes_compared": res["spikes_compared"], "mismatches": res["mismatches"],
@@ -306,9 +306,11 @@ def _result(against, manifest, plan, meta, res, lava_s, sim_s, data, trace=None)
         "lava_seconds": lava_s, "spikec_seconds": sim_s,
         "lava_seconds_per_sample": lava_s / n if n else None,
         "spikec_seconds_per_sample": sim_s / n if n else None,
+        # Lava's marginal cost: T steps per sample once the processes run (startup excluded)
+        "lava_steady_seconds_per_sample": secs.get("steady_per_sample"),
+        "lava_startup_seconds": secs.get("startup"),
         "lava_run": {"run_config": meta.get("run_config"), "steps": meta.get("steps"),
-                     "processes": meta.get("processes"), "seconds": meta.get("seconds"),
-                     "run_seconds_per_step": steady / meta["steps"] if steady and meta.get("steps") else None,
+                     "processes": meta.get("processes"), "seconds": secs,
                      "host_traffic": meta.get("host_traffic")},
         "ssa": manifest.get("ssa"), "conv": manifest.get("conv"),
         "bundle_hash": manifest["bundle_hash"], "pipeline_depth": plan["depth"],
@@ -333,9 +335,14 @@ def _print(res: dict) -> None:
         click.echo(f"first divergence: layer {fd['layer']}, sample {fd['sample']}, neuron "
                    f"{tuple(fd['neuron'])} (flat {fd['neuron_flat']}), time step {fd['time_step']}: "
                    f"Lava {fd['lava']}, spikec {fd['spikec']}")
-    click.echo(f"wall time: Lava {res['lava_seconds']:.1f} s ({res['lava_seconds_per_sample']:.2f} s/sample), "
-               f"spikec simulator {res['spikec_seconds']:.2f} s "
-               f"({res['spikec_seconds_per_sample']:.4f} s/sample)")
+    steady = res.get("lava_steady_seconds_per_sample")
+    extra = "" if steady is None else \
+        f"; {res['lava_startup_seconds']:.1f} s start-up, then {steady:.2f} s per sample"
+    procs = res["lava_run"].get("processes")
+    extra = (f" ({procs} processes" + extra + ")") if procs else ""
+    click.echo(f"wall time: Lava {res['lava_seconds']:.1f} s{extra}, spikec simulator "
+               f"{res['spikec_seconds']:.2f} s "
+               f"({res['spikec_seconds_per_sample']:.4f} s per sample)")
 
 
 @click.command()

@@ -51,13 +51,16 @@ def run_bundle(bundle_dir, inputs, *, hardware=False, batch=0):
     n = int(next(iter(inputs.values())).shape[0])
     batch = n if batch <= 0 else batch
     values, info = {}, {"seconds": {}, "steps": 0, "host_traffic": {}}
+    steady = []
     for start in range(0, n, batch):
         chunk = {k: np.asarray(v)[start:start + batch] for k, v in inputs.items()}
         res = network.run(plan, arrays, chunk, hardware=hardware)
         for k, v in res["values"].items():
             values.setdefault(k, []).append(v)
         for k, v in res["seconds"].items():
-            info["seconds"][k] = info["seconds"].get(k, 0.0) + v
+            if k != "steady_per_step":
+                info["seconds"][k] = info["seconds"].get(k, 0.0) + v
+        steady.append((res["seconds"]["steady_per_step"], res["steps"] - 1))
         info["steps"] += res["steps"]
         info["processes"] = res["processes"]
         for k, v in res["host_traffic"].items():
@@ -65,6 +68,10 @@ def run_bundle(bundle_dir, inputs, *, hardware=False, batch=0):
             for kk in acc:
                 acc[kk] += v[kk]
     values = {k: np.concatenate(v) for k, v in values.items()}
+    later = sum(n for _, n in steady)
+    info["seconds"]["steady_per_step"] = sum(s * n for s, n in steady) / later if later else None
+    info["seconds"]["steady_per_sample"] = None if later == 0 else \
+        info["seconds"]["steady_per_step"] * plan["timesteps"]
     return plan, inputs, values, info
 
 
@@ -107,6 +114,19 @@ def write_trace(path, bundle_dir, plan, inputs, values, info, *, hardware):
     return meta
 
 
+def _connect_chip():
+    """``--hw``: needs Intel's lava-loihi extension; on a SLURM-managed Loihi 2 system (INRC) the
+    job is placed through SLURM. Not available here: refuse instead of silently running the CPU
+    models (Loihi2HwCfg would fall back to them)."""
+    from lava.utils import loihi, slurm
+
+    if not loihi.is_installed():
+        raise SystemExit("run_lava.py: --hw needs Intel's lava-loihi extension, which is not "
+                         "installed; run without --hw for Lava's CPU models")
+    if slurm.is_available():
+        loihi.use_slurm_host()
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bundle", default=HERE, help="bundle directory (default: this script's)")
@@ -121,6 +141,8 @@ def main(argv=None):
     warnings.filterwarnings("ignore", message="Cannot import module")
     from spikec_lava.npzio import load_npz
 
+    if args.hw:
+        _connect_chip()
     t0 = time.perf_counter()
     plan, inputs, values, info = run_bundle(args.bundle, load_npz(args.inputs),
                                             hardware=args.hw, batch=args.batch)

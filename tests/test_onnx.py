@@ -204,7 +204,7 @@ def test_every_op_type_is_exported_or_refused_in_onnx(digits):
 
     assert set(bonnx.COVERAGE) == set(OP_TYPES)
     raw = np.random.default_rng(0).integers(0, 256, size=(3, 2, 4, 4)).astype(np.uint8)
-    for opcode, (how, why) in bonnx.COVERAGE.items():
+    for opcode, (how, _) in bonnx.COVERAGE.items():
         if how == "export":
             g = op_snippet(opcode)
             model, _ = bonnx.to_onnx(g, prepared=True)

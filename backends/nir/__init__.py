@@ -21,12 +21,11 @@ import numpy as np
 
 from spikec import __version__
 from spikec.errors import MissingEnvironmentError, UnsupportedOpError
-from spikec.ir import ops as O
 from spikec.ir.graph import Graph
 from spikec.ir.serialize import write_atomic
 from spikec.passes import eliminate_dead_ops, fold_batchnorm, fold_readout, simplify_layout
 
-from .build import META_KEY, Carrier, NIRBuilder, nudged_threshold
+from .build import META_KEY, NIRBuilder, nudged_threshold
 from .ssa import MODES as SSA_MODES
 from .ssa import decompose, find_regions
 

@@ -11,8 +11,6 @@ output the same way (exact: one nonzero term per sum).
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from spikec.errors import UnsupportedOpError
@@ -116,7 +114,3 @@ def host_step(boundary: dict, packed: np.ndarray) -> np.ndarray:
     for e in boundary["part_input"]:
         parts.append(env[e["value"]].reshape((B,) + tuple(e["carrier"])))
     return np.concatenate(parts, axis=1)
-
-
-def dumps_boundaries(boundaries: list[dict]) -> str:
-    return json.dumps(boundaries, sort_keys=True)

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from spikec.errors import InputFileError, MissingEnvironmentError
 from spikec.ir.graph import Graph
 

@@ -11,4 +11,6 @@ fi
 python -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
 # torch is pinned here: an unpinned torch pulls a multi-GB CUDA build; 2.13.0 is the CPU wheel on disk.
 python -m pip install --quiet "torch==2.13.0"
-python -m pip install --quiet -e ".[test,data,interchange]"
+# torch is named again beside the extras so that packages with an unpinned torch (nirtorch,
+# snnTorch) see it satisfied by the CPU wheel instead of resolving a CUDA build.
+python -m pip install --quiet "torch==2.13.0" -e ".[test,data,interchange]"

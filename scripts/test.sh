@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/install_data.sh
+bash scripts/install_browser.sh
 bash scripts/setup_lava.sh
 .venv/bin/python -m pytest tests --ignore=tests/lava -q "$@"
 .venv-lava/bin/python -m pytest tests/lava -m lava -q -p no:cacheprovider "$@"

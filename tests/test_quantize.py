@@ -416,3 +416,32 @@ def test_spike_input_mlp_on_loihi():
                                       load_profile("loihi").formats, strict=True)
     flt = interp.run(res.folded, data, dtype=np.float64, record=["s"])
     assert np.mean(spikes == flt.values["s"].astype(bool)) > 0.99
+
+
+@pytest.mark.parametrize("arch", ["spikformer_v2_tiny", "spikformer_v2_tiny_iand",
+                                  "spikformer_cifar_tiny"])
+def test_traced_spikformers_compile(arch, tmp_path):
+    """The whole pipeline on models traced by the torch frontend (random weights)."""
+    torch = pytest.importorskip("torch")
+    from spikec.frontends import LoadOptions, load_model
+    from spikec.models import create
+    from spikec.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = create(arch)
+    for mod in model.modules():  # trained-looking BN: spread per-channel gains and offsets
+        if isinstance(mod, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            mod.weight.data = torch.exp(torch.randn(mod.num_features) * 0.5)
+            mod.bias.data = 0.3 * torch.randn(mod.num_features)
+    path = tmp_path / "m.pt"
+    save_checkpoint(model, path, preprocess={"pixel_scale": 1 / 255, "mean": [0.13], "std": [0.31]})
+    graph = load_model(path, LoadOptions())
+    imgs = random_images(2, graph.inputs[0].shape, seed=1)
+    res = compile_graph(graph, "loihi2", calib=imgs)
+    assert not any(isinstance(op, (O.BatchNorm, O.Scale)) for op in res.folded.ops)
+    assert res.fixed.domain == "fixed" and res.notes["real_valued_input"]["consumers"]
+    attn = [n for n in res.notes["layers"] if n.endswith("attn_lif")]
+    assert attn and all(res.notes["layers"][n]["exact"] for n in attn)
+    a = interp.run(graph, imgs, dtype=np.float64).logits
+    b = interp.run(res.folded, imgs, dtype=np.float64).logits
+    np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-9)

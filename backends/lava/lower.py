@@ -269,7 +269,7 @@ class Lowering:
                 if not np.any(wt):
                     continue
                 w = conv_weight_from_torch(wt).astype(np.int32)
-                name = self.b._unique(f"{base}_conv_e{e}")
+                name = self.b.unique(f"{base}_conv_e{e}")
                 self.b.processes.append({
                     "name": name, "type": "conv", "weight": self.b.array(name, "weight", w),
                     "weight_exp": int(e), "input_shape": [wd, h, len(in_chans)],
@@ -278,8 +278,8 @@ class Lowering:
                     "dilation": [int(op.dilation[1]), int(op.dilation[0])],
                     "groups": int(op.groups),
                     "num_message_bits": message_bits(v.bound) if v.kind == "count" else 0})
-                self.b._count("processes", 1)
-                self.b._count("synapses", int(np.count_nonzero(w)))
+                self.b.count("processes", 1)
+                self.b.count("synapses", int(np.count_nonzero(w)))
                 self.b.connect(src, [name, "s_in", []])
                 # a split layer's rows are whole channels in order: the flat order is the same
                 layout = list(vops) if rows is None else []

@@ -115,30 +115,34 @@ class PlanBuilder:
     stats: dict = field(default_factory=dict)
 
     # -- bookkeeping -------------------------------------------------------------------------
-    def _unique(self, base: str) -> str:
+    def unique(self, base: str) -> str:
+        """A process name from ``base`` (an IR name), unique in the plan."""
         base = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in base) or "p"
         n = self._names.get(base, 0)
         self._names[base] = n + 1
         return base if n == 0 else f"{base}__{n}"
 
     def array(self, proc: str, fld: str, arr: np.ndarray) -> str:
+        """Store ``arr`` in the npz; returns the ``"@key"`` reference the plan uses."""
         key = f"{proc}.{fld}"
         self.arrays[key] = np.ascontiguousarray(arr)
         return "@" + key
 
-    def _count(self, key: str, n: int) -> None:
+    def count(self, key: str, n: int) -> None:
+        """Add ``n`` to the size ``key`` (processes, neurons, synapses...) of the current
+        category (``network``, ``ssa_host``/``ssa_decompose``, ``probes``)."""
         cat = self.stats.setdefault(self.category, {})
         cat[key] = cat.get(key, 0) + int(n)
 
     def add_process(self, ptype: str, base: str, *, neurons: int = 0, synapses: int = 0,
                     **spec) -> str:
-        name = self._unique(base)
+        name = self.unique(base)
         self.processes.append({"name": name, "type": ptype, **spec})
-        self._count("processes", 1)
+        self.count("processes", 1)
         if neurons:
-            self._count("neurons", neurons)
+            self.count("neurons", neurons)
         if synapses:
-            self._count("synapses", synapses)
+            self.count("synapses", synapses)
         return name
 
     def connect(self, src: list, dst: list) -> None:
@@ -157,15 +161,15 @@ class PlanBuilder:
                                 depth=depth)
 
     def lif(self, base: str, shape, *, du, dv, vth, bias_mant, bias_exp, depth, ir=None) -> str:
-        name = self._unique(base)
+        name = self.unique(base)
         self.processes.append({
             "name": name, "type": "lif", "shape": list(shape), "du": int(du), "dv": int(dv),
             "vth": int(vth), "depth": int(depth), "ir": ir,
             "bias_mant": self.array(name, "bias_mant", np.asarray(bias_mant, np.int32).reshape(shape)),
             "bias_exp": self.array(name, "bias_exp", np.asarray(bias_exp, np.int32).reshape(shape)),
         })
-        self._count("processes", 1)
-        self._count("neurons", int(np.prod(shape, dtype=np.int64)))
+        self.count("processes", 1)
+        self.count("neurons", int(np.prod(shape, dtype=np.int64)))
         return name
 
     # -- synapses ------------------------------------------------------------------------------
@@ -206,7 +210,7 @@ class PlanBuilder:
         for piece, mode in self._representable(w, weight_exp, base):
             common = dict(weight_exp=int(weight_exp), sign_mode=int(mode), delay=int(delay),
                           num_message_bits=message_bits(bound) if graded else 0)
-            name = self._unique(base)
+            name = self.unique(base)
             if dense:
                 spec = {"name": name, "type": "dense", **common,
                         "weights": self.array(name, "weights", piece.toarray().astype(np.int32))}
@@ -217,8 +221,8 @@ class PlanBuilder:
                         "w_indices": self.array(name, "w_indices", indices.astype(np.int32)),
                         "w_indptr": self.array(name, "w_indptr", indptr.astype(np.int32))}
             self.processes.append(spec)
-            self._count("processes", 1)
-            self._count("synapses", piece.nnz)
+            self.count("processes", 1)
+            self.count("synapses", piece.nnz)
             self.connect(src_ref, [name, "s_in", []])
             self.connect([name, "a_out", [["reshape", list(dst[3])]]], dst[:3])
 
@@ -251,7 +255,7 @@ class PlanBuilder:
             self.linear(value, SynapseMatrix.identity(value.size),
                         [relay, "a_in", [], list(value.shape)], arrive=depth,
                         base=f"{value.name}_{what}{depth}_syn")
-            self._count(f"{what}_neurons", value.size)
+            self.count(f"{what}_neurons", value.size)
             self._relays[key] = [relay, "s_out", []]
         return self._relays[key]
 

@@ -68,8 +68,8 @@ def lower_host(b: PlanBuilder, name: str, x: LValue, y: LValue, out_shape) -> LV
     z, m, k, n = _dims(x.shape, y.shape)
     proc = b.add_process("spike_matmul", name, a_shape=list(x.shape), b_shape=list(y.shape),
                          depth=depth)
-    b._count("messages_per_step", x.size + y.size + z * m * n)
-    b._count("cpu_macs_per_step", z * m * k * n)
+    b.count("messages_per_step", x.size + y.size + z * m * n)
+    b.count("cpu_macs_per_step", z * m * k * n)
     b.connect(pa, [proc, "a_in", []])
     b.connect(pb, [proc, "b_in", []])
     return LValue(name, tuple(out_shape), "count", k * x.bound * y.bound,
@@ -134,6 +134,6 @@ def lower_decompose(b: PlanBuilder, name: str, x: LValue, y: LValue, out_shape) 
         gate_idx = a_idx if x.kind == "spike" else b_idx
         corr = _onehot(y_idx, gate_idx, (z * m * n, gate.size), value=-1)
         b.linear(gate, corr, dst, arrive=d_out, weight_exp=e, base=f"{name}_corr")
-    b._count("messages_per_step", terms + z * m * n)
+    b.count("messages_per_step", terms + z * m * n)
     return LValue(name, tuple(out_shape), "count", k * x.bound * y.bound,
                   [Part(relay, "s_out", [], tuple(out_shape), None, d_out)])

@@ -98,3 +98,13 @@ def test_validate_against_lava_cli(compiled, capsys):
         assert key in res
     assert res["against"] == "lava" and res["samples"] == 2 and res["mismatches"] == 0
     assert res["first_divergence"] is None and res["lava_seconds"] > res["spikec_seconds"]
+
+
+def test_runner_refuses_hw_without_lava_loihi(compiled, tmp_path):
+    out, _, trace, _ = compiled
+    save_npz(tmp_path / "in.npz", {"images": samples.images(1)})
+    r = subprocess.run([sys.executable, str(out / "lava" / "run_lava.py"), "--inputs",
+                        str(tmp_path / "in.npz"), "--trace", str(tmp_path / "t.npz"), "--hw"],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode != 0 and "needs Intel's lava-loihi" in r.stderr
+    assert not (tmp_path / "t.npz").exists()

@@ -142,7 +142,8 @@ def _simulate(graph, plan, inputs: dict) -> tuple[dict, float]:
 def compare(graph, plan, trace: dict, predicted: dict) -> dict:
     """Element-for-element comparison of a trace with the simulator's values.
 
-    Returns ``spikes_compared`` (neuron-steps compared), ``mismatches``, ``first_divergence``
+    Returns ``spikes_compared`` (neuron-steps compared), ``nonzero_compared`` (of which the
+    simulator has a spike or a nonzero count), ``mismatches``, ``first_divergence``
     (earliest time step, then earliest layer: layer, sample, neuron index, step, both values;
     None when none) and per-layer counts.
     """
@@ -186,7 +187,9 @@ def compare(graph, plan, trace: dict, predicted: dict) -> dict:
     readout = [l for l in layers if l["kind"] == "readout"]
     if first is not None:
         first.pop("_key")
-    return {"spikes_compared": compared, "mismatches": mismatches + sum(l["mismatches"] for l in readout),
+    return {"spikes_compared": compared,
+            "nonzero_compared": sum(l["spikes"] or 0 for l in layers),
+            "mismatches": mismatches + sum(l["mismatches"] for l in readout),
             "readout_compared": sum(l["compared"] for l in readout), "first_divergence": first,
             "layers": layers}
 
@@ -301,7 +304,8 @@ def _result(against, manifest, plan, meta, res, lava_s, sim_s, data, trace=None)
     secs = meta.get("seconds", {})
     return {
         "against": against, "trace": trace, "data": data, "samples": n,
-        "spikes_compared": res["spikes_compared"], "mismatches": res["mismatches"],
+        "spikes_compared": res["spikes_compared"], "nonzero_compared": res["nonzero_compared"],
+        "mismatches": res["mismatches"],
         "readout_compared": res["readout_compared"], "first_divergence": res["first_divergence"],
         "lava_seconds": lava_s, "spikec_seconds": sim_s,
         "lava_seconds_per_sample": lava_s / n if n else None,
@@ -328,7 +332,8 @@ def _print(res: dict) -> None:
     click.echo("")
     ok = res["mismatches"] == 0
     click.echo(f"{res['samples']} samples against {res['against']}: {res['spikes_compared']:,} "
-               f"neuron-steps and {res['readout_compared']:,} readout values compared, "
+               f"neuron-steps ({res['nonzero_compared']:,} spikes or nonzero counts) and "
+               f"{res['readout_compared']:,} readout values compared, "
                f"{res['mismatches']:,} mismatches" + (" (identical)" if ok else ""))
     fd = res["first_divergence"]
     if fd:

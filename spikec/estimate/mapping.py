@@ -9,7 +9,7 @@ snake order within a chip, so that consecutive layers sit next to each other.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -380,14 +380,29 @@ def map_network(network: Network, profile, chips: int | None = None) -> Mapping:
         if not over:
             break
         for lm in over:
-            per_tile = int(lm.neurons[:lm.tiling.tiles * lm.tiling.fanin_split].max())
-            worst = int(lm.output_axons.max())
-            if per_tile <= 1:
-                raise CapacityError(
-                    f"layer {lm.layer.name!r}: one neuron's spikes reach {worst:,} destination "
-                    f"cores, more than {LIMIT_FIELDS['output_axons']} = {limits.output_axons:,}")
-            target = min(per_tile - 1, per_tile * limits.output_axons // worst)
-            tilings[lm.layer.name] = search_tiling(lm.layer, limits, max_neurons=max(1, target))
+            tiling, name = lm.tiling, lm.layer.name
+            parts = tiling.tiles * tiling.fanin_split
+            cap = limits.output_axons
+            part_worst = int(lm.output_axons[:parts].max())
+            comb_worst = int(lm.output_axons[parts:].max()) if lm.cores > parts else 0
+            if comb_worst > cap:  # the combining cores send the spikes: hold fewer neurons
+                per = tiling.combine_per_core
+                target = min(per - 1, per * cap // comb_worst)
+                if target < 1:
+                    raise CapacityError(
+                        f"layer {name!r}: one neuron's spikes reach {comb_worst:,} destination "
+                        f"cores, more than {LIMIT_FIELDS['output_axons']} = {cap:,}")
+                tiling = replace(tiling, combine_per_core=target,
+                                 combine_cores=-(-lm.layer.neurons // target))
+            if part_worst > cap:
+                per_tile = int(lm.neurons[:parts].max())
+                if per_tile <= 1:
+                    raise CapacityError(
+                        f"layer {name!r}: one neuron's spikes reach {part_worst:,} destination "
+                        f"cores, more than {LIMIT_FIELDS['output_axons']} = {cap:,}")
+                target = min(per_tile - 1, per_tile * cap // part_worst)
+                tiling = search_tiling(lm.layer, limits, max_neurons=max(1, target))
+            tilings[name] = tiling
     else:  # pragma: no cover - the loop shrinks tiles strictly
         raise CapacityError("output-axon refinement did not converge")
 

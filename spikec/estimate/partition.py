@@ -183,8 +183,12 @@ def _combine_per_core(layer: Layer, limits: CoreLimits, f: int) -> int:
 
 
 def search_tiling(layer: Layer, limits: CoreLimits, max_neurons: int | None = None) -> Tiling:
-    """The tiling of ``layer`` with the fewest cores under ``limits`` (and at most
-    ``max_neurons`` neurons per tile, used to relieve output axons).
+    """The tiling of ``layer`` with the fewest cores under ``limits``.
+
+    With ``max_neurons`` (at most that many neurons per tile: used to relieve the layer's output
+    axons) the tiling keeps as few channel tiles as it can and cuts space instead, so that the
+    layer's *sources* do not reach more of its cores per spike (cutting channels multiplies
+    every source's fan-out; cutting space adds at most the kernel's overlap).
 
     Raises
     ------
@@ -206,6 +210,8 @@ def search_tiling(layer: Layer, limits: CoreLimits, max_neurons: int | None = No
             grid = (-(-c // tile[0]), -(-h // tile[1]), -(-w // tile[2]))
             tiles = grid[0] * grid[1] * grid[2]
             key = (tiles, tiles * wc["input_axons"], -tile[0])
+            if max_neurons is not None:
+                key = (grid[0],) + key
             if best is None or key < best[0]:
                 best = (key, tile, grid)
         if best is not None:

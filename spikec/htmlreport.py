@@ -123,12 +123,14 @@ def _accuracy_section(rep: dict) -> str:
                     [v for _, v in stages], percent=True, width=360,
                     colors=list(PALETTE[:3]))
     rows = [[s, f"{100 * v:.2f}%"] for s, v in stages]
+    spec = (rep.get("data") or {}).get("spec")
+    of = f" of {html.escape(str(spec))}" if spec else ""
+    caption = "float: traced model; folded: after BN folding; quantized: bit-exact simulation"
     return ("<h2>Accuracy per pipeline stage</h2>"
-            f"<p class=meta>{acc.get('samples', 0):,} samples"
-            f"{' of ' + html.escape(str((rep.get('data') or {}).get('spec'))) if rep.get('data') else ''}"
-            f". First layer whose spikes diverge from the float model: "
+            f"<p class=meta>{acc.get('samples', 0):,} samples{of}"
+            ". First layer whose spikes diverge from the float model: "
             f"{html.escape(str(rep.get('first_divergent_layer') or 'none'))}.</p>"
-            f'<div class="plots">{_figure(svg, "float: traced model; folded: after BN folding; quantized: bit-exact simulation")}'
+            f'<div class="plots">{_figure(svg, caption)}'
             f"{table(['stage', 'top-1'], rows)}</div>")
 
 

@@ -147,7 +147,8 @@ class Placement:
 
     ``chip``: chip index; ``x``, ``y``: tile coordinates on the system's global tile grid (a chip
     at chip-mesh position ``(cx, cy)`` covers ``x in [cx*tx, (cx+1)*tx)``); ``tile``: global tile
-    id (cores of one tile exchange spikes without a hop); ``chip_x``, ``chip_y``: chip-mesh position.
+    id (cores of one tile exchange spikes without a hop); ``chip_x``, ``chip_y``: chip-mesh
+    position.
     """
 
     chip: np.ndarray

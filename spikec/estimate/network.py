@@ -155,7 +155,8 @@ class Layer:
 
 @dataclass
 class HostUnit:
-    """Work off the neuro-cores: the host's graded input, or a ``spike_matmul`` on the embedded CPUs.
+    """Work off the neuro-cores: the host's graded input, or a ``spike_matmul`` on the embedded
+    CPUs.
 
     ``inputs``: the core layers / host units whose outputs it reads (with element counts);
     ``dense_ops``: multiply-accumulates per step if every product were computed."""

@@ -20,7 +20,6 @@ otherwise the layer does not fit).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -51,8 +50,8 @@ class CoreLimits:
     def from_profile(cls, profile) -> "CoreLimits":
         cap, fmt = profile.capacity, profile.formats
         if fmt.weight_bits is None:
-            raise ProfileError(f"{profile.path}: formats.weight_bits: unknown, but the mapper needs "
-                               "it to size synaptic memory")
+            raise ProfileError(f"{profile.path}: formats.weight_bits: unknown, but the mapper "
+                               "needs it to size synaptic memory")
         if cap.synapse_index_bits is None:
             raise ProfileError(f"{profile.path}: capacity.synapse_index_bits: unknown, but the "
                                "mapper needs it to size synaptic memory")
@@ -272,8 +271,3 @@ def receptive_field(layer: Layer, r: tuple[int, ...]) -> tuple[np.ndarray, np.nd
     rows = conv_rows(h0, h1, g.inp[1], g.kernel[0], g.stride[0], g.padding[0], g.dilation[0])
     cols = conv_rows(w0, w1, g.inp[2], g.kernel[1], g.stride[1], g.padding[1], g.dilation[1])
     return chans, rows, cols
-
-
-def fits_estimate(layer: Layer, limits: CoreLimits) -> int:
-    """Lower bound on the cores a layer needs (neurons only)."""
-    return math.ceil(layer.neurons / limits.neurons)

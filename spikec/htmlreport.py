@@ -26,7 +26,7 @@ h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 32
 table { border-collapse: collapse; margin: 8px 0; font-size: 12.5px; }
 th, td { padding: 3px 8px; border-bottom: 1px solid #e6e8ec; text-align: right; }
 th { background: #f3f5f8; } td.l, th.l { text-align: left; }
-.plots { display: flex; flex-wrap: wrap; gap: 16px; }
+.plots { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
 figure { margin: 0; } figcaption { font-size: 12px; color: #5a6270; }
 svg text { font: 10px system-ui, sans-serif; fill: #1d2330; }
 """
@@ -76,7 +76,7 @@ def bar_chart(title: str, labels: list[str], values: list[float], *, unit: str =
         parts.append(f'<rect x="{x:.1f}" y="{top + plot_h - h:.1f}" width="{bw * 0.76:.1f}" '
                      f'height="{h:.1f}" fill="{color}"><title>{html.escape(tip)}</title></rect>')
         cx, cy = left + i * bw + bw / 2, top + plot_h + 8
-        short = lab if len(lab) <= 22 else lab[:20] + "…"
+        short = lab if len(lab) <= 22 else "…" + lab[-21:]  # the end tells layers apart
         parts.append(f'<text x="{cx:.1f}" y="{cy:.1f}" text-anchor="end" '
                      f'transform="rotate(-45 {cx:.1f} {cy:.1f})">{html.escape(short)}</text>')
     if unit:

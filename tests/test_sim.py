@@ -484,3 +484,38 @@ def test_every_fixed_domain_op_has_a_kernel():
     tested = {GradedInput, ConvSynapse, DenseSynapse, CubaLIF, Readout, Output, Reshape, Transpose,
               MaxPool2d, Add, IAND, SpikeMatmul}
     assert set(FIXED_DOMAIN_OPS) <= tested
+
+
+# ----------------------------------------------------------------------------- a compiled Spikformer
+def test_compiled_spikformer_fast_int64_and_stepwise_agree():
+    """The quantizer's output for a tiny Spikformer V2 (random weights, BatchNorm statistics from
+    one batch so that every layer is active): float carriers, int64 and step-by-step agree."""
+    torch = pytest.importorskip("torch")
+    from spikec import models
+    from spikec.frontends.torch import input_op, trace
+    from spikec.pipeline import CompileOptions, compile_graph
+
+    torch.manual_seed(0)
+    model = models.create("spikformer_v2_tiny", T=2)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (4, 1, 28, 28), dtype=np.uint8)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = 1.0
+    model.train()
+    with torch.no_grad():
+        model(torch.from_numpy(x.astype(np.float32) / 255))
+    model.eval()
+    g = trace(model, input_op((1, 28, 28), None), timesteps=2)
+    fixed = compile_graph(g, profile="loihi2", calib=x, options=CompileOptions()).fixed
+    lifs = [op.name for op in fixed.ops if isinstance(op, CubaLIF)]
+    fast = Simulator(fixed).run(x[:3], record="all")
+    slow = Simulator(fixed, fast=False).run(x[:3], record="all")
+    step = Simulator(fixed).run(x[:3], record="all", stepwise=True)
+    for k in fast.values:
+        assert np.array_equal(fast.values[k], slow.values[k]), k
+        assert np.array_equal(fast.values[k], step.values[k]), k
+    rates = [fast.stats[n].firing_rate() for n in lifs]
+    assert sum(r > 0 for r in rates) >= len(lifs) // 2, rates
+    assert fast.totals() == slow.totals()

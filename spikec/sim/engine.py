@@ -120,9 +120,19 @@ class _Synapse:
         self.wrap_bits = fmt.conv_out_bits if self.conv else fmt.container_bits
 
     def weight(self, dtype) -> np.ndarray:
+        """The integer weights in a carrier dtype."""
         if dtype not in self._w:
             self._w[dtype] = self.w_int.astype(dtype)
         return self._w[dtype]
+
+    def scaled_weight(self, dtype) -> np.ndarray:
+        """``W[o] * 2**e[o]`` in a float carrier: exact (an 8-bit mantissa times a power of two)."""
+        key = ("scaled", dtype)
+        if key not in self._w:
+            scale = np.ldexp(np.ones(self.exp.shape, dtype), self.exp.astype(np.int32))
+            shape = (-1,) + (1,) * (self.w_int.ndim - 1)
+            self._w[key] = self.w_int.astype(dtype) * scale.reshape(shape).astype(dtype)
+        return self._w[key]
 
     def sum_bound(self, x_bound: int) -> int:
         """Bound on |sum_k W[o, k] x[k]| over all outputs."""
@@ -148,8 +158,8 @@ class Simulator:
     formats : the target's ``NumberFormats`` (default: see ``formats_of``).
     strict : raise ``StateOverflowError`` (naming layer, quantity, time step and neuron) wherever
         the target would wrap or saturate, instead of computing the wrapped result.
-    fast : use the float fast paths where they are provably exact (``False``: int64 everywhere;
-        the results are identical, only slower).
+    fast : use float carriers and the LIF fast path where they are provably exact (``False``:
+        int64 everywhere, the target helpers for every wrap; identical results, only slower).
     """
 
     def __init__(self, graph: Graph, formats: NumberFormats | None = None, *, strict: bool = False,
@@ -171,6 +181,10 @@ class Simulator:
                 fx.check_lif_params(op.du, op.dv, op.vth, op.bias_mant, op.bias_exp, self.fmt,
                                     op.name)
         self.bounds = self._bounds()
+
+    def _carrier(self, bound: int) -> np.dtype:
+        """The carrier of values bounded by ``bound`` (int64 everywhere when not ``fast``)."""
+        return la.carrier(bound) if self.fast else np.dtype(np.int64)
 
     # ------------------------------------------------------------------ static bounds
     def _bounds(self) -> dict[str, int]:
@@ -323,7 +337,7 @@ class Simulator:
         if raw.size and (int(raw.min()) < 0 or int(raw.max()) > hi):
             raise DataError(f"input {op.name!r}: values must lie in [0, {hi}] ({op.kind} input, "
                             f"{op.payload_bits}-bit payload), got [{int(raw.min())}, {int(raw.max())}]")
-        x = raw.astype(la.carrier(hi))
+        x = raw.astype(self._carrier(hi))
         if op.pad:
             p = op.pad
             x = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(p, p), (p, p)])
@@ -348,7 +362,7 @@ class Simulator:
         if isinstance(op, O.SpikeMatmul):
             return self._spike_matmul(op, *args, stats)
         if isinstance(op, O.Add):
-            dt = la.carrier(self.bounds[op.name])
+            dt = self._carrier(self.bounds[op.name])
             return np.add(la.as_carrier(args[0], dt), la.as_carrier(args[1], dt))
         if isinstance(op, O.IAND):
             a, s = args                   # spikes: (1 - a) * s == s AND NOT a
@@ -388,7 +402,7 @@ class Simulator:
                 total, total_bound = a, b
             else:
                 total_bound += b
-                dt = la.carrier(total_bound)
+                dt = self._carrier(total_bound)
                 total = np.add(la.as_carrier(total, dt), la.as_carrier(a, dt))
         if total_bound >= 1 << (self.fmt.container_bits - 1):
             # the receiving port sums the terms into one int32 (Lava's in-port)
@@ -396,30 +410,38 @@ class Simulator:
         return total
 
     def _synapse_term(self, syn: _Synapse, x: np.ndarray, x_bound: int, graded: bool) -> np.ndarray:
-        """One input's weighted sum, shifted by the weight exponent and wrapped like the target."""
+        """One input's weighted sum, shifted by the weight exponent and wrapped like the target.
+
+        Float path (no wrap can act: neither on the sum, which Lava's int32 graded dot product
+        wraps before the shift, nor on the shifted output): the weights of output channel o are
+        pre-multiplied by ``2**e[o]``, which scales every partial sum by a power of two, exactly,
+        so the product lands on ``sum * 2**e`` and a floor (for e < 0) completes the arithmetic
+        shift. Otherwise: int64 and the target's wrap helpers.
+        """
         op = syn.op
         T, B = x.shape[:2]
         invariant = x.strides[0] == 0 and T > 1      # the same input every step (repeat encoding)
         xs = x[:1] if invariant else x
         sum_bound = syn.sum_bound(x_bound)
-        dt = la.carrier(sum_bound)
+        out_bound = max(_shift_bound(sum_bound, e) for e in syn.exp_values)
+        dt = self._carrier(sum_bound)
+        use_float = max(out_bound, sum_bound) < 1 << (syn.wrap_bits - 1) and dt.kind == "f"
+        if not use_float:
+            dt = np.dtype(np.int64)
         flat = xs.reshape((-1,) + xs.shape[2:])
-        weight, flat = self._active_inputs(syn, syn.weight(dt), flat)
+        weight = syn.scaled_weight(dt) if use_float else syn.weight(dt)
+        weight, flat = self._active_inputs(syn, weight, flat)
         if syn.conv:
             acc = la.conv2d(flat, weight, op.stride, op.padding, op.dilation, op.groups)
         else:
             acc = la.dense_matmul(la.as_carrier(flat, dt), weight, op.axis)
         acc = acc.reshape(xs.shape[:2] + acc.shape[1:])
-        ch = syn.channel_axis + 2
-        out_bound = max(_shift_bound(sum_bound, e) for e in syn.exp_values)
-        wrap_limit = 1 << (syn.wrap_bits - 1)
-        # float path only where no wrap can act: neither on the sum (Lava's int32 graded dot
-        # product wraps before the shift) nor on the shifted output
-        if max(out_bound, sum_bound) < wrap_limit and dt.kind == "f" \
-                and la.carrier(out_bound).kind == "f":
-            y = self._shift_float(acc, syn, la.wider(dt, la.carrier(out_bound)), ch)
+        if use_float:
+            if syn.exp_values[0] < 0:
+                np.floor(acc, out=acc)
+            y = acc
         else:
-            y = self._shift_wrap_int(acc, syn, ch, graded)
+            y = self._shift_wrap_int(acc, syn, syn.channel_axis + 2, graded)
         if invariant:
             y = np.broadcast_to(y, (T,) + y.shape[1:])
         return y
@@ -440,20 +462,6 @@ class Simulator:
         if n_active == 0:
             active[0] = True          # keep one (all-zero) feature: shapes stay valid
         return np.compress(active, weight, axis=1), np.compress(active, flat, axis=feat)
-
-    @staticmethod
-    def _shift_float(acc, syn: _Synapse, dt, ch: int) -> np.ndarray:
-        """``shift(acc, e)`` per output channel in a float carrier: ``acc * 2**e``, floored for
-        e < 0 (the arithmetic right shift rounds toward -inf). Exact: scaling by a power of two."""
-        if syn.exp_values == [0]:
-            return la.as_carrier(acc, dt)
-        shape = [1] * acc.ndim
-        shape[ch] = -1
-        scale = np.ldexp(np.ones(syn.exp.shape, dt), syn.exp.astype(np.int32)).astype(dt)
-        y = la.as_carrier(acc, dt) * scale.reshape(shape)
-        if syn.exp_values[0] < 0:
-            np.floor(y, out=y)
-        return y
 
     def _shift_wrap_int(self, acc, syn: _Synapse, ch: int, graded: bool) -> np.ndarray:
         """int64 path where a wrap may act: Lava's Dense (``scale_dendritic_sum``: int32 container,
@@ -484,8 +492,8 @@ class Simulator:
 
     def _spike_matmul(self, op, a, b, stats: ev.LayerStats) -> np.ndarray:
         stats.add("ssa_ops", ev.ssa_ops(a, b))
-        dt = la.carrier(self.bounds[op.name])
-        return np.matmul(la.as_carrier(a, dt), la.as_carrier(b, dt))
+        dt = self._carrier(self.bounds[op.name])
+        return la.matmul(la.as_carrier(a, dt), la.as_carrier(b, dt))
 
 
 def _neurons(op, spec) -> int:

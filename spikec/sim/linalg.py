@@ -15,6 +15,8 @@ callers compute the bound of each layer from its weights and the bound of its in
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 #: Largest magnitude up to which every integer is exact in each float carrier.
@@ -23,6 +25,37 @@ EXACT_FLOAT64 = 1 << 53
 
 #: Memory budget of one im2col block (bytes); larger inputs are processed in sample chunks.
 IM2COL_BYTES = 64 << 20
+
+
+#: A stack of products smaller than this (multiply-accumulates per product) runs on one BLAS
+#: thread: waking the thread pool for every small product costs more than it saves, and far more
+#: when the cores are shared with other processes (seconds instead of milliseconds per stack).
+SMALL_GEMM_MACS = 1 << 23
+
+_controller = None
+
+
+def _one_blas_thread():
+    """Context limiting the BLAS to one thread (a no-op without ``threadpoolctl``)."""
+    global _controller
+    if _controller is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _controller = ThreadpoolController()
+        except Exception:          # threadpoolctl is optional
+            _controller = False
+    if _controller is False:
+        return contextlib.nullcontext()
+    return _controller.limit(limits=1, user_api="blas")
+
+
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``np.matmul``; a stack of small products runs on one BLAS thread (``SMALL_GEMM_MACS``)."""
+    m, k, n = (a.shape[-2] if a.ndim > 1 else 1), a.shape[-1], b.shape[-1]
+    if m * k * n < SMALL_GEMM_MACS and max(a.ndim, b.ndim) > 2:
+        with _one_blas_thread():
+            return np.matmul(a, b, out=out)
+    return np.matmul(a, b, out=out)
 
 
 def carrier(bound: int) -> np.dtype:
@@ -65,12 +98,13 @@ def dense_matmul(x: np.ndarray, weight: np.ndarray, axis: int) -> np.ndarray:
     layout of kernel-1 Conv1d attention).
     """
     a = axis % (x.ndim - 1) + 1
-    if a == x.ndim - 1:
-        return np.matmul(x, weight.T)
+    if a == x.ndim - 1:        # one GEMM over every sample and token
+        x = np.ascontiguousarray(x)
+        return (x.reshape(-1, x.shape[-1]) @ weight.T).reshape(x.shape[:-1] + weight.shape[:1])
     if a == x.ndim - 2:
-        return np.matmul(weight, x)
+        return matmul(weight, x)
     xm = np.moveaxis(x, a, -2)
-    return np.ascontiguousarray(np.moveaxis(np.matmul(weight, xm), -2, a))
+    return np.ascontiguousarray(np.moveaxis(matmul(weight, xm), -2, a))
 
 
 def conv2d(x: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups: int) -> np.ndarray:
@@ -96,13 +130,13 @@ def conv2d(x: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups:
     dt = weight.dtype
     w2d = weight.reshape(o, cg * kh * kw)
     if kh == kw == 1 and (sh, sw) == (1, 1) and (ph, pw) == (0, 0):
-        return np.matmul(w2d, as_carrier(x, dt).reshape(n, c, h * w)).reshape(n, o, ho, wo)
+        return matmul(w2d, as_carrier(x, dt).reshape(n, c, h * w)).reshape(n, o, ho, wo)
     if (kh, kw) == (sh, sw) and (ph, pw) == (0, 0) and (dh, dw) == (1, 1):
         # patchify: space-to-depth, one copy of the input, then a 1x1 product
         xs = x[:, :, :ho * kh, :wo * kw].reshape(n, c, ho, kh, wo, kw)
         cols = np.empty((n, c, kh, kw, ho, wo), dtype=dt)
         cols[...] = xs.transpose(0, 1, 3, 5, 2, 4)
-        return np.matmul(w2d, cols.reshape(n, c * kh * kw, ho * wo)).reshape(n, o, ho, wo)
+        return matmul(w2d, cols.reshape(n, c * kh * kw, ho * wo)).reshape(n, o, ho, wo)
     xp = np.pad(x, [(0, 0), (0, 0), (ph, ph), (pw, pw)]) if ph or pw else x
     out = np.empty((n, o, ho * wo), dtype=dt)
     per_sample = c * kh * kw * ho * wo * dt.itemsize
@@ -114,7 +148,7 @@ def conv2d(x: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups:
             for v in range(kw):
                 cols[:m, :, u, v] = xp[s:s + m, :, u * dh:u * dh + sh * (ho - 1) + 1:sh,
                                        v * dw:v * dw + sw * (wo - 1) + 1:sw]
-        np.matmul(w2d, cols[:m].reshape(m, c * kh * kw, ho * wo), out=out[s:s + m])
+        matmul(w2d, cols[:m].reshape(m, c * kh * kw, ho * wo), out=out[s:s + m])
     return out.reshape(n, o, ho, wo)
 
 

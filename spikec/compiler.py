@@ -41,6 +41,8 @@ GRAPH_FILES = {"quantized": "compiled.spkc", "folded": "folded.spkc", "float": "
 REPORT_FILE = "report.json"
 #: Samples of the --calib set handed to the quantizer.
 CALIB_SAMPLES = 64
+#: Memory for the spikes of one batch recorded for the spike agreement (bytes).
+RECORD_BYTES = 2 << 30
 
 Progress = Callable[[int], None]
 
@@ -120,6 +122,14 @@ class Evaluation:
                       if op.OPCODE == "cuba_lif" and op.name in fl
                       and self.float_graph.spec(op.name).shape == self.fixed.spec(op.name).shape]
         self.agree = {n: np.zeros(4, dtype=np.int64) for n in self.pairs}  # equal, total, both, either
+
+    def batch_size(self, requested: int) -> int:
+        """``requested``, capped so that the spikes recorded for the agreement (float32 from the
+        interpreter, bool from the simulator, all compared layers, all steps) stay within
+        ``RECORD_BYTES``."""
+        per_sample = sum(int(np.prod(self.fixed.spec(n).shape)) for n in self.pairs) \
+            * self.fixed.timesteps * 5
+        return max(1, min(requested, RECORD_BYTES // max(per_sample, 1)))
 
     def batch(self, images: np.ndarray, labels: np.ndarray) -> None:
         from spikec import interp
@@ -212,7 +222,7 @@ def compile_model(model: str | os.PathLike, out: str | os.PathLike, *, target: s
     if ds is not None:
         evaluation = Evaluation(graph, folded, fixed, Simulator(fixed, prof.formats))
         update = progress(len(ds)) if progress else None
-        for sl in _batches(len(ds), batch_size):
+        for sl in _batches(len(ds), evaluation.batch_size(batch_size)):
             evaluation.batch(ds.images[sl], ds.labels[sl])
             if update:
                 update(sl.stop - sl.start)

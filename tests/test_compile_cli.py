@@ -199,6 +199,29 @@ def test_weights_that_cannot_fit(tiny, tmp_path, capsys):
     _no_partial(out)
 
 
+def test_preprocess_for_a_model_that_records_none(tiny, tmp_path, capsys):
+    """A bare state_dict records no preprocessing: --preprocess gives it (default pixel / 255)."""
+    from spikec import models
+    from spikec.ir import load
+
+    torch.manual_seed(0)
+    bare = tmp_path / "bare.pt"
+    torch.save(models.create("spikformer_v2_tiny").state_dict(), bare)
+    out = tmp_path / "OUT"
+    code, _, err = run_cli(["compile", bare, "--arch", "spikformer_v2_tiny", "-o", out,
+                            "--preprocess", "pixel_scale=1/255,mean=0.5,std=0.25"], capsys)
+    assert code == 0, err
+    inp = load(out / "float.spkc").inputs[0]
+    assert (inp.pixel_scale, inp.mean, inp.std) == (pytest.approx(1 / 255), (0.5,), (0.25,))
+    code, _, err = run_cli(["compile", bare, "--arch", "spikformer_v2_tiny", "-o", out], capsys)
+    assert code == 0, err
+    inp = load(out / "float.spkc").inputs[0]
+    assert inp.pixel_scale == pytest.approx(1 / 255) and inp.mean == ()
+    code, _, err = run_cli(["compile", bare, "--arch", "spikformer_v2_tiny", "-o", out,
+                            "--preprocess", "mean=0.5"], capsys)
+    _one_line_error(code, err)      # mean without std
+
+
 def test_simulate_bad_out(tmp_path, tiny, capsys):
     code, _, err = run_cli(["simulate", tmp_path / "nothing", "--data", tiny["data"]], capsys)
     _one_line_error(code, err)

@@ -167,7 +167,8 @@ def _layers_table(layers: list[dict]) -> str:
         return "" if v is None else fmt.format(v)
 
     headers = ["layer", "op", "neurons", "spikes", "syn. events", "graded", "rate", "agreement"]
-    rows = [[e["name"], e["op"], e["neurons"] or "", num(e["spikes"]) if e["op"] in ("cuba_lif", "lif") else "",
+    rows = [[e["name"], e["op"], e["neurons"] or "",
+             num(e["spikes"]) if e["op"] in ("cuba_lif", "lif") else "",
              num(e["synaptic_events"]) if e["synaptic_events"] else "",
              num(e["graded_events"]) if e["graded_events"] else "",
              num(e["firing_rate"], "{:.4f}"), num(e["spike_agreement"], "{:.4f}")] for e in layers]
@@ -176,7 +177,9 @@ def _layers_table(layers: list[dict]) -> str:
 
 def _accuracy_line(acc: dict) -> str:
     parts = [f"{k} {acc[k]:.4f}" for k in ("float", "folded", "quantized") if acc.get(k) is not None]
-    return f"top-1 on {acc['samples']} samples: " + ", ".join(parts) if parts else "no --data: accuracy not measured"
+    if not parts:
+        return "no --data: accuracy not measured"
+    return f"top-1 on {acc['samples']} samples: " + ", ".join(parts)
 
 
 @cli.command(name="compile")
@@ -188,9 +191,10 @@ def _accuracy_line(acc: dict) -> str:
 @click.option("--data", help="Evaluation set: mnist5k:test, fashion-mnist:test, cifar10-foolbox or a .npz.")
 @click.option("--calib", help="Calibration set for the quantizer (same forms as --data; first 64 samples).")
 @click.option("--limit", type=int, help="Evaluate on the first N samples of --data.")
-@click.option("--residual", type=click.Choice(["auto", "graded", "fanin"]), default="auto", show_default=True,
-              help="Lowering of integer-valued (count) synapse inputs.")
-@click.option("--profile", "profile_path", type=click.Path(), help="Hardware profile file (replaces --target's).")
+@click.option("--residual", type=click.Choice(["auto", "graded", "fanin"]), default="auto",
+              show_default=True, help="Lowering of integer-valued (count) synapse inputs.")
+@click.option("--profile", "profile_path", type=click.Path(),
+              help="Hardware profile file (replaces --target's).")
 @click.option("--preprocess", help="Input preprocessing of a model that records none "
               "(default pixel_scale=1/255; e.g. 'pixel_scale=1/255,mean=0.5,std=0.5').")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Samples per simulated batch.")

@@ -382,7 +382,6 @@ class Simulator:
 
     def _synapse(self, syn: _Synapse, args, stats: ev.LayerStats) -> np.ndarray:
         op = syn.op
-        T = self.T
         total = None
         total_bound = 0
         for k, x in enumerate(args):

@@ -41,7 +41,7 @@ class TrainConfig:
 
     arch: str
     data: str = "mnist5k"
-    epochs: int = 10
+    epochs: float = 10.0
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.01
@@ -333,7 +333,7 @@ def model_card(result: TrainResult, cfg: TrainConfig, out: Path, command: str) -
     size_kb = out.stat().st_size / 1024 if out.exists() else float("nan")
     acc_rows = "\n".join(f"| {k[1:]} | {100 * v:.2f}% |" for k, v in result.accuracies.items())
     cfg_rows = "\n".join(f"| `{k}` | `{v}` |" for k, v in sorted(config.items()))
-    stages = f"{cfg.epochs} epochs" + (f" at T={cfg.train_T}" if cfg.train_T else "")
+    stages = f"{cfg.epochs:g} epochs" + (f" at T={cfg.train_T}" if cfg.train_T else "")
     if cfg.finetune_epochs:
         stages += f", then {cfg.finetune_epochs:g} epoch(s) fine-tuning at T={getattr(model, 'T', '?')}"
     return f"""# {out.stem}
@@ -389,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Train a spikec registry model on an offline dataset (CPU).")
     p.add_argument("--arch", required=True, help="registry name, e.g. spikformer_v2_tiny")
     p.add_argument("--data", default="mnist5k", help="mnist5k or fashion-mnist")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=float, default=10.0, help="epochs (a fraction allowed)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--weight-decay", type=float, default=0.01)

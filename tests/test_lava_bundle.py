@@ -349,3 +349,14 @@ def test_data_shape_mismatch_and_lava_bundle_command(tmp_path, capsys):
     assert code == 0 and json.loads(stdout)["ssa"] == "decompose"
     code, _, err = _cli(["lava-bundle", str(tmp_path / "empty")], capsys)
     assert code == 2 and "no compiled.spkc" in err
+
+
+def test_netx_refuses_chains_it_cannot_express():
+    g = samples.chain()
+    g.op("c1").weight_exp[:] = -1
+    _, facts = bundle_files(g)
+    assert not facts["netx"]["written"] and "negative weight exponent" in facts["netx"]["reason"]
+    g = samples.chain()
+    g.op("l2").vth[::2] = 31
+    _, facts = bundle_files(g)
+    assert "2 thresholds" in facts["netx"]["reason"]

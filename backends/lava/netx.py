@@ -29,14 +29,14 @@ NETX_BIAS_EXP = 6  # netx builds every LIF with bias_exp = 6
 
 def _chain(graph):
     """The netx layers of ``graph`` or a reason why it is not a netx chain."""
-    layers, prev = [], None
+    layers, prev, problems = [], None, []
     ops = [op for op in graph.ops if not isinstance(op, O.Output)]
     i = 0
     while i < len(ops):
         op = ops[i]
         if isinstance(op, F.GradedInput):
             if prev is not None:
-                return None, "more than one input"
+                return None, "not a straight chain of input/conv/dense/flatten: two inputs"
             layers.append({"type": "input", "shape": list(graph.spec(op.name).shape)})
             prev, i = op.name, i + 1
             continue
@@ -49,16 +49,17 @@ def _chain(graph):
                 op.inputs == (prev,):
             lif = ops[i + 1]
             if isinstance(op, F.DenseSynapse) and len(graph.spec(op.inputs[0]).shape) != 1:
-                return None, f"{op.name}: token-wise dense synapses are not a netx dense layer"
+                return None, (f"not a straight chain of input/conv/dense/flatten: {op.name}: "
+                              "token-wise dense synapses are not a netx dense layer")
             if np.any(op.weight_exp < 0):
-                return None, f"{op.name}: negative weight exponent (netx stores integer weights)"
+                problems.append(f"{op.name}: negative weight exponent (netx stores integer weights)")
             vth = np.unique(lif.vth)
             if vth.size != 1:
-                return None, f"{lif.name}: {vth.size} thresholds (netx has one per layer)"
+                problems.append(f"{lif.name}: {vth.size} thresholds (netx has one per layer)")
             bias = np.where(lif.bias_exp >= 0, lif.bias_mant.astype(np.int64) << np.maximum(lif.bias_exp, 0),
                             lif.bias_mant.astype(np.int64) >> np.maximum(-lif.bias_exp, 0))
             if np.any(bias % (1 << NETX_BIAS_EXP)):
-                return None, f"{lif.name}: bias not a multiple of 2**{NETX_BIAS_EXP}"
+                problems.append(f"{lif.name}: bias not a multiple of 2**{NETX_BIAS_EXP}")
             shape = [1] * (op.weight.ndim - 1)
             w = op.weight.astype(np.int64) << op.weight_exp.astype(np.int64).reshape([-1] + shape)
             layer = {"type": "conv" if isinstance(op, F.ConvSynapse) else "dense",
@@ -72,9 +73,12 @@ def _chain(graph):
             layers.append(layer)
             prev, i = lif.name, i + 2
             continue
-        return None, f"op {op.name!r} ({op.OPCODE}) is not part of an input/conv/dense/flatten chain"
+        return None, ("not a straight chain of input/conv/dense/flatten: op "
+                      f"{op.name!r} ({op.OPCODE})")
     if not layers or layers[0]["type"] != "input":
-        return None, "no graded input"
+        return None, "not a straight chain of input/conv/dense/flatten: no graded input"
+    if problems:
+        return None, "a chain netx cannot express exactly: " + problems[0]
     return layers, None
 
 
@@ -82,7 +86,7 @@ def netx_bytes(graph) -> tuple[bytes | None, str]:
     """The netx HDF5 file of ``graph`` (deterministic bytes), or ``(None, reason)``."""
     layers, why = _chain(graph)
     if layers is None:
-        return None, f"not a straight chain of input/conv/dense/flatten: {why}"
+        return None, why
     try:
         import h5py
     except ImportError:

@@ -146,7 +146,7 @@ def quantize_synaptic_layer(syn: O.Op, lif: O.LIF, out_shape: tuple[int, ...], c
     wc_int = np.maximum(np.clip(irows, 0, None).sum(1), -np.clip(irows, None, 0).sum(1)) \
         * ranges.x_max
     a_worst = np.array([_shift(int(math.ceil(v)), int(e)) for v, e in zip(wc_int, wexp)])
-    a_used = np.ceil(k_o * ranges.sums / (1 << s))
+    a_used = np.ceil(k_o * ranges.sums / (1 << s) - 1e-6)  # K = k_max may land on the limit
     b_eff = mant.astype(np.int64) << bexp.astype(np.int64)
     exact_steps = None
     if dv_exact and lif.tau == 2.0:
@@ -342,7 +342,7 @@ def quantize_readout(syn: O.Linear, tokens: int, ranges: Ranges, acc_bound: np.n
     notes = {
         "synapse": syn.name, "weight_exp": [sc.weight_exp], "weight_scale": [sc.r], "k": [sc.k],
         "sign_mode": [mode.name], "weight_rel_rms_error": err,
-        "a_in_bound": int(math.ceil(sc.k * x / (1 << s))), "a_in_limit": fmt.a_in_max,
+        "a_in_bound": int(math.ceil(sc.k * x / (1 << s) - 1e-6)), "a_in_limit": fmt.a_in_max,
         "accumulator_bound": int(math.ceil(sc.k * acc)), "state_limit": fmt.state_max,
         "a_in_source": "calib" if ranges.calibrated else "worst_case", "tokens": tokens,
     }

@@ -118,16 +118,19 @@ def test_delay_balancing_and_depths():
     # conv/dense + LIF is one step; the residual join waits for its later input
     assert depth["l1"] == 1 and depth["mp"] == 2 and depth["l2"] == 3 and depth["join"] == 4
     assert depth["q"] == depth["k"] == depth["v"] == 5
-    # v is split by threshold (two LIF processes): the host product gathers it (+1) and waits q
-    assert depth["kv"] == depth["qkv"] == 6
+    # host products answer in the step their operands arrive; v is split by threshold (two LIF
+    # processes) and reaches the host process on two ports
+    assert depth["kv"] == depth["qkv"] == 5
     assert plan["depth"] == facts["pipeline_depth"] == depth["readout"]
     delays = [p["delay"] for p in plan["processes"] if p["type"] in ("sparse", "dense")]
     assert max(delays) >= 1 and max(delays) <= 63           # the early shortcut is delayed
     dplan, _, dfacts = build_plan(SAMPLES["add"], ssa="decompose")
     ddepth = {p["value"]: p["depth"] for p in dplan["probes"]}
-    # decompose: fan-out synapse + summing synapse (2 steps); its synapses read split values
-    assert ddepth["kv"] == depth["v"] + 2 and ddepth["qkv"] == ddepth["kv"] + 2
-    assert dfacts["pipeline_depth"] == facts["pipeline_depth"] + 3
+    # decompose: fan-out synapse + summing synapse (2 steps per product)
+    assert ddepth["kv"] == depth["kv"] + 2 and ddepth["qkv"] == ddepth["kv"] + 2
+    assert dfacts["pipeline_depth"] == facts["pipeline_depth"] + 4
+    sm = [p for p in plan["processes"] if p["type"] == "spike_matmul" and p["name"] == "kv"][0]
+    assert len(sm["b_parts"]) == 2 and all(q["index"] for q in sm["b_parts"])
 
 
 def test_split_layers_one_lif_per_threshold_and_conv_per_exponent():

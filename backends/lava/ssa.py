@@ -62,16 +62,28 @@ def costs(a_shape, b_shape, a_kind: str, b_kind: str) -> dict:
 
 
 def lower_host(b: PlanBuilder, name: str, x: LValue, y: LValue, out_shape) -> LValue:
-    """The spikec SpikeMatmul process, fed whole and aligned ``a`` and ``b``."""
-    depth = max(b.earliest_full(x), b.earliest_full(y))
-    pa, pb = b.full_port(x, depth), b.full_port(y, depth)
+    """The spikec SpikeMatmul process. Each operand arrives on one port per part (a layer split
+    by threshold is reassembled on the CPU, no gather neurons); an operand that is ready earlier
+    than the other waits in a delay line."""
+    depth = max(x.depth, y.depth)
     z, m, k, n = _dims(x.shape, y.shape)
-    proc = b.add_process("spike_matmul", name, a_shape=list(x.shape), b_shape=list(y.shape),
-                         depth=depth)
+    proc = b.unique(name)
+    spec = {"name": proc, "type": "spike_matmul", "a_shape": list(x.shape),
+            "b_shape": list(y.shape), "depth": depth}
+    for side, v in (("a", x), ("b", y)):
+        if v.depth == depth:
+            parts = [(p.ref(), list(p.shape), p.index) for p in v.parts]
+        else:
+            parts = [(b.full_port(v, depth), list(v.shape), None)]
+        spec[f"{side}_parts"] = []
+        for j, (ref, shape, index) in enumerate(parts):
+            idx = None if index is None else b.array(proc, f"{side}{j}_index", index.astype(np.int64))
+            spec[f"{side}_parts"].append({"shape": shape, "index": idx})
+            b.connect(ref, [proc, f"{side}{j}", []])
+    b.processes.append(spec)
+    b.count("processes", 1)
     b.count("messages_per_step", x.size + y.size + z * m * n)
     b.count("cpu_macs_per_step", z * m * k * n)
-    b.connect(pa, [proc, "a_in", []])
-    b.connect(pb, [proc, "b_in", []])
     return LValue(name, tuple(out_shape), "count", k * x.bound * y.bound,
                   [Part(proc, "s_out", [], tuple(out_shape), None, depth)])
 

@@ -103,7 +103,10 @@ def _make(spec, arrays, *, samples, timesteps, total_steps, inputs, on_cpu, scra
                     dilation=tuple(spec["dilation"]), groups=int(spec["groups"]),
                     num_message_bits=int(spec.get("num_message_bits", 0)), name=name)
     if kind == "spike_matmul":
-        return P.SpikeMatmul(a_shape=spec["a_shape"], b_shape=spec["b_shape"], name=name)
+        parts = {side: [(tuple(q["shape"]), None if q["index"] is None else _arr(q["index"], arrays))
+                        for q in spec[f"{side}_parts"]] for side in ("a", "b")}
+        return P.SpikeMatmul(a_shape=spec["a_shape"], b_shape=spec["b_shape"],
+                             a_parts=parts["a"], b_parts=parts["b"], name=name)
     if kind == "readout":
         return P.Readout(in_shape=spec["in_shape"], sum_axes=spec["sum_axes"],
                          act_shift=spec["act_shift"], state_bits=spec["state_bits"],

@@ -47,43 +47,67 @@ def _wrap32(x):
 class SpikeMatmul(AbstractProcess):
     """Integer product of two dynamic tensors, ``y = a @ b`` over the last two axes.
 
+    Each operand arrives on one port per part of a split layer (``a0, a1, ...``, ``b0, ...``):
+    the process reassembles it from the parts' flat indices, so a layer split by threshold needs
+    no gather neurons on the chip.
+
     Parameters
     ----------
     a_shape : tuple, ``(..., M, K)``
     b_shape : tuple, ``(..., K, N)`` with the same leading (head) axes.
+    a_parts, b_parts : list of (port shape, flat indices into the operand or None for all)
     """
 
-    def __init__(self, *, a_shape, b_shape, name=None):
+    def __init__(self, *, a_shape, b_shape, a_parts=None, b_parts=None, name=None):
         a_shape, b_shape = tuple(a_shape), tuple(b_shape)
+        a_parts = a_parts or [(a_shape, None)]
+        b_parts = b_parts or [(b_shape, None)]
         out_shape = a_shape[:-1] + b_shape[-1:]
-        super().__init__(a_shape=a_shape, b_shape=b_shape, name=name)
-        self.a_in = InPort(shape=a_shape)
-        self.b_in = InPort(shape=b_shape)
+        super().__init__(a_shape=a_shape, b_shape=b_shape, name=name,
+                         a_index=[None if i is None else np.asarray(i) for _, i in a_parts],
+                         b_index=[None if i is None else np.asarray(i) for _, i in b_parts])
+        for side, parts in (("a", a_parts), ("b", b_parts)):
+            for j, (shape, _) in enumerate(parts):
+                setattr(self, f"{side}{j}", InPort(shape=tuple(shape)))
         self.s_out = OutPort(shape=out_shape)
         self.messages_in = Var(shape=(1,), init=0)
         self.messages_out = Var(shape=(1,), init=0)
 
 
-@implements(proc=SpikeMatmul, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
-class PySpikeMatmulModelFixed(PyLoihiProcessModel):
-    """``y = a @ b`` in int64, sent as int32 graded messages. Counts the nonzero messages it
-    receives and sends (the traffic between the neuro-cores and the CPU that runs it)."""
+def spike_matmul_model(n_a: int, n_b: int):
+    """The fixed_pt CPU model of a SpikeMatmul with ``n_a`` and ``n_b`` operand ports: ``y = a @
+    b`` in int64, sent as int32 graded messages. It counts the nonzero messages it receives and
+    sends (the traffic between the neuro-cores and the CPU that runs it)."""
+    attrs = {"s_out": LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24),
+             "messages_in": LavaPyType(np.ndarray, np.int64),
+             "messages_out": LavaPyType(np.ndarray, np.int64)}
+    for side, n in (("a", n_a), ("b", n_b)):
+        for j in range(n):
+            attrs[f"{side}{j}"] = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
 
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
-    b_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
-    messages_in: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    messages_out: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    def operand(self, side):
+        p = self.proc_params
+        shape = tuple(p[f"{side}_shape"])
+        full = np.zeros(int(np.prod(shape)), np.int64)
+        for j, index in enumerate(p[f"{side}_index"]):
+            x = np.asarray(getattr(self, f"{side}{j}").recv()).astype(np.int64).ravel()
+            if index is None:
+                full[:] = x
+            else:
+                full[index] = x
+        return full.reshape(shape)
 
     def run_spk(self):
-        a = np.asarray(self.a_in.recv()).astype(np.int64)
-        b = np.asarray(self.b_in.recv()).astype(np.int64)
+        a, b = operand(self, "a"), operand(self, "b")
         y = np.matmul(a, b)
         self.messages_in[0] += int(np.count_nonzero(a) + np.count_nonzero(b))
         self.messages_out[0] += int(np.count_nonzero(y))
         self.s_out.send(y.astype(np.int32))
+
+    attrs["run_spk"] = run_spk
+    attrs["__doc__"] = "SpikeMatmul model: reassembles the operands, sends their product."
+    cls = type(f"PySpikeMatmulModel{n_a}x{n_b}", (PyLoihiProcessModel,), attrs)
+    return implements(proc=SpikeMatmul, protocol=LoihiProtocol)(requires(CPU)(tag("fixed_pt")(cls)))
 
 
 # ----------------------------------------------------------------------------- Readout
@@ -197,7 +221,8 @@ def model_map(procs) -> dict:
     out = {}
     for p in procs:
         if isinstance(p, SpikeMatmul):
-            out[p] = PySpikeMatmulModelFixed
+            out[p] = spike_matmul_model(len(p.proc_params["a_index"]),
+                                        len(p.proc_params["b_index"]))
         elif isinstance(p, Readout):
             out[p] = PyReadoutModelFixed
         elif isinstance(p, Recorder):

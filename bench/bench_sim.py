@@ -4,8 +4,9 @@ For each model: the quantized graph (``spikec.pipeline.compile_graph`` on the tr
 calibrated on the benchmark's own inputs) runs in ``spikec.sim.Simulator`` on raw uint8 images; the
 float forward is the PyTorch model on the same images after the model's preprocessing, under
 ``torch.no_grad()``. Both use every thread the process has (numpy's BLAS and torch alike). Runs
-alternate (sim, float, sim, float, ...) so that load from other processes hits both; the best time
-of each is reported.
+alternate (sim, float, sim, float, ...); ``ratio`` is the median over the pairs of float time / sim
+time, so that load from other processes hits both sides of a pair alike (``load_average`` is
+recorded before and after; ``cpu_ratio`` is the same ratio of process CPU times).
 
 Models: Spikformer V2-8-512 with random weights (224 px, T = 4, batch 8; BatchNorm statistics set
 from one batch so that the layers are active, see ``activate``; ``--only v2_8_512_silent`` runs the
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -53,7 +56,7 @@ def _float_forward(model, images: np.ndarray, inp):
 
 
 def bench(name: str, model, graph, images: np.ndarray, calib: np.ndarray, repeats: int) -> dict:
-    """Compile ``graph``, then time the simulator and ``model`` on ``images``."""
+    """Compile ``graph``, then time the simulator and ``model`` on ``images``, in pairs."""
     from spikec.pipeline import CompileOptions, compile_graph
     from spikec.sim import Simulator
 
@@ -67,28 +70,36 @@ def bench(name: str, model, graph, images: np.ndarray, calib: np.ndarray, repeat
         result["r"] = sim.run(images)
 
     run_float = _float_forward(model, images, graph.inputs[0])
-    sim_s, float_s = [], []
+    load_before = os.getloadavg()[0]
+    sim_s, float_s, sim_cpu, float_cpu = [], [], [], []
     for _ in range(repeats):
-        sim_s.append(_timed(run_sim))
-        float_s.append(_timed(run_float))
+        for fn, wall, cpu in ((run_sim, sim_s, sim_cpu), (run_float, float_s, float_cpu)):
+            c = time.process_time()
+            wall.append(_timed(fn))
+            cpu.append(time.process_time() - c)
     r = result["r"]
     n = len(images)
     totals = r.totals()
     lif = [s for s in r.stats.values() if s.op == "cuba_lif"]
     rate = (sum(s.total("spikes") for s in lif) /
             max(1, sum(s.neurons for s in lif) * fixed.timesteps * n))
-    best_sim, best_float = min(sim_s), min(float_s)
+    med = statistics.median
     return {
         "name": name, "batch": n, "timesteps": fixed.timesteps,
         "input_shape": list(images.shape[1:]),
-        "sim_throughput": round(n / best_sim, 4), "float_throughput": round(n / best_float, 4),
-        "ratio": round(best_float / best_sim, 3),
+        "sim_throughput": round(n / med(sim_s), 4), "float_throughput": round(n / med(float_s), 4),
+        # each pair runs back to back, under about the same load from other processes
+        "ratio": round(med([f / s for f, s in zip(float_s, sim_s)]), 3),
+        "cpu_ratio": round(med([f / s for f, s in zip(float_cpu, sim_cpu)]), 3),
         "sim_seconds": [round(s, 3) for s in sim_s], "float_seconds": [round(s, 3) for s in float_s],
+        "sim_cpu_seconds": [round(s, 3) for s in sim_cpu],
+        "float_cpu_seconds": [round(s, 3) for s in float_cpu],
+        "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
+        "cpu_count": os.cpu_count(),
         "compile_seconds": round(compile_s, 2),
         "spikes_per_sample": totals["spikes"] / n,
         "synaptic_events_per_sample": totals["synaptic_events"] / n,
         "mean_firing_rate": round(rate, 4),
-        "fallback_note": "float32 fast path; int64 only where a bound requires it",
     }
 
 
@@ -146,7 +157,7 @@ def shipped_checkpoint(batch: int, repeats: int) -> dict | None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only", choices=["v2_8_512", "v2_8_512_silent", "checkpoint"])
     ap.add_argument("--batch", type=int, default=None,
                     help="batch size (default: 8 for V2-8-512, 64 for the checkpoint)")

@@ -200,7 +200,9 @@ def _accuracy_line(acc: dict) -> str:
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Samples per simulated batch.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json instead of the summary.")
 @click.option("--ssa", type=click.Choice(["decompose", "host"]),
-              help="--target nir: spiking self-attention as threshold units or as host boundaries.")
+              help="Spiking self-attention lowering: host (the product on the embedded/host CPU; "
+              "default for loihi2) or decompose (standard primitives only). --target nir: no "
+              "default, a model with attention needs one.")
 @click.option("--quantized", is_flag=True, help="--target nir: export the quantized values.")
 def compile_cmd(model, arch, trust_pickle, input_shape, timesteps, sets, target, out, data, calib,
                 limit, residual, profile_path, preprocess, batch_size, as_json, ssa, quantized):
@@ -225,7 +227,8 @@ def compile_cmd(model, arch, trust_pickle, input_shape, timesteps, sets, target,
     try:
         outcome = compile_model(model, out, target=target, profile=profile_path, load_options=options,
                                 data=data, calib=calib, limit=limit, residual=residual,
-                                batch_size=batch_size, progress=_progress(bars))
+                                batch_size=batch_size, progress=_progress(bars),
+                                ssa=ssa or "host")
     finally:
         _close(bars)
     r = outcome.report
@@ -243,6 +246,10 @@ def compile_cmd(model, arch, trust_pickle, input_shape, timesteps, sets, target,
     click.echo(_accuracy_line(r["accuracy"]))
     if r.get("first_divergent_layer"):
         click.echo(f"first layer whose spikes differ from the float model: {r['first_divergent_layer']}")
+    if r.get("lava"):
+        lv = r["lava"]
+        click.echo(f"Lava bundle: {out}/{lv['bundle']}/ ({lv['processes']} processes, SSA lowering "
+                   f"'{lv['ssa']}', pipeline depth {lv['pipeline_depth']} steps)")
     click.echo(f"target {r['target']}, T = {r['timesteps']}; wrote {out}/")
 
 

@@ -182,8 +182,8 @@ class CompileOutcome:
 def compile_model(model: str | os.PathLike, out: str | os.PathLike, *, target: str = "loihi2",
                   profile: str | None = None, load_options=None, data: str | None = None,
                   calib: str | None = None, limit: int | None = None, residual: str = "auto",
-                  batch_size: int = 32, progress: Callable[[int], Progress] | None = None
-                  ) -> CompileOutcome:
+                  batch_size: int = 32, progress: Callable[[int], Progress] | None = None,
+                  ssa: str = "host") -> CompileOutcome:
     """Compile ``model`` for ``target`` into the directory ``out`` (see the module docstring).
 
     Parameters
@@ -196,6 +196,8 @@ def compile_model(model: str | os.PathLike, out: str | os.PathLike, *, target: s
     calib : calibration set spec (its first ``CALIB_SAMPLES`` samples).
     limit : first N samples of ``data``.
     residual : lowering of count-valued synapse inputs, ``graded`` or ``fanin``.
+    ssa : lowering of spiking self-attention in the Lava bundle (``host`` or ``decompose``); the
+        bundle (``OUT/lava/``) is written for targets whose arithmetic is Lava's (loihi2).
     progress : ``progress(total)`` returns a callback ``update(n)`` called after each batch.
     """
     from spikec.frontends import LoadOptions, load_model
@@ -242,7 +244,13 @@ def compile_model(model: str | os.PathLike, out: str | os.PathLike, *, target: s
     report["accuracy"] = evaluation.accuracy() if evaluation else rep.accuracy_block(None, None, None, 0)
     report["first_divergent_layer"] = rep.first_divergent(layers)
     files = {GRAPH_FILES["quantized"]: dumps(fixed), GRAPH_FILES["folded"]: dumps(folded),
-             GRAPH_FILES["float"]: dumps(graph), REPORT_FILE: rep.dumps(report).encode()}
+             GRAPH_FILES["float"]: dumps(graph)}
+    if prof.formats.is_lava:
+        from spikec.backends.lava.bundle import BUNDLE_DIR, bundle_files
+
+        bundle, report["lava"] = bundle_files(fixed, ssa=ssa)
+        files.update({f"{BUNDLE_DIR}/{name}": data for name, data in bundle.items()})
+    files[REPORT_FILE] = rep.dumps(report).encode()
     write_dir(out, files)
     return CompileOutcome(report, out, fixed, folded)
 
@@ -267,6 +275,7 @@ def write_dir(out: Path, files: dict[str, bytes]) -> None:
     try:
         os.chmod(tmp, 0o755)
         for name, data in sorted(files.items()):
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_bytes(data)
         if out.exists():
             old = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.old-"))

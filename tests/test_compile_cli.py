@@ -69,7 +69,9 @@ def compiled(tiny, tmp_path_factory):
 def test_compile_writes_the_output_directory(compiled):
     out, stdout = compiled[0]
     assert sorted(p.name for p in out.iterdir()) == ["compiled.spkc", "float.spkc", "folded.spkc",
-                                                     "report.json"]
+                                                     "lava", "report.json"]
+    assert (out / "lava" / "manifest.json").is_file() and (out / "lava" / "run_lava.py").is_file()
+    assert "Lava bundle:" in stdout
     assert "top-1 on 5 samples" in stdout
     from spikec.ir import load
 

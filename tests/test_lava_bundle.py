@@ -143,6 +143,11 @@ def test_split_layers_one_lif_per_threshold_and_conv_per_exponent():
     assert c2 and all(p["weight_exp"] == 1 for p in c2)
     c1 = [p for p in _procs(plan, "sparse") if p["name"].startswith("l1_syn")]
     assert {p["weight_exp"] for p in c1} >= {-1, -2}
+    # proj is split by threshold and read by the head with exponent -1: gathered first (one
+    # shift of the whole sum, as in the IR), one step later
+    assert [p for p in plan["processes"] if p["name"].startswith("proj_gather")]
+    depth = {p["value"]: p["depth"] for p in plan["probes"]}
+    assert depth["readout"] == depth["proj"] + 2
     sparse_only, _, sfacts = build_plan(SAMPLES["add"], ssa="host", conv="sparse")
     assert not _procs(sparse_only, "conv") and sfacts["synapses"] > facts["synapses"]
 

@@ -197,6 +197,7 @@ class Lowering:
         in_shape = tuple(self.g.spec(op.inputs[0]).shape)
         out_shape = tuple(self.g.spec(op.name).shape)
         sparse_terms = []
+        values = [self._gathered(v) if self._needs_gather(v, op) else v for v in values]
         for v in values:
             if self.conv_mode == "lava" and self._conv_ok(op, v, rows, arrive, exps, cur):
                 self._lava_conv(op, v, dst, rows, base, cur.vops, exps)
@@ -286,9 +287,20 @@ class Lowering:
                 self.b.connect([name, "a_out", [["transpose", [2, 1, 0]]] + layout +
                                 [["reshape", list(dst[3])]]], dst[:3])
 
+    @staticmethod
+    def _needs_gather(v: LValue, op) -> bool:
+        """A split input of a synapse with a negative exponent is gathered first: Lava shifts
+        each process's sum, and ``floor(sum / 2**k)`` is not the sum of the parts' floors."""
+        return op is not None and not v.simple and int(np.min(op.weight_exp)) < 0
+
     def _arrive(self, src: str) -> int:
-        values, _ = self._input_terms(src)
-        return max(v.depth for v in values) + 1
+        values, op = self._input_terms(src)
+        return max(v.depth + int(self._needs_gather(v, op)) for v in values) + 1
+
+    def _gathered(self, v: LValue) -> LValue:
+        ref = self.b.full_port(v, v.depth + 1)
+        return LValue(v.name, v.shape, v.kind, v.bound,
+                      [Part(ref[0], ref[1], list(ref[2]), v.shape, None, v.depth + 1)])
 
     def cuba_lif(self, op: F.CubaLIF) -> None:
         shape = tuple(self.g.spec(op.name).shape)

@@ -91,11 +91,12 @@ def spikformer_like(seed: int = 0, T: int = 3, residual: str = "add") -> Graph:
         O.Reshape("attn_in", ("qkv_t",), shape=(C, N)),
         F.CubaLIF("attn", ("attn_in",), du=TAU2_DU, dv=TAU2_DV, vth=np.full((C, N), 3, np.int32),
                   bias_mant=np.zeros((C, N), np.int16), bias_exp=np.zeros((C, N), np.int8)),
-        F.DenseSynapse("proj_syn", ("attn",), weight=_w(rng, (C, C)),
+        F.DenseSynapse("proj_syn", ("attn",), weight=_w(rng, (C, C), -10, 60),
                        weight_exp=np.zeros(C, np.int8), axis=0),
-        _lif("proj", "proj_syn", (C, N), rng, vths=(12,)),
-        F.DenseSynapse("head", ("proj",), weight=_w(rng, (3, C)), weight_exp=np.zeros(3, np.int8),
-                       axis=0),
+        _lif("proj", "proj_syn", (C, N), rng, vths=(2, 1), bias=12),
+        # a split layer read with a negative exponent: the backend must gather it first
+        F.DenseSynapse("head", ("proj",), weight=(2 * rng.integers(0, 40, (3, C)) + 1).astype(np.int16),
+                       weight_exp=np.full(3, -1, np.int8), axis=0),   # odd, excitatory
         F.Readout("readout", ("head",), scale=0.01, offset=np.array([0.5, -0.25, 0.0]),
                   sum_axes=(1,)),
         O.Output("logits", ("readout",)),

@@ -148,6 +148,10 @@ def test_split_layers_one_lif_per_threshold_and_conv_per_exponent():
     assert [p for p in plan["processes"] if p["name"].startswith("proj_gather")]
     depth = {p["value"]: p["depth"] for p in plan["probes"]}
     assert depth["readout"] == depth["proj"] + 2
+    even = samples.spikformer_like(residual="add")
+    even.op("head").weight[:] = even.op("head").weight & ~1   # even: every partial sum halves exactly
+    eplan, _, _ = build_plan(even, ssa="host")
+    assert not [p for p in eplan["processes"] if "gather" in p["name"]]
     sparse_only, _, sfacts = build_plan(SAMPLES["add"], ssa="host", conv="sparse")
     assert not _procs(sparse_only, "conv") and sfacts["synapses"] > facts["synapses"]
 

@@ -290,8 +290,17 @@ class Lowering:
     @staticmethod
     def _needs_gather(v: LValue, op) -> bool:
         """A split input of a synapse with a negative exponent is gathered first: Lava shifts
-        each process's sum, and ``floor(sum / 2**k)`` is not the sum of the parts' floors."""
-        return op is not None and not v.simple and int(np.min(op.weight_exp)) < 0
+        each process's sum, and ``floor(sum / 2**k)`` is not the sum of the parts' floors --
+        unless every weight of the row is a multiple of ``2**k`` (then every partial sum is, and
+        each shift is exact; Lava's mixed-sign weights are even, so exponent -1 never needs it)."""
+        if op is None or v.simple:
+            return False
+        exps = np.asarray(op.weight_exp).astype(np.int64)
+        w = np.asarray(op.weight).astype(np.int64).reshape(exps.size, -1)
+        for e in np.unique(exps[exps < 0]):
+            if np.any(w[exps == e] % (1 << int(-e))):
+                return True
+        return False
 
     def _arrive(self, src: str) -> int:
         values, op = self._input_terms(src)

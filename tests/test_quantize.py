@@ -361,6 +361,8 @@ def test_strict_overflow_names_the_layer():
     assert "a_in" in res.notes["overflow_risks"]["s"]
     with pytest.raises(FormatError, match="layer 's'"):
         compile_graph(g, "loihi2", options=CompileOptions(strict=True))
+    with pytest.raises(FormatError, match="layer 's'.*no graded spikes"):
+        compile_graph(g, "loihi")
 
 
 @pytest.mark.parametrize("mode", ["threshold", "exponent", "layer"])

@@ -141,6 +141,7 @@ class _Lowering:
         self.out: list[O.Op] = []
         self.names = {op.name for op in graph.ops}
         self.resolved: dict[str, list[str]] = {}
+        self.origin: dict[str, str] = {}  # fan-in layout copy -> the float value it copies
         self.notes_layers: dict[str, dict] = {}
         self.residual_reads: dict[str, list[str]] = {}
         self.real_input: dict | None = None
@@ -169,6 +170,7 @@ class _Lowering:
                     self.names.add(nm)
                     copy = type(op)(nm, (src,), **op.attributes())
                     self.out.append(copy)
+                    self.origin[nm] = self.origin.get(src, src)
                     srcs.append(nm)
         else:
             srcs = [value]
@@ -224,8 +226,18 @@ class _Lowering:
     def _linear(self, op: O.Linear):
         self._synapse(op)
 
+    def _needs_graded(self, value: str, layer: str) -> None:
+        if self.specs[value].kind is Kind.COUNT and not self.fmt.graded_spikes \
+                and not isinstance(self.prod[value], O.Input):
+            raise FormatError(
+                f"layer {layer!r} reads {value!r}, a multi-bit count ({self.prod[value].OPCODE}), and "
+                "this target has no graded spikes; counts from spike_matmul (or joins that fan-in "
+                "cannot dissolve) need a target with graded spikes such as loihi2")
+
     def _synapse(self, syn: O.Op):
         srcs = self.sources(syn.inputs[0])
+        for src in srcs:
+            self._needs_graded(self.origin.get(src, src), syn.name)
         if self.specs[syn.inputs[0]].kind is Kind.COUNT:
             self.residual_reads[syn.name] = srcs
         if syn.name in self.plan.readouts:
@@ -309,6 +321,7 @@ class _Lowering:
 
     def _count_layer(self, layer: _Layer, inp: str) -> str:
         lif = layer.lif
+        self._needs_graded(layer.count, lif.name)
         static = self.bounds.get(layer.count, math.inf)
         cal = self.cal.values.get(layer.count) if self.cal is not None else None
         bound = min(static, cal * self.opts.calib_margin) if cal is not None else static

@@ -33,6 +33,20 @@ def _integer_inputs(op: Op, specs: list[ValueSpec]) -> None:
             raise op._fail(f"reads a {s.kind.value} value; synapses read spikes or counts")
 
 
+def _synapse_input(op: Op, specs: list[ValueSpec]) -> ValueSpec:
+    """Checks shared by the synapse ops (integer inputs of one shape, integer weights); returns
+    the type of the (first) input."""
+    if not specs:
+        raise op._fail("needs at least one input")
+    _integer_inputs(op, specs)
+    _int_array(op, "weight", op.weight)
+    _int_array(op, "weight_exp", op.weight_exp)
+    shapes = {s.shape for s in specs}
+    if len(shapes) != 1:
+        raise op._fail(f"inputs differ in shape: {sorted(shapes)}")
+    return specs[0]
+
+
 @register_op("graded_input")
 @dataclass(eq=False)
 class GradedInput(Op):
@@ -82,15 +96,7 @@ class ConvSynapse(Op):
     ARITY: ClassVar[int | None] = None
 
     def infer(self, specs):
-        if not specs:
-            raise self._fail("needs at least one input")
-        _integer_inputs(self, specs)
-        _int_array(self, "weight", self.weight)
-        _int_array(self, "weight_exp", self.weight_exp)
-        shapes = {s.shape for s in specs}
-        if len(shapes) != 1:
-            raise self._fail(f"inputs differ in shape: {sorted(shapes)}")
-        x = specs[0]
+        x = _synapse_input(self, specs)
         cout, cin_g, kh, kw = self.weight.shape
         if len(x.shape) != 3 or x.shape[0] != cin_g * self.groups:
             raise self._fail(f"weight expects (C={cin_g * self.groups}, H, W) input, got {x.shape}")
@@ -117,15 +123,7 @@ class DenseSynapse(Op):
     ARITY: ClassVar[int | None] = None
 
     def infer(self, specs):
-        if not specs:
-            raise self._fail("needs at least one input")
-        _integer_inputs(self, specs)
-        _int_array(self, "weight", self.weight)
-        _int_array(self, "weight_exp", self.weight_exp)
-        shapes = {s.shape for s in specs}
-        if len(shapes) != 1:
-            raise self._fail(f"inputs differ in shape: {sorted(shapes)}")
-        x = specs[0]
+        x = _synapse_input(self, specs)
         a = O._norm_axis(self, self.axis, len(x.shape))
         n_out, n_in = self.weight.shape
         if x.shape[a] != n_in:

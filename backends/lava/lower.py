@@ -31,7 +31,7 @@ from spikec.ir import fixed as F
 from spikec.target.fixedpoint import conv_weight_from_torch
 
 from .matrix import SynapseMatrix
-from .plan import LValue, Part, PlanBuilder, RELAY_DECAY, message_bits
+from .plan import LValue, Part, PlanBuilder, message_bits
 
 
 # ----------------------------------------------------------------------------- matrices
@@ -360,7 +360,8 @@ class Lowering:
 
     def _spike_relay(self, op, terms, shape) -> None:
         arrive = max(v.depth for v, _ in terms) + 1
-        name = self.b.lif(op.name, shape, du=RELAY_DECAY, dv=RELAY_DECAY, vth=0,
+        forget = self.b.fmt.decay_max
+        name = self.b.lif(op.name, shape, du=forget, dv=forget, vth=0,
                           bias_mant=np.zeros(shape, np.int32), bias_exp=np.zeros(shape, np.int32),
                           depth=arrive, ir=op.name)
         for v, w in terms:

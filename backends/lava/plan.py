@@ -34,12 +34,10 @@ from .matrix import SynapseMatrix
 #: Name of the one recorder process (the probes).
 RECORDER = "recorder"
 
-#: Loihi 2's largest synaptic delay (6-bit delay field; Lava's Delay* models check it).
+#: Loihi 2's largest synaptic delay: Lava's bit-accurate DelayDense/DelaySparse models refuse
+#: delays above 63 ("Loihi 2 has a maximum of 6 bits for delays", lava/proc/sparse/models.py).
 MAX_SYNAPTIC_DELAY = 63
 
-#: Relay neurons: Lava LIF parameters that turn a binary input into the same spike in the same
-#: step. du = dv = 4095 forget u and v (|v| < 4096 decays to 0), vth = 0 fires on any v > 0.
-RELAY_DECAY = 4095
 
 
 @dataclass
@@ -150,11 +148,12 @@ class PlanBuilder:
 
     # -- neuron populations --------------------------------------------------------------------
     def relay(self, base: str, shape: tuple[int, ...], kind: str, depth: int) -> str:
-        """A population that passes its summed input on in the same step: LIF relay for spikes
-        (v = input << 6 > 0), GradedVec(vth=0) for counts."""
+        """A population that passes its summed input on in the same step: for spikes a LIF with
+        du = dv = ``decay_max`` (4095: u and v forget, any |v| < 4096 decays to 0) and vth = 0,
+        so v = input << 6 > 0 fires on any positive input; for counts GradedVec(vth=0)."""
         n = int(np.prod(shape, dtype=np.int64))
         if kind == "spike":
-            return self.lif(base, shape, du=RELAY_DECAY, dv=RELAY_DECAY, vth=0,
+            return self.lif(base, shape, du=self.fmt.decay_max, dv=self.fmt.decay_max, vth=0,
                             bias_mant=np.zeros(shape, np.int32), bias_exp=np.zeros(shape, np.int32),
                             depth=depth)
         return self.add_process("graded_relay", base, neurons=n, shape=list(shape), vth=0,

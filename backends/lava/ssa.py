@@ -114,7 +114,7 @@ def lower_decompose(b: PlanBuilder, name: str, x: LValue, y: LValue, out_shape) 
     fan_b = _onehot(t_idx, b_idx, (terms, y.size))
     kinds = (x.kind, y.kind)
     if kinds == ("spike", "spike"):
-        pop = b.lif(f"{name}_and", (terms,), du=4095, dv=4095, vth=1,
+        pop = b.lif(f"{name}_and", (terms,), du=b.fmt.decay_max, dv=b.fmt.decay_max, vth=1,
                     bias_mant=np.zeros(terms, np.int32), bias_exp=np.zeros(terms, np.int32),
                     depth=d_term, ir=name)
         b.linear(x, fan_a, [pop, "a_in", [], [terms]], arrive=d_term, base=f"{name}_fan_a")

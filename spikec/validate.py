@@ -358,8 +358,9 @@ def _print(res: dict) -> None:
 @click.option("--data", help="Samples (mnist5k:test, fashion-mnist:test, cifar10-foolbox or .npz); "
               "required with --against lava.")
 @click.option("--limit", type=int, help="Use the first N samples.")
-@click.option("--batch", type=int, default=0, show_default=True,
-              help="Samples per Lava run (0: all in one run).")
+@click.option("--batch", type=int, default=100, show_default=True,
+              help="Samples per Lava run (each run starts Lava's processes again; the probes of "
+              "a run stay in memory until it ends). 0: all in one run.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def validate(out, against, trace_file, data, limit, batch, as_json):
     """Check bit for bit that OUT's Lava bundle (--against lava) or a chip trace (--against

@@ -16,13 +16,14 @@ shipped checkpoint ``examples/checkpoints/spikformer_v2_fmnist.pt`` (Fashion-MNI
 Prints one JSON object per line: ``name``, ``sim_throughput`` and ``float_throughput`` (samples per
 second), ``ratio`` (sim / float), and the details of the run.
 
-Usage: ``python bench/bench_sim.py [--repeats 2] [--only NAME] [--batch N]``
+Usage: ``python bench/bench_sim.py [--repeats 3] [--only NAME] [--batch N] [--cache DIR]``
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import resource
 import statistics
 import sys
 import time
@@ -55,14 +56,31 @@ def _float_forward(model, images: np.ndarray, inp):
     return run
 
 
-def bench(name: str, model, graph, images: np.ndarray, calib: np.ndarray, repeats: int) -> dict:
-    """Compile ``graph``, then time the simulator and ``model`` on ``images``, in pairs."""
-    from spikec.pipeline import CompileOptions, compile_graph
-    from spikec.sim import Simulator
+CACHE: Path | None = None
 
+
+def compiled(name: str, graph, calib: np.ndarray):
+    """The quantized graph (from ``--cache DIR/<name>.spkc`` when there, else compiled and saved
+    there) and the seconds the compilation took (None when cached)."""
+    from spikec.ir import load, save
+    from spikec.pipeline import CompileOptions, compile_graph
+
+    path = CACHE / f"{name}.spkc" if CACHE else None
+    if path is not None and path.exists():
+        return load(path), None
     t0 = time.perf_counter()
     fixed = compile_graph(graph, profile="loihi2", calib=calib, options=CompileOptions()).fixed
-    compile_s = time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    if path is not None:
+        save(fixed, path)
+    return fixed, seconds
+
+
+def bench(name: str, model, graph, images: np.ndarray, calib: np.ndarray, repeats: int) -> dict:
+    """Compile ``graph``, then time the simulator and ``model`` on ``images``, in pairs."""
+    from spikec.sim import Simulator
+
+    fixed, compile_s = compiled(name, graph, calib)
     sim = Simulator(fixed)
     result = {}
 
@@ -96,7 +114,8 @@ def bench(name: str, model, graph, images: np.ndarray, calib: np.ndarray, repeat
         "float_cpu_seconds": [round(s, 3) for s in float_cpu],
         "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         "cpu_count": os.cpu_count(),
-        "compile_seconds": round(compile_s, 2),
+        "compile_seconds": None if compile_s is None else round(compile_s, 2),
+        "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "spikes_per_sample": totals["spikes"] / n,
         "synaptic_events_per_sample": totals["synaptic_events"] / n,
         "mean_firing_rate": round(rate, 4),
@@ -131,7 +150,7 @@ def spikformer_v2_8_512(batch: int, repeats: int, silent: bool = False) -> dict:
     model = models.create("spikformer_v2_8_512").eval()
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (batch, 3, 224, 224), dtype=np.uint8)
-    calib = rng.integers(0, 256, (8, 3, 224, 224), dtype=np.uint8)
+    calib = rng.integers(0, 256, (4, 3, 224, 224), dtype=np.uint8)
     if not silent:
         activate(model, calib[:2])
     graph = trace(model, input_op((3, 224, 224), None), timesteps=4,
@@ -159,9 +178,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only", choices=["v2_8_512", "v2_8_512_silent", "checkpoint"])
+    ap.add_argument("--cache", type=Path, help="directory to keep compiled graphs in between runs")
     ap.add_argument("--batch", type=int, default=None,
                     help="batch size (default: 8 for V2-8-512, 64 for the checkpoint)")
     args = ap.parse_args(argv)
+    global CACHE
+    CACHE = args.cache
+    if CACHE is not None:
+        CACHE.mkdir(parents=True, exist_ok=True)
     runs = [("v2_8_512", lambda: spikformer_v2_8_512(args.batch or 8, args.repeats)),
             ("v2_8_512_silent", lambda: spikformer_v2_8_512(args.batch or 8, args.repeats, True)),
             ("checkpoint", lambda: shipped_checkpoint(args.batch or 64, args.repeats))]

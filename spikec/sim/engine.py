@@ -110,6 +110,7 @@ class _Synapse:
         self.exp = np.asarray(op.weight_exp, dtype=np.int64)
         self.exp_values = sorted(set(int(e) for e in self.exp))
         self._w: dict = {}
+        self._out_bounds: dict[int, int] = {}
         if self.conv:
             self.channel_axis = 0
             self.fanout = ev.conv_fanout(in_shape, out_shape, w.shape[2:], op.stride, op.padding,
@@ -140,9 +141,11 @@ class _Synapse:
 
     def out_bound(self, x_bound: int) -> int:
         """Bound on the magnitude of one term after the weight exponent and the wrap."""
-        b = max(_shift_bound(int(r) * int(x_bound), int(e)) for r, e in zip(self.row_abs, self.exp)) \
-            if self.row_abs.size else 0
-        return min(b, 1 << (self.wrap_bits - 1))
+        if x_bound not in self._out_bounds:
+            rows = {(int(r), int(e)) for r, e in zip(self.row_abs, self.exp)}
+            b = max((_shift_bound(r * int(x_bound), e) for r, e in rows), default=0)
+            self._out_bounds[x_bound] = min(b, 1 << (self.wrap_bits - 1))
+        return self._out_bounds[x_bound]
 
 
 def _shift_bound(b: int, e: int) -> int:

@@ -30,7 +30,7 @@ IM2COL_BYTES = 64 << 20
 #: A stack of products smaller than this (multiply-accumulates per product) runs on one BLAS
 #: thread: waking the thread pool for every small product costs more than it saves, and far more
 #: when the cores are shared with other processes (seconds instead of milliseconds per stack).
-SMALL_GEMM_MACS = 1 << 23
+SMALL_GEMM_MACS = 1 << 26
 
 _controller = None
 

@@ -21,20 +21,20 @@ decompose
     * count x count: a product neuron (Lava ProdNeuron, ``a_in1 * a_in2``).
 
     Pipeline delay 2 (fan-out synapse, summing synapse). Neurons ``Z*M*K*N + Z*M*N``.
+
+The terms' layout and the choice of term neuron come from ``spikec.target.ssa``, which the
+estimator maps too.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from spikec.target.ssa import LOWERINGS, product_dims, term_indices, term_neuron
+
 from .matrix import SynapseMatrix
 from .plan import LValue, Part, PlanBuilder
 
-LOWERINGS = ("host", "decompose")
-
-
-def _dims(a_shape, b_shape):
-    z = int(np.prod(a_shape[:-2], dtype=np.int64))
-    return z, int(a_shape[-2]), int(a_shape[-1]), int(b_shape[-1])
+__all__ = ["LOWERINGS", "costs", "lower_decompose", "lower_host"]
 
 
 def costs(a_shape, b_shape, a_kind: str, b_kind: str) -> dict:
@@ -44,18 +44,16 @@ def costs(a_shape, b_shape, a_kind: str, b_kind: str) -> dict:
     ``messages_per_step`` (spike or graded messages that can be sent in one step) and, for host,
     ``cpu_macs_per_step``.
     """
-    z, m, k, n = _dims(a_shape, b_shape)
+    z, m, k, n = product_dims(a_shape, b_shape)
     size_a, size_b, size_y = z * m * k, z * k * n, z * m * n
     terms = z * m * k * n
-    kinds = {a_kind, b_kind}
-    correction = terms if kinds == {"spike", "count"} else 0
-    term_neuron = ("coincidence LIF" if kinds == {"spike"} else
-                   "gate GradedVec" if kinds == {"spike", "count"} else "ProdNeuron")
+    neuron = term_neuron(a_kind, b_kind)
+    correction = terms if neuron == "gate GradedVec" else 0
     return {
         "host": {"neurons": 0, "synapses": 0, "messages_per_step": size_a + size_b + size_y,
                  "messages_to_cpu_per_step": size_a + size_b, "messages_from_cpu_per_step": size_y,
                  "cpu_macs_per_step": terms, "delay_steps": 0},
-        "decompose": {"neurons": terms + size_y, "term_neurons": terms, "term_neuron": term_neuron,
+        "decompose": {"neurons": terms + size_y, "term_neurons": terms, "term_neuron": neuron,
                       "synapses": 3 * terms + correction,
                       "messages_per_step": terms + size_y, "delay_steps": 2},
     }
@@ -66,7 +64,7 @@ def lower_host(b: PlanBuilder, name: str, x: LValue, y: LValue, out_shape) -> LV
     by threshold is reassembled on the CPU, no gather neurons); an operand that is ready earlier
     than the other waits in a delay line."""
     depth = max(x.depth, y.depth)
-    z, m, k, n = _dims(x.shape, y.shape)
+    z, m, k, n = product_dims(x.shape, y.shape)
     proc = b.unique(name)
     spec = {"name": proc, "type": "spike_matmul", "a_shape": list(x.shape),
             "b_shape": list(y.shape), "depth": depth}
@@ -88,24 +86,14 @@ def lower_host(b: PlanBuilder, name: str, x: LValue, y: LValue, out_shape) -> LV
                   [Part(proc, "s_out", [], tuple(out_shape), None, depth)])
 
 
-def _fanout(z, m, k, n):
-    """Flat indices of every term ``(z, m, k, n)`` into a, b and y."""
-    zz, mm, kk, nn = np.meshgrid(np.arange(z), np.arange(m), np.arange(k), np.arange(n),
-                                 indexing="ij")
-    a_idx = ((zz * m + mm) * k + kk).ravel()
-    b_idx = ((zz * k + kk) * n + nn).ravel()
-    y_idx = ((zz * m + mm) * n + nn).ravel()
-    return a_idx, b_idx, y_idx
-
-
 def _onehot(rows, cols, shape, value=1) -> SynapseMatrix:
     return SynapseMatrix.build(rows, cols, value, shape)
 
 
 def lower_decompose(b: PlanBuilder, name: str, x: LValue, y: LValue, out_shape) -> LValue:
     """Term neurons + summing synapses + graded relay (see the module docstring)."""
-    z, m, k, n = _dims(x.shape, y.shape)
-    a_idx, b_idx, y_idx = _fanout(z, m, k, n)
+    z, m, k, n = product_dims(x.shape, y.shape)
+    a_idx, b_idx, y_idx = term_indices(z, m, k, n)
     terms = a_idx.size
     t_idx = np.arange(terms)
     d_in = max(x.depth, y.depth)

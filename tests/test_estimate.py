@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from spikec.cli import main
-from spikec.errors import CapacityError, ProfileError
+from spikec.errors import CapacityError, ProfileError, UnsupportedOpError
 from spikec.estimate import EventCounts, UnitEvents, estimate, extract_network, map_network
 from spikec.estimate.dse import parse_sweeps, plot_sweep, run_sweep, sweep_table_rows
 from spikec.estimate.energy import E_AC_45NM, E_MAC_45NM, paper_energy
-from spikec.estimate.events import counts_from_entries
+from spikec.estimate.events import counts_from_entries, counts_from_sim
 from spikec.estimate.partition import LIMITS, CoreLimits
 from spikec.ir import Graph, save
 from spikec.ir import ops as O
@@ -342,6 +342,184 @@ def test_dse_sweep_table_and_plot(tmp_path, loihi, capsys):
           "neurons_per_core=64,128", "--plot", str(tmp_path / "p.png")])
     out = capsys.readouterr().out
     assert "neurons_per_core" in out and (tmp_path / "p.png").exists()
+
+
+# ----------------------------------------------------------------------------- SSA lowerings
+
+@pytest.fixture(scope="module")
+def tiny_v2():
+    """A random-weight spikformer_v2_tiny (16x16 input, T = 2) compiled for loihi2."""
+    torch = pytest.importorskip("torch")
+    from spikec import models
+    from spikec.frontends.torch import input_op, trace
+    from spikec.pipeline import compile_graph
+
+    torch.manual_seed(0)
+    model = models.create("spikformer_v2_tiny", T=2, img_size=16)
+    return compile_graph(trace(model, input_op((1, 16, 16), {}), timesteps=2), "loihi2").fixed
+
+
+def _ssa_layers(j):
+    return [e for e in j["layers"] if e["kind"] in ("ssa_term", "ssa_sum")]
+
+
+def test_decompose_puts_ssa_on_cores_with_the_lava_backends_sizes(tiny_v2, loihi2):
+    from spikec.backends.lava import ssa_costs
+
+    prof = loihi2.with_overrides({"energy.embedded_cpu_op": 10.0,
+                                  "latency.embedded_cpu_op": 5.0})
+    host = estimate(tiny_v2, prof, ssa="host")
+    dec = estimate(tiny_v2, prof, ssa="decompose")
+    h, d = host.to_json(), dec.to_json()
+    assert (h["ssa"], d["ssa"]) == ("host", "decompose")
+    assert d["cores"] > h["cores"] and d["totals"]["neurons"] > h["totals"]["neurons"]
+    assert d["pipeline_depth"] > h["pipeline_depth"]
+    _check_within_limits(dec.mapping)
+    # the products leave the embedded CPUs: no CPU energy or time, no q/k/v traffic to them
+    assert h["energy"]["profile"]["breakdown_j"]["embedded_cpu"] > 0
+    assert d["energy"]["profile"]["breakdown_j"]["embedded_cpu"] == 0
+    assert d["latency"]["parts_s"]["embedded_cpu"] == 0
+    assert [u["kind"] for u in d["host"]] == ["graded_input"]
+    assert d["totals"]["host_messages_in"] == 0 < h["totals"]["host_messages_in"]
+    # per product: the term and relay layers hold what the Lava backend builds
+    products = [op for op in tiny_v2.ops if op.OPCODE == "spike_matmul"]
+    assert len(products) == 4
+    by_name = {e["name"]: e for e in _ssa_layers(d)}
+    assert len(by_name) == 2 * len(products)
+    for op in products:
+        a, b = (tiny_v2.spec(v) for v in op.inputs)
+        kinds = ["spike" if s.kind.value == "spike" else "count" for s in (a, b)]
+        want = ssa_costs(a.shape, b.shape, *kinds)["decompose"]
+        terms, relay = by_name[f"{op.name}.terms"], by_name[op.name]
+        assert (terms["kind"], relay["kind"]) == ("ssa_term", "ssa_sum")
+        assert terms["neurons"] == want["term_neurons"]
+        assert terms["neurons"] + relay["neurons"] == want["neurons"]
+        assert terms["synapses"] + relay["synapses"] == want["synapses"]
+
+
+def test_decompose_axons_count_each_fanned_out_operand_once(loihi2):
+    m = map_network(extract_network(ssa_net(D=8, N=16, H=2, T=2), "decompose"), loihi2)
+    assert [(lm.layer.name, lm.layer.kind) for lm in m.layers] == [
+        ("q", "lif"), ("k", "lif"), ("v", "lif"), ("kv.terms", "ssa_term"), ("kv", "ssa_sum"),
+        ("att.terms", "ssa_term"), ("att", "ssa_sum"), ("attn", "lif")]
+    # kv = k^T v: 2 heads x 4 x 16 x 4 = 512 coincidence terms on one core, each of k's and v's
+    # 128 spikes arriving on one axon though it feeds 4 term neurons
+    kv_terms = m.layer("kv.terms")
+    assert int(kv_terms.synapses.sum()) == 2 * 512 and int(kv_terms.input_axons.sum()) == 128 + 128
+    assert int(m.layer("kv").input_axons.sum()) == 512  # every term once
+    # att = q kv (spike x count): gates read q (128) and kv (32); the relay reads its 512 terms
+    # and q again for the correction
+    assert int(m.layer("att.terms").input_axons.sum()) == 128 + 32
+    assert int(m.layer("att").input_axons.sum()) == 512 + 128
+    assert int(m.layer("att").synapses.sum()) == 2 * 4 * 128
+    # q reaches two cores (the gates and the relay's correction), one output axon each
+    assert int(m.layer("q").output_axons.sum()) == 2 * 128
+    _check_within_limits(m)
+
+
+def test_decompose_counts_by_hand(loihi2):
+    m = map_network(extract_network(ssa_net(D=8, N=16, H=2, T=2), "decompose"), loihi2)
+    entries = [{"name": "q", "spikes": 40}, {"name": "k", "spikes": 30},
+               {"name": "v", "spikes": 20}, {"name": "attn", "spikes": 5},
+               {"name": "kv", "op": "spike_matmul", "ssa_ops": 50},
+               {"name": "att", "op": "spike_matmul", "ssa_ops": 60}]
+    c = counts_from_entries(entries, m, 2, "hand", 1)
+    # kv = k^T v (2 x 4 x 16 x 4): coincidences fire once per nonzero term; k's spikes reach
+    # 4 terms each, v's 4
+    assert c.get("kv.terms").spikes == 50
+    assert c.get("kv.terms").synaptic_events == 4 * 30 + 4 * 20
+    assert c.get("kv").synaptic_events == 50 and c.get("kv").ssa_ops == 50
+    # relays' values are not counted by the simulator here: every element every step
+    assert c.get("kv").spikes == 32 * 2 and c.get("att").spikes == 128 * 2
+    assert {n.split(":")[0] for n in c.notes if "not counted" in n} == {"x", "kv", "att"}
+    # att = q kv (2 x 16 x 4 x 4): a gate fires for each q spike at its 4 terms, even where kv
+    # is 0 (so more than the 60 nonzero terms); kv's 2 values per element reach 16 gates each
+    assert c.get("att.terms").spikes == 4 * 40
+    assert c.get("att.terms").synaptic_events == 4 * 40 + 16 * 2 * 32
+    assert c.get("att").synaptic_events == 4 * 40 + 4 * 40  # terms + correction from q
+
+
+def test_decompose_events_from_the_simulator_and_the_assumed_rate(tiny_v2, loihi2):
+    from spikec.sim import simulate
+
+    images = np.random.default_rng(0).integers(0, 256, (3, 1, 16, 16)).astype(np.uint8)
+    res = simulate(tiny_v2, images)
+    net = extract_network(tiny_v2, "decompose")
+    m = map_network(net, loihi2)
+    c = counts_from_sim(res, m, "sim")
+    for p in net.products:
+        terms, relay = c.get(p.terms_layer), c.get(p.name)
+        ssa_ops = res.stats[p.name].per_sample("ssa_ops")
+        assert relay.ssa_ops == ssa_ops
+        if p.gate is None:  # a coincidence fires once per nonzero term
+            assert p.term_neuron == "coincidence LIF" and terms.spikes == ssa_ops
+            correction = 0.0
+        else:  # a gate fires for every spike of its gating operand, times its fan-out
+            rows, cols = p.dims[1], p.dims[3]
+            fan_out = cols if p.gate == 0 else rows
+            correction = fan_out * res.stats[p.sources[p.gate]].per_sample("spikes")
+            assert terms.spikes == pytest.approx(correction) and terms.spikes >= ssa_ops
+        assert relay.synaptic_events == pytest.approx(terms.spikes + correction)
+    # the papers' formula does not depend on the lowering
+    host_map = map_network(extract_network(tiny_v2, "host"), loihi2)
+    assert paper_energy(m, c)["energy_j"] == pytest.approx(
+        paper_energy(host_map, counts_from_sim(res, host_map, "sim"))["energy_j"])
+    # no counts: term neurons fire at the assumed rate (the host's assumed SSA work), relays send
+    # every element every step (as the host does)
+    j = estimate(tiny_v2, loihi2, ssa="decompose", rate=0.25).to_json()
+    jh = estimate(tiny_v2, loihi2, ssa="host", rate=0.25).to_json()
+    host_ops = {u["name"]: u["ssa_ops"] for u in jh["host"]}
+    for e in _ssa_layers(j):
+        if e["kind"] == "ssa_term":
+            assert e["spikes"] == pytest.approx(host_ops[e["name"][:-len(".terms")]])
+        else:
+            assert e["spikes"] == e["neurons"] * 2
+
+
+def test_decompose_that_does_not_fit_names_the_ssa_layer(tmp_path, tiny_v2, loihi2, capsys):
+    host_cores = map_network(extract_network(tiny_v2, "host"), loihi2).total_cores
+    user = tmp_path / "small.toml"
+    src = loihi2.path.read_text()
+    assert "cores_per_chip = { value = 128," in src
+    user.write_text(src.replace("cores_per_chip = { value = 128,",
+                                f"cores_per_chip = {{ value = {host_cores},"))
+    save(tiny_v2, tmp_path / "v2.spkc")
+    main(["estimate", str(tmp_path / "v2.spkc"), "--profile", str(user), "--ssa", "host",
+          "--json"])
+    assert json.loads(capsys.readouterr().out)["fits"] is True
+    with pytest.raises(SystemExit) as e:
+        main(["estimate", str(tmp_path / "v2.spkc"), "--profile", str(user), "--ssa",
+              "decompose", "--json"])
+    assert e.value.code == 3
+    out = capsys.readouterr()
+    j = json.loads(out.out)
+    assert j["fits"] is False and j["ssa"] == "decompose"
+    ssa_names = {x["name"] for x in _ssa_layers(j)}
+    named = out.err.split("layer '")[1].split("'")[0]
+    assert named in ssa_names and "runs out of cores" in out.err
+
+
+def test_ssa_lowering_defaults_to_the_lava_bundles_and_sweeps_keep_it(tmp_path, capsys):
+    out = tmp_path / "OUT"
+    out.mkdir()
+    save(ssa_net(), out / "compiled.spkc")
+    (out / "report.json").write_text(json.dumps({"timesteps": 2, "layers": [],
+                                                 "lava": {"ssa": "decompose"}}))
+    main(["estimate", str(out), "--profile", "loihi2", "--json", "--no-save"])
+    assert json.loads(capsys.readouterr().out)["ssa"] == "decompose"
+    main(["estimate", str(out), "--profile", "loihi2", "--json", "--no-save", "--ssa", "host"])
+    assert json.loads(capsys.readouterr().out)["ssa"] == "host"
+    main(["estimate", str(out), "--profile", "loihi2", "--no-save"])
+    assert "SSA: decompose" in capsys.readouterr().out
+    main(["estimate", str(out), "--profile", "loihi2", "--json", "--sweep",
+          "neurons_per_core=256,8192", "--plot", str(tmp_path / "s.png")])
+    sweep = json.loads(capsys.readouterr().out)
+    assert sweep["ssa"] == "decompose" and all(r["fits"] for r in sweep["sweep"])
+    host = run_sweep(extract_network(ssa_net(), "host"), load_profile("loihi2"),
+                     [("neurons_per_core", [256, 8192])])
+    assert all(d["cores"] > h["cores"] for d, h in zip(sweep["sweep"], host))
+    with pytest.raises(UnsupportedOpError, match="unknown SSA lowering"):
+        extract_network(ssa_net(), "cpu")
 
 
 # ----------------------------------------------------------------------------- SANA-FE

@@ -99,6 +99,7 @@ def _summary(j: dict) -> str:
         f"({j['cores_per_chip']} cores per chip)",
         f"events: {j['events']['source']}; T = {j['timesteps']}, pipeline depth "
         f"{j['pipeline_depth']}",
+        f"SSA: {_SSA_WORDS[j['ssa']]}",
         f"energy per inference: paper 45 nm {_fmt(e['paper_45nm'], 'J')}, profile "
         f"({j['energy']['profile']['cost_model']}) {_fmt(e['profile'], 'J')}",
         f"latency per step {_fmt(j['latency_per_step_s'], 's')} (busiest core "
@@ -111,6 +112,10 @@ def _summary(j: dict) -> str:
                      + ", ".join(j["energy"]["profile"]["not_counted"]))
     lines += [f"note: {n}" for n in j["notes"]]
     return "\n".join(lines)
+
+
+_SSA_WORDS = {"host": "host lowering (products on the embedded CPUs)",
+              "decompose": "decompose lowering (term neurons and relays on the cores)"}
 
 
 def _fmt(v, unit):
@@ -145,6 +150,10 @@ def _save_estimate(out_dir: Path, report: dict | None, j: dict) -> None:
                    "(e.g. sanafe).")
 @click.option("--rate", type=float, default=0.1, show_default=True,
               help="Firing rate assumed when no event counts are available.")
+@click.option("--ssa", type=click.Choice(["host", "decompose"]),
+              help="Lowering of spiking self-attention's product to cost: host (embedded CPUs) "
+                   "or decompose (term neurons on cores). Default: the one of OUT's Lava bundle "
+                   "(report.json), else host.")
 @click.option("--sweep", "sweeps", multiple=True, metavar="FIELD=V1,V2",
               help="Design-space sweep of a numeric profile field (repeatable).")
 @click.option("--plot", "plot_path", type=click.Path(), help="PNG for the sweep's plot.")
@@ -152,8 +161,8 @@ def _save_estimate(out_dir: Path, report: dict | None, j: dict) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--arch", help="Registry architecture of a bare state_dict (model files).")
 @click.option("-T", "--timesteps", type=int, help="Time steps (model files).")
-def estimate(model_or_out, profile_name, chips, data_spec, limit, cost, rate, sweeps, plot_path,
-             no_save, as_json, arch, timesteps):
+def estimate(model_or_out, profile_name, chips, data_spec, limit, cost, rate, ssa, sweeps,
+             plot_path, no_save, as_json, arch, timesteps):
     """Map MODEL_OR_OUT onto a chip's cores; estimate energy and latency per inference.
 
     MODEL_OR_OUT is a compiled output directory (compiled.spkc, report.json), a .spkc file, or a
@@ -175,7 +184,9 @@ def estimate(model_or_out, profile_name, chips, data_spec, limit, cost, rate, sw
 
         model_path = model_or_out
         graph = compile_model(model_or_out, profile, LoadOptions(arch=arch, timesteps=timesteps))
-    net = extract_network(graph)
+    if ssa is None:
+        ssa = ((report or {}).get("lava") or {}).get("ssa") or "host"
+    net = extract_network(graph, ssa)
     accuracy = None
     counts = None
     if data_spec:
@@ -194,7 +205,7 @@ def estimate(model_or_out, profile_name, chips, data_spec, limit, cost, rate, sw
     except CapacityError as e:
         if as_json:  # the JSON still says why, then the exit code 3
             click.echo(json.dumps({"profile": profile.name, "fits": False, "reason": str(e),
-                                   "chips": None, "cores": None, "layers": [],
+                                   "ssa": ssa, "chips": None, "cores": None, "layers": [],
                                    "energy_per_inference_j": {"paper_45nm": None, "profile": None},
                                    "latency_per_step_s": None, "timesteps": graph.timesteps},
                                   indent=2, sort_keys=True))
@@ -221,30 +232,32 @@ def _run_sweeps(net, profile, sweeps, counts, chips, cost, rate, plot_path, out_
     grid = parse_sweeps(sweeps)
     requantize = None
     if model_path is not None and data_spec:
-        requantize = _requantizer(model_path, data_spec, limit, load_args)
+        requantize = _requantizer(model_path, data_spec, limit, load_args, net.ssa)
     n = 1
     for _, v in grid:
         n *= len(v)
     with click.progressbar(length=n, label="sweep", file=sys.stderr) as bar:
         rows = run_sweep(net, profile, grid, counts=counts, chips=chips, cost=cost, rate=rate,
-                         requantize=requantize, base_accuracy=accuracy, progress=bar.update)
+                         ssa=net.ssa, requantize=requantize, base_accuracy=accuracy,
+                         progress=bar.update)
     if plot_path is None and out_dir is not None:
         plot_path = str(out_dir / "sweep.png")
     if plot_path:
         plot_sweep(rows, plot_path)
     if as_json:
-        click.echo(json.dumps({"profile": profile.name, "sweep": rows, "plot": plot_path},
-                              indent=2, sort_keys=True, default=float))
+        click.echo(json.dumps({"profile": profile.name, "ssa": net.ssa, "sweep": rows,
+                               "plot": plot_path}, indent=2, sort_keys=True, default=float))
         return
     headers, cells = sweep_table_rows(rows)
     click.echo(format_table(headers, cells))
+    click.echo(f"\nSSA: {_SSA_WORDS[net.ssa]}")
     if plot_path:
         click.echo(f"\nplot: {plot_path}")
     if any(r.get("note") for r in rows):
         click.echo("note: " + next(r["note"] for r in rows if r.get("note")))
 
 
-def _requantizer(model_path, data_spec, limit, load_args):
+def _requantizer(model_path, data_spec, limit, load_args, ssa):
     """Compile the model again for a point's formats, simulate it, and return its accuracy."""
     arch, timesteps = load_args
 
@@ -254,7 +267,7 @@ def _requantizer(model_path, data_spec, limit, load_args):
         from spikec.frontends import LoadOptions
 
         graph = compile_model(model_path, prof, LoadOptions(arch=arch, timesteps=timesteps))
-        mapping = map_network(extract_network(graph), prof)
+        mapping = map_network(extract_network(graph, ssa), prof)
         counts, acc = simulate_counts(graph, mapping, data_spec, limit)
         return graph, counts, acc
     return run

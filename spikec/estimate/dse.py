@@ -44,12 +44,13 @@ def parse_sweeps(items) -> list[tuple[str, list]]:
 
 
 def run_sweep(graph, profile, sweeps: list[tuple[str, list]], *, counts=None, chips=None,
-              cost: str = "profile", rate: float = 0.1,
+              cost: str = "profile", rate: float = 0.1, ssa: str = "host",
               requantize: Callable | None = None, base_accuracy: float | None = None,
               progress=None) -> list[dict]:
     """One row per grid point: the point's values and the estimate's headline numbers.
 
     ``counts``: EventCounts (or a function of the Mapping) for the base network;
+    ``ssa``: the SSA lowering of a graph (a re-quantized one too; a ``Network`` keeps its own);
     ``requantize(profile) -> (graph, counts, accuracy)`` for points that change a format;
     ``base_accuracy``: the measured accuracy of the base network (points with its formats).
     """
@@ -70,7 +71,7 @@ def run_sweep(graph, profile, sweeps: list[tuple[str, list]], *, counts=None, ch
             note = "formats changed: mapping only (no re-quantization available)"
         row = {"point": point}
         try:
-            est = estimate(g, prof, counts=c, chips=chips, cost=cost, rate=rate)
+            est = estimate(g, prof, counts=c, chips=chips, cost=cost, rate=rate, ssa=ssa)
             j = est.to_json()
             row.update({"fits": j["fits"], "chips": j["chips"], "cores": j["cores"],
                         "energy_profile_j": j["energy_per_inference_j"]["profile"],

@@ -38,7 +38,7 @@ def paper_energy(mapping: Mapping, counts: EventCounts) -> dict:
     for lm in mapping.layers:
         layer = lm.layer
         if layer.synapse is None and layer.kind != "readout":
-            continue  # relays, OR-pools and identity inputs: not counted by the papers
+            continue  # relays, OR-pools, identity inputs, decomposed SSA: not counted as synapses
         if layer.first_layer:
             op = g.op(layer.synapse)
             first_macs += op.dense_ops([g.spec(i) for i in op.inputs], g.spec(op.name)) * T
@@ -49,18 +49,16 @@ def paper_energy(mapping: Mapping, counts: EventCounts) -> dict:
     binary = {lm.layer.name for lm in mapping.layers if lm.layer.kind in ("lif", "maxpool",
                                                                           "iand")}
     sops_ssa = 0.0
-    for unit in net.host:
-        if unit.kind != "spike_matmul":
-            continue
-        fr = [rates[s] for s, _ in unit.inputs if s in binary]
+    for p in net.products:  # the same count under either SSA lowering
+        fr = [rates[s] for s in p.sources if s in binary]
         if len(fr) == 2:
             rate = min(fr)
         elif fr:
             rate = fr[0]
         else:
-            sops_ssa += counts.get(unit.name).ssa_ops
+            sops_ssa += counts.get(p.name).ssa_ops
             continue
-        sops_ssa += unit.dense_ops * T * rate
+        sops_ssa += p.dense_ops * T * rate
     sops = sops_synapses + sops_ssa
     return {"energy_j": E_MAC_45NM * first_macs + E_AC_45NM * sops,
             "first_layer_macs": first_macs, "sops": sops, "sops_synapses": sops_synapses,

@@ -83,7 +83,7 @@ class Estimate:
         return {
             "schema": SCHEMA,
             "profile": self.profile.name, "profile_path": str(self.profile.path),
-            "fits": m.fits, "reason": m.reason or None,
+            "fits": m.fits, "reason": m.reason or None, "ssa": m.network.ssa,
             "chips": pl.chips_used, "chips_available": m.chips_available,
             "cores": m.total_cores, "cores_per_chip": m.cores_per_chip,
             "timesteps": T, "pipeline_depth": self.depth, "steps_per_inference": steps,
@@ -119,11 +119,15 @@ class Estimate:
 
 def estimate(graph_or_network: Graph | Network, profile, counts: EventCounts | None = None,
              chips: int | None = None, cost: str = "profile",
-             rate: float = DEFAULT_RATE) -> Estimate:
+             rate: float = DEFAULT_RATE, ssa: str = "host") -> Estimate:
     """Map ``graph_or_network`` onto ``profile`` and estimate energy and latency.
 
     Parameters
     ----------
+    ssa : str
+        Lowering of the SSA products of a graph (``"host"``: embedded CPUs, ``"decompose"``:
+        term neurons and relays on cores); a ``Network`` keeps the lowering it was extracted
+        with.
     counts : EventCounts or callable, optional
         Measured events per inference (or a function of the ``Mapping`` returning them);
         default: ``assumed_counts`` at ``rate``.
@@ -133,7 +137,7 @@ def estimate(graph_or_network: Graph | Network, profile, counts: EventCounts | N
         ``"profile"`` or the name of an ``[alternatives]`` cost model of the profile.
     """
     net = graph_or_network if isinstance(graph_or_network, Network) \
-        else extract_network(graph_or_network)
+        else extract_network(graph_or_network, ssa)
     mapping = map_network(net, profile, chips)
     if callable(counts):
         counts = counts(mapping)

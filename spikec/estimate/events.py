@@ -30,7 +30,8 @@ class UnitEvents:
     active_updates : float or None
         Updates in steps where the neuron had input (default: estimated, see ``active_fraction``).
     ssa_ops : float
-        Integer multiply-accumulates of a ``spike_matmul`` done event-driven (host units).
+        Integer multiply-accumulates of a ``spike_matmul`` on nonzero operand pairs (its host
+        unit, or its relay layer under the ``decompose`` lowering).
     """
 
     spikes: float = 0.0
@@ -57,28 +58,33 @@ class EventCounts:
 
 def assumed_counts(mapping: Mapping, rate: float = 0.1) -> EventCounts:
     """Counts for a uniform firing ``rate`` (spikes per neuron per step) in every layer; the
-    host sends every input pixel and every SSA product each step (an upper bound)."""
+    host sends every input pixel and every SSA product each step (an upper bound), and so does
+    the relay of a decomposed product (``ssa_sum``), whose term neurons fire at ``rate``."""
     net = mapping.network
     T = net.timesteps
     units: dict[str, UnitEvents] = {}
     per_element: dict[str, float] = {}
     for unit in net.host:
-        if unit.kind == "graded_input":
-            per_element[unit.name] = float(T)
-            units[unit.name] = UnitEvents(spikes=unit.elements * T)
-        else:
-            units[unit.name] = UnitEvents(spikes=unit.elements * T,
-                                          ssa_ops=unit.dense_ops * T * rate)
-            per_element[unit.name] = float(T)
+        units[unit.name] = UnitEvents(spikes=unit.elements * T)
+        per_element[unit.name] = float(T)
     for lm in mapping.layers:
         layer = lm.layer
-        per_element[layer.name] = rate * T
-        syn_per_term = float(lm.synapses[:lm.tiling.tiles * lm.tiling.fanin_split].sum()) / \
-            max(1, len(layer.terms))
-        events = sum(syn_per_term * per_element.get(t.source, rate * T) for t in layer.terms)
-        units[layer.name] = UnitEvents(spikes=layer.neurons * rate * T, synaptic_events=events)
+        per_element[layer.name] = float(T) if layer.kind == "ssa_sum" else rate * T
+        events = sum(stream_events(lm, per_element.get(t.source, rate * T)) for t in layer.terms)
+        units[layer.name] = UnitEvents(spikes=layer.neurons * per_element[layer.name],
+                                       synaptic_events=events)
+    for p in net.products:
+        units[p.name].ssa_ops = p.dense_ops * T * rate
     return EventCounts(timesteps=T, units=units, source=f"assumed firing rate {rate:g}",
                        assumed_rate=rate)
+
+
+def stream_events(lm, events_per_element: float) -> float:
+    """Synaptic events of one input stream (``Term``) of a layer: the stream's synapses (a
+    layer's streams have as many each) times the events each source element sends (every source
+    element of a stream has the same fan-out)."""
+    parts = float(lm.synapses[:lm.tiling.tiles * lm.tiling.fanin_split].sum())
+    return parts / max(1, len(lm.layer.terms)) * events_per_element
 
 
 def counts_from_report(report: dict, mapping: Mapping) -> EventCounts | None:
@@ -123,6 +129,9 @@ def counts_from_entries(entries: list[dict], mapping: Mapping, T: int, source: s
     measured: set[str] = set()
     for lm in mapping.layers:
         layer = lm.layer
+        if layer.product is not None:  # decomposed SSA: see _fill_synaptic_events
+            units[layer.name] = UnitEvents()
+            continue
         e_n, e_s = by.get(layer.name), by.get(layer.synapse) if layer.synapse else None
         u = UnitEvents(spikes=val(e_n, "spikes"), synaptic_events=val(e_s, "synaptic_events"))
         if e_n is not None and e_n.get("neuron_updates") is not None:
@@ -131,7 +140,9 @@ def counts_from_entries(entries: list[dict], mapping: Mapping, T: int, source: s
             measured.add(layer.name)
         units[layer.name] = u
     for unit in mapping.network.host:
-        units[unit.name] = UnitEvents(ssa_ops=val(by.get(unit.name), "ssa_ops"))
+        units[unit.name] = UnitEvents()
+    for p in mapping.network.products:
+        units[p.name].ssa_ops = val(by.get(p.name), "ssa_ops")
     notes = []
     # Senders the simulator does not count: take what their single-input readers received.
     for lm in mapping.layers:
@@ -142,30 +153,39 @@ def counts_from_entries(entries: list[dict], mapping: Mapping, T: int, source: s
                 units[src].spikes = val(e_s, "input_events")
                 measured.add(src)
     read_by_cores = {t.source for lm in mapping.layers for t in lm.layer.terms}
-    for unit in mapping.network.host:
-        if unit.name not in read_by_cores:
-            units[unit.name].spikes = 0.0  # an SSA product feeding the next stays on the CPU
-        elif unit.name not in measured:
-            units[unit.name].spikes = float(unit.elements * T)
-            notes.append(f"{unit.name}: values sent per inference not counted; assumed every "
-                         f"element every step ({unit.elements * T:,})")
+    senders = [(u.name, u.elements) for u in mapping.network.host] + \
+        [(lm.layer.name, lm.layer.neurons) for lm in mapping.layers if lm.layer.kind == "ssa_sum"]
+    for name, elements in senders:
+        if name not in read_by_cores:
+            units[name].spikes = 0.0  # an SSA product feeding the next stays on the CPU
+        elif name not in measured:
+            units[name].spikes = float(elements * T)
+            notes.append(f"{name}: values sent per inference not counted; assumed every "
+                         f"element every step ({elements * T:,})")
     _fill_synaptic_events(mapping, units)
     return EventCounts(timesteps=T, units=units, source=source, samples=samples, notes=notes)
 
 
 def _fill_synaptic_events(mapping: Mapping, units: dict[str, UnitEvents]) -> None:
-    """Synaptic events of layers without a synapse op (relays, identity inputs): their synapses
-    times the sender's events per element."""
+    """Synaptic events of layers without a synapse op (relays, identity inputs, decomposed SSA):
+    their synapses times the sender's events per element. A decomposed product's term neurons
+    fire once per nonzero term (the simulator's ``ssa_ops``), a gate once per event of its
+    gating stream (it sends ``A`` even where the count is 0)."""
     elements = {lm.layer.name: lm.layer.neurons for lm in mapping.layers}
     elements.update({u.name: u.elements for u in mapping.network.host})
+
+    def per_element(source: str) -> float:
+        return units.get(source, UnitEvents()).spikes / max(1, elements.get(source, 1))
+
     for lm in mapping.layers:
-        u = units[lm.layer.name]
-        if lm.layer.synapse is not None:
+        layer, u = lm.layer, units[lm.layer.name]
+        if layer.synapse is not None:
             continue
-        parts = lm.synapses[:lm.tiling.tiles * lm.tiling.fanin_split].sum()
-        per_term = float(parts) / max(1, len(lm.layer.terms))
-        u.synaptic_events = sum(per_term * units.get(t.source, UnitEvents()).spikes
-                                / max(1, elements.get(t.source, 1)) for t in lm.layer.terms)
+        u.synaptic_events = sum(stream_events(lm, per_element(t.source)) for t in layer.terms)
+        if layer.kind == "ssa_term":
+            p = mapping.network.product(layer.product)
+            u.spikes = units[p.name].ssa_ops if p.gate is None else \
+                stream_events(lm, per_element(layer.terms[p.gate].source))
 
 
 def active_fraction(synaptic_events: float, neurons: int, fan_in_events_per_step: float) -> float:

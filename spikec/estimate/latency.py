@@ -32,15 +32,13 @@ def pipeline_depth(mapping: Mapping) -> int:
     net = mapping.network
     depth: dict[str, int] = {u.name: 0 for u in net.host if u.kind == "graded_input"}
     order = {op.name: i for i, op in enumerate(net.graph.ops)}
-    units = sorted([(order[lm.layer.name], "layer", lm.layer) for lm in mapping.layers] +
-                   [(order[u.name], "host", u) for u in net.host if u.kind == "spike_matmul"],
-                   key=lambda x: x[0])
-    for _, kind, obj in units:
-        if kind == "layer":
-            srcs = [t.source for t in obj.terms]
-        else:
-            srcs = [s for s, _ in obj.inputs]
-        depth[obj.name] = 1 + max((depth.get(s, 0) for s in srcs), default=0)
+    # (graph position, then layer order: a decomposed product's terms before its relay)
+    stages = [(order[lm.layer.product or lm.layer.name], i, lm.layer.name,
+               [t.source for t in lm.layer.terms]) for i, lm in enumerate(mapping.layers)]
+    stages += [(order[u.name], 0, u.name, [s for s, _ in u.inputs]) for u in net.host
+               if u.kind == "spike_matmul"]
+    for _, _, name, srcs in sorted(stages):
+        depth[name] = 1 + max((depth.get(s, 0) for s in srcs), default=0)
     return max(0, max(depth.values(), default=1) - 1)
 
 

@@ -240,7 +240,7 @@ def _evaluate_layer(layer: Layer, tiling: Tiling, first: int, limits: CoreLimits
         cores = slice(ti * f, ti * f + f)
         for t in layer.terms:
             sl = t.index[np.ix_(chans, rows, cols)].ravel()
-            sl = sl[sl >= 0]
+            sl = np.unique(sl[sl >= 0]) if t.shared else sl[sl >= 0]
             ax += sl.size
             src = sources.get(t.source)
             if src is not None:

@@ -12,6 +12,13 @@ synapses that feed it:
 A *host unit* is work off the neuro-cores: ``graded_input`` (pixels injected by the host as graded
 spikes) and ``spike_matmul`` (the SSA product, on the embedded CPUs under the ``host`` lowering).
 
+Under the ``decompose`` lowering (``spikec.target.ssa``) a ``spike_matmul`` becomes two core
+layers instead: ``NAME.terms`` (``ssa_term``), one term neuron per term ``(z, m, k, n)`` with a
+synapse from ``a[z, m, k]`` and one from ``b[z, k, n]``, and ``NAME`` (``ssa_sum``), the graded
+relay ``y[z, m, n]`` summing its ``K`` terms (plus ``K`` correction synapses from the gating spikes
+of a spike x count product). Both are dense layers with one feature (``F = 1``); their input
+streams read a source element from several neurons (``Term.shared``).
+
 Connectivity is kept in one of two canonical forms on the layer's neurons arranged as
 ``(C, H, W)``:
 
@@ -25,11 +32,14 @@ Connectivity is kept in one of two canonical forms on the layer's neurons arrang
 Every input stream (``Term``) carries ``index``: an integer array in the canonical input layout
 with, per input element, the flat index of the source element that sends it (-1: a constant
 zero, e.g. the padding of a graded input), so that axons and core-to-core traffic can be
-counted exactly through reshapes and transposes.
+counted exactly through reshapes and transposes. An index may name the same source element
+more than once (``Term.shared``: an SSA operand fans out to many term neurons); a core still
+receives it on one axon.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -38,9 +48,10 @@ from spikec.ir import ops as O
 from spikec.ir.fixed import ConvSynapse, CubaLIF, DenseSynapse, GradedInput, Readout
 from spikec.ir.graph import Graph
 from spikec.ir.types import Kind
+from spikec.target.ssa import LOWERINGS, gate_operand, product_dims, term_indices, term_neuron
 
 #: ``Layer.kind`` values.
-LAYER_KINDS = ("lif", "readout", "maxpool", "add", "iand")
+LAYER_KINDS = ("lif", "readout", "maxpool", "add", "iand", "ssa_term", "ssa_sum")
 
 
 @dataclass(frozen=True)
@@ -108,12 +119,32 @@ class Term:
         Flat index of the sending element in ``source``'s output; -1 for constant zeros.
     graded : bool
         Whether messages carry an integer payload (count values) instead of binary spikes.
+    shared : bool
+        Whether ``index`` names a source element more than once (its events fan out to several
+        of the layer's neurons; a core needs one axon for it, not one per synapse).
     """
 
     value: str
     source: str
     index: np.ndarray
     graded: bool
+    shared: bool = False
+
+    @cached_property
+    def previous_read(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(position, previous)`` per input element of a dense layer, positions ascending:
+        its canonical position, and the position of the previous element that reads the same
+        source element (-1: none; constant zeros get their own position, never a new read).
+        An element is a new axon of a tile of positions ``[s, e)`` iff ``previous < s``."""
+        fan_in, positions = self.index.shape[:2]
+        src = self.index[:, :, 0].T.ravel()  # position-major
+        pos = np.repeat(np.arange(positions, dtype=np.int64), fan_in)
+        order = np.argsort(src, kind="stable")
+        prev = np.full(src.size, -1, np.int64)
+        same = src[order[1:]] == src[order[:-1]]
+        prev[order[1:][same]] = pos[order[:-1][same]]
+        prev[src < 0] = pos[src < 0]
+        return pos, prev
 
 
 @dataclass
@@ -137,6 +168,8 @@ class Layer:
         Flat neuron index (into ``shape``) of each canonical position.
     first_layer : bool
         It reads the host's graded input directly (the real-valued first layer of the papers).
+    product : str or None
+        The ``spike_matmul`` an ``ssa_term`` / ``ssa_sum`` layer computes (``Network.product``).
     """
 
     name: str
@@ -147,6 +180,7 @@ class Layer:
     terms: list[Term]
     neuron_of_canonical: np.ndarray
     first_layer: bool = False
+    product: str | None = None
 
     @property
     def neurons(self) -> int:
@@ -172,14 +206,58 @@ class HostUnit:
         return int(np.prod(self.shape))
 
 
+@dataclass(frozen=True)
+class Product:
+    """One ``spike_matmul`` ``y[z, m, n] = sum_k a[z, m, k] * b[z, k, n]`` (either lowering).
+
+    Attributes
+    ----------
+    name : str
+        The op (and its output value).
+    dims : (Z, M, K, N)
+        Head axes (flattened), rows of ``a``, contraction, columns of ``b``.
+    kinds : (str, str)
+        ``"spike"`` or ``"count"`` for ``a`` and ``b``.
+    sources : (str, str)
+        The core layer or host unit sending ``a`` and ``b``.
+    """
+
+    name: str
+    dims: tuple[int, int, int, int]
+    kinds: tuple[str, str]
+    sources: tuple[str, str]
+
+    @property
+    def dense_ops(self) -> int:
+        """Multiply-accumulates per step if every term were computed (= term neurons)."""
+        z, m, k, n = self.dims
+        return z * m * k * n
+
+    @property
+    def term_neuron(self) -> str:
+        return term_neuron(*self.kinds)
+
+    @property
+    def gate(self) -> int | None:
+        """The gating operand of a spike x count product (0: ``a``, 1: ``b``), else None."""
+        return gate_operand(*self.kinds)
+
+    @property
+    def terms_layer(self) -> str:
+        return f"{self.name}.terms"
+
+
 @dataclass
 class Network:
-    """Core layers (in graph order) and host units of one fixed-point graph."""
+    """Core layers (in graph order), host units and SSA products of one fixed-point graph,
+    with ``ssa`` the lowering of the products."""
 
     layers: list[Layer]
     host: list[HostUnit]
     timesteps: int
     graph: Graph
+    products: list[Product] = field(default_factory=list)
+    ssa: str = "host"
 
     def layer(self, name: str) -> Layer:
         for layer in self.layers:
@@ -191,6 +269,12 @@ class Network:
         for unit in self.host:
             if unit.name == name:
                 return unit
+        raise KeyError(name)
+
+    def product(self, name: str) -> Product:
+        for p in self.products:
+            if p.name == name:
+                return p
         raise KeyError(name)
 
     def consumers(self, source: str) -> list[tuple[Layer, Term]]:
@@ -299,21 +383,72 @@ def _dense_layer(name, kind, syn: DenseSynapse | None, inputs, prod, graph, shap
                  shape=tuple(shape), geometry=geo, terms=terms, neuron_of_canonical=canon_out)
 
 
-def extract_network(graph: Graph) -> Network:
-    """The core layers and host units of a fixed-point graph, in graph order.
+def _product(op: O.SpikeMatmul, prod, graph) -> Product:
+    a, b = (graph.spec(v) for v in op.inputs)
+    kinds = tuple("spike" if s.kind is Kind.SPIKE else "count" for s in (a, b))
+    sources = tuple(_source_index(v, prod, graph)[0] for v in op.inputs)
+    return Product(op.name, product_dims(a.shape, b.shape), kinds, sources)
+
+
+def _product_layers(op: O.SpikeMatmul, p: Product, prod, graph) -> list[Layer]:
+    """The ``decompose`` lowering's term neurons and relay (``spikec.target.ssa``) as dense
+    layers of one feature: the term layer's positions are the terms ``(z, m, k, n)``, each
+    reading one element of ``a`` and one of ``b``; the relay's positions are ``y[z, m, n]``, each
+    reading its ``K`` terms (and, for a gate, the ``K`` gating spikes again, to subtract ``A``)."""
+    z, m, k, n = p.dims
+    per_operand = term_indices(z, m, k, n)[:2]
+    n_terms = p.dense_ops
+    streams = []
+    for v, idx in zip(op.inputs, per_operand):
+        src, sent = _source_index(v, prod, graph)
+        streams.append(Term(value=v, source=src, index=sent.ravel()[idx].reshape(1, n_terms, 1),
+                            graded=graph.spec(v).kind is Kind.COUNT, shared=True))
+    one = DenseGeometry(features=1, positions=n_terms, fan_in=1, weights_per_feature=1)
+    terms = Layer(name=p.terms_layer, kind="ssa_term", synapse=None, shape=(n_terms,),
+                  geometry=one, terms=streams,
+                  neuron_of_canonical=np.arange(n_terms, dtype=np.int64).reshape(one.out),
+                  product=p.name)
+
+    def by_output(per_term: np.ndarray) -> np.ndarray:
+        # terms (z, m, k, n) -> the relay's canonical input (k, (z, m, n))
+        return per_term.reshape(z, m, k, n).transpose(2, 0, 1, 3).reshape(k, z * m * n, 1)
+
+    summed = [Term(value=p.terms_layer, source=p.terms_layer,
+                   index=by_output(np.arange(n_terms, dtype=np.int64)),
+                   graded=p.term_neuron != "coincidence LIF")]
+    if p.gate is not None:
+        gate = streams[p.gate]
+        summed.append(Term(value=gate.value, source=gate.source,
+                           index=by_output(gate.index.ravel()), graded=False, shared=True))
+    sums = DenseGeometry(features=1, positions=z * m * n, fan_in=k, weights_per_feature=1)
+    relay = Layer(name=p.name, kind="ssa_sum", synapse=None, shape=graph.spec(op.name).shape,
+                  geometry=sums, terms=summed,
+                  neuron_of_canonical=np.arange(z * m * n, dtype=np.int64).reshape(sums.out),
+                  product=p.name)
+    return [terms, relay]
+
+
+def extract_network(graph: Graph, ssa: str = "host") -> Network:
+    """The core layers and host units of a fixed-point graph, in graph order, with every
+    ``spike_matmul`` lowered as ``ssa`` (``"host"``: a host unit; ``"decompose"``: two core
+    layers).
 
     Raises
     ------
     UnsupportedOpError
-        For a graph that is not fixed-point, or an op the mapper cannot place (names the op).
+        For a graph that is not fixed-point, an op the mapper cannot place (names the op), or an
+        unknown ``ssa`` lowering.
     """
     if graph.domain != "fixed":
         raise UnsupportedOpError("the estimator maps fixed-point graphs; compile the model first "
                                  "(spikec compile, or pass the model file to spikec estimate)")
+    if ssa not in LOWERINGS:
+        raise UnsupportedOpError(f"unknown SSA lowering {ssa!r}; choose one of {LOWERINGS}")
     prod = _producers(graph)
     specs = graph.specs
     layers: list[Layer] = []
     host: list[HostUnit] = []
+    products: list[Product] = []
     for op in graph.ops:
         shape = specs[op.name].shape
         if isinstance(op, (CubaLIF, Readout)):
@@ -353,6 +488,10 @@ def extract_network(graph: Graph) -> Network:
         elif isinstance(op, GradedInput):
             host.append(HostUnit(op.name, "graded_input", tuple(shape)))
         elif isinstance(op, O.SpikeMatmul):
+            products.append(_product(op, prod, graph))
+            if ssa == "decompose":
+                layers.extend(_product_layers(op, products[-1], prod, graph))
+                continue
             ins = [(_source_index(v, prod, graph)[0], specs[v].size) for v in op.inputs]
             host.append(HostUnit(op.name, "spike_matmul", tuple(shape), ins,
                                  op.dense_ops([specs[v] for v in op.inputs], specs[op.name])))
@@ -362,7 +501,8 @@ def extract_network(graph: Graph) -> Network:
             raise UnsupportedOpError(f"op {op.name!r} ({op.OPCODE}): the mapper cannot place it")
     host_names = {u.name for u in host}
     for layer in layers:
-        layer.first_layer = any(t.source in host_names and
-                                next(u for u in host if u.name == t.source).kind == "graded_input"
-                                for t in layer.terms)
-    return Network(layers=layers, host=host, timesteps=graph.timesteps, graph=graph)
+        layer.first_layer = layer.product is None and any(
+            t.source in host_names and next(u for u in host if u.name == t.source).kind ==
+            "graded_input" for t in layer.terms)
+    return Network(layers=layers, host=host, timesteps=graph.timesteps, graph=graph,
+                   products=products, ssa=ssa)

@@ -8,7 +8,8 @@ into rectangular tiles of ``c_t x h_t x w_t`` neurons, one tile per core. Per co
   chips without weight sharing) stores ``weight_bits + synapse_index_bits``; a *shared* kernel
   (convolutions, and dense synapses repeated at several positions, on chips with
   ``conv_weight_sharing``) stores ``weight_bits`` per distinct weight of the channels on the core;
-* input axons: one per distinct source neuron (or host element) whose spikes reach the core;
+* input axons: one per distinct source neuron (or host element) whose spikes reach the core
+  (counted exactly where a stream reads a source element from several neurons, ``Term.shared``);
 * output axons: one per (source neuron, destination core) pair (checked once all layers are
   placed; a layer whose cores exceed it is cut finer and everything is evaluated again).
 
@@ -156,11 +157,21 @@ def worst_tile(layer: Layer, tile: tuple[int, int, int], limits: CoreLimits, f: 
         shared = c_t * -(-g.weights_per_channel // f) * limits.weight_bits * terms
         expanded = n * -(-g.fan_in // f) * synapse_bits(layer, limits) * terms
     else:
-        axons = h_t * -(-g.fan_in // f) * terms
+        axons = sum(-(-shared_reads(t, h_t) // f) if t.shared else h_t * -(-g.fan_in // f)
+                    for t in layer.terms)
         shared = c_t * -(-g.weights_per_feature // f) * limits.weight_bits * terms
         expanded = n * -(-g.fan_in // f) * synapse_bits(layer, limits) * terms
     memory = shared if shares_weights(layer, limits) else expanded
     return {"neurons": n, "synaptic_memory": memory, "input_axons": axons}
+
+
+def shared_reads(term, rows: int) -> int:
+    """The most distinct source elements that one tile of ``rows`` consecutive positions of a
+    dense layer reads through ``term`` (tiles aligned at multiples of ``rows``)."""
+    pos, prev = term.previous_read
+    tile = pos // rows
+    new = prev < tile * rows
+    return int(np.bincount(tile[new]).max()) if new.any() else 0
 
 
 def _fits(w: dict, limits: CoreLimits) -> bool:
@@ -203,14 +214,15 @@ def search_tiling(layer: Layer, limits: CoreLimits, max_neurons: int | None = No
     while True:
         best = None
         for tile in candidates:
+            grid = (-(-c // tile[0]), -(-h // tile[1]), -(-w // tile[2]))
+            tiles = grid[0] * grid[1] * grid[2]
+            rank = (tiles,) if max_neurons is None else (grid[0], tiles)
+            if best is not None and rank > best[0][:len(rank)]:
+                continue  # cannot beat the best: skip the bound (costly for shared streams)
             wc = worst_tile(layer, tile, limits, f)
             if not _fits(wc, limits):
                 continue
-            grid = (-(-c // tile[0]), -(-h // tile[1]), -(-w // tile[2]))
-            tiles = grid[0] * grid[1] * grid[2]
-            key = (tiles, tiles * wc["input_axons"], -tile[0])
-            if max_neurons is not None:
-                key = (grid[0],) + key
+            key = rank + (tiles * wc["input_axons"], -tile[0])
             if best is None or key < best[0]:
                 best = (key, tile, grid)
         if best is not None:

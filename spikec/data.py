@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import io
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from spikec.atomic import write_atomic
 from spikec.errors import DataError
 
 __all__ = ["Dataset", "Preprocess", "load", "save_npz", "SPECS", "MNIST5K_SPLIT_SEED"]
@@ -353,14 +354,7 @@ def save_npz(dataset: Dataset, path: str | os.PathLike) -> Path:
     labels = np.asarray(dataset.labels).astype(np.int64)
     if labels.shape != (images.shape[0],):
         raise DataError(f"{path}: labels must be [N] with N = {images.shape[0]}, got {labels.shape}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, images=images, labels=labels, classes=np.int64(dataset.classes))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    buf = io.BytesIO()
+    np.savez_compressed(buf, images=images, labels=labels, classes=np.int64(dataset.classes))
+    write_atomic(path, buf.getvalue())
     return path

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from spikec.atomic import write_atomic
 from spikec.errors import InputFileError
 
 _STYLE = """
@@ -257,9 +258,7 @@ def write_report(out_dir: str | os.PathLike) -> Path:
     except json.JSONDecodeError as e:
         raise InputFileError(f"{src}: not valid JSON: {e}") from None
     dest = out / "report.html"
-    tmp = out / ".report.html.tmp"
-    tmp.write_text(render(report), encoding="utf-8")
-    os.replace(tmp, dest)
+    write_atomic(dest, render(report).encode("utf-8"))
     return dest
 
 

@@ -1,4 +1,7 @@
 """The IR: verifier errors, serialization round trips for every op type, text dump, networkx view."""
+import os
+import stat
+
 import numpy as np
 import pytest
 
@@ -155,3 +158,27 @@ def test_dump_and_networkx_view():
     rows = ir.summary_rows(g)
     conv = next(r for r in rows if r["name"] == "c1")
     assert conv["dense_ops"] == 8 * 8 * 8 * 2 * 9 and conv["params"] == 8 * 2 * 9 + 8
+
+
+def test_atomic_write_replaces_whole_file_with_umask_permissions(tmp_path, monkeypatch):
+    from spikec.atomic import write_atomic
+
+    target = tmp_path / "sub" / "a.bin"
+    old = os.umask(0o027)
+    try:
+        write_atomic(target, b"first")
+        write_atomic(target, b"second")
+    finally:
+        os.umask(old)
+    assert target.read_bytes() == b"second"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert [p.name for p in target.parent.iterdir()] == ["a.bin"]  # no temporary left behind
+
+    def fail(*_):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("spikec.atomic.os.replace", fail)
+    with pytest.raises(OSError):
+        write_atomic(target, b"third")
+    assert target.read_bytes() == b"second"
+    assert [p.name for p in target.parent.iterdir()] == ["a.bin"]

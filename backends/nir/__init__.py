@@ -22,7 +22,7 @@ import numpy as np
 from spikec import __version__
 from spikec.errors import MissingEnvironmentError, UnsupportedOpError
 from spikec.ir.graph import Graph
-from spikec.ir.serialize import write_atomic
+from spikec.atomic import write_atomic
 from spikec.passes import eliminate_dead_ops, fold_batchnorm, fold_readout, simplify_layout
 
 from .build import META_KEY, NIRBuilder, nudged_threshold

@@ -27,7 +27,7 @@ from spikec import __version__
 from spikec.errors import MissingEnvironmentError, UnsupportedOpError
 from spikec.ir import ops as O
 from spikec.ir.graph import Graph
-from spikec.ir.serialize import write_atomic
+from spikec.atomic import write_atomic
 from spikec.ir.types import Rate
 from spikec.passes import eliminate_dead_ops, fold_batchnorm, simplify_layout
 

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 import click
 
+from spikec.atomic import write_atomic
 from spikec.errors import CapacityError, InputFileError, MissingEnvironmentError
 from spikec.table import format_table
 
@@ -131,9 +131,7 @@ def _save_estimate(out_dir: Path, report: dict | None, j: dict) -> None:
     report = dict(report or {})
     report["estimate"] = j
     text = json.dumps(report, indent=2, sort_keys=True, allow_nan=False, default=float) + "\n"
-    tmp = out_dir / ".report.json.tmp"
-    tmp.write_text(text)
-    os.replace(tmp, out_dir / "report.json")
+    write_atomic(out_dir / "report.json", text.encode("utf-8"))
 
 
 # ----------------------------------------------------------------------------- commands

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 from enum import Enum
 from pathlib import Path
 
 import numpy as np
 
+from spikec.atomic import write_atomic
 from spikec.errors import InputFileError, IRError
 from spikec.ir.graph import Graph, verify
 import spikec.ir.fixed  # noqa: F401  (registers the fixed-point ops)
@@ -150,17 +150,3 @@ def load(path: str | os.PathLike) -> Graph:
     except OSError as e:
         raise InputFileError(f"{p}: cannot read ({e.strerror})") from None
     return loads(data, source=str(p))
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -13,13 +13,14 @@ never needs full unpickling.
 """
 from __future__ import annotations
 
+import io
 import os
 import pickle
-import tempfile
 
 import torch
 
 import spikec
+from spikec.atomic import write_atomic
 from spikec.errors import CheckpointError, InputFileError, UnsafePickleError
 
 DEFAULT_PREPROCESS = {"pixel_scale": 1.0 / 255.0, "mean": [], "std": [], "pad": 0}
@@ -93,19 +94,9 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, *, preproce
     }
     _check_plain(checkpoint, "checkpoint")
 
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".spikec-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    buf = io.BytesIO()
+    torch.save(checkpoint, buf)
+    write_atomic(path, buf.getvalue())
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:

@@ -33,6 +33,9 @@ def save_npz(path, arrays: dict) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(npz_bytes(arrays))
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -324,6 +324,10 @@ def write_outputs(result: TrainResult, cfg: TrainConfig, out: Path, command: str
     return card
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def model_card(result: TrainResult, cfg: TrainConfig, out: Path, command: str) -> str:
     """Markdown model card: config, data, training, accuracies, the command that reproduces it."""
     model = result.model
@@ -365,11 +369,9 @@ Input preprocessing (recorded in the checkpoint under `preprocess`; inputs are r
   random crop with {cfg.crop_pad} px zero padding{', horizontal flips' if cfg.hflip else ''}.
 - AdamW (lr {cfg.lr}, weight decay {cfg.weight_decay} on weights), batch {cfg.batch_size},
   {cfg.warmup_epochs} warm-up epoch(s) then cosine decay; label smoothing {cfg.label_smoothing}.
-- Seed {cfg.seed}, {cfg.threads} CPU threads, torch {torch.__version__}.
-- Training wall time: {result.train_wall_s / 60:.1f} min ({result.train_wall_s:.0f} s) with {cfg.threads} threads
-  on a 2-core CPU shared with other jobs, so an upper bound. Process CPU time
-  {result.train_cpu_s / 60:.1f} min: on {cfg.threads} cores of its own the run takes about
-  {result.train_cpu_s / cfg.threads / 60:.1f} min. Evaluation: {result.eval_wall_s:.0f} s.
+- Seed {cfg.seed}, torch {torch.__version__}, {_plural(cfg.threads, "CPU thread")}.
+- Training: {result.train_wall_s / 60:.1f} min wall ({result.train_wall_s:.0f} s), {result.train_cpu_s / 60:.1f} min process CPU time,
+  on a {os.cpu_count() or 1}-core machine. Evaluation: {result.eval_wall_s:.0f} s.
 
 ## Reproduce
 

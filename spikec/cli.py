@@ -260,9 +260,12 @@ def compile_cmd(model, arch, trust_pickle, input_shape, timesteps, sets, target,
 @click.option("--stage", type=click.Choice(["float", "folded", "quantized"]), default="quantized",
               show_default=True, help="Which graph of OUT to run (quantized: bit-exact simulation).")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Samples per batch.")
+@click.option("--strict", is_flag=True,
+              help="Stop with an error at the first state that wraps around its register (names "
+              "the layer, quantity, step and neuron) instead of wrapping as the chip does.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print JSON: accuracy, layers, totals, predictions.")
-def simulate(out, data, limit, stage, batch_size, as_json):
+def simulate(out, data, limit, stage, batch_size, strict, as_json):
     """Run a compiled OUT directory on a data set: accuracy, spikes and synaptic events per
     layer, firing rates."""
     from spikec.compiler import simulate_output
@@ -270,7 +273,7 @@ def simulate(out, data, limit, stage, batch_size, as_json):
     bars: list = []
     try:
         res = simulate_output(out, data, limit=limit, stage=stage, batch_size=batch_size,
-                              progress=None if as_json else _progress(bars))
+                              strict=strict, progress=None if as_json else _progress(bars))
     finally:
         _close(bars)
     if as_json:

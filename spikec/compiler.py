@@ -326,24 +326,27 @@ def load_stage(out: str | os.PathLike, stage: str) -> Graph:
 
 
 def simulate_output(out: str | os.PathLike, data: str, *, limit: int | None = None,
-                    stage: str = "quantized", batch_size: int = 32,
+                    stage: str = "quantized", batch_size: int = 32, strict: bool = False,
                     progress: Callable[[int], Progress] | None = None) -> dict:
     """Run one stage of a compiled model on a data set.
 
     Returns ``{stage, data, accuracy {float, folded, quantized, samples} (only ``stage`` filled),
     layers, totals, predictions}`` with the layer entries and totals of ``spikec.report``
     (``spike_agreement`` is null: it needs the float run next to this one; see report.json).
+    ``strict``: raise ``StateOverflowError`` where a state would wrap (bit-exact stage only).
     """
     from spikec import interp
 
     if batch_size < 1:
         raise DataError(f"--batch-size must be >= 1, got {batch_size}")
+    if strict and stage != "quantized":
+        raise DataError(f"--strict applies to the bit-exact stage only, not --stage {stage}")
     graph = load_stage(out, stage)
     ds = load_data(data, limit, _graph_input(graph))
     update = progress(len(ds)) if progress else None
     preds = []
     stats: dict[str, ev.LayerStats] = {}
-    sim = Simulator(graph) if stage == "quantized" else None
+    sim = Simulator(graph, strict=strict) if stage == "quantized" else None
     record = ev.float_graph_record(graph) if sim is None else None
     for sl in _batches(len(ds), batch_size):
         images = ds.images[sl]

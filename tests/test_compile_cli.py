@@ -237,3 +237,32 @@ def test_write_dir_is_atomic(tmp_path):
     write_dir(out, {"b": b"2"})
     assert sorted(os.listdir(out)) == ["b"]
     assert [p.name for p in tmp_path.iterdir()] == ["OUT"]
+
+
+def test_simulate_strict_stops_at_a_wrapping_state(compiled, tiny, tmp_path, capsys):
+    import dataclasses
+    import shutil
+
+    from spikec.ir import load, save
+    from spikec.ir.fixed import ConvSynapse
+    from spikec.ir.graph import Graph
+
+    out = tmp_path / "OUT"
+    shutil.copytree(compiled[0][0], out)
+    code, _, err = run_cli(["simulate", out, "--data", tiny["data"], "--limit", 2, "--strict"],
+                           capsys)
+    assert code == 0, err                    # the real compile never wraps on these images
+    g = load(out / "compiled.spkc")
+    first = next(op for op in g.ops if isinstance(op, ConvSynapse))
+    loud = dataclasses.replace(first, weight_exp=np.full_like(first.weight_exp, 7))
+    save(Graph([loud if op is first else op for op in g.ops], g.timesteps, g.meta, g.domain),
+         out / "compiled.spkc")
+    code, _, err = run_cli(["simulate", out, "--data", tiny["data"], "--limit", 2], capsys)
+    assert code == 0, err                    # wraps silently, like the chip
+    code, _, err = run_cli(["simulate", out, "--data", tiny["data"], "--limit", 2, "--strict",
+                            "--json"], capsys)
+    line = _one_line_error(code, err)
+    assert first.name in line and "out of range at time step" in line, line
+    code, _, err = run_cli(["simulate", out, "--data", tiny["data"], "--stage", "float",
+                            "--strict"], capsys)
+    _one_line_error(code, err)

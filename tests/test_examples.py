@@ -1,0 +1,47 @@
+"""The shipped trained checkpoints in ``examples/checkpoints/``: size, model card, README command,
+and that each is the trained model its card describes (float accuracy on a slice of its test
+split)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from spikec import data as spk_data  # noqa: E402
+from spikec.models.checkpoint import load_model  # noqa: E402
+from spikec.models.train import evaluate  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINTS = ROOT / "examples" / "checkpoints"
+NAMES = ["spikformer_v2_mnist5k", "spikformer_v2_fmnist", "spikformer_v1_fmnist",
+         "spikformer_v2_fmnist_iand"]
+SLICE = 1000   # test images evaluated here: the binomial sd at 90% is about 1 pp
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_checkpoint_card_and_readme_agree(name):
+    pt, card = CHECKPOINTS / f"{name}.pt", CHECKPOINTS / f"{name}.md"
+    assert pt.stat().st_size < 5 * 2**20
+    _, ckpt = load_model(pt)
+    text = card.read_text()
+    for T in (1, 2, 4):
+        assert f"| {T} | {100 * ckpt['accuracies'][f'T{T}']:.2f}% |" in text, (name, T)
+    command = ckpt["train_command"]
+    assert command.endswith(f"-o examples/checkpoints/{name}.pt")
+    assert command in text
+    readme = (ROOT / "README.md").read_text()
+    assert command.replace("python -m", ".venv/bin/python -m") in readme, name
+    assert re.search(rf"`{name}\.pt` \| {100 * ckpt['accuracies']['T4']:.2f}% \|", readme), name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_checkpoint_is_the_trained_model_of_its_card(name):
+    model, ckpt = load_model(CHECKPOINTS / f"{name}.pt")
+    test = spk_data.load(ckpt["data"]["test"], limit=SLICE)
+    pre = spk_data.Preprocess.from_dict(ckpt["preprocess"])
+    torch.set_num_threads(1)
+    acc = evaluate(model, torch.from_numpy(test.images), torch.from_numpy(test.labels), pre, T=4)
+    assert abs(acc - ckpt["accuracies"]["T4"]) < 0.04, (name, acc)

@@ -101,7 +101,7 @@ def _summary(j: dict) -> str:
         f"{j['pipeline_depth']}",
         f"SSA: {_SSA_WORDS[j['ssa']]}",
         f"energy per inference: paper 45 nm {_fmt(e['paper_45nm'], 'J')}, profile "
-        f"({j['energy']['profile']['cost_model']}) {_fmt(e['profile'], 'J')}",
+        f"{_cost_model_words(j)}{_fmt(e['profile'], 'J')}",
         f"latency per step {_fmt(j['latency_per_step_s'], 's')} (busiest core "
         f"{_fmt(lat['busiest_core'], 's')} in {j['latency']['busiest_layer']}, network "
         f"{_fmt(lat['network'], 's')}, sync {_fmt(lat['barrier_sync'], 's')}); per inference "
@@ -125,6 +125,12 @@ def _fmt(v, unit):
         if abs(v) >= scale:
             return f"{v / scale:.4g} {prefix}{unit}"
     return f"{v:.3g} {unit}"
+
+
+def _cost_model_words(j: dict) -> str:
+    """``"(MODEL) "`` when the energy comes from a cost model other than the profile's own."""
+    model = j["energy"]["profile"]["cost_model"]
+    return "" if model == "profile" else f"({model}) "
 
 
 def _save_estimate(out_dir: Path, report: dict | None, j: dict) -> None:

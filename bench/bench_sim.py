@@ -130,14 +130,9 @@ def activate(model, images: np.ndarray) -> None:
     too), which would benchmark nothing but empty layers."""
     import torch
 
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = 1.0
-    model.train()
-    with torch.no_grad():
-        model(torch.from_numpy(images.astype(np.float32) / 255.0))
-    model.eval()
+    from spikec.models.activity import batchnorm_from_batch
+
+    batchnorm_from_batch(model, torch.from_numpy(images.astype(np.float32) / 255.0))
 
 
 def spikformer_v2_8_512(batch: int, repeats: int, silent: bool = False) -> dict:

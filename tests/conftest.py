@@ -9,30 +9,11 @@ import pytest
 
 
 def calibrate_batchnorm(model, x, seed: int = 1) -> None:
-    """Random BN affine parameters (gamma in [0.5, 2), beta in [0.2, 1.2)) and running statistics
-    measured on ``x``, so that every LIF layer fires at a useful rate; leaves ``model`` in eval."""
-    import torch
+    """Random BN affine parameters and running statistics measured on ``x``, so that every LIF
+    layer fires at a useful rate; leaves ``model`` in eval."""
+    from spikec.models.activity import batchnorm_from_batch
 
-    gen = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average: one batch gives its exact statistics
-            with torch.no_grad():
-                m.weight.copy_(torch.rand(m.num_features, generator=gen) * 1.5 + 0.5)
-                m.bias.copy_(torch.rand(m.num_features, generator=gen) + 0.2)
-    model.train()
-    with torch.no_grad():
-        model(x)
-    model.eval()
-    reset_neurons(model)
-
-
-def reset_neurons(model) -> None:
-    """spikingjelly's ``functional.reset_net``: reset modules that keep state between calls."""
-    for m in model.modules():
-        if hasattr(m, "reset") and callable(m.reset) and hasattr(m, "v"):
-            m.reset()
+    batchnorm_from_batch(model, x, affine_seed=seed)
 
 
 @dataclass
@@ -59,6 +40,7 @@ def compare_with_torch(graph, model, raw: np.ndarray, *, dtype=np.float32,
     from spikec.frontends.torch.neurons import reader_for
     from spikec.interp import preprocess
     from spikec.ir import ops as O
+    from spikec.models.activity import reset_neurons
 
     inp = graph.inputs[0]
     x = torch.from_numpy(preprocess(inp, raw, dtype))

@@ -25,6 +25,7 @@ from spikec.errors import InputFileError, UnsupportedOpError  # noqa: E402
 from spikec.frontends import LoadOptions, load_model  # noqa: E402
 from spikec.frontends.nir import from_nir  # noqa: E402
 from spikec.ir import ops as O  # noqa: E402
+from spikec.models.activity import batchnorm_from_batch  # noqa: E402
 from spikec.ir.graph import Graph  # noqa: E402
 
 
@@ -201,21 +202,7 @@ def spikformer(digits):
 
 def _calibrate(model, x) -> None:
     """BN statistics from the digits themselves (a stand-in for training: useful firing rates)."""
-    gen = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None
-            with torch.no_grad():
-                m.weight.copy_(torch.rand(m.num_features, generator=gen) * 1.5 + 0.5)
-                m.bias.copy_(torch.rand(m.num_features, generator=gen) + 0.2)
-    model.train()
-    with torch.no_grad():
-        model(x)
-    model.eval()
-    for m in model.modules():
-        if hasattr(m, "reset") and hasattr(m, "v"):
-            m.reset()
+    batchnorm_from_batch(model, x, affine_seed=1)
 
 
 def dyadic(graph: Graph) -> Graph:

@@ -492,6 +492,7 @@ def test_compiled_spikformer_fast_int64_and_stepwise_agree():
     one batch so that every layer is active): float carriers, int64 and step-by-step agree."""
     torch = pytest.importorskip("torch")
     from spikec import models
+    from spikec.models.activity import batchnorm_from_batch
     from spikec.frontends.torch import input_op, trace
     from spikec.pipeline import CompileOptions, compile_graph
 
@@ -499,14 +500,7 @@ def test_compiled_spikformer_fast_int64_and_stepwise_agree():
     model = models.create("spikformer_v2_tiny", T=2)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (4, 1, 28, 28), dtype=np.uint8)
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = 1.0
-    model.train()
-    with torch.no_grad():
-        model(torch.from_numpy(x.astype(np.float32) / 255))
-    model.eval()
+    batchnorm_from_batch(model, torch.from_numpy(x.astype(np.float32) / 255))
     g = trace(model, input_op((1, 28, 28), None), timesteps=2)
     fixed = compile_graph(g, profile="loihi2", calib=x, options=CompileOptions()).fixed
     lifs = [op.name for op in fixed.ops if isinstance(op, CubaLIF)]

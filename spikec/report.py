@@ -26,12 +26,13 @@ Schema (``SCHEMA_VERSION`` 1; keys marked * are the contract of issue 4 and keep
         synaptic_events*  input events x fan-out (conv/dense synapses)
         input_events, graded_events   messages received; those with a payload
         neuron_updates, ssa_ops       compartment updates; spike_matmul MACs on nonzero operands
+        values_out        nonzero values an add or spike_matmul emits (graded messages)
         firing_rate       spikes / (neurons x T), cuba_lif only
         spike_agreement*  fraction of (sample, step, neuron) entries whose spike equals the float
                           model's (cuba_lif with a float counterpart; else null)
         spike_jaccard     |both spike| / |either spikes| over the same entries (null if neither)
     totals*           {spikes*, synaptic_events*, neuron_updates*, input_events, graded_events,
-                       ssa_ops}: sums over layers, per sample
+                       ssa_ops, values_out}: sums over layers, per sample
     notes             the compiler's notes (quantization choices, overflow checks, lowering costs)
 
 Counts are null without --data. The file is written with sorted keys and no timestamps, so the

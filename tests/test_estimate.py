@@ -460,6 +460,14 @@ def test_decompose_events_from_the_simulator_and_the_assumed_rate(tiny_v2, loihi
             correction = fan_out * res.stats[p.sources[p.gate]].per_sample("spikes")
             assert terms.spikes == pytest.approx(correction) and terms.spikes >= ssa_ops
         assert relay.synaptic_events == pytest.approx(terms.spikes + correction)
+        # a relay sends one graded message per nonzero value the simulator saw it emit
+        assert relay.spikes == pytest.approx(res.stats[p.name].per_sample("values_out"))
+    assert not [n for n in c.notes if "not counted" in n]
+    # the same from report entries of an older compile without values_out: assumed, with a note
+    old = [{"name": n, "op": st.op, **{k: st.per_sample(k) for k in st.counts if k != "values_out"}}
+           for n, st in res.stats.items()]
+    c_old = counts_from_entries(old, m, tiny_v2.timesteps, "old report", 3)
+    assert any("not counted" in n for n in c_old.notes)
     # the papers' formula does not depend on the lowering
     host_map = map_network(extract_network(tiny_v2, "host"), loihi2)
     assert paper_energy(m, c)["energy_j"] == pytest.approx(

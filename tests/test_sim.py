@@ -513,3 +513,10 @@ def test_compiled_spikformer_fast_int64_and_stepwise_agree():
     rates = [fast.stats[n].firing_rate() for n in lifs]
     assert sum(r > 0 for r in rates) >= len(lifs) // 2, rates
     assert fast.totals() == slow.totals()
+    # values_out: the nonzero values each residual add and SSA product emits, per step
+    relays = [op.name for op in fixed.ops if isinstance(op, (Add, SpikeMatmul))]
+    assert relays
+    for n in relays:
+        v = fast.values[n]
+        assert list(fast.stats[n].values_out) == [np.count_nonzero(v[t]) for t in range(len(v))], n
+    assert all(not fast.stats[n].values_out.any() for n in lifs)

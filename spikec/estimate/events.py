@@ -118,8 +118,10 @@ def counts_from_entries(entries: list[dict], mapping: Mapping, T: int, source: s
     """Counts from per-op entries (``name`` + counters, spikec.sim.events' definitions).
 
     A core layer takes ``spikes`` from its neuron op and ``synaptic_events`` from its synapse op;
-    a host unit's messages and the outputs of relays (max-pool, add, iand), which the simulator
-    does not count as spikes, are the ``input_events`` of the synapse op that reads them."""
+    a relay of integer values (``add``, a ``spike_matmul`` on the CPU or as relay neurons) sends
+    its ``values_out``; other host units' messages and the outputs of the remaining relays
+    (max-pool, iand, and adds or products in reports without ``values_out``) are the
+    ``input_events`` of the synapse op that reads them."""
     by = {e["name"]: e for e in entries if "name" in e}
 
     def val(e, key):
@@ -144,6 +146,15 @@ def counts_from_entries(entries: list[dict], mapping: Mapping, T: int, source: s
     for p in mapping.network.products:
         units[p.name].ssa_ops = val(by.get(p.name), "ssa_ops")
     notes = []
+    # Relays of integer values (residual adds, SSA products on the CPU or as relays) send one
+    # graded message per nonzero value: the simulator's values_out where the report has it.
+    relays = [lm.layer.name for lm in mapping.layers if lm.layer.kind in ("add", "ssa_sum")]
+    for name in relays + [u.name for u in mapping.network.host]:
+        e = by.get(name)
+        if (name in units and e is not None and e.get("op") in ("add", "spike_matmul")
+                and e.get("values_out") is not None):
+            units[name].spikes = val(e, "values_out")
+            measured.add(name)
     # Senders the simulator does not count: take what their single-input readers received.
     for lm in mapping.layers:
         e_s = by.get(lm.layer.synapse) if lm.layer.synapse else None

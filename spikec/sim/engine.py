@@ -366,7 +366,9 @@ class Simulator:
             return self._spike_matmul(op, *args, stats)
         if isinstance(op, O.Add):
             dt = self._carrier(self.bounds[op.name])
-            return np.add(la.as_carrier(args[0], dt), la.as_carrier(args[1], dt))
+            y = np.add(la.as_carrier(args[0], dt), la.as_carrier(args[1], dt))
+            stats.add("values_out", ev.nonzero_per_step(y))
+            return y
         if isinstance(op, O.IAND):
             a, s = args                   # spikes: (1 - a) * s == s AND NOT a
             return np.logical_and(s != 0, a == 0)
@@ -495,7 +497,9 @@ class Simulator:
     def _spike_matmul(self, op, a, b, stats: ev.LayerStats) -> np.ndarray:
         stats.add("ssa_ops", ev.ssa_ops(a, b))
         dt = self._carrier(self.bounds[op.name])
-        return la.matmul(la.as_carrier(a, dt), la.as_carrier(b, dt))
+        y = la.matmul(la.as_carrier(a, dt), la.as_carrier(b, dt))
+        stats.add("values_out", ev.nonzero_per_step(y))
+        return y
 
 
 def _neurons(op, spec) -> int:

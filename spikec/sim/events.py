@@ -21,6 +21,9 @@ Definitions (all counts are summed over the samples of a run; ``LayerStats.per_s
 ``ssa_ops``
     Integer multiply-accumulates of a ``spike_matmul`` on nonzero operand pairs:
     ``sum_k nnz(a[..., :, k]) * nnz(b[..., k, :])`` per step.
+``values_out``
+    Nonzero values an ``add`` (the residual stream) or a ``spike_matmul`` emits: the graded
+    messages its relay neurons (or the CPU running the product) send.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 COUNTERS = ("spikes", "input_events", "graded_events", "synaptic_events", "neuron_updates",
-            "ssa_ops")
+            "ssa_ops", "values_out")
 
 
 @dataclass
@@ -41,7 +44,7 @@ class LayerStats:
     name, op : the op's name and opcode.
     neurons : compartments per sample (``cuba_lif``, ``readout``; 0 for other ops).
     samples : number of samples the counts are summed over.
-    spikes, input_events, graded_events, synaptic_events, neuron_updates, ssa_ops :
+    spikes, input_events, graded_events, synaptic_events, neuron_updates, ssa_ops, values_out :
         int64 arrays [T] (see the module docstring).
     """
 
@@ -133,7 +136,7 @@ def float_graph_stats(graph, values: dict[str, np.ndarray], batch: int) -> dict[
     """The same counts for a float graph run by ``spikec.interp`` (for ``simulate --stage float``).
 
     ``values`` must hold the inputs of every ``conv2d``/``linear``/``spike_matmul`` and the output
-    of every ``lif`` ([T, B, ...]). Definitions as for fixed graphs: a ``conv2d``/``linear`` is a
+    of every ``lif``, ``add`` and ``spike_matmul`` ([T, B, ...]). Definitions as for fixed graphs: a ``conv2d``/``linear`` is a
     synapse op (its nonzero inputs are events, real or count inputs are graded), a ``lif`` a neuron.
     """
     from spikec.ir import ops as O
@@ -163,6 +166,8 @@ def float_graph_stats(graph, values: dict[str, np.ndarray], batch: int) -> dict[
             s.add("neuron_updates", np.full(T, neurons * batch, dtype=np.int64))
         elif isinstance(op, O.SpikeMatmul):
             s.add("ssa_ops", ssa_ops(values[op.inputs[0]], values[op.inputs[1]]))
+        if isinstance(op, (O.Add, O.SpikeMatmul)):
+            s.add("values_out", nonzero_per_step(values[op.name]))
         stats[op.name] = s
     return stats
 
@@ -175,6 +180,6 @@ def float_graph_record(graph) -> list[str]:
     for op in graph.ops:
         if isinstance(op, (O.Conv2d, O.Linear, O.SpikeMatmul)):
             names.extend(op.inputs)
-        elif isinstance(op, O.LIF):
+        if isinstance(op, (O.LIF, O.Add, O.SpikeMatmul)):
             names.append(op.name)
     return sorted(set(names))

@@ -374,6 +374,17 @@ def test_decompose_puts_ssa_on_cores_with_the_lava_backends_sizes(tiny_v2, loihi
     assert (h["ssa"], d["ssa"]) == ("host", "decompose")
     assert d["cores"] > h["cores"] and d["totals"]["neurons"] > h["totals"]["neurons"]
     assert d["pipeline_depth"] > h["pipeline_depth"]
+    # steps of delay: a layer on cores adds one, the CPU product none; the Lava bundle may add
+    # gather relays for split layers, so the mapping's depth is a lower bound and the bundle's,
+    # when given, is used as it is
+    from spikec.backends.lava import bundle_files
+    for j, ssa in ((h, "host"), (d, "decompose")):
+        lava_depth = bundle_files(tiny_v2, ssa=ssa)[1]["pipeline_depth"]
+        assert j["pipeline_depth_source"] == "mapping"
+        assert lava_depth - 2 <= j["pipeline_depth"] <= lava_depth, ssa
+        given = estimate(tiny_v2, prof, ssa=ssa, depth=lava_depth).to_json()
+        assert (given["pipeline_depth"], given["pipeline_depth_source"]) == (lava_depth, "backend")
+        assert given["steps_per_inference"] == 2 + lava_depth
     _check_within_limits(dec.mapping)
     # the products leave the embedded CPUs: no CPU energy or time, no q/k/v traffic to them
     assert h["energy"]["profile"]["breakdown_j"]["embedded_cpu"] > 0

@@ -98,7 +98,8 @@ def _summary(j: dict) -> str:
         f"on {j['chips']} chip(s) of {j['chips_available']} available "
         f"({j['cores_per_chip']} cores per chip)",
         f"events: {j['events']['source']}; T = {j['timesteps']}, pipeline depth "
-        f"{j['pipeline_depth']}",
+        f"{j['pipeline_depth']} "
+        f"({'the Lava bundle' if j['pipeline_depth_source'] == 'backend' else 'from the mapping'})",
         f"SSA: {_SSA_WORDS[j['ssa']]}",
         f"energy per inference: paper 45 nm {_fmt(e['paper_45nm'], 'J')}, profile "
         f"{_cost_model_words(j)}{_fmt(e['profile'], 'J')}",
@@ -188,8 +189,11 @@ def estimate(model_or_out, profile_name, chips, data_spec, limit, cost, rate, ss
 
         model_path = model_or_out
         graph = compile_model(model_or_out, profile, LoadOptions(arch=arch, timesteps=timesteps))
+    lava = (report or {}).get("lava") or {}
     if ssa is None:
-        ssa = ((report or {}).get("lava") or {}).get("ssa") or "host"
+        ssa = lava.get("ssa") or "host"
+    # the Lava bundle's delay when it was built with this lowering (it knows its gather relays)
+    depth = lava.get("pipeline_depth") if lava.get("ssa") == ssa else None
     net = extract_network(graph, ssa)
     accuracy = None
     counts = None
@@ -205,7 +209,8 @@ def estimate(model_or_out, profile_name, chips, data_spec, limit, cost, rate, ss
                     as_json, model_path, data_spec, limit, (arch, timesteps), accuracy)
         return
     try:
-        est = run_estimate(net, profile, counts=counts, chips=chips, cost=cost, rate=rate)
+        est = run_estimate(net, profile, counts=counts, chips=chips, cost=cost, rate=rate,
+                           depth=depth)
     except CapacityError as e:
         if as_json:  # the JSON still says why, then the exit code 3
             click.echo(json.dumps({"profile": profile.name, "fits": False, "reason": str(e),

@@ -33,6 +33,7 @@ class Estimate:
     energy: dict
     latency: dict
     depth: int
+    depth_source: str = "mapping"
 
     @property
     def fits(self) -> bool:
@@ -86,7 +87,8 @@ class Estimate:
             "fits": m.fits, "reason": m.reason or None, "ssa": m.network.ssa,
             "chips": pl.chips_used, "chips_available": m.chips_available,
             "cores": m.total_cores, "cores_per_chip": m.cores_per_chip,
-            "timesteps": T, "pipeline_depth": self.depth, "steps_per_inference": steps,
+            "timesteps": T, "pipeline_depth": self.depth, "pipeline_depth_source": self.depth_source,
+            "steps_per_inference": steps,
             "events": {"source": c.source, "samples": c.samples, "assumed_rate": c.assumed_rate},
             "layers": layers, "host": host, "per_chip": chips,
             "totals": {"neurons": sum(lm.layer.neurons for lm in m.layers),
@@ -119,7 +121,7 @@ class Estimate:
 
 def estimate(graph_or_network: Graph | Network, profile, counts: EventCounts | None = None,
              chips: int | None = None, cost: str = "profile",
-             rate: float = DEFAULT_RATE, ssa: str = "host") -> Estimate:
+             rate: float = DEFAULT_RATE, ssa: str = "host", depth: int | None = None) -> Estimate:
     """Map ``graph_or_network`` onto ``profile`` and estimate energy and latency.
 
     Parameters
@@ -135,6 +137,10 @@ def estimate(graph_or_network: Graph | Network, profile, counts: EventCounts | N
         Chips available (``--chips``); default the profile's system.
     cost : str
         ``"profile"`` or the name of an ``[alternatives]`` cost model of the profile.
+    depth : int, optional
+        Steps of pipeline delay, when a backend has built the network (the Lava bundle's
+        ``pipeline_depth``: it also counts the gather relays some split layers need); default
+        ``pipeline_depth(mapping)``, one step per layer on cores.
     """
     net = graph_or_network if isinstance(graph_or_network, Network) \
         else extract_network(graph_or_network, ssa)
@@ -145,9 +151,10 @@ def estimate(graph_or_network: Graph | Network, profile, counts: EventCounts | N
         counts = assumed_counts(mapping, rate)
     costs = cost_model(profile, cost)
     tr = traffic(mapping, counts)
-    depth = pipeline_depth(mapping)
+    source = "mapping" if depth is None else "backend"
+    depth = pipeline_depth(mapping) if depth is None else int(depth)
     steps = counts.timesteps + depth
     paper = paper_energy(mapping, counts)
     energy = profile_energy(mapping, counts, costs, tr, steps)
     latency = step_latency(mapping, counts, costs, tr, steps)
-    return Estimate(profile, mapping, counts, costs, tr, paper, energy, latency, depth)
+    return Estimate(profile, mapping, counts, costs, tr, paper, energy, latency, depth, source)

@@ -28,18 +28,22 @@ NS = 1e-9
 
 
 def pipeline_depth(mapping: Mapping) -> int:
-    """Synaptic stages on the longest input-to-readout path, minus one."""
+    """Steps of delay on the longest input-to-readout path: one per layer on cores (the Lava
+    bundle's ``pipeline_depth``, so an inference of T steps ends after T + depth steps)."""
     net = mapping.network
     depth: dict[str, int] = {u.name: 0 for u in net.host if u.kind == "graded_input"}
     order = {op.name: i for i, op in enumerate(net.graph.ops)}
     # (graph position, then layer order: a decomposed product's terms before its relay)
     stages = [(order[lm.layer.product or lm.layer.name], i, lm.layer.name,
                [t.source for t in lm.layer.terms]) for i, lm in enumerate(mapping.layers)]
+    # a product on the CPU answers within the step its operands arrive (the Lava backend's
+    # ``host`` lowering: delay 0); a layer on cores adds one step
     stages += [(order[u.name], 0, u.name, [s for s, _ in u.inputs]) for u in net.host
                if u.kind == "spike_matmul"]
+    host = {u.name for u in net.host}
     for _, _, name, srcs in sorted(stages):
-        depth[name] = 1 + max((depth.get(s, 0) for s in srcs), default=0)
-    return max(0, max(depth.values(), default=1) - 1)
+        depth[name] = int(name not in host) + max((depth.get(s, 0) for s in srcs), default=0)
+    return max(depth.values(), default=0)
 
 
 def core_times(mapping: Mapping, counts: EventCounts, costs: CostModel, tr: Traffic,

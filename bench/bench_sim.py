@@ -35,6 +35,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = ROOT / "examples" / "checkpoints" / "spikformer_v2_fmnist.pt"
 
 
+#: Pause before each timed run: numpy's OpenBLAS and torch's OpenMP workers busy-wait for a
+#: while after their last call, which would slow whichever side runs next on 2 cores.
+SETTLE_S = 0.5
+
+
 def _timed(fn) -> float:
     t = time.perf_counter()
     fn()
@@ -92,6 +97,7 @@ def bench(name: str, model, graph, images: np.ndarray, calib: np.ndarray, repeat
     sim_s, float_s, sim_cpu, float_cpu = [], [], [], []
     for _ in range(repeats):
         for fn, wall, cpu in ((run_sim, sim_s, sim_cpu), (run_float, float_s, float_cpu)):
+            time.sleep(SETTLE_S)  # the other side's idle BLAS / OpenMP workers stop spinning
             c = time.process_time()
             wall.append(_timed(fn))
             cpu.append(time.process_time() - c)

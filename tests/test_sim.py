@@ -116,7 +116,26 @@ CONV_CASES = [
     (4, 5, 5, 2, (1, 1), (1, 1), (0, 0), (1, 1), 1, 1, 255, (0, 0)),             # 1x1
     (4, 7, 6, 4, (3, 2), (2, 1), (1, 0), (2, 1), 2, 8, 100, (1, -3, 0, 2)),      # groups, dilation
     (2, 5, 5, 2, (3, 3), (1, 1), (1, 1), (1, 1), 1, 20, 127, (4, -1)),           # 24-bit wrap
+    (2, 17, 16, 3, (3, 3), (1, 1), (1, 1), (1, 1), 1, 8, 127, (0, -1, 2)),       # large map
+    (3, 16, 17, 2, (1, 1), (1, 1), (0, 0), (1, 1), 1, 1, 255, (0, 1)),           # large 1x1
 ]
+
+
+@pytest.mark.parametrize("shape", [(5, 3, 7, 7, 4, 3, 1), (5, 3, 16, 17, 4, 3, 1),
+                                   (5, 6, 7, 7, 8, 1, 0), (5, 6, 16, 16, 8, 1, 0)])
+def test_conv2d_layouts_and_chunks_agree_with_int64(shape, monkeypatch):
+    """Small maps (one GEMM over samples) and large maps (one GEMM per sample), in one chunk or
+    in chunks of one sample, give the exact integer convolution."""
+    n, c, h, w, o, k, p = shape
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 2, (n, c, h, w)).astype(bool)
+    wt = rng.integers(-255, 256, (o, c, k, k))
+    ref = np.stack([conv_reference(xi.astype(np.int64), i64(wt), np.zeros(o, np.int64), (1, 1),
+                                   (p, p), (1, 1), 1) for xi in x])
+    for budget in (la.IM2COL_BYTES, 1):
+        monkeypatch.setattr(la, "IM2COL_BYTES", budget)
+        got = la.conv2d(x, wt.astype(np.float32), (1, 1), (p, p), (1, 1), 1)
+        assert np.array_equal(got.astype(np.int64), ref), budget
 
 
 @pytest.mark.parametrize("case", CONV_CASES)

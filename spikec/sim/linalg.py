@@ -27,6 +27,11 @@ EXACT_FLOAT64 = 1 << 53
 IM2COL_BYTES = 64 << 20
 
 
+#: Output maps with fewer positions than this run as one GEMM over all samples of a chunk
+#: (``W @ cols[C kh kw, N Ho Wo]``, then a transpose to NCHW) instead of one thin GEMM per sample:
+#: measured 1.4-1.6x faster on 7x7 and 14x14 maps, no better on 28x28 and larger.
+SMALL_MAP = 256
+
 #: A stack of products smaller than this (multiply-accumulates per product) runs on one BLAS
 #: thread: waking the thread pool for every small product costs more than it saves, and far more
 #: when the cores are shared with other processes (seconds instead of milliseconds per stack).
@@ -114,7 +119,8 @@ def conv2d(x: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups:
     ``x`` [N, C, H, W] integers in any dtype (bool spikes included: converted while copied),
     ``weight`` [O, C/groups, kh, kw]; returns [N, O, Ho, Wo] in ``weight.dtype``.
     Per sample one GEMM ``W[O, C kh kw] @ cols[C kh kw, Ho Wo]`` (im2col built by kh*kw strided
-    copies, in chunks of samples), so the output lands in NCHW without a transpose. 1x1 kernels and
+    copies, in chunks of samples), so the output lands in NCHW without a transpose; on small maps
+    (``Ho Wo < SMALL_MAP``) one GEMM per chunk of samples and a transpose. 1x1 kernels and
     non-overlapping patch kernels (kernel == stride, no padding) skip the window copies.
     """
     n, c, h, w = x.shape
@@ -130,6 +136,10 @@ def conv2d(x: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups:
     dt = weight.dtype
     w2d = weight.reshape(o, cg * kh * kw)
     if kh == kw == 1 and (sh, sw) == (1, 1) and (ph, pw) == (0, 0):
+        if h * w < SMALL_MAP:
+            cols = np.empty((c, n, h * w), dtype=dt)
+            cols[...] = x.reshape(n, c, h * w).transpose(1, 0, 2)
+            return _to_nchw(w2d @ cols.reshape(c, n * h * w), n, ho, wo)
         return matmul(w2d, as_carrier(x, dt).reshape(n, c, h * w)).reshape(n, o, ho, wo)
     if (kh, kw) == (sh, sw) and (ph, pw) == (0, 0) and (dh, dw) == (1, 1):
         # patchify: space-to-depth, one copy of the input, then a 1x1 product
@@ -141,6 +151,18 @@ def conv2d(x: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups:
     out = np.empty((n, o, ho * wo), dtype=dt)
     per_sample = c * kh * kw * ho * wo * dt.itemsize
     chunk = max(1, IM2COL_BYTES // max(per_sample, 1))
+    if ho * wo < SMALL_MAP:
+        for s in range(0, n, chunk):
+            m = min(chunk, n - s)
+            xs = xp[s:s + m].transpose(1, 0, 2, 3)
+            cols = np.empty((c, kh, kw, m, ho, wo), dtype=dt)
+            for u in range(kh):
+                for v in range(kw):
+                    cols[:, u, v] = xs[:, :, u * dh:u * dh + sh * (ho - 1) + 1:sh,
+                                       v * dw:v * dw + sw * (wo - 1) + 1:sw]
+            out[s:s + m] = _to_nchw(w2d @ cols.reshape(c * kh * kw, m * ho * wo), m, ho,
+                                    wo).reshape(m, o, ho * wo)
+        return out.reshape(n, o, ho, wo)
     cols = np.empty((min(chunk, n), c, kh, kw, ho, wo), dtype=dt)
     for s in range(0, n, chunk):
         m = min(chunk, n - s)
@@ -150,6 +172,12 @@ def conv2d(x: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups:
                                        v * dw:v * dw + sw * (wo - 1) + 1:sw]
         matmul(w2d, cols[:m].reshape(m, c * kh * kw, ho * wo), out=out[s:s + m])
     return out.reshape(n, o, ho, wo)
+
+
+def _to_nchw(y: np.ndarray, n: int, ho: int, wo: int) -> np.ndarray:
+    """``y [O, N Ho Wo]`` (one GEMM over samples) as a contiguous ``[N, O, Ho, Wo]``."""
+    o = y.shape[0]
+    return np.ascontiguousarray(y.reshape(o, n, ho * wo).transpose(1, 0, 2)).reshape(n, o, ho, wo)
 
 
 def maxpool2d(x: np.ndarray, kernel, stride, padding) -> np.ndarray:

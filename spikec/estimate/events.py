@@ -151,8 +151,8 @@ def counts_from_entries(entries: list[dict], mapping: Mapping, T: int, source: s
     relays = [lm.layer.name for lm in mapping.layers if lm.layer.kind in ("add", "ssa_sum")]
     for name in relays + [u.name for u in mapping.network.host]:
         e = by.get(name)
-        if (name in units and e is not None and e.get("op") in ("add", "spike_matmul")
-                and e.get("values_out") is not None):
+        if e is not None and e.get("op") in ("add", "spike_matmul") and \
+                e.get("values_out") is not None:
             units[name].spikes = val(e, "values_out")
             measured.add(name)
     # Senders the simulator does not count: take what their single-input readers received.

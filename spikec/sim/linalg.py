@@ -139,7 +139,7 @@ def conv2d(x: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups:
         if h * w < SMALL_MAP:
             cols = np.empty((c, n, h * w), dtype=dt)
             cols[...] = x.reshape(n, c, h * w).transpose(1, 0, 2)
-            return _to_nchw(w2d @ cols.reshape(c, n * h * w), n, ho, wo)
+            return _samples_first(w2d @ cols.reshape(c, n * h * w), n).reshape(n, o, ho, wo)
         return matmul(w2d, as_carrier(x, dt).reshape(n, c, h * w)).reshape(n, o, ho, wo)
     if (kh, kw) == (sh, sw) and (ph, pw) == (0, 0) and (dh, dw) == (1, 1):
         # patchify: space-to-depth, one copy of the input, then a 1x1 product
@@ -151,33 +151,31 @@ def conv2d(x: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups:
     out = np.empty((n, o, ho * wo), dtype=dt)
     per_sample = c * kh * kw * ho * wo * dt.itemsize
     chunk = max(1, IM2COL_BYTES // max(per_sample, 1))
-    if ho * wo < SMALL_MAP:
-        for s in range(0, n, chunk):
-            m = min(chunk, n - s)
-            xs = xp[s:s + m].transpose(1, 0, 2, 3)
-            cols = np.empty((c, kh, kw, m, ho, wo), dtype=dt)
-            for u in range(kh):
-                for v in range(kw):
-                    cols[:, u, v] = xs[:, :, u * dh:u * dh + sh * (ho - 1) + 1:sh,
-                                       v * dw:v * dw + sw * (wo - 1) + 1:sw]
-            out[s:s + m] = _to_nchw(w2d @ cols.reshape(c * kh * kw, m * ho * wo), m, ho,
-                                    wo).reshape(m, o, ho * wo)
-        return out.reshape(n, o, ho, wo)
-    cols = np.empty((min(chunk, n), c, kh, kw, ho, wo), dtype=dt)
+    small = ho * wo < SMALL_MAP
+    buf = np.empty(min(chunk, n) * c * kh * kw * ho * wo, dtype=dt)  # reused: no page faults
     for s in range(0, n, chunk):
         m = min(chunk, n - s)
+        # small maps: cols [C, kh, kw, m, Ho, Wo], one GEMM for the chunk; else [m, C, kh, kw,
+        # Ho, Wo], one GEMM per sample (each filled in its own memory order: faster)
+        cols = buf[:m * c * kh * kw * ho * wo].reshape(
+            (c, kh, kw, m, ho, wo) if small else (m, c, kh, kw, ho, wo))
+        src = xp[s:s + m].transpose(1, 0, 2, 3) if small else xp[s:s + m]
+        lead = (slice(None),) * (1 if small else 2)
         for u in range(kh):
             for v in range(kw):
-                cols[:m, :, u, v] = xp[s:s + m, :, u * dh:u * dh + sh * (ho - 1) + 1:sh,
-                                       v * dw:v * dw + sw * (wo - 1) + 1:sw]
-        matmul(w2d, cols[:m].reshape(m, c * kh * kw, ho * wo), out=out[s:s + m])
+                cols[lead + (u, v)] = src[:, :, u * dh:u * dh + sh * (ho - 1) + 1:sh,
+                                          v * dw:v * dw + sw * (wo - 1) + 1:sw]
+        if small:
+            out[s:s + m] = _samples_first(w2d @ cols.reshape(c * kh * kw, m * ho * wo), m)
+        else:
+            matmul(w2d, cols.reshape(m, c * kh * kw, ho * wo), out=out[s:s + m])
     return out.reshape(n, o, ho, wo)
 
 
-def _to_nchw(y: np.ndarray, n: int, ho: int, wo: int) -> np.ndarray:
-    """``y [O, N Ho Wo]`` (one GEMM over samples) as a contiguous ``[N, O, Ho, Wo]``."""
+def _samples_first(y: np.ndarray, n: int) -> np.ndarray:
+    """``y [O, N P]`` (one GEMM over samples) as a contiguous ``[N, O, P]``."""
     o = y.shape[0]
-    return np.ascontiguousarray(y.reshape(o, n, ho * wo).transpose(1, 0, 2)).reshape(n, o, ho, wo)
+    return np.ascontiguousarray(y.reshape(o, n, -1).transpose(1, 0, 2))
 
 
 def maxpool2d(x: np.ndarray, kernel, stride, padding) -> np.ndarray:

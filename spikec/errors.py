@@ -4,6 +4,8 @@ Each message says what went wrong, where (file, layer, op, limit) and, where it 
 """
 from __future__ import annotations
 
+import importlib
+
 
 class SpikecError(Exception):
     """Base of every error spikec reports to a user (never a bug in spikec itself)."""
@@ -59,3 +61,13 @@ class DataError(SpikecError):
 
 class MissingEnvironmentError(SpikecError):
     """A required external environment (Lava's Python 3.10, a package) is missing."""
+
+
+def require(package: str, purpose: str, extra: str = "interchange"):
+    """Import the optional ``package`` or raise ``MissingEnvironmentError`` saying what needs it
+    (``purpose``) and how to install it (the ``spikec[extra]`` extra)."""
+    try:
+        return importlib.import_module(package)
+    except ImportError:
+        raise MissingEnvironmentError(f"{purpose} needs the '{package}' package: pip install "
+                                      f"'spikec[{extra}]'") from None

@@ -182,3 +182,13 @@ def test_atomic_write_replaces_whole_file_with_umask_permissions(tmp_path, monke
         write_atomic(target, b"third")
     assert target.read_bytes() == b"second"
     assert [p.name for p in target.parent.iterdir()] == ["a.bin"]
+
+
+def test_require_names_what_needs_a_missing_package():
+    from spikec.errors import MissingEnvironmentError, require
+
+    assert require("json", "reading JSON").loads("1") == 1
+    with pytest.raises(MissingEnvironmentError,
+                       match=r"^doing X needs the 'spikec_no_such_pkg' package: pip install "
+                             r"'spikec\[torch\]'$"):
+        require("spikec_no_such_pkg", "doing X", extra="torch")

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from spikec import __version__
-from spikec.errors import MissingEnvironmentError, UnsupportedOpError
+from spikec.errors import UnsupportedOpError, require
 from spikec.ir.graph import Graph
 from spikec.atomic import write_atomic
 from spikec.passes import eliminate_dead_ops, fold_batchnorm, fold_readout, simplify_layout
@@ -69,12 +69,7 @@ __all__ = ["export", "to_nir", "prepare", "EXPORT_PASSES", "SSA_MODES", "FILE_NA
 
 
 def _nir():
-    try:
-        import nir
-    except ImportError:
-        raise MissingEnvironmentError("NIR export needs the 'nir' package: pip install "
-                                      "'spikec[interchange]'") from None
-    return nir
+    return require("nir", "NIR export")
 
 
 def prepare(graph: Graph) -> Graph:

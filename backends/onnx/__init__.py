@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from spikec import __version__
-from spikec.errors import MissingEnvironmentError, UnsupportedOpError
+from spikec.errors import UnsupportedOpError, require
 from spikec.ir import ops as O
 from spikec.ir.graph import Graph
 from spikec.atomic import write_atomic
@@ -61,12 +61,7 @@ __all__ = ["export", "COVERAGE", "to_onnx", "prepare", "run_steps", "OPSET", "FI
 
 
 def _onnx():
-    try:
-        import onnx
-    except ImportError:
-        raise MissingEnvironmentError("ONNX export needs the 'onnx' package: pip install "
-                                      "'spikec[interchange]'") from None
-    return onnx
+    return require("onnx", "ONNX export")
 
 
 def prepare(graph: Graph) -> Graph:
@@ -292,10 +287,7 @@ def run_steps(model_bytes: bytes, raw: np.ndarray, timesteps: int | None = None)
     """Step a spikec ONNX model T times in onnxruntime on raw samples [B, *shape] (the same
     sample each step); returns the outputs of the last step by name (and ``steps``: every
     step's outputs). Needs ``onnxruntime``."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise MissingEnvironmentError("running ONNX models needs onnxruntime") from None
+    ort = require("onnxruntime", "running ONNX models", extra="test")
     onnx = _onnx()
     model = onnx.load_from_string(model_bytes)
     meta = json.loads({p.key: p.value for p in model.metadata_props}[META_KEY])

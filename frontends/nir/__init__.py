@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spikec.errors import InputFileError, MissingEnvironmentError, UnsupportedOpError
+from spikec.errors import InputFileError, UnsupportedOpError, require
 from spikec.ir import ops as O
 from spikec.ir.graph import Graph, verify
 
@@ -44,12 +44,7 @@ __all__ = ["load", "from_nir", "META_KEY"]
 
 
 def _nir():
-    try:
-        import nir
-    except ImportError:
-        raise MissingEnvironmentError("reading .nir files needs the 'nir' package: pip install "
-                                      "'spikec[interchange]'") from None
-    return nir
+    return require("nir", "reading .nir files")
 
 
 def load(path, options=None) -> Graph:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spikec.errors import InputFileError, MissingEnvironmentError
+from spikec.errors import InputFileError, require
 from spikec.ir.graph import Graph
 
 STATE_PREFIX = "state."
@@ -34,12 +34,7 @@ __all__ = ["load", "from_onnx", "STATE_PREFIX", "NEXT_SUFFIX"]
 
 
 def _onnx():
-    try:
-        import onnx
-    except ImportError:
-        raise MissingEnvironmentError("reading .onnx files needs the 'onnx' package: pip install "
-                                      "'spikec[interchange]'") from None
-    return onnx
+    return require("onnx", "reading .onnx files")
 
 
 def load(path, options=None) -> Graph:

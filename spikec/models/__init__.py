@@ -25,7 +25,7 @@ override):
 """
 from __future__ import annotations
 
-from spikec.errors import CheckpointError, MissingEnvironmentError
+from spikec.errors import CheckpointError, require
 
 FAMILIES = ("v1_imagenet", "v1_cifar", "v2")
 RESIDUAL_MODES = ("add", "iand")
@@ -165,11 +165,7 @@ def describe(params: bool = True) -> str:
 def count_parameters(name: str, **overrides) -> int:
     """Parameter count of ``name`` as the papers count it (see
     :func:`spikec.models.spikformer.count_parameters`), built on the meta device (no memory)."""
-    try:
-        import torch
-    except ImportError:
-        raise MissingEnvironmentError("counting parameters needs torch (pip install spikec[torch])") \
-            from None
+    torch = require("torch", "counting parameters", extra="torch")
     from spikec.models.spikformer import count_parameters as count
 
     with torch.device("meta"):

@@ -13,4 +13,4 @@ python -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
 python -m pip install --quiet "torch==2.13.0"
 # torch is named again beside the extras so that packages with an unpinned torch (nirtorch,
 # snnTorch) see it satisfied by the CPU wheel instead of resolving a CUDA build.
-python -m pip install --quiet "torch==2.13.0" -e ".[test,data,interchange,sanafe]"
+python -m pip install --quiet "torch==2.13.0" -e ".[test,data,interchange,sanafe,cluster]"

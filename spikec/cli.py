@@ -147,13 +147,28 @@ def _number(text: str) -> float:
     return float(num) / float(den) if sep else float(num)
 
 
-def _progress(bars: list):
-    """A ``progress(total) -> update(n)`` factory drawing click progress bars on stderr."""
+def _progress(bars: list, label: str = "evaluating"):
+    """A ``progress(total) -> update(n)`` factory drawing click progress bars on stderr: samples
+    done, samples per second and time left (over all workers of a sharded run)."""
+    import time
+
     def start(total: int):
-        bar = click.progressbar(length=total, label="evaluating", file=sys.stderr)
+        t0 = time.monotonic()
+        done = [0]
+
+        def rate(_item) -> str:
+            dt = time.monotonic() - t0
+            return f"{done[0] / dt:,.1f} samples/s" if done[0] and dt > 0 else ""
+
+        bar = click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True,
+                                show_eta=True, item_show_func=rate)
         bar.__enter__()
         bars.append(bar)
-        return bar.update
+
+        def update(n: int) -> None:
+            done[0] += n
+            bar.update(n, current_item=done[0])
+        return update
     return start
 
 
@@ -263,9 +278,14 @@ def compile_cmd(model, arch, trust_pickle, input_shape, timesteps, sets, target,
 @click.option("--strict", is_flag=True,
               help="Stop with an error at the first state that wraps around its register (names "
               "the layer, quantity, step and neuron) instead of wrapping as the chip does.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Shard the samples over N local processes (results identical to one process).")
+@click.option("--cluster", metavar="ADDRESS",
+              help="Run the shards on an existing Dask cluster (scheduler address, e.g. "
+              "tcp://head:8786; needs spikec[cluster] on every worker).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print JSON: accuracy, layers, totals, predictions.")
-def simulate(out, data, limit, stage, batch_size, strict, as_json):
+def simulate(out, data, limit, stage, batch_size, strict, workers, cluster, as_json):
     """Run a compiled OUT directory on a data set: accuracy, spikes and synaptic events per
     layer, firing rates."""
     from spikec.compiler import simulate_output
@@ -273,7 +293,8 @@ def simulate(out, data, limit, stage, batch_size, strict, as_json):
     bars: list = []
     try:
         res = simulate_output(out, data, limit=limit, stage=stage, batch_size=batch_size,
-                              strict=strict, progress=None if as_json else _progress(bars))
+                              strict=strict, progress=None if as_json else _progress(bars),
+                              workers=workers, cluster=cluster)
     finally:
         _close(bars)
     if as_json:

@@ -327,15 +327,18 @@ def load_stage(out: str | os.PathLike, stage: str) -> Graph:
 
 def simulate_output(out: str | os.PathLike, data: str, *, limit: int | None = None,
                     stage: str = "quantized", batch_size: int = 32, strict: bool = False,
-                    progress: Callable[[int], Progress] | None = None) -> dict:
+                    progress: Callable[[int], Progress] | None = None, workers: int = 1,
+                    cluster: str | None = None) -> dict:
     """Run one stage of a compiled model on a data set.
 
     Returns ``{stage, data, accuracy {float, folded, quantized, samples} (only ``stage`` filled),
     layers, totals, predictions}`` with the layer entries and totals of ``spikec.report``
     (``spike_agreement`` is null: it needs the float run next to this one; see report.json).
     ``strict``: raise ``StateOverflowError`` where a state would wrap (bit-exact stage only).
+    ``workers`` / ``cluster``: shard the samples over local processes or a Dask cluster
+    (``spikec.shards``); the result is the same as one process's, byte for byte.
     """
-    from spikec import interp
+    from spikec import shards
 
     if batch_size < 1:
         raise DataError(f"--batch-size must be >= 1, got {batch_size}")
@@ -343,29 +346,20 @@ def simulate_output(out: str | os.PathLike, data: str, *, limit: int | None = No
         raise DataError(f"--strict applies to the bit-exact stage only, not --stage {stage}")
     graph = load_stage(out, stage)
     ds = load_data(data, limit, _graph_input(graph))
-    update = progress(len(ds)) if progress else None
-    preds = []
-    stats: dict[str, ev.LayerStats] = {}
-    sim = Simulator(graph, strict=strict) if stage == "quantized" else None
-    record = ev.float_graph_record(graph) if sim is None else None
-    for sl in _batches(len(ds), batch_size):
-        images = ds.images[sl]
-        if sim is not None:
-            r = sim.run(images)
-            logits, batch_stats = r.logits, r.stats
-        else:
-            tr = interp.run(graph, images, record=record)
-            logits = tr.logits
-            batch_stats = ev.float_graph_stats(graph, tr.values, len(images))
-        preds.append(np.argmax(logits, axis=1))
-        for name, s in batch_stats.items():
-            if name in stats:
-                stats[name].merge(s)
-            else:
-                stats[name] = s
-        if update:
-            update(len(images))
-    predictions = np.concatenate(preds).astype(np.int64)
+    if workers == 1 and not cluster:
+        update = progress(len(ds)) if progress else None
+        predictions, stats = simulate_batches(graph, stage, ds.images, batch_size, strict, update)
+    else:
+        ref = shards.GraphFile.of(Path(out) / GRAPH_FILES[stage])
+        plan = shards.plan_shards(len(ds), batch_size, workers)
+        tasks = [shards.Task(_simulate_shard, (ref, stage, ds.images[sh.start:sh.stop], batch_size,
+                                               strict), sh.size) for sh in plan]
+        with shards.Runner(workers, cluster) as runner:   # connects before the bar starts
+            parts = runner.run(tasks, progress(len(ds)) if progress else None)
+        predictions = np.concatenate([p for p, _ in parts]) if parts else np.zeros(0, np.int64)
+        stats = {}
+        for _, part in parts:       # integer counts: the sum in shard order is exact
+            _merge_stats(stats, part)
     acc = float((predictions == ds.labels).mean())
     ops = [(op.name, op.OPCODE, stats[op.name].neurons) for op in graph.ops]
     layers = rep.layer_entries(ops, stats, None, graph.timesteps)
@@ -374,6 +368,48 @@ def simulate_output(out: str | os.PathLike, data: str, *, limit: int | None = No
             "accuracy": rep.accuracy_block(*(acc if s == stage else None for s in STAGES), len(ds)),
             "layers": layers, "totals": rep.totals(layers),
             "predictions": [int(p) for p in predictions]}
+
+
+def simulate_batches(graph: Graph, stage: str, images: np.ndarray, batch_size: int,
+                     strict: bool = False, update: Callable[[int], None] | None = None
+                     ) -> tuple[np.ndarray, dict[str, ev.LayerStats]]:
+    """Predictions (int64 [n]) and per-op event counts of ``graph`` on ``images``, batch by batch
+    (the bit-exact simulator for a fixed graph, the reference interpreter for a float one)."""
+    from spikec import interp
+
+    preds = [np.zeros(0, np.int64)]
+    stats: dict[str, ev.LayerStats] = {}
+    sim = Simulator(graph, strict=strict) if stage == "quantized" else None
+    record = ev.float_graph_record(graph) if sim is None else None
+    for sl in _batches(len(images), batch_size):
+        batch = images[sl]
+        if sim is not None:
+            r = sim.run(batch)
+            logits, batch_stats = r.logits, r.stats
+        else:
+            tr = interp.run(graph, batch, record=record)
+            logits = tr.logits
+            batch_stats = ev.float_graph_stats(graph, tr.values, len(batch))
+        preds.append(np.argmax(logits, axis=1))
+        _merge_stats(stats, batch_stats)
+        if update:
+            update(len(batch))
+    return np.concatenate(preds).astype(np.int64), stats
+
+
+def _simulate_shard(ref, stage, images, batch_size, strict):
+    """One shard of ``simulate_output`` on a worker (module level: pickled by reference)."""
+    from spikec.shards import load_graph
+
+    return simulate_batches(load_graph(ref), stage, images, batch_size, strict)
+
+
+def _merge_stats(into: dict, part: dict) -> None:
+    for name, s in part.items():
+        if name in into:
+            into[name].merge(s)
+        else:
+            into[name] = s
 
 
 def _graph_input(graph: Graph):

@@ -114,11 +114,14 @@ def to_nir(graph: Graph, ssa: str | None = None, *, prepared: bool = False):
             if r is None:
                 b.emit(op)
             elif op is r.ops[-1]:  # every input of the region exists by its last op
+                before = set(b.nodes)
                 f = decompose(r, g, b)
                 facts["regions"].append({"name": r.name, "units": f.units, "weights": f.weights,
                                          "and_kv_units": f.and_kv_units,
                                          "gate_units": f.gate_units, "heads": f.heads,
-                                         "head_width": f.width, "tokens": f.tokens})
+                                         "head_width": f.width, "tokens": f.tokens,
+                                         **region_record(r, g, b, [n for n in b.nodes
+                                                                   if n not in before])})
         flat = nir.NIRGraph(nodes=b.nodes, edges=b.edges, type_check=True)
         top = nest_blocks(flat)
         facts["neurons"] = int(sum(b.neurons.values()))
@@ -127,6 +130,20 @@ def to_nir(graph: Graph, ssa: str | None = None, *, prepared: bool = False):
     facts["nodes"] = count_nodes(top)
     top.metadata = {META_KEY: json.dumps(graph_metadata(g, facts), sort_keys=True)}
     return top, facts
+
+
+def region_record(region, g: Graph, builder, nodes: list[str]) -> dict:
+    """What an importer needs to read a decomposed region back as the region's own IR ops: the
+    ops (layout, products, scale), the values they read (with their IR shapes), the value they
+    give and its carrier, and the NIR nodes of the decomposition (the last one carries the
+    result)."""
+    from .split import _op_json
+
+    out = region.outputs[0]
+    return {"ir_ops": [_op_json(op) for op in region.ops],
+            "inputs": [{"value": v, "ir_shape": list(g.spec(v).shape)} for v in region.inputs],
+            "output": out, "carrier": list(builder.values[out].shape),
+            "exit": builder.values[out].node, "nodes": nodes}
 
 
 def graph_metadata(g: Graph, facts: dict) -> dict:

@@ -8,7 +8,7 @@ docs/interchange.md)::
         r == 1           -> lif(tau/dt, decay_input=True,  v_th, '>')
         r == tau/dt      -> lif(tau/dt, decay_input=False, v_th, '>')
         otherwise        -> scale(r) -> lif(tau/dt, decay_input=True, v_th, '>')
-    IF(r, v_th, v_reset=0)               -> [scale(r)] -> lif(tau=inf, decay_input=False, '>')
+    IF(r, v_th, v_reset=0)               -> [scale(r dt)] -> lif(tau=inf, decay_input=False, '>')
     CubaLIF(tau_syn = dt, ...)           -> scale(w_in) -> the LIF above (the current forgets)
     Threshold(th)                        -> lif(tau=1, decay_input=False, th, '>') (no state)
     Affine / Linear                      -> linear (1-d input)
@@ -354,8 +354,9 @@ class _Converter:
             return self._spikec_lif(name, x, meta)
         p = self._lif_params(name, "IF", node, ("r", "v_threshold", "v_reset"))
         self._check_rest(name, "IF", p)
-        if p["r"] != 1.0:
-            x = self.add(O.Scale(f"{name}.r", (x,), factor=p["r"]))
+        gain = p["r"] * self.dt   # forward Euler of dv/dt = R I: v += dt R I
+        if gain != 1.0:
+            x = self.add(O.Scale(f"{name}.r", (x,), factor=gain))
         return self.add(O.LIF(name, (x,), tau=math.inf, v_threshold=p["v_threshold"], v_reset=0.0,
                               decay_input=False, fire_on=">"))
 
@@ -495,13 +496,65 @@ def _host_split(conv: "_Converter", nir_graph, boundaries: list) -> None:
                 conv.add(cls(**{f: tuple(v) if isinstance(v, list) else v for f, v in rec.items()}))
 
 
+def _decomposed_regions(conv: "_Converter", regions: list):
+    """A ``skip`` for a ``--ssa decompose`` file written by spikec: each attention region's NIR
+    units (AND, thermometer gates, their fan-outs and sums) are read back as the region's own IR
+    ops, recorded in the metadata (the exact product the units compute, at a fraction of their
+    size). The units must be in the file as recorded: names and node types are checked."""
+    from spikec.ir.ops import op_type
+
+    nir = conv.nir
+    owner = {}
+    for r in regions:
+        if "ir_ops" not in r:
+            raise UnsupportedOpError(f"NIR import: attention region {r.get('name')!r} has no "
+                                     "recorded IR ops (written by an older spikec); re-export it")
+        for n in r["nodes"]:
+            owner[n] = r
+    kinds = (nir.Conv2d, nir.Threshold, nir.SumPool2d, nir.Scale)
+
+    def skip(name, node):
+        r = owner.get(name)
+        if r is None:
+            return None
+        if not isinstance(node, kinds):
+            raise UnsupportedOpError(f"NIR node {name!r} ({type(node).__name__}) is listed as a "
+                                     f"unit of attention region {r['name']!r} but is not one")
+        if name != r["exit"]:
+            return ""
+        missing = [n for n in r["nodes"] if n not in conv.nodes]
+        if missing:
+            raise UnsupportedOpError(f"NIR import: attention region {r['name']!r} lacks its "
+                                     f"node {missing[0]!r}")
+        rename = {}
+        for e in r["inputs"]:
+            v, want = e["value"], tuple(e["ir_shape"])
+            if v not in conv.specs:
+                raise UnsupportedOpError(f"NIR import: attention region {r['name']!r} reads "
+                                         f"{v!r}, which the file does not define")
+            if conv.shape(v) != want:   # carried as a (C, H, W) grid: back to the IR's shape
+                rename[v] = conv.add(O.Reshape(f"{v}.ir", (v,), shape=want))
+        for rec in r["ir_ops"]:
+            rec = dict(rec)
+            cls = op_type(rec.pop("op"))
+            fields = {f: tuple(v) if isinstance(v, list) else v for f, v in rec.items()}
+            fields["inputs"] = tuple(rename.get(i, i) for i in fields["inputs"])
+            conv.add(cls(**fields))
+        conv.nshape[r["output"]] = tuple(r["carrier"])
+        return r["output"]
+    return skip
+
+
 def from_nir(nir_graph, options=None, source: str = "<nir>") -> Graph:
     """Convert a ``nir.NIRGraph`` into a verified float IR graph (a spikec ``--ssa host`` file:
-    its parts joined by the host ops recorded in its metadata)."""
+    its parts joined by the host ops recorded in its metadata; a spikec ``--ssa decompose`` file:
+    each attention region's units read back as its recorded ops)."""
     conv = _Converter(nir_graph, options, source)
     top = conv.top
     if top.get("boundaries"):
         _host_split(conv, nir_graph, top["boundaries"])
+    elif any("ir_ops" in r for r in top.get("regions") or []):
+        _convert_level(conv, nir_graph, _decomposed_regions(conv, top["regions"]))
     else:
         _convert_level(conv, nir_graph)
     T = getattr(options, "timesteps", None) or top.get("timesteps") or DEFAULT_TIMESTEPS

@@ -360,7 +360,10 @@ class _Lowering:
         u_bound = a_used << fmt.weight_shift
         notes["u_bound"] = int(u_bound)
         if tau is not None:
-            v_bound = int(math.ceil(tau * (u_bound + notes.get("bias_max", 0))))
+            # v sums at most sum_k (1 - 1/tau)^k <= tau inputs; without a leak (IF, tau = inf)
+            # it sums the T steps of one inference
+            horizon = self.T if math.isinf(tau) else tau
+            v_bound = int(math.ceil(horizon * (u_bound + notes.get("bias_max", 0))))
             notes["v_bound"] = v_bound
             if v_bound > fmt.state_max:
                 risks.append("v")

@@ -354,3 +354,16 @@ def test_models_command_lists_the_families(capsys):
     assert by_name["qkformer_10_768"]["paper_params_m"] == 64.96
     assert by_name["spikformer_8_512"]["model_family"] == "Spikformer"
     assert by_name["spikformer_v2_tiny"]["paper_params_m"] is None
+
+
+@pytest.mark.parametrize("key", ["meta", "sew_iand", "qkformer_cifar"])
+def test_spikec_checkpoint_round_trip(key, tmp_path):
+    from spikec.models.checkpoint import load_model, save_checkpoint
+    model = tiny(key)
+    save_checkpoint(model, tmp_path / "m.pt")
+    loaded, ckpt = load_model(tmp_path / "m.pt")
+    assert ckpt["arch"] == TINY[key][0] and type(loaded) is type(model)
+    assert loaded.spikec_config == model.spikec_config
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))

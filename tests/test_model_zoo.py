@@ -286,12 +286,13 @@ def test_if_neuron_is_spikingjelly_ifnode():
 
 # ----------------------------------------------------------------------------- pieces
 def test_sew_joins():
+    from spikec.errors import CheckpointError
     identity = torch.tensor([0.0, 0.0, 1.0, 1.0])
     out = torch.tensor([0.0, 1.0, 0.0, 1.0])
     assert sew_join(identity, out, "ADD").tolist() == [0.0, 1.0, 1.0, 2.0]
     assert sew_join(identity, out, "AND").tolist() == [0.0, 0.0, 0.0, 1.0]
     assert sew_join(identity, out, "IAND").tolist() == [0.0, 0.0, 1.0, 0.0]  # identity AND NOT out
-    with pytest.raises(ValueError, match="cnf"):
+    with pytest.raises(CheckpointError, match="cnf must be one of"):
         models.create("sew_resnet18_add", cnf="OR")
 
 
@@ -324,10 +325,16 @@ def test_errors_name_the_problem():
     from spikec.errors import CheckpointError, ShapeError
     with pytest.raises(ShapeError, match="num_heads"):
         models.create("qkformer_10_384", num_heads=5)
-    with pytest.raises(ShapeError, match="pooling_stat"):
+    with pytest.raises(CheckpointError, match="pooling_stat"):
         models.create("sdt_8_384", pooling_stat="11")
     with pytest.raises(CheckpointError, match="no config key"):
         models.create("sew_resnet18_add", embed_dim=64)
+    with pytest.raises(CheckpointError, match="variant"):
+        models.create("qkformer_10_384", variant="tiny")
+    with pytest.raises(CheckpointError, match="layers must be 4"):
+        models.create("sew_resnet18_add", layers=[2, 2, 2])
+    with pytest.raises(CheckpointError, match="embed_dims"):
+        models.create("metaspikformer_15m", embed_dims=[64, 128, 256, 0])
 
 
 # ----------------------------------------------------------------------------- registry / CLI

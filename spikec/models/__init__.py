@@ -45,6 +45,10 @@ MODEL_FAMILY = {"v1_imagenet": "Spikformer", "v1_cifar": "Spikformer", "v2": "Sp
                 "sdt": "Spike-driven Transformer", "meta_spikeformer": "Meta-SpikeFormer",
                 "qkformer": "QKFormer", "spikingformer": "Spikingformer", "sew_resnet": "SEW-ResNet"}
 """The paper family of each config family (the ``family`` column of ``spikec models``)."""
+ZOO_CHOICES = {"variant": ("imagenet", "cifar"), "cnf": ("ADD", "AND", "IAND"),
+               "neuron": ("if", "lif")}
+"""The closed sets of the zoo's string config keys (the model modules import them from here)."""
+_FOUR_INTS = ("embed_dims", "layers")
 RESIDUAL_MODES = ("add", "iand")
 
 _COMMON = dict(img_size=224, in_channels=3, num_classes=1000, mlp_ratio=4.0, T=4, residual="add")
@@ -161,6 +165,18 @@ def resolve(name: str, **overrides) -> dict:
     if "residual" in cfg and cfg["residual"] not in RESIDUAL_MODES:
         raise CheckpointError(
             f"model {name!r}: residual must be one of {RESIDUAL_MODES}, got {cfg['residual']!r}")
+    for key, allowed in ZOO_CHOICES.items():
+        if key in cfg and cfg[key] not in allowed:
+            raise CheckpointError(f"model {name!r}: {key} must be one of {allowed}, got {cfg[key]!r}")
+    for key in _FOUR_INTS:
+        value = cfg.get(key, [1, 1, 1, 1])
+        if (not isinstance(value, list) or len(value) != 4
+                or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)):
+            raise CheckpointError(f"model {name!r}: {key} must be 4 positive integers, got {value!r}")
+    stat = cfg.get("pooling_stat", "1111")
+    if not isinstance(stat, str) or len(stat) != 4 or set(stat) - {"0", "1"}:
+        raise CheckpointError(f"model {name!r}: pooling_stat must be four 0/1 characters, "
+                              f"got {stat!r}")
     for key in ("img_size", "in_channels", "num_classes", "embed_dim", "depth", "num_heads", "T"):
         if key not in cfg:
             continue

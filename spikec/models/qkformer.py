@@ -29,10 +29,11 @@ import torch
 from torch import nn
 
 from spikec.errors import ShapeError
+from spikec.models import ZOO_CHOICES
 from spikec.models.zoo import (ATTENTION_THRESHOLD, check_heads, init_linear_trunc_normal, lif,
                                repeat_over_time)
 
-VARIANTS = ("imagenet", "cifar")
+VARIANTS = ZOO_CHOICES["variant"]
 
 
 def _maxpool() -> nn.MaxPool2d:

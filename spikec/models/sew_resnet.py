@@ -25,11 +25,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from spikec.models import ZOO_CHOICES
 from spikec.models.lif import MultiStepLIF
 from spikec.models.zoo import MultiStepIF, lif, repeat_over_time
 
-CONNECT_FUNCTIONS = ("ADD", "AND", "IAND")
-NEURONS = ("if", "lif")
+CONNECT_FUNCTIONS = ZOO_CHOICES["cnf"]
+NEURONS = ZOO_CHOICES["neuron"]
 LAYERS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 """BasicBlocks per stage of SEW-ResNet-18 and -34."""
 

@@ -22,10 +22,11 @@ import torch
 from torch import nn
 
 from spikec.errors import ShapeError
+from spikec.models import ZOO_CHOICES
 from spikec.models.zoo import (ATTENTION_THRESHOLD, check_heads, init_linear_trunc_normal, lif,
                                repeat_over_time)
 
-VARIANTS = ("imagenet", "cifar")
+VARIANTS = ZOO_CHOICES["variant"]
 
 # (conv name, bn name, lif name before the conv or None, max-pool name before the conv or None)
 _TOKENIZER = {

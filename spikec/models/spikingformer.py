@@ -148,11 +148,10 @@ class SpikingTransformer(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float, variant: str):
         super().__init__()
-        eps = 1e-6 if variant == "imagenet" else 1e-5
-        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.norm1 = nn.LayerNorm(dim)  # the training scripts pass no norm_layer: torch's default
         self.attn = SpikingSelfAttention(dim, num_heads, kv_first=variant == "imagenet")
         self.drop_path = nn.Identity()
-        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.norm2 = nn.LayerNorm(dim)
         self.mlp = MLP(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

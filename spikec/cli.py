@@ -78,12 +78,17 @@ def models(as_json):
     """List the reference models of the registry."""
     from spikec import models as registry
 
-    rows = [{"name": n, **registry.config(n)} for n in registry.names()]
+    rows = [{"name": n, **registry.config(n), "model_family": registry.model_family(n),
+             "paper_params_m": registry.paper_params(n)} for n in registry.names()]
     if as_json:
         click.echo(json.dumps(rows, indent=2, sort_keys=True))
         return
-    keys = ["name", "variant", "img_size", "embed_dim", "depth", "num_heads", "T", "num_classes"]
-    click.echo(format_table(keys, [[r.get(k, "") for k in keys] for r in rows]))
+    headers = ["name", "family", "input", "architecture", "T", "classes", "paper params"]
+    table = [[n, r["model_family"], f"{r['in_channels']}x{r['img_size']}x{r['img_size']}",
+              registry.summary(n), r["T"], r["num_classes"],
+              "" if r["paper_params_m"] is None else f"{r['paper_params_m']}M"]
+             for n, r in zip(registry.names(), rows)]
+    click.echo(format_table(headers, table))
 
 
 @cli.command()

@@ -24,6 +24,9 @@ from spikec.ir import dumps, loads, ops as O, ops_equal  # noqa: E402
 from spikec.models.checkpoint import save_checkpoint  # noqa: E402
 from spikec.models.spikformer import count_parameters  # noqa: E402
 
+from conftest import torch_spikes  # noqa: E402
+from floatcheck import assert_close_where_unflipped, check_spikes  # noqa: E402
+
 
 # ----------------------------------------------------------------------------- a third-party model
 class MultiStepLIFNode(nn.Module):
@@ -183,11 +186,10 @@ def test_third_party_spikformer_matches_torch(T, join, calibrate, agreement, ima
     # the tracer ran the neurons on the torch backend and put 'cupy' back
     assert all(m.backend == "cupy" for m in model.modules() if isinstance(m, MultiStepLIFNode))
     _set_backend(model, "torch")
-    a = agreement(graph, model, raw)
-    print(f"third-party {join} T={T}: {a.spike_mismatches}/{a.spikes} spikes differ, "
-          f"logit rel. error {a.logit_rel_error:.1e}")
+    a = agreement(graph, model, raw, max_roots=2)   # flips near threshold only: tests/floatcheck.py
+    print(f"third-party {join} T={T}: {a.flips}, logit rel. error {a.logit_rel_error:.1e}")
     assert a.neurons == 2 + 7 * 2  # stem 2; per layer q, k, v, attn, proj, 2 in the MLP
-    assert a.same_predictions and a.logit_rel_error < 1e-4 and a.mismatch_fraction < 1e-5
+    a.assert_same_logits(1e-4)
 
 
 def test_every_float_op_is_produced_by_the_frontend():
@@ -438,9 +440,10 @@ def test_spikec_checkpoint(tmp_path, tiny):
     x = np.pad(raw.astype(np.float32), ((0, 0), (0, 0), (2, 2), (2, 2))) / np.float32(255)
     x = torch.from_numpy((x - np.float32(0.5)) / np.float32(0.25))
     tiny.eval()
-    with torch.no_grad():
-        ref = tiny(x).numpy()
-    np.testing.assert_allclose(interp.run(g, raw).logits, ref, rtol=1e-4, atol=1e-5)
+    ref, spikes = torch_spikes(g, tiny, x)
+    ours = interp.run(g, raw, record="all")
+    flips = check_spikes(g, ours, spikes)   # torch sums in another order: tests/floatcheck.py
+    assert_close_where_unflipped(ours.logits, ref, flips, rtol=1e-4, atol=1e-5)
     # overrides: T and input shape
     g4 = _load(path, timesteps=4, input_shape=(1, 20, 20))
     assert g4.timesteps == 4 and g4.inputs[0].shape == (1, 16, 16)

@@ -1,6 +1,9 @@
 """The reference interpreter against PyTorch: op kernels against torch.nn.functional, and whole
-traced Spikformers (V1 ImageNet, V1 CIFAR, V2, V2 IAND; T = 1 and 4) against the torch models:
-same predictions, logits within 1e-4 relative, spikes of every LIF equal (fraction < 1e-5)."""
+traced Spikformers (V1 ImageNet, V1 CIFAR, V2, V2 IAND; T = 1 and 4) against the torch models.
+torch and numpy sum in different orders, so spikes are compared with tests/floatcheck.py: a flip
+only where the membrane is within the stated epsilon of the threshold (at most ``MAX_ROOTS``) or
+downstream of such a flip; logits within 1e-4 relative and the same predictions on every sample
+without a flip."""
 from __future__ import annotations
 
 import numpy as np
@@ -23,7 +26,7 @@ SMALL = {
     "v2": ("spikformer_v2_tiny", dict(img_size=16)),  # 2 SCS stages, depth 2: 4x4 tokens
     "v2_iand": ("spikformer_v2_tiny_iand", dict(img_size=16)),
 }
-MAX_MISMATCH = 1e-5
+MAX_ROOTS = 2
 MAX_LOGIT_ERROR = 1e-4
 
 
@@ -43,13 +46,11 @@ def _traced(family: str, T: int, calibrate, images):
 def test_interpreter_matches_torch(family, T, calibrate, agreement, images):
     graph, model, raw = _traced(family, T, calibrate, images)
     assert graph.timesteps == T
-    a = agreement(graph, model, raw)
-    print(f"{family} T={T}: {a.spike_mismatches}/{a.spikes} spikes differ, "
-          f"logit rel. error {a.logit_rel_error:.1e}, {a.neurons} LIF ops")
+    a = agreement(graph, model, raw, max_roots=MAX_ROOTS)
+    print(f"{family} T={T}: {a.flips}, logit rel. error {a.logit_rel_error:.1e}, "
+          f"{a.neurons} LIF ops")
     assert a.neurons >= 10 and a.spikes > 0
-    assert a.same_predictions
-    assert a.logit_rel_error < MAX_LOGIT_ERROR
-    assert a.mismatch_fraction < MAX_MISMATCH
+    a.assert_same_logits(MAX_LOGIT_ERROR)
     lifs = [op.name for op in graph.ops if isinstance(op, O.LIF)]
     trace_ = interp.run(graph, raw, record=lifs)
     rates = [trace_.values[n].mean() for n in lifs]
@@ -57,10 +58,12 @@ def test_interpreter_matches_torch(family, T, calibrate, agreement, images):
 
 
 def test_float64_is_exact_too(calibrate, agreement, images):
-    """In float64 (torch model .double(), interpreter dtype float64) nothing differs either."""
+    """In float64 (torch model .double(), interpreter dtype float64): flips only within
+    floatcheck.EPS64 of a threshold (none expected), logits within 1e-12 relative."""
     graph, model, raw = _traced("v1_imagenet", 4, calibrate, images)
-    a = agreement(graph, model, raw, dtype=np.float64)
-    assert a.spike_mismatches == 0 and a.logit_rel_error < 1e-12 and a.same_predictions
+    a = agreement(graph, model, raw, dtype=np.float64, max_roots=MAX_ROOTS)
+    print(f"float64: {a.flips}, logit rel. error {a.logit_rel_error:.1e}")
+    a.assert_same_logits(1e-12)
 
 
 # ----------------------------------------------------------------------------- kernels

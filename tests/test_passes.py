@@ -1,8 +1,11 @@
 """Float passes: each one against the float interpreter on random graphs and inputs.
 
 "Exact" here means: float64 graphs, identical spikes at every LIF that survives the pass, and real
-values equal to float64 rounding. The builders below (``spikformer_like``) are also used by
-tests/test_quantize.py.
+values equal to float64 rounding. A pass that changes the arithmetic in front of a LIF (BN folding,
+input normalisation folding, LIF canonicalisation) rounds differently, so there a spike may flip
+where the membrane is within ``floatcheck.EPS64`` of the threshold (tests/floatcheck.py); passes
+that leave it unchanged or scale by powers of two keep every spike. The builders below
+(``spikformer_like``) are also used by tests/test_quantize.py.
 """
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ from spikec.ir import ops as O
 from spikec.ir.graph import Graph
 from spikec.passes import (canonicalize_lif, eliminate_dead_ops, fold_avgpool, fold_batchnorm,
                            fold_input_normalization, fold_readout, fold_scale, simplify_layout)
+
+from floatcheck import EPS64, assert_close_where_unflipped, check_spikes
 
 
 # ----------------------------------------------------------------------------- graph builders
@@ -169,15 +174,26 @@ def lif_names(g: Graph) -> list[str]:
     return [op.name for op in g.ops if isinstance(op, O.LIF)]
 
 
-def assert_same_run(g0: Graph, g1: Graph, data, *, rtol=1e-9, atol=1e-9):
-    """Same spikes at every LIF both graphs have, same outputs to float64 rounding."""
+def assert_same_run(g0: Graph, g1: Graph, data, *, exact: bool = False, rtol=1e-9, atol=1e-9):
+    """``g1`` (after a pass) runs like ``g0`` in float64 at every LIF both graphs have.
+
+    ``exact``: the pass leaves the arithmetic in front of every LIF unchanged (or scales it by
+    powers of two), so every spike is equal. Otherwise the pass rounds differently, and
+    ``floatcheck.check_spikes`` allows a flip only within ``EPS64`` of the threshold (at most 2)
+    and downstream of it. Outputs agree to float64 rounding on every flip-free sample.
+    """
     names = sorted(set(lif_names(g0)) & set(lif_names(g1)))
-    r0 = interp.run(g0, data, dtype=np.float64, record=names)
+    r0 = interp.run(g0, data, dtype=np.float64, record="all")
     r1 = interp.run(g1, data, dtype=np.float64, record=names)
-    for nm in names:
-        np.testing.assert_array_equal(r0.values[nm], r1.values[nm], err_msg=nm)
+    if exact:
+        for nm in names:
+            np.testing.assert_array_equal(r0.values[nm], r1.values[nm], err_msg=nm)
+    flips = check_spikes(g0, r0, {nm: r1.values[nm] for nm in names}, eps=EPS64)
+    assert not exact or flips.total == 0
     for k, y in r0.outputs.items():
-        np.testing.assert_allclose(r1.outputs[k], y, rtol=rtol, atol=atol)
+        axis = 1 if g0.spec(k).rate.value == "step" else 0     # [T, B, ...] or [B, ...]
+        assert_close_where_unflipped(r1.outputs[k], y, flips, rtol=rtol, atol=atol,
+                                     sample_axis=axis, predictions=False)
     return r0, r1
 
 
@@ -222,7 +238,7 @@ def test_eliminate_dead_ops_and_layout():
     f = simplify_layout(eliminate_dead_ops(g))
     assert [op.OPCODE for op in f.ops] == ["input", "lif", "output"]
     data = np.random.default_rng(1).normal(size=(4, 2, 3)) * 3
-    assert_same_run(g, f, data)
+    assert_same_run(g, f, data, exact=True)
 
 
 @pytest.mark.parametrize("pad", [0, 1])
@@ -243,7 +259,7 @@ def test_fold_scale_power_of_two_only():
     assert not any(isinstance(op, O.Scale) for op in f.ops)
     attn = next(op for op in f.ops if op.name == "attn_lif")
     assert attn.v_threshold == 4.0  # 0.5 / 0.125 on the raw count
-    assert_same_run(g, f, IMAGES, rtol=0, atol=0)
+    assert_same_run(g, f, IMAGES, exact=True, rtol=0, atol=0)
     from dataclasses import replace
     g3 = g.with_ops([replace(op, factor=0.1) if isinstance(op, O.Scale) else op for op in g.ops])
     assert fold_scale(g3) == g3
@@ -283,7 +299,7 @@ def test_fold_readout():
         assert names == ["linear", "mean", "time_mean", "output"]
         head = f.op("head")
         assert head.axis == (0 if layout == "conv" else 1)
-        assert_same_run(g, f, IMAGES, rtol=1e-12)
+        assert_same_run(g, f, IMAGES, exact=True, rtol=1e-12)
 
 
 def test_fold_avgpool_into_conv_and_linear():

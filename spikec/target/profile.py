@@ -13,8 +13,9 @@ takes the ``source`` (and ``status``) keys of its table. ``status`` is one of ``
 A system profile names a chip profile in ``extends`` and overrides tables field by field.
 
 Profile names resolve to ``<profiles dir>/NAME.toml``. The profiles directory is
-``$SPIKEC_PROFILES_DIR`` when set, else ``hardware_profiles/`` beside the ``spikec`` package (the
-repository root: spikec is installed editable from its checkout). ``--profile PATH`` takes any file.
+``$SPIKEC_PROFILES_DIR`` when set, else the package data of ``spikec.hardware_profiles`` (the
+top-level ``hardware_profiles/`` folder, installed inside the package). ``--profile PATH`` takes
+any file.
 """
 from __future__ import annotations
 
@@ -474,13 +475,22 @@ def _free_tables(raw: dict, path: Path, figures: dict[str, Figure]) -> dict[str,
 # ----------------------------------------------------------------------------- loading
 
 def profiles_dir() -> Path:
-    """Directory of the shipped profiles (``$SPIKEC_PROFILES_DIR`` or the repo's hardware_profiles)."""
+    """Directory of the shipped profiles: ``$SPIKEC_PROFILES_DIR`` when set, else the package
+    data of ``spikec.hardware_profiles`` (the checkout's ``hardware_profiles/``, mapped into the
+    package), found through ``importlib.resources`` in an editable install and a wheel alike."""
     env = os.environ.get("SPIKEC_PROFILES_DIR")
     if env:
         return Path(env)
-    import spikec
+    from importlib import resources
 
-    return Path(spikec.__file__).resolve().parent.parent / "hardware_profiles"
+    try:
+        return Path(str(resources.files("spikec.hardware_profiles")))
+    except ModuleNotFoundError:
+        # an editable install made before hardware_profiles/ was mapped into the package (its
+        # import finder does not know it; scripts/setup.sh reinstalls): the checkout's folder
+        import spikec
+
+        return Path(spikec.__file__).resolve().parent.parent / "hardware_profiles"
 
 
 def list_profiles() -> list[str]:

@@ -11,6 +11,7 @@ import pytest
 nir = pytest.importorskip("nir")
 torch = pytest.importorskip("torch")
 
+from floatcheck import assert_close_where_unflipped, check_spikes  # noqa: E402
 from spikec import interp  # noqa: E402
 from spikec.errors import UnsupportedOpError  # noqa: E402
 from spikec.frontends import LoadOptions, load_model  # noqa: E402
@@ -58,12 +59,13 @@ def test_decomposed_v2_reimports_with_the_same_folded_predictions(v2_decomposed)
             assert np.array_equal(np.asarray(op.weight), np.asarray(wb[name].weight)), name
     ds = _images(N_IMAGES)
     lifs = [n for n, op in wa.items() if isinstance(op, O.LIF)]
-    ta = interp.run(fa, ds.images, record=lifs)
+    ta = interp.run(fa, ds.images, record="all")
     tb = interp.run(fb, ds.images, record=lifs)
-    assert np.array_equal(np.argmax(ta.logits, 1), np.argmax(tb.logits, 1))
-    for n in lifs:   # the same ops on the same data: the same spikes (a (C, N) value may be
-        a, b = ta.values[n], tb.values[n]   # carried as its (C, H, W) grid: same order)
-        assert np.array_equal(a.reshape(a.shape[:2] + (-1,)), b.reshape(b.shape[:2] + (-1,))), n
+    # The same ops and parameters, but a (C, N) value may be carried as its (C, H, W) grid, so a
+    # product may run as another BLAS call: spikes may differ only within float rounding of a
+    # threshold (tests/floatcheck.py); predictions agree wherever no spike flipped.
+    flips = check_spikes(fa, ta, {n: tb.values[n] for n in lifs})
+    assert_close_where_unflipped(tb.logits, ta.logits, flips, rtol=1e-4, atol=1e-5)
 
 
 def test_decomposed_v2_compiles_again_for_loihi2(v2_decomposed):

@@ -359,7 +359,10 @@ class _Lowering:
             possible.append("a_in")
         u_bound = a_used << fmt.weight_shift
         notes["u_bound"] = int(u_bound)
-        if tau is not None:
+        if tau is not None and math.isinf(tau):  # IF neuron: v integrates without a bound
+            notes["v_bound"] = None
+            risks.append("v")
+        elif tau is not None:
             v_bound = int(math.ceil(tau * (u_bound + notes.get("bias_max", 0))))
             notes["v_bound"] = v_bound
             if v_bound > fmt.state_max:

@@ -15,13 +15,14 @@ def lif(**kw):
     return neuron.LIFNode(tau=2.0, detach_reset=True, **kw)
 
 
-# ----------------------------------------------------------------------------- Spikformer, fused qkv
+# ----------------------------------------------------------------------------- Spikformer
 class FusedQKVAttention(nn.Module):
-    """Spiking self-attention with one fused q/k/v projection split by ``chunk`` (the timm style)."""
+    """Spiking self-attention with one fused q/k/v projection, split by ``chunk`` (timm's style),
+    ``torch.split`` or ``unbind``; the products as ``@`` or ``einsum``."""
 
-    def __init__(self, dim, heads):
+    def __init__(self, dim, heads, split="chunk", einsum=False):
         super().__init__()
-        self.heads, self.scale = heads, 0.125
+        self.heads, self.scale, self.split, self.einsum = heads, 0.125, split, einsum
         self.qkv = layer.Linear(dim, 3 * dim, bias=False)
         self.qkv_bn = layer.BatchNorm1d(3 * dim)
         self.qkv_lif = lif()
@@ -34,13 +35,23 @@ class FusedQKVAttention(nn.Module):
         T, B, N, C = x.shape
         qkv = self.qkv(x)
         qkv = self.qkv_bn(qkv.transpose(-1, -2)).transpose(-1, -2)  # BN1d wants channels on axis 1
-        q, k, v = self.qkv_lif(qkv).chunk(3, dim=-1)
+        qkv = self.qkv_lif(qkv)
+        if self.split == "chunk":
+            q, k, v = qkv.chunk(3, dim=-1)
+        elif self.split == "split":
+            q, k, v = torch.split(qkv, C, dim=3)
+        else:  # [T, B, N, 3, C] -> three [T, B, N, C]
+            q, k, v = qkv.reshape(T, B, N, 3, C).unbind(3)
 
         def heads(t):
             return t.reshape(T, B, N, self.heads, C // self.heads).permute(0, 1, 3, 2, 4)
 
         q, k, v = heads(q), heads(k), heads(v)
-        x = (q @ k.transpose(-2, -1) * self.scale) @ v
+        if self.einsum:
+            attn = torch.einsum("tbhnd,tbhmd->tbhnm", q, k) * self.scale
+            x = torch.einsum("tbhnm,tbhmd->tbhnd", attn, v)
+        else:
+            x = (q @ k.transpose(-2, -1) * self.scale) @ v
         x = self.attn_lif(x.transpose(2, 3).reshape(T, B, N, C))
         x = self.proj(x)
         return self.proj_lif(self.proj_bn(x.transpose(-1, -2)).transpose(-1, -2))
@@ -61,7 +72,8 @@ class Mlp(nn.Module):
 class SpikformerFusedQKV(nn.Module):
     """Conv stem (``layer.*``), encoder blocks with residual ADD, token mean, linear head."""
 
-    def __init__(self, T=2, dim=16, heads=2, depth=1, classes=5, channels=3):
+    def __init__(self, T=2, dim=16, heads=2, depth=1, classes=5, channels=3, split="chunk",
+                 einsum=False):
         super().__init__()
         self.T = T
         self.stem = nn.Sequential(
@@ -69,8 +81,9 @@ class SpikformerFusedQKV(nn.Module):
             lif(), layer.MaxPool2d(2, 2),
             layer.Conv2d(dim // 2, dim, 3, padding=1, bias=False), layer.BatchNorm2d(dim),
             lif(), layer.MaxPool2d(2, 2))
-        self.blocks = nn.ModuleList(nn.ModuleDict({"attn": FusedQKVAttention(dim, heads),
-                                                   "mlp": Mlp(dim, 2 * dim)}) for _ in range(depth))
+        self.blocks = nn.ModuleList(
+            nn.ModuleDict({"attn": FusedQKVAttention(dim, heads, split, einsum),
+                           "mlp": Mlp(dim, 2 * dim)}) for _ in range(depth))
         self.head = layer.Linear(dim, classes)
         functional.set_step_mode(self, "m")
 
@@ -99,7 +112,7 @@ class SEWBlock(nn.Module):
         out = self.conv(x)
         if self.connect == "ADD":
             return out + x
-        return x * (1.0 - out) if False else (1.0 - x) * out  # IAND: (NOT x) AND out
+        return (1.0 - x) * out  # IAND: (NOT x) AND out
 
 
 class SEWNet(nn.Module):
@@ -147,7 +160,8 @@ class SpikingVGG(nn.Module):
 
     def forward(self, img):
         if self.step_mode == "m":
-            return self.classifier(self.features(img.unsqueeze(0).repeat(self.T, 1, 1, 1, 1))).mean(0)
+            x = img.unsqueeze(0).repeat(self.T, 1, 1, 1, 1)
+            return self.classifier(self.features(x)).mean(0)
         return self.classifier(self.features(img))  # one step [B, classes]
 
 

@@ -20,7 +20,15 @@ unsqueeze`` (leading axes classified by layout)        unchanged); ``flatten(0, 
 ``(1 - a) * s`` of spikes                              ``IAND(a, s)``
 ``x.mean(0)`` on ``[T, B, ...]``                       ``TimeMean`` (rate final)
 ``x.mean(dims)`` over per-sample axes                  ``Mean``
+``x.sum(0)`` over time; ``x.sum(dims)`` of real values  ``TimeMean`` / ``Mean``, then ``Scale(n)``
+or of ``2**k`` spikes
+``out = out + y[t]`` in a loop over steps, ``out / T``  ``TimeMean(y)`` (``Scale`` unless 1)
+``einsum`` that is a matrix product                    ``Transpose`` + ``SpikeMatmul``
 =====================================================  =============================================
+
+``chunk``/``split``/indexing and ``stack``/``cat`` are in ``parts.py``. Constructs that need an IR op
+spikec does not have (a product of two spike tensors, a sum of spikes into a count, a max over an
+axis) are refused with the name of the missing op; see docs/frontend-torch.md.
 """
 from __future__ import annotations
 
@@ -403,7 +411,7 @@ def _matmul_values(tr: Tracer, va: TracedValue, vb: TracedValue) -> TracedValue:
     y = tr.emit(O.SpikeMatmul(tr.op_name("matmul"), (sa.name, sb.name)), sa.layout, sa.step)
     return _scale(tr, y, ca * cb)
 
-@function("torch.einsum")
+@function("torch.einsum", "torch.functional.einsum")
 def _einsum(tr: Tracer, args, kwargs, out):
     """``torch.einsum`` of two traced tensors that is a (batched) matrix product, with any axis
     order: transposes around one ``SpikeMatmul``. ``"...ij,...ij->...ij"`` (elementwise) is the

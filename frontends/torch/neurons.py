@@ -119,7 +119,8 @@ _SPIKINGJELLY_NEURONS = {
     "ParametricLIFNode": _from_v_reset(plif_attributes),
     "MultiStepParametricLIFNode": _from_v_reset(plif_attributes),
 }
-_SPIKINGJELLY_PACKAGES = ("spikingjelly.activation_based.neuron", "spikingjelly.clock_driven.neuron")
+_SPIKINGJELLY_PACKAGES = (
+    "spikingjelly.activation_based.neuron", "spikingjelly.clock_driven.neuron")
 
 
 def is_single_step(m: nn.Module) -> bool:
@@ -305,5 +306,6 @@ def _single_step(tr: Tracer, m: nn.Module, where: str, fields: dict, v, x: torch
     return out
 
 
-__all__ = ["register_neuron", "lif_attributes", "if_attributes", "plif_attributes", "is_single_step", "reader_for", "neuron_callback", "check_behaviour",
+__all__ = ["register_neuron", "lif_attributes", "if_attributes", "plif_attributes", "is_single_step",
+           "reader_for", "neuron_callback", "check_behaviour",
            "prepare_neurons", "TIE_TOLERANCE", "NEURONS"]

@@ -28,7 +28,7 @@ from spikec.ir import ops as O
 _ELEMENTWISE = (O.LIF, O.Scale, O.Add, O.IAND, O.TimeMean)
 
 
-# ----------------------------------------------------------------------------- slicing the producers
+# ----------------------------------------------------------------------------- slicing producers
 def slice_value(tr: Tracer, v: TracedValue, axis: int, start: int, stop: int) -> TracedValue:
     """``v[..., start:stop, ...]`` along per-sample ``axis``, built from sliced producers."""
     name = _slice(tr, v.name, axis % len(v.spec.shape), start, stop, v)
@@ -146,7 +146,7 @@ def _bind_parts(tr: Tracer, t: torch.Tensor, dim: int, outs, *, drop: bool = Fal
         start += size
 
 
-@function(*_methods("chunk", "split", "tensor_split", "split_with_sizes"))
+@function(*_methods("chunk", "split", "tensor_split", "split_with_sizes"), "torch.functional.split")
 def _chunk(tr: Tracer, args, kwargs, out):
     _bind_parts(tr, args[0], _torch_dim(args, kwargs, 2), out)
 

@@ -154,8 +154,8 @@ class SpikingVGG(nn.Module):
             layer.Conv2d(ch, 2 * ch, 3, padding=1, bias=False), layer.BatchNorm2d(2 * ch),
             *(second if pool_before_neuron else second[::-1]))
         self.classifier = nn.Sequential(
-            layer.Flatten(), layer.Dropout(0.5), layer.Linear(2 * ch * 16, 4 * ch), node(),
-            layer.Linear(4 * ch, classes))
+            layer.Flatten(), layer.Dropout(0.5), layer.Linear(2 * ch * 16, 4 * ch),
+            layer.BatchNorm1d(4 * ch), node(), layer.Linear(4 * ch, classes))
         functional.set_step_mode(self, step_mode)
 
     def forward(self, img):

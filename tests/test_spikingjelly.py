@@ -30,10 +30,13 @@ from spikec.sim import simulate  # noqa: E402
 
 SHAPE = (3, 16, 16)
 SJ012 = Path(__file__).resolve().parents[1] / ".venv" / "sj012"
-BIT_EXACT_AGREEMENT = 0.6
-"""Least fraction of images on which the bit-exact stage predicts the float stage's class. Tiny
-random models have close logits, so 8-bit weights move some; a broken lowering agrees on about
-1 / classes = 0.2."""
+BIT_EXACT_AGREEMENT = 0.4
+"""Least fraction of images on which the bit-exact stage predicts the float stage's class. The
+random models' logits are centred on the test images (several classes predicted, small margins),
+so 8-bit weights move some predictions; chance is 1 / classes = 0.2."""
+BIT_EXACT_CORRELATION = 0.75
+"""Least correlation of the bit-exact stage's logits with the float stage's (a broken lowering
+gives about 0)."""
 
 
 def raw_images(n: int = 16, seed: int = 0) -> np.ndarray:
@@ -48,11 +51,15 @@ def raw_images(n: int = 16, seed: int = 0) -> np.ndarray:
 
 def prepared(model: nn.Module, raw: np.ndarray) -> nn.Module:
     """Batch norms calibrated on ``raw`` with random affine parameters; the last linear layer
-    redrawn wider so that the random model does not predict one class for every image."""
+    redrawn wider and its bias centred on ``raw`` (every model here ends in that layer and time or
+    token means, so the bias shifts the logits), so that a random model does not predict one class
+    for every image."""
     last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
     with torch.no_grad():
         last.weight.normal_(0.0, 1.0, generator=torch.Generator().manual_seed(3))
     batchnorm_from_batch(model, torch.from_numpy(raw.astype(np.float32) / 255), affine_seed=1)
+    with torch.no_grad():
+        last.bias -= torch.from_numpy(torch_logits(model, raw).mean(0)).float()
     return model
 
 
@@ -84,8 +91,14 @@ def stages(model: nn.Module, T: int, raw: np.ndarray, *, compile: bool = True) -
     assert np.array_equal(folded.argmax(1), ref.argmax(1)), "float stage predicts otherwise"
     bits = simulate(result.fixed, raw).outputs["output"]
     out["bit_exact_agreement"] = float(np.mean(bits.argmax(1) == folded.argmax(1)))
+    out["bit_exact_correlation"] = float(np.corrcoef(bits.ravel(), folded.ravel())[0, 1])
     out["result"] = result
     return out
+
+
+def close_enough(s: dict) -> bool:
+    return (s["bit_exact_agreement"] >= BIT_EXACT_AGREEMENT
+            and s["bit_exact_correlation"] >= BIT_EXACT_CORRELATION)
 
 
 def opcodes(graph) -> set[str]:
@@ -115,9 +128,11 @@ def test_model_through_every_stage(name):
     model = prepared(make(), raw)
     s = stages(model, T, raw)
     print(f"{name}: T={s['graph'].timesteps}, {s['classes']} classes predicted, bit-exact agrees "
-          f"with the float stage on {s['bit_exact_agreement']:.2%}")
+          f"with the float stage on {s['bit_exact_agreement']:.2%} (logit correlation "
+          f"{s['bit_exact_correlation']:.3f})")
     assert s["graph"].timesteps == T
-    assert s["bit_exact_agreement"] >= BIT_EXACT_AGREEMENT
+    assert s["classes"] >= 3
+    assert close_enough(s)
     ops = opcodes(s["graph"])
     if name.startswith("spikformer"):  # the fused projection became three sliced projections
         assert sum(isinstance(op, O.Linear) and op.weight.shape == (16, 16)
@@ -161,8 +176,9 @@ def test_neuron_variant(variant):
         with pytest.raises(UnsupportedOpError, match=refused[variant]):
             compile_graph(s["graph"], "loihi2", calib=raw)
     else:
-        print(f"{variant}: bit-exact agrees on {s['bit_exact_agreement']:.2%}")
-        assert s["bit_exact_agreement"] >= BIT_EXACT_AGREEMENT
+        print(f"{variant}: bit-exact agrees on {s['bit_exact_agreement']:.2%} (logit correlation "
+              f"{s['bit_exact_correlation']:.3f})")
+        assert close_enough(s)
 
 
 def test_max_pool_before_the_neuron():
@@ -190,8 +206,9 @@ def test_clock_driven_models_in_a_subprocess():
     print(results)
     assert set(results) == {"spikformer", "spikformer_plif", "single_step_containers"}
     for r in results.values():
-        assert r["float_same_predictions"] and r["logit_error"] < 1e-9
+        assert r["float_same_predictions"] and r["logit_error"] < 1e-9 and r["classes"] >= 3
         assert r["bit_exact_agreement"] >= BIT_EXACT_AGREEMENT
+        assert r["bit_exact_correlation"] >= BIT_EXACT_CORRELATION
         assert r["backends_restored"]
 
 

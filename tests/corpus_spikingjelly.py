@@ -205,6 +205,27 @@ class ContainerNet(nn.Module):
         return self.fc(self.conv2(self.sn(self.conv(x)))).mean(0)
 
 
+class MembraneShortcutNet(nn.Module):
+    """MS-ResNet / Spikingformer style: the residual adds real-valued currents in front of the
+    next neuron (``x + bn(conv(lif(x)))``), so every conv reads binary spikes."""
+
+    def __init__(self, T=2, ch=8, classes=5):
+        super().__init__()
+        self.T = T
+        self.stem = nn.Sequential(layer.Conv2d(3, ch, 3, 2, 1, bias=False), layer.BatchNorm2d(ch))
+        self.block_lif = lif()
+        self.block = nn.Sequential(layer.Conv2d(ch, ch, 3, padding=1, bias=False),
+                                   layer.BatchNorm2d(ch))
+        self.out_lif = lif()
+        self.fc = layer.Linear(ch * 64, classes)
+        functional.set_step_mode(self, "m")
+
+    def forward(self, img):
+        x = self.stem(img.unsqueeze(0).repeat(self.T, 1, 1, 1, 1))
+        x = x + self.block(self.block_lif(x))
+        return self.fc(self.out_lif(x).flatten(2)).mean(0)
+
+
 # ----------------------------------------------------------------------------- neurons
 NEURON_VARIANTS = {
     "lif": lambda: neuron.LIFNode(tau=2.0),

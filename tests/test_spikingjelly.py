@@ -193,6 +193,18 @@ def test_max_pool_before_the_neuron():
         compile_graph(s["graph"], "loihi2", calib=raw)
 
 
+def test_membrane_shortcut():
+    """Currents added before a neuron trace and run in the float stage; the loihi2 lowering does
+    not map a LIF whose conv also feeds an add yet (issue 12, section 2) and names it."""
+    raw = raw_images()
+    torch.manual_seed(0)
+    s = stages(prepared(C.MembraneShortcutNet(), raw), 2, raw, compile=False)
+    add = next(op for op in s["graph"].ops if isinstance(op, O.Add))
+    assert s["graph"].spec(add.name).kind.value == "real"
+    with pytest.raises(UnsupportedOpError, match=r"LIF 'block_lif' is driven by"):
+        compile_graph(s["graph"], "loihi2", calib=raw)
+
+
 def test_clock_driven_models_in_a_subprocess():
     """spikingjelly 0.0.0.0.12 (``clock_driven``, official Spikformer style, neurons left on the
     'cupy' backend) in a subprocess with ``.venv/sj012`` first on sys.path."""

@@ -111,8 +111,8 @@ def _reshape(tr: Tracer, args, kwargs, out):
     v = tr.lookup(args[0])
     if v is None:
         raise tr.unsupported("reshape of a constant")
-    if v.negated:
-        v = tr.value(args[0])  # raises
+    if v.negated or v.layout is Layout.ACCUM:
+        v = tr.value(args[0])  # raises for 1 - x; a finished running sum is a final value
     layout, shape = _classify(tr, v, tuple(out.shape))
     tr.bind(out, tr.reshape(v, layout, shape))
 

@@ -230,7 +230,7 @@ def test_registered_neuron_class_and_misbehaving_lookalike():
 
     inp = O.Input("input", (), shape=(4,), pixel_scale=1.0)
     with pytest.raises(UnsupportedOpError, match=r"^neuron \(.*Spiker\): tensor function "
-                                                 r"torch\.Tensor\.(__iter__|unbind|__getitem__)"):
+                                                 r"torch\.Tensor\.(__iter__|unbind|__getitem__|sub)"):
         trace(Net(Spiker()), inp)
     register_neuron(Spiker, lambda m: dict(tau=2.0, v_threshold=m.threshold, v_reset=0.0,
                                            decay_input=True))
@@ -255,7 +255,13 @@ def test_registered_neuron_class_and_misbehaving_lookalike():
 def test_neurons_of_other_packages_by_name():
     """spikingjelly classes are matched by qualified name (spikingjelly is not installed here);
     snnTorch's Leaky is refused with the reason."""
-    fake_sj = type("LIFNode", (MultiStepLIFNode,), {"__module__": "spikingjelly.activation_based.neuron"})
+    def step_mode_forward(self, x):  # one step [B, ...] per call in step_mode 's'
+        if self.step_mode == "s":
+            return MultiStepLIFNode.forward(self, x.unsqueeze(0))[0]
+        return MultiStepLIFNode.forward(self, x)
+
+    fake_sj = type("LIFNode", (MultiStepLIFNode,), {"__module__": "spikingjelly.activation_based.neuron",
+                                                   "forward": step_mode_forward})
     fake_sj.__qualname__ = "LIFNode"
     node = fake_sj(backend="torch")
     node.step_mode = "s"

@@ -30,7 +30,6 @@ from spikec.ir.types import ValueSpec
 
 ModuleHandler = Callable[[nn.Module, str, ValueSpec], "O.Op | None"]
 MODULE_HANDLERS: dict[type, ModuleHandler] = {}
-_NAMED_HANDLERS: dict[str, type] = {}  # "package.module.Class" -> torch class it behaves like
 
 TRANSPARENT = (nn.Sequential, nn.ModuleList, nn.ModuleDict, nn.Flatten, nn.Unflatten)
 
@@ -125,16 +124,34 @@ def _avgpool(m: nn.AvgPool2d, name: str, x: ValueSpec):
     return O.AvgPool2d(name, ("x",), kernel=_pair(m.kernel_size), stride=_pair(stride), padding=pad)
 
 
+@handles(nn.AdaptiveAvgPool2d)
+def _adaptive_avgpool(m: nn.AdaptiveAvgPool2d, name: str, x: ValueSpec):
+    size = m.output_size if isinstance(m.output_size, (tuple, list)) else (m.output_size,) * 2
+    hw = x.shape[1:]
+    out = tuple(h if s is None else int(s) for s, h in zip(size, hw))
+    if len(x.shape) != 3 or any(h % o for h, o in zip(hw, out)):
+        raise _unsupported(m, name, f"adaptive average pooling of {x.shape} to {out}: only output "
+                           "sizes that divide the input (equal windows) are supported")
+    kernel = tuple(h // o for h, o in zip(hw, out))
+    return O.AvgPool2d(name, ("x",), kernel=kernel, stride=kernel, padding=(0, 0))
+
+
 @handles(nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d)
 def _identity(m: nn.Module, name: str, x: ValueSpec):
     return None  # dropout is the identity in eval mode
 
 
-# spikingjelly's multi-step layers compute per sample what their torch base class computes
-for _cls in ("Conv2d", "Conv1d", "Linear", "BatchNorm1d", "BatchNorm2d", "MaxPool2d", "AvgPool2d",
-             "Dropout", "Identity"):
-    for _pkg in ("spikingjelly.activation_based.layer", "spikingjelly.clock_driven.layer"):
-        _NAMED_HANDLERS[f"{_pkg}.{_cls}"] = getattr(nn, _cls)
+# spikingjelly's stateless layers (``layer.Conv2d``, ...) compute per sample what their torch
+# namesake computes, in both step modes (multi-step: on [T*B, ...] through seq_to_ann_forward);
+# its Dropout keeps one mask over time while training and is the identity in eval. Its Flatten,
+# SeqToANNContainer and MultiStepContainer are transparent: their bodies are traced.
+SPIKINGJELLY_LAYERS = {
+    "Conv1d": nn.Conv1d, "Conv2d": nn.Conv2d, "Linear": nn.Linear, "BatchNorm1d": nn.BatchNorm1d,
+    "BatchNorm2d": nn.BatchNorm2d, "MaxPool2d": nn.MaxPool2d, "AvgPool2d": nn.AvgPool2d,
+    "AdaptiveAvgPool2d": nn.AdaptiveAvgPool2d, "Dropout": nn.Dropout,
+    "Dropout2d": nn.Dropout2d, "Identity": nn.Identity,
+}
+_SPIKINGJELLY_PACKAGES = ("spikingjelly.activation_based.layer", "spikingjelly.clock_driven.layer")
 
 
 def handler_for(module: nn.Module) -> ModuleHandler | None:
@@ -143,9 +160,8 @@ def handler_for(module: nn.Module) -> ModuleHandler | None:
     t = type(module)
     if t in MODULE_HANDLERS:
         return MODULE_HANDLERS[t]
-    named = _NAMED_HANDLERS.get(f"{t.__module__}.{t.__qualname__}")
-    if named is not None:
-        return MODULE_HANDLERS[named]
+    if t.__module__.startswith(_SPIKINGJELLY_PACKAGES) and t.__name__ in SPIKINGJELLY_LAYERS:
+        return MODULE_HANDLERS[SPIKINGJELLY_LAYERS[t.__name__]]
     for base in t.__mro__[1:]:
         if base in MODULE_HANDLERS and t.forward is base.forward:
             return MODULE_HANDLERS[base]
@@ -165,7 +181,7 @@ def _leaf(handler: ModuleHandler):
             tr.bind(output, v)
             return
         op.inputs = (v.name,)
-        tr.bind(output, tr.emit(op, v.layout))
+        tr.bind(output, tr.emit(op, v.layout, v.step))
     return on_call
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import math
 import numbers
 from typing import Callable
 
@@ -48,23 +49,27 @@ NeuronReader = Callable[[nn.Module], dict]
 decay_input, fire_on); raises ``UnsupportedOpError`` for a configuration it cannot express."""
 
 NEURONS: dict[type, NeuronReader] = {}
-_NAMED: dict[str, NeuronReader] = {}
+
+
+def _number(m: nn.Module, name: str) -> float:
+    v = getattr(m, name)
+    if isinstance(v, torch.Tensor) and v.numel() == 1:
+        v = v.item()
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise UnsupportedOpError(f"{type_name(m)}: {name}={v!r} is not a number")
+    return float(v)
+
+
+def _threshold_and_reset(m: nn.Module) -> dict:
+    return {"v_threshold": _number(m, "v_threshold"),
+            "v_reset": None if m.v_reset is None else _number(m, "v_reset"), "fire_on": ">="}
 
 
 def lif_attributes(m: nn.Module) -> dict:
     """LIF fields from spikingjelly-style attributes ``tau``, ``v_threshold``, ``v_reset``,
     ``decay_input`` (firing on ``>=``)."""
-    def num(name):
-        v = getattr(m, name)
-        if isinstance(v, torch.Tensor) and v.numel() == 1:
-            v = v.item()
-        if isinstance(v, bool) or not isinstance(v, numbers.Real):
-            raise UnsupportedOpError(f"{type_name(m)}: {name}={v!r} is not a number")
-        return float(v)
-
-    return {"tau": num("tau"), "v_threshold": num("v_threshold"),
-            "v_reset": None if m.v_reset is None else num("v_reset"),
-            "decay_input": bool(getattr(m, "decay_input", True)), "fire_on": ">="}
+    return {"tau": _number(m, "tau"), "decay_input": bool(getattr(m, "decay_input", True)),
+            **_threshold_and_reset(m)}
 
 
 def register_neuron(cls: type, reader: NeuronReader = lif_attributes) -> type:
@@ -75,17 +80,58 @@ def register_neuron(cls: type, reader: NeuronReader = lif_attributes) -> type:
     return cls
 
 
-def _spikingjelly(m: nn.Module) -> dict:
-    if getattr(m, "step_mode", "m") != "m":
-        raise UnsupportedOpError(f"{type_name(m)} in single-step mode: set step_mode='m' "
-                                 "(spikingjelly.activation_based.functional.set_step_mode(net, 'm'))")
-    return lif_attributes(m)
+def if_attributes(m: nn.Module) -> dict:
+    """LIF fields of an integrate-and-fire neuron (``H = V + X``): ``tau = inf`` without input
+    decay, so that ``V - (V - v_reset) / tau = V``."""
+    return {"tau": math.inf, "decay_input": False, **_threshold_and_reset(m)}
 
 
-for _name in ("spikingjelly.activation_based.neuron.LIFNode",
-              "spikingjelly.activation_based.neuron.MultiStepLIFNode",
-              "spikingjelly.clock_driven.neuron.MultiStepLIFNode"):
-    _NAMED[_name] = _spikingjelly
+def plif_attributes(m: nn.Module) -> dict:
+    """LIF fields of spikingjelly's ``ParametricLIFNode``: ``tau = 1 / sigmoid(w)`` from its
+    learned parameter ``w`` (``init_tau = 2`` gives ``w = 0``, ``tau = 2`` exactly)."""
+    w = getattr(m, "w", None)
+    if not isinstance(w, torch.Tensor) or w.numel() != 1:
+        raise UnsupportedOpError(f"{type_name(m)}: expected one learned parameter w, got {w!r}")
+    rate = float(torch.sigmoid(w.detach().double()).item())
+    if not 0.0 < rate <= 1.0:
+        raise UnsupportedOpError(f"{type_name(m)}: w={float(w)} gives no finite tau")
+    return {"tau": 1.0 / rate, "decay_input": bool(getattr(m, "decay_input", True)),
+            **_threshold_and_reset(m)}
+
+
+def _from_v_reset(reader: NeuronReader) -> NeuronReader:
+    """spikingjelly's hard-reset neurons start at ``v = v_reset`` (the IR's LIF at 0). Measured
+    from ``v_reset`` (``V' = V - v_reset``) the same neuron is the IR's LIF with ``v_reset = 0`` and
+    threshold ``v_threshold - v_reset``: charge, fire and reset are unchanged, every leak term reads
+    ``V - v_reset``, and the state starts at ``V' = 0``."""
+    def read(m: nn.Module) -> dict:
+        fields = reader(m)
+        vr = fields["v_reset"]
+        if vr is not None and vr != 0.0:
+            fields = {**fields, "v_threshold": fields["v_threshold"] - vr, "v_reset": 0.0}
+        return fields
+    return read
+
+
+_SPIKINGJELLY_NEURONS = {
+    "LIFNode": _from_v_reset(lif_attributes), "MultiStepLIFNode": _from_v_reset(lif_attributes),
+    "IFNode": _from_v_reset(if_attributes), "MultiStepIFNode": _from_v_reset(if_attributes),
+    "ParametricLIFNode": _from_v_reset(plif_attributes),
+    "MultiStepParametricLIFNode": _from_v_reset(plif_attributes),
+}
+_SPIKINGJELLY_PACKAGES = (
+    "spikingjelly.activation_based.neuron", "spikingjelly.clock_driven.neuron")
+
+
+def is_single_step(m: nn.Module) -> bool:
+    """Whether neuron ``m`` takes one time step per call (``[B, ...]``): spikingjelly 2.0's
+    ``step_mode='s'``, or 0.0.0.0.12's ``LIFNode``/``IFNode`` (not ``MultiStep*``)."""
+    mode = getattr(m, "step_mode", None)
+    if mode is not None:
+        return mode == "s"
+    t = type(m)
+    return (t.__module__.startswith("spikingjelly.clock_driven")
+            and not t.__name__.startswith("MultiStep"))
 
 
 register_neuron(MultiStepLIF)
@@ -106,9 +152,8 @@ def reader_for(module: nn.Module) -> NeuronReader | None:
     t = type(module)
     if t in NEURONS:
         return NEURONS[t]
-    qual = f"{t.__module__}.{t.__qualname__}"
-    if qual in _NAMED:
-        return _NAMED[qual]
+    if t.__module__.startswith(_SPIKINGJELLY_PACKAGES) and t.__name__ in _SPIKINGJELLY_NEURONS:
+        return _SPIKINGJELLY_NEURONS[t.__name__]
     if t.__module__.split(".")[0] == "snntorch":
         raise UnsupportedOpError(_snntorch_reason(module))
     for base in t.__mro__[1:]:
@@ -155,7 +200,7 @@ def _probe(m: nn.Module, fields: dict, where: str) -> None:
     x = (torch.rand((PROBE_STEPS, 3, 32), generator=gen) * 3.0 - 0.5) * vth
     _reset(m)
     with torch.no_grad():
-        y = m(x)
+        y = torch.stack([m(xt) for xt in x]) if is_single_step(m) else m(x)
     _reset(m)
     check_behaviour(O.LIF("probe", ("x",), **fields), x, y, where)
 
@@ -206,10 +251,14 @@ def neuron_callback(module: nn.Module, path: str):
         return None
     fields = reader(module)
     where = f"{path} ({type_name(module)})"
+    single = is_single_step(module)
 
     def on_call(tr: Tracer, m: nn.Module, path_: str, args, output) -> None:
         v = tr.value(args[0] if args else None)
         if v is None:
+            return
+        if single:
+            tr.bind(output, _single_step(tr, m, where, fields, v, args[0], output, path))
             return
         if v.layout is not Layout.TB:
             raise UnsupportedOpError(f"{where}: a multi-step neuron needs a [T, B, ...] input, "
@@ -222,5 +271,41 @@ def neuron_callback(module: nn.Module, path: str):
     return on_call
 
 
-__all__ = ["register_neuron", "lif_attributes", "reader_for", "neuron_callback", "check_behaviour",
+def _single_step(tr: Tracer, m: nn.Module, where: str, fields: dict, v, x: torch.Tensor,
+                 y, path: str):
+    """One call of a single-step neuron: step ``t`` = the number of calls before this one. Every
+    call must read the same IR value (at step ``t``); its output is checked against the IR's LIF
+    run over the inputs of all the calls so far."""
+    if v.layout not in (Layout.STATIC, Layout.STEP):
+        raise UnsupportedOpError(
+            f"{where}: a neuron in single-step mode receives a {v.layout.value} tensor; run it on "
+            "one step [B, ...] at a time or set step_mode='m' "
+            "(spikingjelly.activation_based.functional.set_step_mode(net, 'm'))")
+    _, inputs = tr.single_step_calls.setdefault(id(m), (where, []))
+    t = len(inputs)
+    if v.layout is Layout.STEP and v.step != t:
+        raise UnsupportedOpError(f"{where}: call {t + 1} of this single-step neuron reads the "
+                                 f"value of time step {v.step}")
+    inputs.append(x.detach().clone())
+    op = O.LIF(tr.fresh_name(path), (v.name,), **fields)
+    xs = torch.stack(inputs)
+    expected = lif_float(op, xs.cpu().numpy())[-1]
+    if not isinstance(y, torch.Tensor) or tuple(y.shape) != tuple(x.shape):
+        raise UnsupportedOpError(f"{where}: looks like a LIF neuron but does not return one "
+                                 "spike tensor of its input's shape")
+    bad = int(np.count_nonzero(expected != y.detach().cpu().numpy().astype(expected.dtype)))
+    if bad > TIE_TOLERANCE * max(expected.size, 1):
+        raise UnsupportedOpError(f"{where}: at time step {t} its output differs from the IR's "
+                                 f"LIF ({op.attributes()}) on {bad} of {expected.size} elements")
+    out = tr.emit(op, Layout.STEP, step=t)
+    first = tr.single_step_names.setdefault(id(m), out.name)
+    if out.name != first:
+        raise UnsupportedOpError(f"{where}: this single-step neuron reads a different value at "
+                                 f"time step {t} than at step 0 (a Python loop whose body "
+                                 "changes from step to step cannot be expressed)")
+    return out
+
+
+__all__ = ["register_neuron", "lif_attributes", "if_attributes", "plif_attributes", "is_single_step",
+           "reader_for", "neuron_callback", "check_behaviour",
            "prepare_neurons", "TIE_TOLERANCE", "NEURONS"]

@@ -24,14 +24,26 @@ the leading axes of every traced tensor (its :class:`Layout`) and strips them:
 ``TB``      ``[T, B, ...]``: one value per step (what multi-step neurons read and write)
 ``MERGED``  ``[T*B, ...]``: after ``flatten(0, 1)`` (what convolutions read)
 ``FINAL``   ``[B, ...]`` after ``mean(0)`` over time (rate ``final`` in the IR)
+``STEP``    ``[B, ...]``: the value at one time step ``step`` (``x_seq[t]``, a single-step neuron)
+``ACCUM``   ``[B, ...]``: a Python-loop running sum over steps ``0 .. step-1`` of one value
 
 Reshapes are classified by their concrete output shape: ``(T, B, ...)`` is ``TB``, ``(T*B, ...)``
 is ``MERGED``, ``(B, ...)`` keeps a static/final layout. The example batch size ``B`` is chosen
 different from ``T`` (2, or 3 when T = 2) so that the two leading axes cannot be confused.
+
+Python loops over time
+----------------------
+Single-step models (spikingjelly ``step_mode='s'``, ``MultiStepContainer``) run one step per call
+in a Python loop. A ``STEP`` value carries its step index; the IR value is the same at every step,
+so an op recorded at step ``t > 0`` that equals one recorded before (same type, inputs and fields)
+*is* that op (common-subexpression elimination, sound because every IR op is a function of its
+input sequences). ``torch.stack`` of the steps ``0 .. T-1`` of one value is that value ``[T, B]``;
+``out = out + y`` over the steps is a running sum, read as ``T * TimeMean(y)``.
 """
 from __future__ import annotations
 
 import enum
+import hashlib
 import weakref
 from dataclasses import dataclass, replace
 
@@ -54,6 +66,8 @@ class Layout(enum.Enum):
     TB = "[T,B]"
     MERGED = "[T*B]"
     FINAL = "[B] final"
+    STEP = "[B] at one step"
+    ACCUM = "[B] sum over steps"
 
     @property
     def lead(self) -> int:
@@ -66,13 +80,15 @@ class TracedValue:
     """What a traced tensor holds: IR value ``name`` with per-sample type ``spec``.
 
     ``negated`` marks ``1 - value`` (no IR op of its own): it is only legal as a factor of the
-    IAND join ``(1 - a) * s``.
+    IAND join ``(1 - a) * s``. ``step``: the time step of a ``STEP`` value (or of a ``T1`` value
+    made from one by ``unsqueeze(0)``), the number of steps summed in an ``ACCUM`` value.
     """
 
     name: str
     layout: Layout
     spec: ValueSpec
     negated: bool = False
+    step: int | None = None
 
 
 def example_batch(timesteps: int | None) -> int:
@@ -96,6 +112,13 @@ class Tracer:
         self._names: set[str] = set()
         self._stack: list[tuple[str, str, str, object]] = []  # (role, path, type, leaf handler)
         self.leaf_depth = 0
+        self.current_function = ""  # the torch function being recorded (for shared handlers)
+        self.stepping = False  # a per-step value was seen: merge repeated ops (see the docstring)
+        self._cse: dict[tuple, str] = {}
+        self.single_step_calls: dict[int, tuple[str, list]] = {}  # neuron id -> (where, inputs)
+        self.single_step_names: dict[int, str] = {}  # neuron id -> its LIF op
+        self.producer: dict[str, O.Op] = {}
+        self.slices: dict[tuple, str] = {}  # (value, axis, start, stop) -> sliced value
 
     # -- values ----------------------------------------------------------------------------
     def lookup(self, t) -> TracedValue | None:
@@ -117,9 +140,24 @@ class Tracer:
             raise self.unsupported("1 - x is only supported as a factor of the IAND join "
                                    "(1 - a) * s of two spike tensors")
         if v.layout is Layout.T1:
+            if v.step is not None:
+                raise self.unsupported("x.unsqueeze(0) of one time step's value is supported only "
+                                       "as a part of torch.cat over all the steps")
             self.set_timesteps(1)
             v = replace(v, layout=Layout.TB)
+        if v.layout is Layout.ACCUM:
+            v = self.finish_sum(v, 1.0)
         return v
+
+    def finish_sum(self, v: TracedValue, factor: float) -> TracedValue:
+        """``factor * sum_t y[t]`` of a running sum ``v`` over all steps: ``TimeMean`` (and a
+        ``Scale`` by ``factor * T`` unless that is 1)."""
+        self.set_timesteps(v.step)
+        y = self.emit(O.TimeMean(self.op_name("time_mean"), (v.name,)), Layout.FINAL)
+        c = factor * v.step
+        if c == 1.0:
+            return y
+        return self.emit(O.Scale(self.op_name("scale"), (y.name,), factor=float(c)), Layout.FINAL)
 
     def bind(self, t: torch.Tensor, v: TracedValue) -> None:
         """Map tensor ``t`` to ``v`` (a weak reference: a dead tensor's reused ``id`` is ignored)."""
@@ -147,16 +185,27 @@ class Tracer:
         scope = self.where()
         return self.fresh_name(f"{scope}.{short}" if scope else short)
 
-    def emit(self, op: O.Op, layout: Layout) -> TracedValue:
-        """Append ``op``, type-check it, and return the traced value it produces."""
+    def emit(self, op: O.Op, layout: Layout, step: int | None = None) -> TracedValue:
+        """Append ``op``, type-check it, and return the traced value it produces (at ``step`` for
+        a ``STEP`` layout). While stepping, an op equal to an earlier one is that op."""
+        if layout is Layout.STEP and not self.stepping:
+            self.stepping = True
+            self._cse = {_op_key(o): o.name for o in self.ops}
         try:
             spec = op.infer([self.specs[i] for i in op.inputs])
         except ShapeError as e:
             raise self.unsupported(str(e)) from None
+        if self.stepping:
+            key = _op_key(op)
+            if key in self._cse:
+                name = self._cse[key]
+                return TracedValue(name, layout, self.specs[name], step=step)
+            self._cse[key] = op.name
         self.ops.append(op)
+        self.producer[op.name] = op
         self.specs[op.name] = spec
         self._names.add(op.name)
-        return TracedValue(op.name, layout, spec)
+        return TracedValue(op.name, layout, spec, step=step)
 
     def reshape(self, v: TracedValue, layout: Layout, shape: tuple[int, ...]) -> TracedValue:
         """``v`` with another layout and per-sample shape (a ``Reshape`` op unless unchanged)."""
@@ -166,7 +215,8 @@ class Tracer:
                                    "axes with the others")
         if tuple(shape) == v.spec.shape:
             return replace(v, layout=layout)
-        return self.emit(O.Reshape(self.op_name("reshape"), (v.name,), shape=tuple(shape)), layout)
+        return self.emit(O.Reshape(self.op_name("reshape"), (v.name,), shape=tuple(shape)), layout,
+                         v.step)
 
     # -- where are we ----------------------------------------------------------------------
     def where(self) -> str:
@@ -232,8 +282,11 @@ class Tracer:
                 "tracer saw (a TorchScript module or code outside Python?)")
         if v.negated:
             raise UnsupportedOpError("the model returns 1 - x, which the IR cannot express")
-        if v.layout is Layout.T1:
+        if v.layout in (Layout.T1, Layout.ACCUM):
             v = self.value(output)
+        if v.layout is Layout.STEP:
+            raise UnsupportedOpError(f"the model returns the value of time step {v.step} only; "
+                                     "return all steps (torch.stack) or their sum or mean")
         if v.layout is Layout.MERGED:
             raise UnsupportedOpError("the model returns a [T*B, ...] tensor; reshape it to "
                                      "[T, B, ...] or average over time")
@@ -242,6 +295,10 @@ class Tracer:
         self.emit(O.Output(self.fresh_name("output"), (v.name,)), v.layout)
         if self.timesteps is None:
             self.timesteps = 1
+        for where, inputs in self.single_step_calls.values():
+            if len(inputs) != self.timesteps:
+                raise UnsupportedOpError(f"{where}: this single-step neuron ran {len(inputs)} "
+                                         f"times in a forward over {self.timesteps} time steps")
         if timesteps_wanted is not None and self.timesteps != timesteps_wanted:
             raise ShapeError(f"the model repeats its input over {self.timesteps} time steps, "
                              f"not the {timesteps_wanted} asked for")
@@ -263,11 +320,16 @@ class _RecordingMode(TorchFunctionMode):
         super().__init__()
         self.tracer = tracer
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
+    def __torch_function__(self, func, types, args=(), kwargs=None, out=None):
         from spikec.frontends.torch.functions import FUNCTIONS
 
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
+        if out is None:
+            out = func(*args, **kwargs)
+        if func is torch.Tensor.__iter__:
+            out = tuple(out)  # ``for x in x_seq``: the steps, recorded, then iterated
+            self.__torch_function__(torch.Tensor.unbind, types, (args[0], 0), {}, out=out)
+            return iter(out)
         tr = self.tracer
         if tr.leaf_depth or not _has_tensor(out):
             return out  # inside a leaf, or metadata (shape, size, dim, ...)
@@ -276,9 +338,21 @@ class _RecordingMode(TorchFunctionMode):
         name = resolve_name(func) or getattr(func, "__name__", repr(func))
         handler = FUNCTIONS.get(name)
         if handler is None:
-            raise tr.unsupported(f"tensor function {name} is not supported by the torch frontend")
+            raise tr.unsupported(
+                f"tensor function {name} is not supported by the torch frontend (a layer or "
+                "neuron the frontend should take whole can be registered with "
+                "spikec.frontends.torch.handles or register_neuron; see docs/frontend-torch.md)")
+        tr.current_function = name
         handler(tr, args, kwargs, out)
         return out
+
+
+def _op_key(op: O.Op) -> tuple:
+    """What makes two ops compute the same value: type, inputs, fields and array contents."""
+    arrays = tuple(sorted((k, a.dtype.str, a.shape, hashlib.sha1(a.tobytes()).hexdigest())
+                          for k, a in op.arrays().items()))
+    attrs = tuple(sorted((k, repr(v)) for k, v in op.attributes().items()))
+    return type(op), tuple(op.inputs), attrs, arrays
 
 
 def _flat(args, kwargs):

@@ -328,7 +328,7 @@ def test_bundle_errors(tmp_path, capsys, monkeypatch):
 
 
 def test_missing_lava_environment(tmp_path, capsys, monkeypatch):
-    import spikec.validate as V
+    import spikec.backends.lava.validate as V
 
     g = SAMPLES["chain"]
     out = _out(tmp_path, g)
@@ -353,7 +353,7 @@ def test_data_shape_mismatch_and_lava_bundle_command(tmp_path, capsys):
     out = _out(tmp_path, g)
     npz = tmp_path / "d.npz"
     np.savez(npz, images=np.zeros((2, 1, 5, 5), np.uint8), labels=np.zeros(2, np.int64))
-    import spikec.validate as V
+    import spikec.backends.lava.validate as V
 
     with pytest.raises(Exception, match=r"takes \(1, 8, 8\)"):
         V.validate_lava(out, str(npz), python="unused")

@@ -5,7 +5,9 @@ Layout of ``OUT/lava/`` (every file written deterministically)::
     network.json     the plan: processes, connections, inputs, probes, pipeline depth
     network.npz      its arrays (weights, biases, probe indices)
     spikec_lava/     the runtime: builds the Lava processes and runs them (numpy + lava only)
-    run_lava.py      the runner: CPU (Loihi2SimCfg fixed_pt) or chip (--hw, Loihi2HwCfg) -> trace
+    run_lava.py      starts spikec_lava/runner.py: CPU (Loihi2SimCfg fixed_pt) or chip (--hw) -> trace;
+                     for users on a chip. ``spikec validate`` never runs it (it runs the runtime of
+                     the installed spikec on the data files)
     netx.h5          lava-dl netx layout, for straight chains of input/conv/dense/flatten only
     README.md        how to run it
     manifest.json    spikec version, sha256 of every file, bundle hash
@@ -36,7 +38,7 @@ BUNDLE_DIR = "lava"
 BUNDLE_FORMAT = "spikec-lava-bundle"
 BUNDLE_FORMAT_VERSION = 1
 CONV_MODES = ("lava", "sparse")
-RUNTIME_FILES = ("__init__.py", "procs.py", "network.py", "npzio.py")
+RUNTIME_FILES = ("__init__.py", "procs.py", "network.py", "npzio.py", "runner.py")
 _RUNTIME = Path(__file__).parent / "runtime"
 
 

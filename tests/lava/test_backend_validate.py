@@ -15,7 +15,7 @@ from spikec.backends.lava.runtime.npzio import load_npz, save_npz
 from spikec.cli import main
 from spikec.errors import InputFileError
 from spikec.ir import dumps
-from spikec.validate import validate_trace
+from spikec.backends.lava.validate import validate_trace
 
 pytestmark = pytest.mark.lava
 

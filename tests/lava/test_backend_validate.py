@@ -108,3 +108,35 @@ def test_runner_refuses_hw_without_lava_loihi(compiled, tmp_path):
                        capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode != 0 and "needs Intel's lava-loihi" in r.stderr
     assert not (tmp_path / "t.npz").exists()
+
+
+def _rehash(out) -> None:
+    """Make the manifest agree with the bundle's files again, as an attacker would."""
+    import hashlib
+
+    mpath = out / "lava" / "manifest.json"
+    manifest = json.loads(mpath.read_text())
+    for rel in manifest["files"]:
+        manifest["files"][rel] = hashlib.sha256((out / "lava" / rel).read_bytes()).hexdigest()
+    mpath.write_text(json.dumps(manifest))
+
+
+def test_validate_never_executes_code_from_out(compiled, tmp_path, capsys):
+    """A tampered run_lava.py and spikec_lava/ with a re-hashed manifest: validate still runs the
+    installed runner on the data files and the tampered code never runs."""
+    import shutil
+
+    src, data, _, _ = compiled
+    out = tmp_path / "out"
+    shutil.copytree(src, out)
+    sentinel = tmp_path / "executed"
+    evil = f"open({str(sentinel)!r}, 'w').write('pwned')\nraise SystemExit(0)\n"
+    (out / "lava" / "run_lava.py").write_text(evil)
+    for name in ("runner.py", "network.py", "__init__.py"):
+        (out / "lava" / "spikec_lava" / name).write_text(evil)
+    _rehash(out)
+    code, stdout, err = _cli(["validate", str(out), "--against", "lava", "--data", str(data),
+                              "--limit", "1", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(stdout)["mismatches"] == 0
+    assert not sentinel.exists()

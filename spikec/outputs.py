@@ -111,7 +111,7 @@ class OutputDir:
         self.force = force
         self.keep = [Path(os.path.realpath(k)) for k in keep if k is not None]
         self.kind = kind
-        self._lock_fd: int | None = None
+        self._lock = DirLock(self.out, shown=f"-o {self.given}")
         self._made: list[Path] = []
 
     # ------------------------------------------------------------------ checks
@@ -149,10 +149,6 @@ class OutputDir:
                     f"{_names(entries, out)}; choose another -o or pass --force")
 
     # ------------------------------------------------------------------ lock
-    @property
-    def lock_path(self) -> Path:
-        return self.out.parent / f".{self.out.name}.lock"
-
     def _make_parents(self) -> None:
         missing = [p for p in [self.out.parent, *self.out.parent.parents] if not p.exists()]
         for p in reversed(missing):
@@ -164,48 +160,11 @@ class OutputDir:
                 raise OutputError(f"-o {self.given}: cannot create {p} ({e.strerror})") from None
             self._made.append(p)
 
-    def _lock(self) -> None:
-        """Take ``.OUT.lock`` without waiting. The file is removed at the end by its holder, so
-        after locking, check that the path still names the locked file (else lock again)."""
-        while True:
-            try:
-                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError as e:
-                raise OutputError(f"-o {self.given}: cannot create {self.lock_path} "
-                                  f"({e.strerror})") from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as e:
-                os.close(fd)
-                if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    raise OutputError(f"-o {self.given}: another spikec run is writing it (lock "
-                                      f"{self.lock_path}); wait for it or choose another -o"
-                                      ) from None
-                raise
-            try:
-                same = os.stat(self.lock_path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                self._lock_fd = fd
-                return
-            os.close(fd)
-
-    def _unlock(self) -> None:
-        if self._lock_fd is None:
-            return
-        try:
-            os.unlink(self.lock_path)
-        except OSError:
-            pass
-        os.close(self._lock_fd)
-        self._lock_fd = None
-
     def __enter__(self) -> "OutputDir":
         self.check()
         self._make_parents()
         try:
-            self._lock()
+            self._lock.acquire()
             recover(self.out)
             self.check()    # a restored or changed OUT is judged again, now under the lock
         except BaseException:
@@ -217,7 +176,7 @@ class OutputDir:
         self._release(failed=exc_type is not None)
 
     def _release(self, failed: bool) -> None:
-        self._unlock()
+        self._lock.release()
         if failed:
             for p in reversed(self._made):      # the folders made for an output that never came
                 try:
@@ -230,38 +189,104 @@ class OutputDir:
         """Write ``files`` (relative path -> bytes) plus the marker into ``.OUT.tmp-*`` and swap
         it onto OUT (see the module docstring). Raises ``OutputError`` on a file-system error,
         leaving OUT as it was."""
-        if self._lock_fd is None:
+        if not self._lock.held:
             raise RuntimeError("OutputDir.write outside its 'with' block")
-        out, parent = self.out, self.out.parent
-        files = {**files, MARKER: marker_bytes(self.kind)}
-        tmp = old = None
+        replace_dir(self.out, {**files, MARKER: marker_bytes(self.kind)}, shown=f"-o {self.given}")
+
+
+class DirLock:
+    """An exclusive ``fcntl.flock`` on ``.NAME.lock`` beside the directory ``path``, taken without
+    waiting (``OutputError`` naming ``shown`` when another run holds it). The holder removes the
+    file on release; a taker checks after locking that the path still names the file it locked."""
+
+    def __init__(self, path: str | os.PathLike, shown: str | None = None):
+        path = Path(os.path.abspath(path))
+        self.path = path.parent / f".{path.name}.lock"
+        self.shown = shown or str(path)
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:
+                raise OutputError(f"{self.shown}: cannot create {self.path} ({e.strerror})") \
+                    from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                os.close(fd)
+                if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise OutputError(f"{self.shown}: another spikec run is writing it (lock "
+                                      f"{self.path}); wait for it to finish or use another directory"
+                                      ) from None
+                raise
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._fd = fd
+                return
+            os.close(fd)
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
         try:
-            tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.tmp-"))
-            os.chmod(tmp, 0o777 & ~_umask())
-            for name, data in sorted(files.items()):
-                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-                (tmp / name).write_bytes(data)
-            _after("written")
-            if out.exists():
-                old = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.old-"))
-                os.replace(out, old / "dir")
-                _after("aside")
-            os.replace(tmp, out)
-            tmp = None
-            _after("in_place")
-        except BaseException as e:
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
-            if old is not None and (old / "dir").exists() and not out.exists():
-                os.replace(old / "dir", out)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-            if isinstance(e, OSError):
-                raise OutputError(f"-o {self.given}: writing the output failed "
-                                  f"({e.strerror or e}); the old output is unchanged") from None
-            raise
+            os.unlink(self.path)
+        except OSError:
+            pass
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> "DirLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def replace_dir(out: str | os.PathLike, files: dict[str, bytes], *, shown: str | None = None
+                ) -> None:
+    """Replace the directory ``out`` by one holding ``files``, safe against a kill at any step
+    (the module docstring's swap). No checks and no marker: the caller holds ``out``'s lock
+    (``OutputDir.write``, or a backend rewriting its bundle inside an output)."""
+    out = Path(os.path.abspath(out))
+    parent, shown = out.parent, shown or str(out)
+    tmp = old = None
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.tmp-"))
+        os.chmod(tmp, 0o777 & ~_umask())
+        for name, data in sorted(files.items()):
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_bytes(data)
+        _after("written")
+        if out.exists():
+            old = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.old-"))
+            os.replace(out, old / "dir")
+            _after("aside")
+        os.replace(tmp, out)
+        tmp = None
+        _after("in_place")
+    except BaseException as e:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and (old / "dir").exists() and not out.exists():
+            os.replace(old / "dir", out)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise OutputError(f"{shown}: writing the output failed ({e.strerror or e}); the old "
+                              "output is unchanged") from None
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def recover(out: str | os.PathLike) -> None:

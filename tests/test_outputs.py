@@ -309,3 +309,19 @@ def test_compile_without_o_writes_beside_the_model(model, tmp_path, capsys):
     code, _, err = cli(["compile", other], capsys)         # the same rules apply
     assert "notes.txt" in one_line(code, err)
     assert (foreign / "notes.txt").read_text() == "mine"
+
+
+def test_a_bundle_rewrite_respects_the_lock_and_cleans_its_leftovers(tmp_path):
+    from spikec.backends.lava import samples, write_bundle
+    from spikec.outputs import DirLock
+
+    out = tmp_path / "OUT"
+    write_dir(out, {"x": b"1"})
+    with DirLock(out):
+        with pytest.raises(OutputError, match="another spikec run is writing it"):
+            write_bundle(samples.chain(), out)
+    (out / ".lava.tmp-dead").mkdir()
+    write_bundle(samples.chain(), out)
+    assert (out / "lava" / "manifest.json").is_file()
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "lava", "x"]
+    assert leftovers(out) == []

@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +24,7 @@ from spikec import __version__
 from spikec.errors import InputFileError, UnsupportedOpError
 from spikec.ir import fixed as F
 from spikec.ir.graph import Graph, verify
+from spikec.outputs import DirLock, recover, replace_dir
 from spikec.target.formats import LAVA_FIXED_PT, NumberFormats
 
 from . import ssa as S
@@ -168,23 +166,9 @@ def write_bundle(fixed_graph: Graph, out_dir, *, ssa: str = "host", report: dict
     files, facts = bundle_files(fixed_graph, ssa=ssa, conv=conv)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out, prefix=".lava."))
-    try:
-        for rel, data in files.items():
-            p = tmp / rel
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_bytes(data)
-        final = out / BUNDLE_DIR
-        if final.exists():
-            old = Path(tempfile.mkdtemp(dir=out, prefix=".lava.old."))
-            os.replace(final, old / "lava")
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with DirLock(out):              # no compile may swap OUT meanwhile
+        recover(out / BUNDLE_DIR)   # leftovers of a killed rewrite
+        replace_dir(out / BUNDLE_DIR, files)
     if report is not None:
         report["lava"] = facts
     return facts

@@ -182,11 +182,15 @@ def sweep(inp: EstimateInput, sweeps, *, chips: int | None = None, cost: str = "
 
 
 def save_estimate(out_dir: Path, report: dict | None, j: dict) -> None:
-    """Store ``j`` under ``estimate`` in ``OUT/report.json`` (atomically)."""
+    """Store ``j`` under ``estimate`` in ``OUT/report.json`` (atomically, holding OUT's lock so
+    that a compile cannot swap OUT away under it)."""
+    from spikec.outputs import DirLock
+
     report = dict(report or {})
     report["estimate"] = j
     text = json.dumps(report, indent=2, sort_keys=True, allow_nan=False, default=float) + "\n"
-    write_atomic(out_dir / "report.json", text.encode("utf-8"))
+    with DirLock(out_dir):
+        write_atomic(out_dir / "report.json", text.encode("utf-8"))
 
 
 def requantizer(model_path, data_spec, limit, load_args, ssa):

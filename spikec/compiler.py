@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -79,10 +79,17 @@ def file_sha256(path: Path) -> str:
 # ----------------------------------------------------------------------------- compile
 @dataclass
 class CompileOutcome:
+    """A compiled model: its report, graphs and the files of its output directory.
+
+    ``out`` is where it was written (None while it lives in memory only); ``graph`` the traced
+    float graph; ``files`` every file of OUT (relative path -> bytes) except the marker."""
+
     report: dict
-    out: Path
+    out: Path | None
     fixed: Graph
     folded: Graph
+    graph: Graph | None = None
+    files: dict = field(default_factory=dict, repr=False)
 
 
 def compile_model(model: str | os.PathLike, out: str | os.PathLike, *, target: str = "loihi2",
@@ -109,18 +116,27 @@ def compile_model(model: str | os.PathLike, out: str | os.PathLike, *, target: s
     force : replace an ``out`` that is not an earlier spikec output (never one that holds an
         input of the run).
     """
+    from spikec.frontends import LoadOptions, load_model
+
+    _check_options(residual, batch_size)
+    prof = resolve_profile(target, profile)
+    model = Path(model)
+    with OutputDir(out, force=force, keep=[model, _file(data), _file(calib), profile]) as target_dir:
+        graph = load_model(model, load_options or LoadOptions())
+        outcome = compile_loaded(graph, model.name, file_sha256(model), target=target,
+                                 profile=profile, data=data, calib=calib, limit=limit,
+                                 residual=residual, batch_size=batch_size, progress=progress,
+                                 ssa=ssa)
+        target_dir.write(outcome.files)
+    outcome.out = Path(out)
+    return outcome
+
+
+def _check_options(residual: str, batch_size: int) -> None:
     if residual not in RESIDUAL_MODES:
         raise ProfileError(f"--residual must be one of {', '.join(RESIDUAL_MODES)}, not {residual!r}")
     if batch_size < 1:
         raise DataError(f"--batch-size must be >= 1, got {batch_size}")
-    prof = resolve_profile(target, profile)
-    model = Path(model)
-    with OutputDir(out, force=force, keep=[model, _file(data), _file(calib), profile]) as target_dir:
-        report, files, fixed, folded = _compile(
-            model, prof, target if profile is None else prof.name, load_options, data, calib,
-            limit, residual, batch_size, progress, ssa)
-        target_dir.write(files)
-    return CompileOutcome(report, Path(out), fixed, folded)
 
 
 def export_model(model: str | os.PathLike, out: str | os.PathLike, target: str, *,
@@ -147,18 +163,27 @@ def _file(spec: str | None) -> str | None:
     return spec if spec is not None and os.path.isfile(spec) else None
 
 
-def _compile(model: Path, prof, target_name: str, load_options, data, calib, limit, residual,
-             batch_size, progress, ssa):
-    """Everything of ``compile_model`` before the write: (report, files, fixed, folded)."""
+def compile_loaded(graph: Graph, model_name: str, model_sha256: str, *, target: str = "loihi2",
+                   profile: str | None = None, data=None, calib=None, limit: int | None = None,
+                   residual: str = "auto", batch_size: int = 32,
+                   progress: Callable[[int], Progress] | None = None,
+                   ssa: str = "host") -> CompileOutcome:
+    """Compile a loaded float ``graph`` in memory (``compile_model`` without the files): the
+    report, the graphs and the files an OUT would hold (``out`` None).
+
+    ``model_name``, ``model_sha256``: what report.json records as the model. ``data`` and
+    ``calib``: a data set spec, a ``spikec.data.Dataset`` or ``(images, labels)`` arrays. The
+    other parameters are ``compile_model``'s.
+    """
     from spikec import backend
-    from spikec.frontends import LoadOptions, load_model
     from spikec.ir import dumps
     from spikec.pipeline import CompileOptions, compile_graph
 
-    graph = load_model(model, load_options or LoadOptions())
+    _check_options(residual, batch_size)
+    prof = resolve_profile(target, profile)
     inp = _input_op(graph)
-    ds = load_data(data, limit, inp) if data else None
-    cal = load_data(calib, CALIB_SAMPLES, inp, "--calib") if calib else None
+    ds = load_data(data, limit, inp) if data is not None else None
+    cal = load_data(calib, CALIB_SAMPLES, inp, "--calib") if calib is not None else None
     result = compile_graph(graph, profile=prof, calib=None if cal is None else cal.images,
                            options=CompileOptions(residual=residual))
     fixed, folded = result.fixed, result.folded
@@ -172,11 +197,12 @@ def _compile(model: Path, prof, target_name: str, load_options, data, calib, lim
             if update:
                 update(sl.stop - sl.start)
 
-    report = rep.base(target_name, prof.name, model.name, file_sha256(model), fixed.timesteps)
+    target_name = target if profile is None else prof.name
+    report = rep.base(target_name, prof.name, model_name, model_sha256, fixed.timesteps)
     report["arch"] = graph.meta.get("arch")
     report["residual"] = residual
-    report["data"] = {"spec": data, "samples": len(ds)} if ds is not None else None
-    report["calib"] = {"spec": calib, "samples": len(cal)} if cal is not None else None
+    report["data"] = {"spec": _spec(data, ds), "samples": len(ds)} if ds is not None else None
+    report["calib"] = {"spec": _spec(calib, cal), "samples": len(cal)} if cal is not None else None
     report["notes"] = plain(result.notes)
     stats = evaluation.stats if evaluation else None
     agreement = evaluation.agreement() if evaluation else None
@@ -192,7 +218,11 @@ def _compile(model: Path, prof, target_name: str, load_options, data, calib, lim
         bundle, report[chip.name] = chip.bundle_files(fixed, ssa=ssa)
         files.update(bundle)
     files[REPORT_FILE] = rep.dumps(report).encode()
-    return report, files, fixed, folded
+    return CompileOutcome(report, None, fixed, folded, graph, files)
+
+
+def _spec(given, ds) -> str:
+    return given if isinstance(given, str) else ds.name
 
 
 def plain(v):

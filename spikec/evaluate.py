@@ -27,13 +27,21 @@ Progress = Callable[[int], None]
 
 
 # ----------------------------------------------------------------------------- inputs
-def load_data(spec: str, limit: int | None, input_op: O.Input, what: str = "--data"):
-    """Load a data set and check its sample shape against the model's input."""
+def load_data(spec, limit: int | None, input_op: O.Input, what: str = "--data"):
+    """Load a data set and check its sample shape against the model's input.
+
+    ``spec``: a spec for ``spikec.data.load`` (``mnist5k:test``, a ``.npz``), a
+    ``spikec.data.Dataset``, or ``(images, labels)`` arrays (uint8 ``[N, C, H, W]``, ``[N]``).
+    """
     from spikec import data as spk_data
 
     if limit is not None and limit < 1:
         raise DataError(f"--limit must be >= 1, got {limit}")
-    ds = spk_data.load(spec, limit)
+    if isinstance(spec, str):
+        ds = spk_data.load(spec, limit)
+    else:
+        ds = as_dataset(spec, what).subset(limit)
+        spec = ds.name
     if len(ds) == 0:
         raise DataError(f"{what} {spec}: no samples")
     want = tuple(int(d) for d in input_op.shape)
@@ -41,6 +49,28 @@ def load_data(spec: str, limit: int | None, input_op: O.Input, what: str = "--da
         raise DataError(f"{what} {spec}: images have shape {_shape(ds.images.shape[1:])} but the "
                         f"model expects {_shape(want)} (C, H, W)")
     return ds
+
+
+def as_dataset(data, what: str):
+    """A ``Dataset`` from a ``Dataset`` or an ``(images, labels)`` pair of arrays."""
+    from spikec.data import Dataset
+
+    if isinstance(data, Dataset):
+        return data
+    try:
+        images, labels = data
+    except (TypeError, ValueError):
+        raise DataError(f"{what}: expected a data set spec, a spikec.data.Dataset or (images, "
+                        f"labels), got {type(data).__name__}") from None
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.ndim != 4 or images.dtype != np.uint8:
+        raise DataError(f"{what}: images must be uint8 [N, C, H, W] raw pixels, got "
+                        f"{images.dtype} {_shape(images.shape)}")
+    if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{what}: labels must be integers [N] with N = {len(images)}, got "
+                        f"{labels.dtype} {_shape(labels.shape)}")
+    classes = int(labels.max()) + 1 if len(labels) else 0
+    return Dataset(images, labels.astype(np.int64), "in-memory", classes)
 
 
 def _shape(s) -> str:
@@ -135,7 +165,7 @@ def load_stage(out: str | os.PathLike, stage: str) -> Graph:
     return load(path)
 
 
-def simulate_output(out: str | os.PathLike, data: str, *, limit: int | None = None,
+def simulate_output(out: str | os.PathLike, data, *, limit: int | None = None,
                     stage: str = "quantized", batch_size: int = 32, strict: bool = False,
                     progress: Callable[[int], Progress] | None = None) -> dict:
     """Run one stage of a compiled model on a data set.
@@ -145,13 +175,29 @@ def simulate_output(out: str | os.PathLike, data: str, *, limit: int | None = No
     (``spike_agreement`` is null: it needs the float run next to this one; see report.json).
     ``strict``: raise ``StateOverflowError`` where a state would wrap (bit-exact stage only).
     """
-    from spikec import interp
+    _check_simulate(stage, batch_size, strict)
+    graph = load_stage(out, stage)
+    return simulate_graph(graph, data, limit=limit, stage=stage, batch_size=batch_size,
+                          strict=strict, progress=progress)
 
+
+def _check_simulate(stage: str, batch_size: int, strict: bool) -> None:
+    if stage not in STAGES:
+        raise DataError(f"--stage must be one of {', '.join(STAGES)}, not {stage!r}")
     if batch_size < 1:
         raise DataError(f"--batch-size must be >= 1, got {batch_size}")
     if strict and stage != "quantized":
         raise DataError(f"--strict applies to the bit-exact stage only, not --stage {stage}")
-    graph = load_stage(out, stage)
+
+
+def simulate_graph(graph: Graph, data, *, limit: int | None = None, stage: str = "quantized",
+                   batch_size: int = 32, strict: bool = False,
+                   progress: Callable[[int], Progress] | None = None) -> dict:
+    """``simulate_output`` on a graph in memory: ``graph`` is the ``stage`` graph (the fixed
+    graph for ``quantized``); ``data`` a spec, a ``Dataset`` or ``(images, labels)``."""
+    from spikec import interp
+
+    _check_simulate(stage, batch_size, strict)
     ds = load_data(data, limit, _graph_input(graph))
     update = progress(len(ds)) if progress else None
     preds = []
@@ -179,7 +225,8 @@ def simulate_output(out: str | os.PathLike, data: str, *, limit: int | None = No
     acc = float((predictions == ds.labels).mean())
     ops = [(op.name, op.OPCODE, stats[op.name].neurons) for op in graph.ops]
     layers = rep.layer_entries(ops, stats, None, graph.timesteps)
-    return {"stage": stage, "data": {"spec": data, "samples": len(ds)},
+    return {"stage": stage, "data": {"spec": data if isinstance(data, str) else ds.name,
+                                     "samples": len(ds)},
             "timesteps": graph.timesteps,
             "accuracy": rep.accuracy_block(*(acc if s == stage else None for s in STAGES), len(ds)),
             "layers": layers, "totals": rep.totals(layers),

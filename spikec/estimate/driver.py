@@ -77,7 +77,12 @@ def simulate_counts(graph, mapping, data_spec: str, limit: int | None,
     from spikec.estimate.events import counts_from_sim
     from spikec.sim import simulate
 
-    ds = datasets.load(data_spec, limit)
+    if isinstance(data_spec, str):
+        ds = datasets.load(data_spec, limit)
+    else:
+        from spikec.evaluate import as_dataset
+
+        ds = as_dataset(data_spec, "data").subset(limit)
     with (progress or _no_progress)(len(ds), f"simulating {ds.name}") as bar:
         res = simulate(graph, ds.images, progress=None if bar is None else bar.update)
     acc = float(np.mean(np.argmax(res.logits, axis=-1) == ds.labels)) if len(ds) else None
@@ -111,9 +116,6 @@ def prepare(model_or_out: str, profile_name: str = DEFAULT_PROFILE, *, chips: in
             arch: str | None = None, timesteps: int | None = None,
             progress: ProgressBar | None = None) -> EstimateInput:
     """Load or compile MODEL_OR_OUT for ``profile_name`` and gather its event counts."""
-    from spikec.estimate.events import counts_from_report
-    from spikec.estimate.mapping import map_network
-    from spikec.estimate.network import extract_network
     from spikec.target.profile import load_profile
 
     profile = load_profile(profile_name)
@@ -124,6 +126,23 @@ def prepare(model_or_out: str, profile_name: str = DEFAULT_PROFILE, *, chips: in
 
         model_path = model_or_out
         graph = compile_model(model_or_out, profile, LoadOptions(arch=arch, timesteps=timesteps))
+    return prepare_graph(graph, profile, report=report, out_dir=out_dir, model_path=model_path,
+                         chips=chips, data_spec=data_spec, limit=limit, ssa=ssa,
+                         progress=progress)
+
+
+def prepare_graph(graph, profile, *, report: dict | None = None, out_dir: Path | None = None,
+                  model_path: str | None = None, chips: int | None = None, data_spec=None,
+                  limit: int | None = None, ssa: str | None = None,
+                  progress: ProgressBar | None = None) -> EstimateInput:
+    """``prepare`` for a fixed graph already in memory (with its compile report, if any)."""
+    from spikec.estimate.events import counts_from_report
+    from spikec.estimate.mapping import map_network
+    from spikec.estimate.network import extract_network
+    from spikec.target.profile import load_profile
+
+    if isinstance(profile, str):
+        profile = load_profile(profile)
     lava = (report or {}).get("lava") or {}
     if ssa is None:
         ssa = lava.get("ssa") or "host"
@@ -132,7 +151,7 @@ def prepare(model_or_out: str, profile_name: str = DEFAULT_PROFILE, *, chips: in
     net = extract_network(graph, ssa)
     accuracy = None
     counts = None
-    if data_spec:
+    if data_spec is not None:
         mapping = map_network(net, profile, chips)
         counts, accuracy = simulate_counts(graph, mapping, data_spec, limit, progress)
     elif report is not None:

@@ -4,8 +4,9 @@
 
 * **What may be replaced.** OUT is replaced only when it does not exist, is empty, or is an earlier
   spikec output, recognised by the marker file ``MARKER`` (``.spikec-output.json``) that spikec
-  writes into every output. Anything else is refused with one line naming files that would be lost,
-  unless ``force``. A file the run reads (the model, ``--data``, ``--calib``, ``--profile``) that
+  writes into every output, listing the files it wrote; a file added to it since (other than
+  ``DERIVED_FILES``) makes it a user's directory again. Anything else is refused with one line
+  naming files that would be lost, unless ``force``. A file the run reads (the model, ``--data``, ``--calib``, ``--profile``) that
   lies inside OUT is never deleted: refused even with ``force``. OUT may not be the current
   directory or one of its parents.
 * **Early checks.** Before the expensive compile: OUT is not a file, no parent of OUT is a file,
@@ -46,20 +47,45 @@ def _after(step: str) -> None:
     it to simulate a kill between two steps."""
 
 
-def marker_bytes(kind: str) -> bytes:
-    """The marker file's content: deterministic (no time, no host), so outputs stay
-    byte-identical."""
+#: Files other spikec commands add to an output (``spikec report``, ``estimate --sweep``): not a
+#: user's data, replaced with the output.
+DERIVED_FILES = ("report.html", "sweep.png")
+
+
+def marker_bytes(kind: str, files=()) -> bytes:
+    """The marker file's content: format, version, what wrote it and the files it wrote (so a
+    file a user added later is recognised as theirs). Deterministic: no time, no host."""
     return (json.dumps({"format": MARKER_FORMAT, "version": MARKER_VERSION, "kind": kind,
-                        "spikec_version": __version__}, sort_keys=True) + "\n").encode()
+                        "spikec_version": __version__, "files": sorted(files)},
+                       sort_keys=True) + "\n").encode()
+
+
+def read_marker(path: Path) -> dict | None:
+    """The marker of the directory ``path``, or None when it carries none."""
+    try:
+        info = json.loads((Path(path) / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and info.get("format") == MARKER_FORMAT else None
 
 
 def is_spikec_output(path: Path) -> bool:
     """Whether the directory ``path`` carries spikec's marker."""
-    try:
-        info = json.loads((Path(path) / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(info, dict) and info.get("format") == MARKER_FORMAT
+    return read_marker(path) is not None
+
+
+def foreign_files(out: Path) -> list[Path]:
+    """What replacing the directory ``out`` would delete that spikec did not write: everything
+    without a marker, else the files (and links) its marker does not list."""
+    marker = read_marker(out)
+    if marker is None:
+        return list(out.iterdir())
+    written = marker.get("files")
+    if not isinstance(written, list):
+        return []
+    known = {str(f) for f in written} | {MARKER, *DERIVED_FILES}
+    return [p for p in out.rglob("*") if (p.is_file() or p.is_symlink())
+            and str(p.relative_to(out)) not in known]
 
 
 def default_out(model: str | os.PathLike) -> Path:
@@ -138,15 +164,17 @@ class OutputDir:
         if not os.access(existing, os.W_OK | os.X_OK):
             why = "read-only file system" if _read_only(existing) else "permission denied"
             raise OutputError(f"-o {shown}: cannot write into {existing} ({why})")
-        if out.is_dir() and not self.force and not is_spikec_output(out):
+        if out.is_dir() and not self.force:
             try:
-                entries = list(out.iterdir())
+                entries = foreign_files(out)
             except OSError as e:
                 raise OutputError(f"-o {shown}: cannot read it ({e.strerror})") from None
             if entries:
+                what = "holds files spikec did not write" if is_spikec_output(out) \
+                    else "not empty and not a spikec output"
                 raise OutputError(
-                    f"-o {shown}: not empty and not a spikec output; replacing it would delete "
-                    f"{_names(entries, out)}; choose another -o or pass --force")
+                    f"-o {shown}: {what}; replacing it would delete {_names(entries, out)}; "
+                    "choose another -o or pass --force")
 
     # ------------------------------------------------------------------ lock
     def _make_parents(self) -> None:
@@ -191,7 +219,8 @@ class OutputDir:
         leaving OUT as it was."""
         if not self._lock.held:
             raise RuntimeError("OutputDir.write outside its 'with' block")
-        replace_dir(self.out, {**files, MARKER: marker_bytes(self.kind)}, shown=f"-o {self.given}")
+        replace_dir(self.out, {**files, MARKER: marker_bytes(self.kind, files)},
+                    shown=f"-o {self.given}")
 
 
 class DirLock:

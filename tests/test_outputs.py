@@ -78,7 +78,8 @@ def test_marker_is_written_and_an_earlier_output_is_replaced(tmp_path):
     marker = json.loads((out / MARKER).read_text())
     assert marker["format"] == "spikec-output" and marker["version"] == 1
     write_dir(out, {"b": b"2"})
-    assert tree(out) == {MARKER: outputs.marker_bytes("compile"), "b": b"2"}
+    assert tree(out) == {MARKER: outputs.marker_bytes("compile", ["b"]), "b": b"2"}
+    assert json.loads((out / MARKER).read_text())["files"] == ["b"]
     assert leftovers(out) == []
     empty = tmp_path / "EMPTY"
     empty.mkdir()
@@ -102,6 +103,24 @@ def test_foreign_directory_is_refused_before_compiling_and_force_replaces_it(mod
     assert code == 0, err
     assert (out / "compiled.spkc").is_file() and not (out / "user0.txt").exists()
     assert leftovers(out) == []
+
+
+def test_a_file_added_to_an_earlier_output_is_not_lost(model, tmp_path, capsys):
+    out = tmp_path / "OUT"
+    code, _, err = cli(["compile", model, "-o", out], capsys)
+    assert code == 0, err
+    code, _, err = cli(["report", out], capsys)            # derived by spikec: replaced freely
+    assert code == 0, err
+    code, _, err = cli(["compile", model, "-o", out], capsys)
+    assert code == 0, err
+    (out / "lava" / "my_notes.md").write_text("mine")
+    code, _, err = cli(["compile", model, "-o", out], capsys)
+    line = one_line(code, err)
+    assert "holds files spikec did not write" in line and "lava/my_notes.md" in line
+    assert (out / "lava" / "my_notes.md").read_text() == "mine"
+    code, _, err = cli(["compile", model, "-o", out, "--force"], capsys)
+    assert code == 0, err
+    assert not (out / "lava" / "my_notes.md").exists()
 
 
 def test_input_inside_out_is_never_deleted(model, tmp_path, capsys):

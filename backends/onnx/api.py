@@ -3,6 +3,6 @@ from __future__ import annotations
 
 from spikec.backend import Backend
 
-from .export import export_files, summary
+from .driver import export_files, summary
 
 BACKEND = Backend(name="onnx", export=export_files, summary=summary)

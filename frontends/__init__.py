@@ -53,3 +53,11 @@ def load_model(path: str | Path, options: LoadOptions | None = None):
         return load(p)
     from spikec.frontends.torch import load as load_torch
     return load_torch(p, options)
+
+
+def load_module(module, options: LoadOptions | None = None):
+    """Trace a model object that lives in memory (a torch ``nn.Module`` defined in the user's
+    script) into a verified float ``spikec.ir.Graph``. ``options.input_shape`` (C, H, W) is
+    needed unless the module records ``spikec_config``; ``options.timesteps`` sets its ``T``."""
+    from spikec.frontends.torch.loader import trace_module
+    return trace_module(module, options or LoadOptions())

@@ -1,25 +1,25 @@
-"""The compile and simulate drivers behind ``spikec compile`` and ``spikec simulate``.
+"""The compile driver behind ``spikec compile``.
 
 ``compile_model``: load a model -> ``spikec.pipeline.compile_graph`` -> (with data) accuracy of the
 float model, the folded float graph and the bit-exact simulation on the same samples, per-layer
-spike agreement with the float model and event counts -> an output directory::
+spike agreement with the float model and event counts (``spikec.evaluate``) -> an output
+directory (``spikec.outputs``)::
 
     OUT/compiled.spkc   the quantized (fixed-point) graph: what the chip runs
     OUT/folded.spkc     the folded float graph (BN folded, neurons canonical)
     OUT/float.spkc      the traced float graph (so ``simulate --stage float`` needs no model file)
     OUT/report.json     see ``spikec.report``
+    OUT/lava/           the bundle of the target's backend (``spikec.backend``), where it has one
+    OUT/.spikec-output.json   the marker that makes OUT replaceable by the next compile
 
-Everything is computed first, then written into a temporary directory beside OUT and renamed onto
-OUT at the end: an error leaves no partial OUT (and an existing OUT untouched).
-
-``simulate_output``: run one stage of a compiled OUT on a data set.
+OUT is checked and locked before the compile (``spikec.outputs.OutputDir``: user files, the
+input inside OUT, unwritable folders are refused first), everything is computed, then written
+beside OUT and swapped in: an error leaves no partial OUT and an existing OUT untouched.
 """
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -28,23 +28,21 @@ import numpy as np
 
 from spikec import report as rep
 from spikec.errors import DataError, InputFileError, ProfileError
-from spikec.ir import ops as O
+from spikec.evaluate import GRAPH_FILES, STAGES, Evaluation, Progress, batches, fixed_layer_ops, load_data
 from spikec.ir.graph import Graph
+from spikec.ir import ops as O
+from spikec.outputs import OutputDir
 from spikec.sim import Simulator
-from spikec.sim import events as ev
+
+__all__ = ["TARGETS", "STAGES", "RESIDUAL_MODES", "GRAPH_FILES", "REPORT_FILE", "CompileOutcome",
+           "compile_model", "export_model", "resolve_profile", "load_data", "file_sha256", "plain"]
 
 #: Targets ``spikec compile --target`` accepts (profiles with an executable arithmetic).
 TARGETS = ("loihi2", "loihi")
-STAGES = ("float", "folded", "quantized")
 RESIDUAL_MODES = ("auto", "graded", "fanin")
-GRAPH_FILES = {"quantized": "compiled.spkc", "folded": "folded.spkc", "float": "float.spkc"}
 REPORT_FILE = "report.json"
 #: Samples of the --calib set handed to the quantizer.
 CALIB_SAMPLES = 64
-#: Memory for the spikes of one batch recorded for the spike agreement (bytes).
-RECORD_BYTES = 2 << 30
-
-Progress = Callable[[int], None]
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -60,26 +58,6 @@ def resolve_profile(target: str, profile_path: str | None):
         raise ProfileError(f"profile {profile.name!r}: its arithmetic ({profile.formats.arithmetic!r}) "
                            f"is descriptive only; compile for {', '.join(TARGETS)}")
     return profile
-
-
-def load_data(spec: str, limit: int | None, input_op: O.Input, what: str = "--data"):
-    """Load a data set and check its sample shape against the model's input."""
-    from spikec import data as spk_data
-
-    if limit is not None and limit < 1:
-        raise DataError(f"--limit must be >= 1, got {limit}")
-    ds = spk_data.load(spec, limit)
-    if len(ds) == 0:
-        raise DataError(f"{what} {spec}: no samples")
-    want = tuple(int(d) for d in input_op.shape)
-    if ds.images.shape[1:] != want:
-        raise DataError(f"{what} {spec}: images have shape {_shape(ds.images.shape[1:])} but the "
-                        f"model expects {_shape(want)} (C, H, W)")
-    return ds
-
-
-def _shape(s) -> str:
-    return "(" + ", ".join(str(int(d)) for d in s) + ")"
 
 
 def _input_op(graph: Graph) -> O.Input:
@@ -98,98 +76,34 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-# ----------------------------------------------------------------------------- evaluation
-@dataclass
-class Evaluation:
-    """Accumulates top-1 and spike agreement over batches.
-
-    ``pairs`` maps a ``cuba_lif`` of the fixed graph to the float model's ``lif`` of the same name
-    and shape (the passes keep names).
-    """
-
-    float_graph: Graph
-    folded: Graph
-    fixed: Graph
-    simulator: Simulator
-    correct: dict = field(default_factory=lambda: {s: 0 for s in STAGES})
-    samples: int = 0
-    agree: dict = field(default_factory=dict)
-    stats: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        fl = {op.name: op for op in self.float_graph.ops if isinstance(op, O.LIF)}
-        self.pairs = [op.name for op in self.fixed.ops
-                      if op.OPCODE == "cuba_lif" and op.name in fl
-                      and self.float_graph.spec(op.name).shape == self.fixed.spec(op.name).shape]
-        self.agree = {n: np.zeros(4, dtype=np.int64) for n in self.pairs}  # equal, total, both, either
-
-    def batch_size(self, requested: int) -> int:
-        """``requested``, capped so that the spikes recorded for the agreement (float32 from the
-        interpreter, bool from the simulator, all compared layers, all steps) stay within
-        ``RECORD_BYTES``."""
-        per_sample = sum(int(np.prod(self.fixed.spec(n).shape)) for n in self.pairs) \
-            * self.fixed.timesteps * 5
-        return max(1, min(requested, RECORD_BYTES // max(per_sample, 1)))
-
-    def batch(self, images: np.ndarray, labels: np.ndarray) -> None:
-        from spikec import interp
-
-        tf = interp.run(self.float_graph, images, record=self.pairs)
-        tb = interp.run(self.folded, images)
-        sim = self.simulator.run(images, record=self.pairs)
-        for stage, logits in (("float", tf.logits), ("folded", tb.logits),
-                              ("quantized", sim.logits)):
-            self.correct[stage] += int((np.argmax(logits, axis=1) == labels).sum())
-        for n in self.pairs:
-            q, f = sim.values[n], tf.values[n] != 0
-            self.agree[n] += [int((q == f).sum()), q.size, int((q & f).sum()), int((q | f).sum())]
-        for name, s in sim.stats.items():
-            if name in self.stats:
-                self.stats[name].merge(s)
-            else:
-                self.stats[name] = s
-        self.samples += len(labels)
-
-    def accuracy(self) -> dict:
-        n = self.samples
-        return rep.accuracy_block(*(self.correct[s] / n if n else None for s in STAGES), n)
-
-    def agreement(self) -> dict:
-        return {n: {"agreement": int(a[0]) / int(a[1]) if a[1] else None,
-                    "jaccard": int(a[2]) / int(a[3]) if a[3] else None}
-                for n, a in self.agree.items()}
-
-
-def _batches(n: int, batch_size: int):
-    for s in range(0, n, batch_size):
-        yield slice(s, min(n, s + batch_size))
-
-
-def _fixed_layer_ops(graph: Graph):
-    return [(op.name, op.OPCODE, int(np.prod(graph.spec(op.name).shape))
-             if op.OPCODE in ("cuba_lif", "readout") else 0) for op in graph.ops]
-
-
 # ----------------------------------------------------------------------------- compile
 @dataclass
 class CompileOutcome:
+    """A compiled model: its report, graphs and the files of its output directory.
+
+    ``out`` is where it was written (None while it lives in memory only); ``graph`` the traced
+    float graph; ``files`` every file of OUT (relative path -> bytes) except the marker."""
+
     report: dict
-    out: Path
+    out: Path | None
     fixed: Graph
     folded: Graph
+    graph: Graph | None = None
+    files: dict = field(default_factory=dict, repr=False)
 
 
 def compile_model(model: str | os.PathLike, out: str | os.PathLike, *, target: str = "loihi2",
                   profile: str | None = None, load_options=None, data: str | None = None,
                   calib: str | None = None, limit: int | None = None, residual: str = "auto",
                   batch_size: int = 32, progress: Callable[[int], Progress] | None = None,
-                  ssa: str = "host") -> CompileOutcome:
+                  ssa: str = "host", force: bool = False) -> CompileOutcome:
     """Compile ``model`` for ``target`` into the directory ``out`` (see the module docstring).
 
     Parameters
     ----------
     model : model file (any format ``spikec.frontends.load_model`` reads).
-    out : output directory (replaced atomically when it exists).
+    out : output directory: created, or replaced when it is empty or an earlier spikec output
+        (``spikec.outputs``); checked and locked before the compile starts.
     target, profile : target name, or a profile file that replaces it.
     load_options : ``spikec.frontends.LoadOptions`` (arch, T, preprocessing, ...).
     data : evaluation set spec (``mnist5k:test``, ``fashion-mnist:test``, ``cifar10-foolbox``, .npz).
@@ -199,23 +113,77 @@ def compile_model(model: str | os.PathLike, out: str | os.PathLike, *, target: s
     ssa : lowering of spiking self-attention in the Lava bundle (``host`` or ``decompose``); the
         bundle (``OUT/lava/``) is written for targets whose arithmetic is Lava's (loihi2).
     progress : ``progress(total)`` returns a callback ``update(n)`` called after each batch.
+    force : replace an ``out`` that is not an earlier spikec output (never one that holds an
+        input of the run).
     """
     from spikec.frontends import LoadOptions, load_model
-    from spikec.ir import dumps
-    from spikec.pipeline import CompileOptions, compile_graph
 
+    _check_options(residual, batch_size)
+    prof = resolve_profile(target, profile)
+    model = Path(model)
+    with OutputDir(out, force=force, keep=[model, _file(data), _file(calib), profile]) as target_dir:
+        graph = load_model(model, load_options or LoadOptions())
+        outcome = compile_loaded(graph, model.name, file_sha256(model), target=target,
+                                 profile=profile, data=data, calib=calib, limit=limit,
+                                 residual=residual, batch_size=batch_size, progress=progress,
+                                 ssa=ssa)
+        target_dir.write(outcome.files)
+    outcome.out = Path(out)
+    return outcome
+
+
+def _check_options(residual: str, batch_size: int) -> None:
     if residual not in RESIDUAL_MODES:
         raise ProfileError(f"--residual must be one of {', '.join(RESIDUAL_MODES)}, not {residual!r}")
     if batch_size < 1:
         raise DataError(f"--batch-size must be >= 1, got {batch_size}")
-    out = Path(out)
-    _check_out(out)
+
+
+def export_model(model: str | os.PathLike, out: str | os.PathLike, target: str, *,
+                 force: bool = False, load_options=None, ssa: str | None = None,
+                 quantized: bool = False, calib: str | None = None, profile: str | None = None,
+                 residual: str = "auto") -> dict:
+    """Export ``model`` to the interchange format ``target`` (``nir``, ``onnx``) into ``out``
+    (same output rules as ``compile_model``); returns the backend's facts."""
+    from spikec import backend
+
+    exporter = backend.get(target)
+    if exporter.export is None:
+        raise ProfileError(f"--target {target}: not an interchange format")
+    with OutputDir(out, force=force, keep=[model, _file(calib), profile], kind=target) as target_dir:
+        files, facts = exporter.export(model, load_options=load_options, ssa=ssa,
+                                       quantized=quantized, calib=calib, profile=profile,
+                                       residual=residual)
+        target_dir.write(files)
+    return facts
+
+
+def _file(spec: str | None) -> str | None:
+    """The file of a data spec, when it names one (``mnist5k:test`` names none)."""
+    return spec if spec is not None and os.path.isfile(spec) else None
+
+
+def compile_loaded(graph: Graph, model_name: str, model_sha256: str, *, target: str = "loihi2",
+                   profile: str | None = None, data=None, calib=None, limit: int | None = None,
+                   residual: str = "auto", batch_size: int = 32,
+                   progress: Callable[[int], Progress] | None = None,
+                   ssa: str = "host") -> CompileOutcome:
+    """Compile a loaded float ``graph`` in memory (``compile_model`` without the files): the
+    report, the graphs and the files an OUT would hold (``out`` None).
+
+    ``model_name``, ``model_sha256``: what report.json records as the model. ``data`` and
+    ``calib``: a data set spec, a ``spikec.data.Dataset`` or ``(images, labels)`` arrays. The
+    other parameters are ``compile_model``'s.
+    """
+    from spikec import backend
+    from spikec.ir import dumps
+    from spikec.pipeline import CompileOptions, compile_graph
+
+    _check_options(residual, batch_size)
     prof = resolve_profile(target, profile)
-    model = Path(model)
-    graph = load_model(model, load_options or LoadOptions())
     inp = _input_op(graph)
-    ds = load_data(data, limit, inp) if data else None
-    cal = load_data(calib, CALIB_SAMPLES, inp, "--calib") if calib else None
+    ds = load_data(data, limit, inp) if data is not None else None
+    cal = load_data(calib, CALIB_SAMPLES, inp, "--calib") if calib is not None else None
     result = compile_graph(graph, profile=prof, calib=None if cal is None else cal.images,
                            options=CompileOptions(residual=residual))
     fixed, folded = result.fixed, result.folded
@@ -224,82 +192,47 @@ def compile_model(model: str | os.PathLike, out: str | os.PathLike, *, target: s
     if ds is not None:
         evaluation = Evaluation(graph, folded, fixed, Simulator(fixed, prof.formats))
         update = progress(len(ds)) if progress else None
-        for sl in _batches(len(ds), evaluation.batch_size(batch_size)):
+        for sl in batches(len(ds), evaluation.batch_size(batch_size)):
             evaluation.batch(ds.images[sl], ds.labels[sl])
             if update:
                 update(sl.stop - sl.start)
 
-    report = rep.base(prof.name if profile else target, prof.name, model.name,
-                      file_sha256(model), fixed.timesteps)
+    target_name = target if profile is None else prof.name
+    report = rep.base(target_name, prof.name, model_name, model_sha256, fixed.timesteps)
     report["arch"] = graph.meta.get("arch")
     report["residual"] = residual
-    report["data"] = {"spec": data, "samples": len(ds)} if ds is not None else None
-    report["calib"] = {"spec": calib, "samples": len(cal)} if cal is not None else None
-    report["notes"] = _plain(result.notes)
+    report["data"] = {"spec": _spec(data, ds), "samples": len(ds)} if ds is not None else None
+    report["calib"] = {"spec": _spec(calib, cal), "samples": len(cal)} if cal is not None else None
+    report["notes"] = plain(result.notes)
     stats = evaluation.stats if evaluation else None
     agreement = evaluation.agreement() if evaluation else None
-    layers = rep.layer_entries(_fixed_layer_ops(fixed), stats, agreement, fixed.timesteps)
+    layers = rep.layer_entries(fixed_layer_ops(fixed), stats, agreement, fixed.timesteps)
     report["layers"] = layers
     report["totals"] = rep.totals(layers)
     report["accuracy"] = evaluation.accuracy() if evaluation else rep.accuracy_block(None, None, None, 0)
     report["first_divergent_layer"] = rep.first_divergent(layers)
     files = {GRAPH_FILES["quantized"]: dumps(fixed), GRAPH_FILES["folded"]: dumps(folded),
              GRAPH_FILES["float"]: dumps(graph)}
-    if prof.formats.is_lava:
-        from spikec.backends.lava.bundle import BUNDLE_DIR, bundle_files
-
-        bundle, report["lava"] = bundle_files(fixed, ssa=ssa)
-        files.update({f"{BUNDLE_DIR}/{name}": data for name, data in bundle.items()})
+    chip = backend.bundle_backend(prof)
+    if chip is not None:        # the chip's bundle (OUT/lava for Lava's arithmetic)
+        bundle, report[chip.name] = chip.bundle_files(fixed, ssa=ssa)
+        files.update(bundle)
     files[REPORT_FILE] = rep.dumps(report).encode()
-    write_dir(out, files)
-    return CompileOutcome(report, out, fixed, folded)
+    return CompileOutcome(report, None, fixed, folded, graph, files)
 
 
-def _check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise InputFileError(f"{out}: exists and is not a directory; choose another -o")
+def _spec(given, ds) -> str:
+    return given if isinstance(given, str) else ds.name
 
 
-def write_dir(out: Path, files: dict[str, bytes]) -> None:
-    """Write ``files`` into a temporary directory beside ``out``, then rename it onto ``out``.
-
-    An existing ``out`` is moved aside first and removed after the rename; on any error the
-    temporary directory is removed and ``out`` is as it was.
-    """
-    out = Path(out)
-    _check_out(out)
-    parent = out.absolute().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.tmp-"))
-    old = None
-    try:
-        os.chmod(tmp, 0o755)
-        for name, data in sorted(files.items()):
-            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / name).write_bytes(data)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.old-"))
-            os.replace(out, old / "dir")
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and (old / "dir").exists() and not out.exists():
-            os.replace(old / "dir", out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _plain(v):
+def plain(v):
     """JSON-able copy of the compiler's notes (numpy scalars and arrays become Python values)."""
     if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
+        return {str(k): plain(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
+        return [plain(x) for x in v]
     if isinstance(v, np.ndarray):
-        return _plain(v.tolist())
+        return plain(v.tolist())
     if isinstance(v, np.generic):
         return v.item()
     if isinstance(v, float) and not np.isfinite(v):
@@ -309,111 +242,3 @@ def _plain(v):
     return str(v)
 
 
-# ----------------------------------------------------------------------------- simulate
-def load_stage(out: str | os.PathLike, stage: str) -> Graph:
-    """The graph of ``stage`` from a compile output directory."""
-    from spikec.ir import load
-
-    if stage not in STAGES:
-        raise DataError(f"--stage must be one of {', '.join(STAGES)}, not {stage!r}")
-    out = Path(out)
-    if not out.is_dir():
-        raise InputFileError(f"{out}: not a directory; give the -o directory of spikec compile")
-    path = out / GRAPH_FILES[stage]
-    if not path.is_file():
-        raise InputFileError(f"{path}: missing; recompile with spikec compile -o {out}")
-    return load(path)
-
-
-def simulate_output(out: str | os.PathLike, data: str, *, limit: int | None = None,
-                    stage: str = "quantized", batch_size: int = 32, strict: bool = False,
-                    progress: Callable[[int], Progress] | None = None, workers: int = 1,
-                    cluster: str | None = None) -> dict:
-    """Run one stage of a compiled model on a data set.
-
-    Returns ``{stage, data, accuracy {float, folded, quantized, samples} (only ``stage`` filled),
-    layers, totals, predictions}`` with the layer entries and totals of ``spikec.report``
-    (``spike_agreement`` is null: it needs the float run next to this one; see report.json).
-    ``strict``: raise ``StateOverflowError`` where a state would wrap (bit-exact stage only).
-    ``workers`` / ``cluster``: shard the samples over local processes or a Dask cluster
-    (``spikec.shards``); the result is the same as one process's, byte for byte.
-    """
-    from spikec import shards
-
-    if batch_size < 1:
-        raise DataError(f"--batch-size must be >= 1, got {batch_size}")
-    if strict and stage != "quantized":
-        raise DataError(f"--strict applies to the bit-exact stage only, not --stage {stage}")
-    graph = load_stage(out, stage)
-    ds = load_data(data, limit, _graph_input(graph))
-    if workers == 1 and not cluster:
-        update = progress(len(ds)) if progress else None
-        predictions, stats = simulate_batches(graph, stage, ds.images, batch_size, strict, update)
-    else:
-        ref = shards.GraphFile.of(Path(out) / GRAPH_FILES[stage])
-        plan = shards.plan_shards(len(ds), batch_size, workers)
-        tasks = [shards.Task(_simulate_shard, (ref, stage, ds.images[sh.start:sh.stop], batch_size,
-                                               strict), sh.size) for sh in plan]
-        with shards.Runner(workers, cluster) as runner:   # connects before the bar starts
-            parts = runner.run(tasks, progress(len(ds)) if progress else None)
-        predictions = np.concatenate([p for p, _ in parts]) if parts else np.zeros(0, np.int64)
-        stats = {}
-        for _, part in parts:       # integer counts: the sum in shard order is exact
-            _merge_stats(stats, part)
-    acc = float((predictions == ds.labels).mean())
-    ops = [(op.name, op.OPCODE, stats[op.name].neurons) for op in graph.ops]
-    layers = rep.layer_entries(ops, stats, None, graph.timesteps)
-    return {"stage": stage, "data": {"spec": data, "samples": len(ds)},
-            "timesteps": graph.timesteps,
-            "accuracy": rep.accuracy_block(*(acc if s == stage else None for s in STAGES), len(ds)),
-            "layers": layers, "totals": rep.totals(layers),
-            "predictions": [int(p) for p in predictions]}
-
-
-def simulate_batches(graph: Graph, stage: str, images: np.ndarray, batch_size: int,
-                     strict: bool = False, update: Callable[[int], None] | None = None
-                     ) -> tuple[np.ndarray, dict[str, ev.LayerStats]]:
-    """Predictions (int64 [n]) and per-op event counts of ``graph`` on ``images``, batch by batch
-    (the bit-exact simulator for a fixed graph, the reference interpreter for a float one)."""
-    from spikec import interp
-
-    preds = [np.zeros(0, np.int64)]
-    stats: dict[str, ev.LayerStats] = {}
-    sim = Simulator(graph, strict=strict) if stage == "quantized" else None
-    record = ev.float_graph_record(graph) if sim is None else None
-    for sl in _batches(len(images), batch_size):
-        batch = images[sl]
-        if sim is not None:
-            r = sim.run(batch)
-            logits, batch_stats = r.logits, r.stats
-        else:
-            tr = interp.run(graph, batch, record=record)
-            logits = tr.logits
-            batch_stats = ev.float_graph_stats(graph, tr.values, len(batch))
-        preds.append(np.argmax(logits, axis=1))
-        _merge_stats(stats, batch_stats)
-        if update:
-            update(len(batch))
-    return np.concatenate(preds).astype(np.int64), stats
-
-
-def _simulate_shard(ref, stage, images, batch_size, strict):
-    """One shard of ``simulate_output`` on a worker (module level: pickled by reference)."""
-    from spikec.shards import load_graph
-
-    return simulate_batches(load_graph(ref), stage, images, batch_size, strict)
-
-
-def _merge_stats(into: dict, part: dict) -> None:
-    for name, s in part.items():
-        if name in into:
-            into[name].merge(s)
-        else:
-            into[name] = s
-
-
-def _graph_input(graph: Graph):
-    inputs = graph.inputs
-    if len(inputs) != 1:
-        raise InputFileError(f"the graph has {len(inputs)} inputs; simulate takes one image input")
-    return inputs[0]

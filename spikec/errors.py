@@ -63,6 +63,11 @@ class MissingEnvironmentError(SpikecError):
     """A required external environment (Lava's Python 3.10, a package) is missing."""
 
 
+class OutputError(SpikecError):
+    """An output directory may not or cannot be written (user files in it, the input inside it,
+    another run writing it, a read-only or full file system)."""
+
+
 def require(package: str, purpose: str, extra: str = "interchange"):
     """Import the optional ``package`` or raise ``MissingEnvironmentError`` saying what needs it
     (``purpose``) and how to install it (the ``spikec[extra]`` extra)."""

@@ -13,8 +13,6 @@ import json
 import os
 from pathlib import Path
 
-import click
-
 from spikec.atomic import write_atomic
 from spikec.errors import InputFileError
 
@@ -260,13 +258,3 @@ def write_report(out_dir: str | os.PathLike) -> Path:
     dest = out / "report.html"
     write_atomic(dest, render(report).encode("utf-8"))
     return dest
-
-
-@click.command()
-@click.argument("out", type=click.Path())
-def report(out):
-    """Render OUT/report.json (compile, simulate and estimate results) as OUT/report.html."""
-    click.echo(str(write_report(out)))
-
-
-COMMANDS = [report]

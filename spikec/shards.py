@@ -249,7 +249,19 @@ class GraphFile:
 
         return cls(str(path), hashlib.sha256(Path(path).read_bytes()).hexdigest())
 
+    @classmethod
+    def in_memory(cls, graph) -> "GraphFile":
+        """A graph that is not saved: its serialized bytes travel with the tasks."""
+        import hashlib
+
+        from spikec.ir import dumps
+
+        data = dumps(graph)
+        return cls("<memory>", hashlib.sha256(data).hexdigest(), data)
+
     def with_bytes(self) -> "GraphFile":
+        if self.data is not None:
+            return self
         return GraphFile(self.path, self.sha256, Path(self.path).read_bytes())
 
 

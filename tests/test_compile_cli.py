@@ -68,8 +68,9 @@ def compiled(tiny, tmp_path_factory):
 
 def test_compile_writes_the_output_directory(compiled):
     out, stdout = compiled[0]
-    assert sorted(p.name for p in out.iterdir()) == ["compiled.spkc", "float.spkc", "folded.spkc",
-                                                     "lava", "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".spikec-output.json", "compiled.spkc",
+                                                     "float.spkc", "folded.spkc", "lava",
+                                                     "report.json"]
     assert (out / "lava" / "manifest.json").is_file() and (out / "lava" / "run_lava.py").is_file()
     assert "Lava bundle:" in stdout
     assert "top-1 on 5 samples" in stdout
@@ -230,12 +231,12 @@ def test_simulate_bad_out(tmp_path, tiny, capsys):
 
 
 def test_write_dir_is_atomic(tmp_path):
-    from spikec.compiler import write_dir
+    from spikec.outputs import write_dir
 
     out = tmp_path / "OUT"
     write_dir(out, {"a": b"1"})
     write_dir(out, {"b": b"2"})
-    assert sorted(os.listdir(out)) == ["b"]
+    assert sorted(os.listdir(out)) == [".spikec-output.json", "b"]
     assert [p.name for p in tmp_path.iterdir()] == ["OUT"]
 
 

@@ -328,7 +328,7 @@ def test_bundle_errors(tmp_path, capsys, monkeypatch):
 
 
 def test_missing_lava_environment(tmp_path, capsys, monkeypatch):
-    import spikec.validate as V
+    import spikec.backends.lava.validate as V
 
     g = SAMPLES["chain"]
     out = _out(tmp_path, g)
@@ -353,7 +353,7 @@ def test_data_shape_mismatch_and_lava_bundle_command(tmp_path, capsys):
     out = _out(tmp_path, g)
     npz = tmp_path / "d.npz"
     np.savez(npz, images=np.zeros((2, 1, 5, 5), np.uint8), labels=np.zeros(2, np.int64))
-    import spikec.validate as V
+    import spikec.backends.lava.validate as V
 
     with pytest.raises(Exception, match=r"takes \(1, 8, 8\)"):
         V.validate_lava(out, str(npz), python="unused")
@@ -372,3 +372,31 @@ def test_netx_refuses_chains_it_cannot_express():
     g.op("l2").vth[::2] = 31
     _, facts = bundle_files(g)
     assert "2 thresholds" in facts["netx"]["reason"]
+
+
+def test_validate_runs_the_installed_runner_not_a_script_from_out(tmp_path, monkeypatch):
+    """The Lava subprocess gets this spikec's runtime and OUT's bundle directory as data only."""
+    import subprocess
+
+    import spikec.backends.lava.validate as V
+
+    out = _out(tmp_path, SAMPLES["chain"])
+    npz = tmp_path / "d.npz"
+    np.savez(npz, images=samples.images(2), labels=np.zeros(2, np.int64))
+    seen = []
+
+    def fake_run(cmd, **kw):
+        seen.append((cmd, kw))
+        return subprocess.CompletedProcess(cmd, 1, "", "stopped here")
+    monkeypatch.setattr(V.subprocess, "run", fake_run)
+    with pytest.raises(Exception, match="stopped here"):
+        V.validate_lava(out, str(npz), python="python3.10")
+    (cmd, kw), = seen
+    assert cmd[:2] == ["python3.10", "-c"] and cmd[3] == str(V.RUNTIME_DIR)
+    assert Path(cmd[3], "runner.py").is_file() and (out / "lava") not in Path(cmd[3]).parents
+    code_and_runtime = cmd[2:4]
+    assert not any(str(out) in c for c in code_and_runtime)
+    bundle = cmd[cmd.index("--bundle") + 1]
+    assert bundle == str((out / "lava").resolve())
+    assert not any(c.endswith("run_lava.py") or "spikec_lava/" in c for c in cmd)
+    assert str(out) not in str(kw.get("cwd"))

@@ -5,7 +5,9 @@ Layout of ``OUT/lava/`` (every file written deterministically)::
     network.json     the plan: processes, connections, inputs, probes, pipeline depth
     network.npz      its arrays (weights, biases, probe indices)
     spikec_lava/     the runtime: builds the Lava processes and runs them (numpy + lava only)
-    run_lava.py      the runner: CPU (Loihi2SimCfg fixed_pt) or chip (--hw, Loihi2HwCfg) -> trace
+    run_lava.py      starts spikec_lava/runner.py: CPU (Loihi2SimCfg fixed_pt) or chip (--hw) -> trace;
+                     for users on a chip. ``spikec validate`` never runs it (it runs the runtime of
+                     the installed spikec on the data files)
     netx.h5          lava-dl netx layout, for straight chains of input/conv/dense/flatten only
     README.md        how to run it
     manifest.json    spikec version, sha256 of every file, bundle hash
@@ -14,9 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from spikec import __version__
 from spikec.errors import InputFileError, UnsupportedOpError
 from spikec.ir import fixed as F
 from spikec.ir.graph import Graph, verify
+from spikec.outputs import DirLock, recover, replace_dir
 from spikec.target.formats import LAVA_FIXED_PT, NumberFormats
 
 from . import ssa as S
@@ -36,7 +36,7 @@ BUNDLE_DIR = "lava"
 BUNDLE_FORMAT = "spikec-lava-bundle"
 BUNDLE_FORMAT_VERSION = 1
 CONV_MODES = ("lava", "sparse")
-RUNTIME_FILES = ("__init__.py", "procs.py", "network.py", "npzio.py")
+RUNTIME_FILES = ("__init__.py", "procs.py", "network.py", "npzio.py", "runner.py")
 _RUNTIME = Path(__file__).parent / "runtime"
 
 
@@ -166,23 +166,9 @@ def write_bundle(fixed_graph: Graph, out_dir, *, ssa: str = "host", report: dict
     files, facts = bundle_files(fixed_graph, ssa=ssa, conv=conv)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out, prefix=".lava."))
-    try:
-        for rel, data in files.items():
-            p = tmp / rel
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_bytes(data)
-        final = out / BUNDLE_DIR
-        if final.exists():
-            old = Path(tempfile.mkdtemp(dir=out, prefix=".lava.old."))
-            os.replace(final, old / "lava")
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with DirLock(out):              # no compile may swap OUT meanwhile
+        recover(out / BUNDLE_DIR)   # leftovers of a killed rewrite
+        replace_dir(out / BUNDLE_DIR, files)
     if report is not None:
         report["lava"] = facts
     return facts

@@ -326,4 +326,14 @@ def _trace_module(model: nn.Module, path: Path, options, meta: dict, preprocess)
     return trace(model, inp, timesteps=options.timesteps, meta=meta)
 
 
-__all__ = ["load", "read", "pick_weights", "check_keys", "input_op", "WEIGHT_KEYS"]
+def trace_module(model: nn.Module, options) -> Graph:
+    """Trace an in-memory ``model`` (``spikec.frontends.load_module``)."""
+    if not isinstance(model, nn.Module):
+        raise InputFileError(f"a {type(model).__name__} is not a model: give a torch nn.Module "
+                             "or the path of a model file")
+    meta = {"frontend": "torch", "source": f"<{type(model).__name__} in memory>",
+            "format": "module"}
+    return _trace_module(model, None, options, meta, preprocess=options.preprocess)
+
+
+__all__ = ["load", "trace_module", "read", "pick_weights", "check_keys", "input_op", "WEIGHT_KEYS"]

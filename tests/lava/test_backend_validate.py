@@ -15,7 +15,7 @@ from spikec.backends.lava.runtime.npzio import load_npz, save_npz
 from spikec.cli import main
 from spikec.errors import InputFileError
 from spikec.ir import dumps
-from spikec.validate import validate_trace
+from spikec.backends.lava.validate import validate_trace
 
 pytestmark = pytest.mark.lava
 
@@ -108,3 +108,63 @@ def test_runner_refuses_hw_without_lava_loihi(compiled, tmp_path):
                        capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode != 0 and "needs Intel's lava-loihi" in r.stderr
     assert not (tmp_path / "t.npz").exists()
+
+
+def _rehash(out) -> None:
+    """Make the manifest agree with the bundle's files again, as an attacker would."""
+    import hashlib
+
+    mpath = out / "lava" / "manifest.json"
+    manifest = json.loads(mpath.read_text())
+    for rel in manifest["files"]:
+        manifest["files"][rel] = hashlib.sha256((out / "lava" / rel).read_bytes()).hexdigest()
+    mpath.write_text(json.dumps(manifest))
+
+
+def test_validate_never_executes_code_from_out(compiled, tmp_path, capsys):
+    """A tampered run_lava.py and spikec_lava/ with a re-hashed manifest: validate still runs the
+    installed runner on the data files and the tampered code never runs."""
+    import shutil
+
+    src, data, _, _ = compiled
+    out = tmp_path / "out"
+    shutil.copytree(src, out)
+    sentinel = tmp_path / "executed"
+    evil = f"open({str(sentinel)!r}, 'w').write('pwned')\nraise SystemExit(0)\n"
+    (out / "lava" / "run_lava.py").write_text(evil)
+    for name in ("runner.py", "network.py", "__init__.py"):
+        (out / "lava" / "spikec_lava" / name).write_text(evil)
+    _rehash(out)
+    code, stdout, err = _cli(["validate", str(out), "--against", "lava", "--data", str(data),
+                              "--limit", "1", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(stdout)["mismatches"] == 0
+    assert not sentinel.exists()
+
+
+def test_python_api_validates_against_lava(tmp_path):
+    """``spikec.compile(...).validate(against='lava')`` (core only: runs without torch here)."""
+    import spikec
+    from spikec.ir import ops as O
+    from spikec.ir import save
+    from spikec.ir.graph import Graph
+
+    r = np.random.default_rng(0)
+    f = np.float32
+    g = Graph([O.Input("input", (), shape=(1, 8, 8), pixel_scale=1 / 255),
+               O.Conv2d("conv", ("input",), weight=r.normal(size=(4, 1, 3, 3)).astype(f),
+                        bias=np.full(4, 0.2, f), padding=(1, 1)),
+               O.LIF("lif", ("conv",)),
+               O.Reshape("tokens", ("lif",), shape=(4, 64)),
+               O.Mean("mean", ("tokens",), axes=(1,)),
+               O.TimeMean("time_mean", ("mean",)),
+               O.Linear("head", ("time_mean",), weight=r.normal(size=(3, 4)).astype(f),
+                        bias=np.zeros(3, f)),
+               O.Output("output", ("head",))], timesteps=2)
+    save(g, tmp_path / "small.spkc")
+    data = tmp_path / "d.npz"
+    np.savez(data, images=r.integers(0, 256, (2, 1, 8, 8), dtype=np.uint8),
+             labels=np.zeros(2, np.int64))
+    c = spikec.compile(tmp_path / "small.spkc", data=str(data))
+    res = c.validate(against="lava", data=str(data))
+    assert res["samples"] == 2 and res["mismatches"] == 0 and res["spikes_compared"] > 0

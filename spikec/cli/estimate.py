@@ -1,76 +1,18 @@
-"""``spikec estimate`` and ``spikec profiles`` (registered in ``spikec.cli._COMMAND_MODULES``)."""
+"""``spikec estimate`` and ``spikec profiles``: the command line over ``spikec.estimate.driver``."""
 from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import click
 
-from spikec.atomic import write_atomic
-from spikec.errors import CapacityError, InputFileError, MissingEnvironmentError
+from spikec.errors import CapacityError
+from spikec.estimate.driver import DEFAULT_PROFILE
 from spikec.table import format_table
 
-DEFAULT_PROFILE = "loihi2"
 
-
-# ----------------------------------------------------------------------------- inputs
-
-def load_input(path: str):
-    """``(fixed graph, report dict or None, OUT dir or None)`` from a compiled ``OUT`` directory or
-    a ``.spkc`` file; ``(None, None, None)`` for anything else (a model to compile)."""
-    from spikec.ir import load
-
-    p = Path(path)
-    if p.is_dir():
-        spkc = p / "compiled.spkc"
-        if not spkc.is_file():
-            raise InputFileError(f"{p}: no compiled.spkc (not an output directory of spikec "
-                                 "compile)")
-        report = None
-        if (p / "report.json").is_file():
-            try:
-                report = json.loads((p / "report.json").read_text())
-            except json.JSONDecodeError as e:
-                raise InputFileError(f"{p / 'report.json'}: not valid JSON: {e}") from None
-        return load(spkc), report, p
-    if p.suffix == ".spkc":
-        return load(p), None, None
-    if not p.exists():
-        raise InputFileError(f"{p}: no such file or directory")
-    return None, None, None
-
-
-def compile_model(path: str, profile, opts):
-    """Compile a model file for ``profile`` (``spikec.pipeline.compile_graph``)."""
-    try:
-        from spikec.pipeline import compile_graph
-    except ImportError:
-        raise MissingEnvironmentError(
-            "estimating a model file needs spikec.pipeline (the compiler); compile it with "
-            "`spikec compile MODEL -o OUT` and pass OUT") from None
-    from spikec.frontends import load_model
-
-    graph = load_model(path, opts)
-    result = compile_graph(graph, profile)
-    return getattr(result, "fixed", result)
-
-
-def simulate_counts(graph, mapping, data_spec: str, limit: int | None):
-    """Run the bit-exact simulator on ``data_spec`` and return (EventCounts, accuracy)."""
-    import numpy as np
-
-    from spikec import data as datasets
-    from spikec.estimate.events import counts_from_sim
-    from spikec.sim import simulate
-
-    ds = datasets.load(data_spec, limit)
-    with click.progressbar(length=len(ds), label=f"simulating {ds.name}", file=sys.stderr) as bar:
-        res = simulate(graph, ds.images, progress=bar.update)
-    acc = float(np.mean(np.argmax(res.logits, axis=-1) == ds.labels)) if len(ds) else None
-    counts = counts_from_sim(res, mapping, f"bit-exact simulation of {len(ds)} samples of "
-                                           f"{ds.name}")
-    return counts, acc
+def _bar(total: int, label: str):
+    return click.progressbar(length=total, label=label, file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------- output
@@ -134,13 +76,6 @@ def _cost_model_words(j: dict) -> str:
     return "" if model == "profile" else f"({model}) "
 
 
-def _save_estimate(out_dir: Path, report: dict | None, j: dict) -> None:
-    report = dict(report or {})
-    report["estimate"] = j
-    text = json.dumps(report, indent=2, sort_keys=True, allow_nan=False, default=float) + "\n"
-    write_atomic(out_dir / "report.json", text.encode("utf-8"))
-
-
 # ----------------------------------------------------------------------------- commands
 
 @click.command()
@@ -173,57 +108,30 @@ def estimate(model_or_out, profile_name, chips, data_spec, limit, cost, rate, ss
     MODEL_OR_OUT is a compiled output directory (compiled.spkc, report.json), a .spkc file, or a
     model file (compiled first). Exits 3 when the network does not fit.
     """
-    from spikec.estimate.estimator import estimate as run_estimate
-    from spikec.estimate.events import counts_from_report
-    from spikec.estimate.mapping import map_network
-    from spikec.estimate.network import extract_network
-    from spikec.target.profile import load_profile
+    from spikec.estimate import driver
 
     if chips is not None and chips < 1:
         raise click.BadParameter("--chips must be >= 1")
-    profile = load_profile(profile_name)
-    graph, report, out_dir = load_input(model_or_out)
-    model_path = None
-    if graph is None:
-        from spikec.frontends import LoadOptions
-
-        model_path = model_or_out
-        graph = compile_model(model_or_out, profile, LoadOptions(arch=arch, timesteps=timesteps))
-    lava = (report or {}).get("lava") or {}
-    if ssa is None:
-        ssa = lava.get("ssa") or "host"
-    # the Lava bundle's delay when it was built with this lowering (it knows its gather relays)
-    depth = lava.get("pipeline_depth") if lava.get("ssa") == ssa else None
-    net = extract_network(graph, ssa)
-    accuracy = None
-    counts = None
-    if data_spec:
-        mapping = map_network(net, profile, chips)
-        counts, accuracy = simulate_counts(graph, mapping, data_spec, limit)
-    elif report is not None:
-        def counts(mapping, _r=report):  # noqa: E306 - counts depend on the mapping (relays)
-            return counts_from_report(_r, mapping)
-
+    inp = driver.prepare(model_or_out, profile_name, chips=chips, data_spec=data_spec,
+                         limit=limit, ssa=ssa, arch=arch, timesteps=timesteps, progress=_bar)
     if sweeps:
-        _run_sweeps(net, profile, sweeps, counts, chips, cost, rate, plot_path, out_dir,
-                    as_json, model_path, data_spec, limit, (arch, timesteps), accuracy)
+        _print_sweep(*driver.sweep(inp, sweeps, chips=chips, cost=cost, rate=rate,
+                                   plot_path=plot_path, data_spec=data_spec, limit=limit,
+                                   load_args=(arch, timesteps), progress=_bar),
+                     inp, as_json)
         return
     try:
-        est = run_estimate(net, profile, counts=counts, chips=chips, cost=cost, rate=rate,
-                           depth=depth)
+        j = driver.estimate_one(inp, chips=chips, cost=cost, rate=rate)
     except CapacityError as e:
         if as_json:  # the JSON still says why, then the exit code 3
-            click.echo(json.dumps({"profile": profile.name, "fits": False, "reason": str(e),
-                                   "ssa": ssa, "chips": None, "cores": None, "layers": [],
+            click.echo(json.dumps({"profile": inp.profile.name, "fits": False, "reason": str(e),
+                                   "ssa": inp.net.ssa, "chips": None, "cores": None, "layers": [],
                                    "energy_per_inference_j": {"paper_45nm": None, "profile": None},
-                                   "latency_per_step_s": None, "timesteps": graph.timesteps},
+                                   "latency_per_step_s": None, "timesteps": inp.graph.timesteps},
                                   indent=2, sort_keys=True))
         raise
-    j = est.to_json()
-    if accuracy is not None:
-        j["accuracy"] = accuracy
-    if out_dir is not None and not no_save:
-        _save_estimate(out_dir, report, j)
+    if inp.out_dir is not None and not no_save:
+        driver.save_estimate(inp.out_dir, inp.report, j)
     if as_json:
         click.echo(json.dumps(j, indent=2, sort_keys=True, default=float))
     else:
@@ -234,52 +142,21 @@ def estimate(model_or_out, profile_name, chips, data_spec, limit, cost, rate, ss
         raise CapacityError(j["reason"])
 
 
-def _run_sweeps(net, profile, sweeps, counts, chips, cost, rate, plot_path, out_dir, as_json,
-                model_path, data_spec, limit, load_args=(None, None), accuracy=None):
-    from spikec.estimate.dse import parse_sweeps, plot_sweep, run_sweep, sweep_table_rows
+def _print_sweep(rows, plot_path, inp, as_json) -> None:
+    from spikec.estimate.dse import sweep_table_rows
 
-    grid = parse_sweeps(sweeps)
-    requantize = None
-    if model_path is not None and data_spec:
-        requantize = _requantizer(model_path, data_spec, limit, load_args, net.ssa)
-    n = 1
-    for _, v in grid:
-        n *= len(v)
-    with click.progressbar(length=n, label="sweep", file=sys.stderr) as bar:
-        rows = run_sweep(net, profile, grid, counts=counts, chips=chips, cost=cost, rate=rate,
-                         ssa=net.ssa, requantize=requantize, base_accuracy=accuracy,
-                         progress=bar.update)
-    if plot_path is None and out_dir is not None:
-        plot_path = str(out_dir / "sweep.png")
-    if plot_path:
-        plot_sweep(rows, plot_path)
+    ssa = inp.net.ssa
     if as_json:
-        click.echo(json.dumps({"profile": profile.name, "ssa": net.ssa, "sweep": rows,
+        click.echo(json.dumps({"profile": inp.profile.name, "ssa": ssa, "sweep": rows,
                                "plot": plot_path}, indent=2, sort_keys=True, default=float))
         return
     headers, cells = sweep_table_rows(rows)
     click.echo(format_table(headers, cells))
-    click.echo(f"\nSSA: {_SSA_WORDS[net.ssa]}")
+    click.echo(f"\nSSA: {_SSA_WORDS[ssa]}")
     if plot_path:
         click.echo(f"\nplot: {plot_path}")
     if any(r.get("note") for r in rows):
         click.echo("note: " + next(r["note"] for r in rows if r.get("note")))
-
-
-def _requantizer(model_path, data_spec, limit, load_args, ssa):
-    """Compile the model again for a point's formats, simulate it, and return its accuracy."""
-    arch, timesteps = load_args
-
-    def run(prof):
-        from spikec.estimate.mapping import map_network
-        from spikec.estimate.network import extract_network
-        from spikec.frontends import LoadOptions
-
-        graph = compile_model(model_path, prof, LoadOptions(arch=arch, timesteps=timesteps))
-        mapping = map_network(extract_network(graph, ssa), prof)
-        counts, acc = simulate_counts(graph, mapping, data_spec, limit)
-        return graph, counts, acc
-    return run
 
 
 @click.command()

@@ -1,6 +1,7 @@
-"""``spikec compile MODEL --target onnx -o OUT``: the driver behind the compile command's hook.
+"""``spikec compile MODEL --target onnx -o OUT``: the backend's ``export`` capability.
 
-Writes ``OUT/model.onnx`` and ``OUT/export.json`` atomically (``spikec.compiler.write_dir``).
+The files of ``OUT``: ``model.onnx`` and ``export.json``; ``spikec.compiler.export_model`` writes
+them (``spikec.outputs``).
 """
 from __future__ import annotations
 
@@ -12,14 +13,14 @@ from spikec.errors import UnsupportedOpError
 FACTS_FILE = "export.json"
 
 
-def compile_to(model, out, *, load_options=None, ssa: str | None = None, quantized: bool = False,
-               calib: str | None = None, profile: str | None = None, residual: str = "auto") -> dict:
-    """Load ``model`` and write its single-step ONNX model into the directory ``out``.
+def export_files(model, *, load_options=None, ssa: str | None = None, quantized: bool = False,
+                 calib: str | None = None, profile: str | None = None, residual: str = "auto"
+                 ) -> tuple[dict[str, bytes], dict]:
+    """Load ``model`` and export its single-step ONNX model; returns (files of OUT, facts).
 
     ONNX carries spiking self-attention as MatMul, so ``ssa`` is not needed (and ignored).
     ``quantized`` is refused: Loihi's integer arithmetic has no ONNX form here.
     """
-    from spikec.compiler import write_dir
     from spikec.frontends import LoadOptions, load_model
 
     from . import FILE_NAME, to_onnx
@@ -30,9 +31,8 @@ def compile_to(model, out, *, load_options=None, ssa: str | None = None, quantiz
     graph = load_model(Path(model), load_options or LoadOptions())
     proto, facts = to_onnx(graph)
     facts = {"target": "onnx", "model": Path(model).name, **facts}
-    write_dir(Path(out), {FILE_NAME: proto.SerializeToString(),
-                          FACTS_FILE: (json.dumps(facts, indent=2, sort_keys=True) + "\n").encode()})
-    return facts
+    return {FILE_NAME: proto.SerializeToString(),
+            FACTS_FILE: (json.dumps(facts, indent=2, sort_keys=True) + "\n").encode()}, facts
 
 
 def summary(facts: dict) -> list[str]:

@@ -1,7 +1,7 @@
-"""``spikec compile MODEL --target nir -o OUT``: the driver behind the compile command's hook.
+"""``spikec compile MODEL --target nir -o OUT``: the backend's ``export`` capability.
 
-Writes ``OUT/model.nir`` and ``OUT/export.json`` (the export facts: nodes, neurons, SSA sizes,
-host boundaries) into a temporary directory renamed onto OUT (``spikec.compiler.write_dir``).
+The files of ``OUT``: ``model.nir`` and ``export.json`` (the export facts: nodes, neurons, SSA
+sizes, host boundaries); ``spikec.compiler.export_model`` writes them (``spikec.outputs``).
 """
 from __future__ import annotations
 
@@ -13,14 +13,16 @@ from spikec.errors import UnsupportedOpError
 FACTS_FILE = "export.json"
 
 
-def compile_to(model, out, *, load_options=None, ssa: str | None = None, quantized: bool = False,
-               calib: str | None = None, profile: str | None = None, residual: str = "auto") -> dict:
-    """Load ``model``, export it as NIR into the directory ``out``; returns the facts.
+def export_files(model, *, load_options=None, ssa: str | None = None, quantized: bool = False,
+                 calib: str | None = None, profile: str | None = None, residual: str = "auto"
+                 ) -> tuple[dict[str, bytes], dict]:
+    """Load ``model`` and export it as NIR; returns (files of OUT, facts).
 
     ``quantized``: compile for ``profile`` (default loihi2) with ``calib`` and export the fixed
     graph's values (``quantized.py``); otherwise the float graph after ``EXPORT_PASSES``.
     """
-    from spikec.compiler import load_data, write_dir
+    from spikec.compiler import plain
+    from spikec.evaluate import load_data
     from spikec.frontends import LoadOptions, load_model
 
     from . import FILE_NAME, to_bytes, to_nir
@@ -34,17 +36,15 @@ def compile_to(model, out, *, load_options=None, ssa: str | None = None, quantiz
         cal = load_data(calib, 64, graph.inputs[0], "--calib") if calib else None
         res = compile_graph(graph, profile or "loihi2", calib=None if cal is None else cal.images,
                             options=CompileOptions(residual=residual))
-        from spikec.compiler import _plain
-        top, facts = to_nir_quantized(res.fixed, ssa=ssa, notes=_plain(res.notes))
+        top, facts = to_nir_quantized(res.fixed, ssa=ssa, notes=plain(res.notes))
     else:
         if calib or profile:
             raise UnsupportedOpError("--calib and --profile apply to --quantized NIR export only")
         top, facts = to_nir(graph, ssa)
     facts = {"target": "nir", "model": Path(model).name, **facts}
-    write_dir(Path(out), {FILE_NAME: to_bytes(top),
-                          FACTS_FILE: (json.dumps(facts, indent=2, sort_keys=True, default=str)
-                                       + "\n").encode()})
-    return facts
+    return {FILE_NAME: to_bytes(top),
+            FACTS_FILE: (json.dumps(facts, indent=2, sort_keys=True, default=str)
+                         + "\n").encode()}, facts
 
 
 def summary(facts: dict) -> list[str]:

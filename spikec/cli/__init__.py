@@ -207,7 +207,12 @@ def _accuracy_line(acc: dict) -> str:
 @model_options
 @click.option("--target", default="loihi2", show_default=True,
               help="Target chip (loihi2, loihi) or interchange format (nir, onnx).")
-@click.option("-o", "--out", required=True, type=click.Path(), help="Output directory (replaced atomically).")
+@click.option("-o", "--out", type=click.Path(),
+              help="Output directory. Default: MODEL_STEM.spikec beside the model (model.pt -> "
+              "model.spikec/). Replaced only when it is empty or an earlier spikec output.")
+@click.option("--force", is_flag=True,
+              help="Replace -o even when it holds files that spikec did not write (never when the "
+              "model or another input lies inside it).")
 @click.option("--data", help="Evaluation set: mnist5k:test, fashion-mnist:test, cifar10-foolbox or a .npz.")
 @click.option("--calib", help="Calibration set for the quantizer (same forms as --data; first 64 samples).")
 @click.option("--limit", type=int, help="Evaluate on the first N samples of --data.")
@@ -224,31 +229,44 @@ def _accuracy_line(acc: dict) -> str:
               "default for loihi2) or decompose (standard primitives only). --target nir: no "
               "default, a model with attention needs one.")
 @click.option("--quantized", is_flag=True, help="--target nir: export the quantized values.")
-def compile_cmd(model, arch, trust_pickle, input_shape, timesteps, sets, target, out, data, calib,
-                limit, residual, profile_path, preprocess, batch_size, as_json, ssa, quantized):
+def compile_cmd(model, arch, trust_pickle, input_shape, timesteps, sets, target, out, force, data,
+                calib, limit, residual, profile_path, preprocess, batch_size, as_json, ssa,
+                quantized):
     """Compile MODEL for a Loihi target into OUT (compiled.spkc, folded.spkc, float.spkc,
     report.json); with --data, check top-1 of the float model, the folded graph and the bit-exact
     simulation on the same samples, and per-layer spike agreement. --target nir|onnx writes
-    OUT/model.nir|model.onnx instead (docs/interchange.md)."""
-    from spikec.compiler import compile_model
+    OUT/model.nir|model.onnx instead (docs/interchange.md).
+
+    Without -o, OUT is MODEL_STEM.spikec beside MODEL (model.pt -> model.spikec/). OUT is replaced
+    only when it is empty or an earlier spikec output (marker .spikec-output.json); otherwise the
+    command stops before compiling and names files that would be lost (--force replaces it, except
+    when the model or another input lies inside OUT). A second compile into an OUT that another
+    run is writing fails at once."""
+    from spikec.backend import export_formats
+    from spikec.compiler import compile_model, export_model
+    from spikec.outputs import default_out
 
     options = load_options(arch, trust_pickle, input_shape, timesteps, sets)
     options.preprocess = _parse_preprocess(preprocess)
-    if target in ("nir", "onnx"):  # interchange formats: spikec.backends.<target>.command
-        import importlib
+    if out is None:
+        out = str(default_out(model))
+        if not as_json:
+            click.echo(f"no -o given: writing {out}/ (beside the model)")
+    if target in export_formats():  # interchange formats: spikec.backend's export capability
+        from spikec import backend
 
-        cmd = importlib.import_module(f"spikec.backends.{target}.command")
-        facts = cmd.compile_to(model, out, load_options=options, ssa=ssa, quantized=quantized,
-                               calib=calib, profile=profile_path, residual=residual)
+        facts = export_model(model, out, target, force=force, load_options=options, ssa=ssa,
+                             quantized=quantized, calib=calib, profile=profile_path,
+                             residual=residual)
         click.echo(json.dumps(facts, indent=2, sort_keys=True, default=str) if as_json
-                   else "\n".join(cmd.summary(facts) + [f"wrote {out}/"]))
+                   else "\n".join(backend.get(target).summary(facts) + [f"wrote {out}/"]))
         return
     bars: list = []
     try:
         outcome = compile_model(model, out, target=target, profile=profile_path, load_options=options,
                                 data=data, calib=calib, limit=limit, residual=residual,
                                 batch_size=batch_size, progress=_progress(bars),
-                                ssa=ssa or "host")
+                                ssa=ssa or "host", force=force)
     finally:
         _close(bars)
     r = outcome.report
@@ -293,7 +311,7 @@ def compile_cmd(model, arch, trust_pickle, input_shape, timesteps, sets, target,
 def simulate(out, data, limit, stage, batch_size, strict, workers, cluster, as_json):
     """Run a compiled OUT directory on a data set: accuracy, spikes and synaptic events per
     layer, firing rates."""
-    from spikec.compiler import simulate_output
+    from spikec.evaluate import simulate_output
 
     bars: list = []
     try:
@@ -314,9 +332,9 @@ def simulate(out, data, limit, stage, batch_size, strict, workers, cluster, as_j
 
 # Commands defined in other modules register here, one line each (keeps this file small).
 _COMMAND_MODULES: list[str] = [
-    "spikec.estimate.commands",
-    "spikec.htmlreport",
-    "spikec.validate",
+    "spikec.cli.estimate",
+    "spikec.cli.report",
+    "spikec.cli.validate",
 ]
 
 

@@ -1,0 +1,361 @@
+"""Validation of a Lava bundle: prove that it (or a chip) computes what spikec predicted.
+
+``validate_lava(out, data)`` runs the bundle ``OUT/lava`` in the Lava environment (Python 3.10,
+``Loihi2SimCfg(select_tag='fixed_pt')``, a subprocess) and ``validate_trace(out, trace)`` reads a
+trace that the bundle's runner wrote (on a chip with ``--hw``, or on the CPU); both compare every
+probed layer's spikes (and counts) and the readout's logits with the bit-exact simulator
+``spikec.sim`` on the same samples, element for element.
+
+``validate_lava`` runs the runner of the spikec doing the validation (``runtime/runner.py`` of this
+package, loaded by file path as the package ``spikec_lava`` so that the Lava environment needs no
+spikec of its own) on the bundle's data files (``network.json``, ``network.npz``,
+``manifest.json``, each checked against the manifest). It never executes ``OUT/lava/run_lava.py``
+or ``OUT/lava/spikec_lava/``: those are for users on a chip, and OUT may come from anywhere.
+
+``rewrite_bundle(out)`` (``spikec lava-bundle OUT``): (re)write ``OUT/lava`` from
+``OUT/compiled.spkc`` with a chosen SSA lowering.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from spikec import __version__
+from spikec.errors import DataError, InputFileError, MissingEnvironmentError, SpikecError
+
+from .bundle import BUNDLE_DIR, read_manifest, write_bundle
+from .runtime.npzio import load_npz, save_npz
+
+GRAPH_FILE = "compiled.spkc"
+LAVA_ENV_VAR = "SPIKEC_LAVA_PYTHON"
+TRACE_FORMAT = "spikec-trace"
+TRACE_FORMAT_VERSION = 1
+
+_CHECK = ("import sys, json\n"
+          "v = sys.version_info[:2]\n"
+          "try:\n"
+          "    import lava, importlib.metadata as m\n"
+          "    lv = m.version('lava-nc')\n"
+          "except Exception as e:\n"
+          "    lv = None\n"
+          "print(json.dumps({'python': '%d.%d' % v, 'lava': lv}))\n")
+
+
+# ----------------------------------------------------------------------------- environment
+RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
+#: Loads ``RUNTIME_DIR`` (argv[1]) as the package ``spikec_lava`` and runs its runner (argv[2:]).
+_RUN = ("import importlib.util, os, sys\n"
+        "root = sys.argv[1]\n"
+        "spec = importlib.util.spec_from_file_location('spikec_lava', os.path.join(root, "
+        "'__init__.py'), submodule_search_locations=[root])\n"
+        "module = importlib.util.module_from_spec(spec)\n"
+        "sys.modules['spikec_lava'] = module\n"
+        "spec.loader.exec_module(module)\n"
+        "from spikec_lava.runner import main\n"
+        "main(sys.argv[2:])\n")
+
+
+def _candidates() -> list[Path]:
+    repo = Path(__file__).resolve().parents[2]
+    out = [repo / ".venv-lava" / "bin" / "python"]
+    if os.environ.get(LAVA_ENV_VAR):
+        out.append(Path(os.environ[LAVA_ENV_VAR]))
+    return out
+
+
+def find_lava_python() -> str:
+    """The Lava environment's interpreter: ``.venv-lava`` beside the spikec checkout, else
+    ``$SPIKEC_LAVA_PYTHON``. Raises ``MissingEnvironmentError`` when neither is a Python 3.10
+    with lava-nc."""
+    problems = []
+    for py in _candidates():
+        if not py.exists():
+            problems.append(f"{py} does not exist")
+            continue
+        try:
+            r = subprocess.run([str(py), "-c", _CHECK], capture_output=True, text=True, timeout=120)
+            info = json.loads(r.stdout.strip().splitlines()[-1])
+        except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+            problems.append(f"{py} does not run")
+            continue
+        if info["python"] != "3.10":
+            problems.append(f"{py} is Python {info['python']}, Lava needs 3.10")
+        elif not info["lava"]:
+            problems.append(f"lava-nc is not installed in {py}")
+        else:
+            return str(py)
+    raise MissingEnvironmentError(
+        "no Lava environment: " + "; ".join(problems) + f" (run scripts/setup_lava.sh, or set "
+        f"{LAVA_ENV_VAR} to a Python 3.10 with lava-nc 0.10)")
+
+
+# ----------------------------------------------------------------------------- inputs
+def _bundle(out: Path) -> tuple[dict, dict, object]:
+    """(manifest, plan, fixed graph) of a compile output; checks version, hashes and graph."""
+    from spikec.ir import load
+
+    bdir = out / BUNDLE_DIR
+    if not bdir.is_dir():
+        raise InputFileError(f"{out}: no Lava bundle ({BUNDLE_DIR}/); write one with "
+                             f"'spikec lava-bundle {out}'")
+    manifest = read_manifest(bdir)
+    if manifest.get("spikec_version") != __version__:
+        raise InputFileError(f"{bdir}: bundle written by spikec {manifest.get('spikec_version')}, "
+                             f"this is spikec {__version__}; rewrite it with 'spikec lava-bundle "
+                             f"{out}'")
+    gpath = out / GRAPH_FILE
+    try:
+        gbytes = gpath.read_bytes()
+    except OSError:
+        raise InputFileError(f"{out}: no {GRAPH_FILE} (not a spikec compile output)") from None
+    if manifest.get("graph_sha256") and hashlib.sha256(gbytes).hexdigest() != manifest["graph_sha256"]:
+        raise InputFileError(f"{bdir}: the bundle was built from another {GRAPH_FILE}; rewrite it "
+                             f"with 'spikec lava-bundle {out}'")
+    plan = json.loads((bdir / "network.json").read_text())
+    return manifest, plan, load(gpath)
+
+
+def _load_inputs(graph, data: str, limit: int | None) -> dict:
+    from spikec.data import load as load_data
+
+    ds = load_data(data, limit)
+    (inp,) = graph.inputs
+    if tuple(ds.shape) != tuple(inp.shape):
+        raise DataError(f"{data}: samples of shape {tuple(ds.shape)}, the model's input "
+                        f"{inp.name!r} takes {tuple(inp.shape)}")
+    if len(ds) == 0:
+        raise DataError(f"{data}: no samples")
+    return {inp.name: ds.images}
+
+
+def _simulate(graph, plan, inputs: dict) -> tuple[dict, float]:
+    from spikec.sim import Simulator
+
+    names = [p["value"] for p in plan["probes"]]
+    t0 = time.perf_counter()
+    sim = Simulator(graph)
+    data = next(iter(inputs.values())) if len(inputs) == 1 else inputs
+    n = len(next(iter(inputs.values())))
+    values: dict[str, list] = {}
+    for s in range(0, n, 32):
+        chunk = data[s:s + 32] if not isinstance(data, dict) else {k: v[s:s + 32] for k, v in data.items()}
+        res = sim.run(chunk, record=names)
+        for k in names:
+            values.setdefault(k, []).append(res.values[k])
+    out = {}
+    for p in plan["probes"]:
+        v = values[p["value"]]
+        out[p["value"]] = np.concatenate(v, axis=0) if p["kind"] == "readout" else \
+            np.moveaxis(np.concatenate(v, axis=1), 0, 1)
+    return out, time.perf_counter() - t0
+
+
+# ----------------------------------------------------------------------------- comparison
+def compare(graph, plan, trace: dict, predicted: dict) -> dict:
+    """Element-for-element comparison of a trace with the simulator's values.
+
+    Returns ``spikes_compared`` (neuron-steps compared), ``nonzero_compared`` (of which the
+    simulator has a spike or a nonzero count), ``mismatches``, ``first_divergence``
+    (earliest time step, then earliest layer: layer, sample, neuron index, step, both values;
+    None when none) and per-layer counts.
+    """
+    layers, first = [], None
+    compared = mismatches = 0
+    for order, p in enumerate(plan["probes"]):
+        name = p["value"]
+        if p["kind"] == "readout":
+            op = graph.op(name)
+            acc = trace["readout/" + name].astype(np.float64)
+            got = op.scale * acc + np.asarray(op.offset, np.float64)
+            want = np.asarray(predicted[name], np.float64)
+        else:
+            got = trace["spikes/" + name].astype(np.int64)
+            want = np.asarray(predicted[name]).astype(np.int64)
+        if got.shape != want.shape:
+            raise InputFileError(f"trace layer {name!r}: shape {got.shape}, expected {want.shape}")
+        bad = got != want
+        nbad = int(bad.sum())
+        layers.append({"name": name, "kind": p["kind"], "shape": p["shape"],
+                       "depth": p["depth"], "compared": int(got.size), "mismatches": nbad,
+                       "spikes": int(np.count_nonzero(want)) if p["kind"] != "readout" else None})
+        if p["kind"] != "readout":
+            compared += int(got.size)
+            mismatches += nbad
+        if nbad:
+            idx = np.argwhere(bad)
+            if p["kind"] == "readout":
+                k, *neuron = idx[0]
+                t = graph.timesteps  # after the last step
+            else:
+                sel = idx[np.lexsort((idx[:, 0], idx[:, 1]))][0]   # earliest step, then sample
+                k, t, *neuron = sel
+            key = (int(t), order)
+            if first is None or key < first["_key"]:
+                flat = int(np.ravel_multi_index(tuple(neuron), tuple(p["shape"]))) if neuron else 0
+                first = {"_key": key, "layer": name, "sample": int(k), "time_step": int(t),
+                         "neuron": [int(i) for i in neuron], "neuron_flat": flat,
+                         "lava": _scalar(got[(k, t, *neuron) if p["kind"] != "readout" else (k, *neuron)]),
+                         "spikec": _scalar(want[(k, t, *neuron) if p["kind"] != "readout" else (k, *neuron)])}
+    readout = [l for l in layers if l["kind"] == "readout"]
+    if first is not None:
+        first.pop("_key")
+    return {"spikes_compared": compared,
+            "nonzero_compared": sum(l["spikes"] or 0 for l in layers),
+            "mismatches": mismatches + sum(l["mismatches"] for l in readout),
+            "readout_compared": sum(l["compared"] for l in readout), "first_divergence": first,
+            "layers": layers}
+
+
+def _scalar(x):
+    x = np.asarray(x).item()
+    return float(x) if isinstance(x, float) else int(x)
+
+
+# ----------------------------------------------------------------------------- the two paths
+def run_bundle(out: Path, inputs: dict, *, python: str | None = None, hardware: bool = False,
+               trace_path: Path | None = None, batch: int = 0) -> tuple[dict, float]:
+    """Run the bundle's data files with this spikec's runner (``RUNTIME_DIR/runner.py``, never a
+    script from OUT) in the Lava environment; returns (trace arrays, wall seconds). Call it on a
+    bundle whose manifest was checked (``read_manifest``)."""
+    py = python or find_lava_python()
+    with tempfile.TemporaryDirectory(prefix="spikec-validate-") as tmp:
+        inp = Path(tmp) / "inputs.npz"
+        save_npz(inp, inputs)
+        trace = trace_path or Path(tmp) / "trace.npz"
+        cmd = [py, "-c", _RUN, str(RUNTIME_DIR), "--bundle", str(Path(out).resolve() / BUNDLE_DIR),
+               "--inputs", str(inp), "--trace", str(trace), "--batch", str(batch)] \
+            + (["--hw"] if hardware else [])
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
+        wall = time.perf_counter() - t0
+        if r.returncode != 0:
+            lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+            raise SpikecError(f"the Lava run failed: {lines[-1] if lines else 'exit ' + str(r.returncode)}")
+        return load_npz(trace), wall
+
+
+def read_trace(path, plan: dict, manifest: dict) -> tuple[dict, dict]:
+    """A trace file's arrays and meta, checked against the bundle (format, bundle hash, layer
+    names and shapes). Raises ``InputFileError``."""
+    try:
+        arrays = load_npz(path)
+        meta = json.loads(str(arrays["meta"]))
+    except (OSError, ValueError, KeyError) as e:
+        raise InputFileError(f"{path}: not a spikec trace ({e})") from None
+    if meta.get("format") != TRACE_FORMAT or meta.get("format_version") != TRACE_FORMAT_VERSION:
+        raise InputFileError(f"{path}: not a {TRACE_FORMAT} {TRACE_FORMAT_VERSION} file")
+    if meta.get("bundle_hash") != manifest["bundle_hash"]:
+        raise InputFileError(f"{path}: recorded with another bundle (hash "
+                             f"{str(meta.get('bundle_hash'))[:12]}, this bundle "
+                             f"{manifest['bundle_hash'][:12]})")
+    want = {p["value"]: p for p in plan["probes"]}
+    got = {l["name"]: l for l in meta.get("layers", [])}
+    for name in want:
+        if name not in got:
+            raise InputFileError(f"{path}: layer {name!r} is missing from the trace")
+    for name in got:
+        if name not in want:
+            raise InputFileError(f"{path}: layer {name!r} is not a layer of this bundle")
+    n, T = int(meta.get("samples", -1)), plan["timesteps"]
+    for name, p in want.items():
+        key = ("readout/" if p["kind"] == "readout" else "spikes/") + name
+        shape = (n,) + ((() if p["kind"] == "readout" else (T,)) + tuple(p["shape"]))
+        if key not in arrays:
+            raise InputFileError(f"{path}: no array {key!r}")
+        if tuple(arrays[key].shape) != shape or list(got[name]["shape"]) != list(p["shape"]):
+            raise InputFileError(f"{path}: layer {name!r} has shape {tuple(arrays[key].shape)}, "
+                                 f"the bundle expects {shape}")
+    return arrays, meta
+
+
+def _trace_inputs(arrays: dict, plan: dict, path) -> dict:
+    out = {}
+    for i in plan["inputs"]:
+        key = "inputs/" + i["value"]
+        if key not in arrays:
+            raise InputFileError(f"{path}: the trace lacks its inputs ({key})")
+        out[i["value"]] = arrays[key]
+    return out
+
+
+def validate_lava(out, data: str, limit: int | None = None, *, batch: int = 0,
+                  python: str | None = None) -> dict:
+    """Run the bundle on Lava's CPU models and compare with the simulator (see the module doc)."""
+    out = Path(out)
+    manifest, plan, graph = _bundle(out)
+    py = python or find_lava_python()
+    inputs = _load_inputs(graph, data, limit)
+    trace, lava_wall = run_bundle(out, inputs, python=py, batch=batch)
+    meta = json.loads(str(trace["meta"]))
+    predicted, sim_s = _simulate(graph, plan, inputs)
+    res = compare(graph, plan, trace, predicted)
+    return _result("lava", manifest, plan, meta, res, lava_wall, sim_s, data)
+
+
+def validate_trace(out, trace_file, data: str | None = None, limit: int | None = None) -> dict:
+    """Compare a trace written by the bundle's runner (chip or CPU) with the simulator."""
+    out = Path(out)
+    manifest, plan, graph = _bundle(out)
+    arrays, meta = read_trace(trace_file, plan, manifest)
+    inputs = _trace_inputs(arrays, plan, trace_file)
+    if data is not None:
+        given = _load_inputs(graph, data, limit if limit is not None else meta["samples"])
+        for k, v in given.items():
+            if v.shape != inputs[k].shape or not np.array_equal(v, inputs[k]):
+                raise DataError(f"{data}: not the samples the trace {trace_file} was recorded on")
+    predicted, sim_s = _simulate(graph, plan, inputs)
+    res = compare(graph, plan, arrays, predicted)
+    lava_s = float(meta.get("seconds", {}).get("wall", float("nan")))
+    return _result("trace", manifest, plan, meta, res, lava_s, sim_s, data, str(trace_file))
+
+
+def _result(against, manifest, plan, meta, res, lava_s, sim_s, data, trace=None) -> dict:
+    n = int(meta["samples"])
+    secs = meta.get("seconds", {})
+    return {
+        "against": against, "trace": trace, "data": data, "samples": n,
+        "spikes_compared": res["spikes_compared"], "nonzero_compared": res["nonzero_compared"],
+        "mismatches": res["mismatches"],
+        "readout_compared": res["readout_compared"], "first_divergence": res["first_divergence"],
+        "lava_seconds": lava_s, "spikec_seconds": sim_s,
+        "lava_seconds_per_sample": lava_s / n if n else None,
+        "spikec_seconds_per_sample": sim_s / n if n else None,
+        # Lava's marginal cost: T steps per sample once the processes run (startup excluded)
+        "lava_steady_seconds_per_sample": secs.get("steady_per_sample"),
+        "lava_startup_seconds": secs.get("startup"),
+        "lava_run": {"run_config": meta.get("run_config"), "steps": meta.get("steps"),
+                     "processes": meta.get("processes"), "seconds": secs,
+                     "host_traffic": meta.get("host_traffic")},
+        "ssa": manifest.get("ssa"), "conv": manifest.get("conv"),
+        "bundle_hash": manifest["bundle_hash"], "pipeline_depth": plan["depth"],
+        "timesteps": plan["timesteps"], "layers": res["layers"],
+    }
+
+
+# ----------------------------------------------------------------------------- bundles
+def rewrite_bundle(out, *, ssa: str = "host", conv: str = "lava") -> dict:
+    """(Re)write ``OUT/lava`` from ``OUT/compiled.spkc``; returns the bundle facts."""
+    from spikec.ir import load
+
+    path = Path(out) / GRAPH_FILE
+    if not path.exists():
+        raise InputFileError(f"{out}: no {GRAPH_FILE} (run spikec compile first)")
+    return write_bundle(load(path), out, ssa=ssa, conv=conv)
+
+
+def validate(out, *, against: str, data: str | None = None, limit: int | None = None,
+             trace_file=None, batch: int = 100) -> dict:
+    """The backend's ``validate``: ``against='lava'`` runs the bundle on Lava's CPU models
+    (``validate_lava``), ``against='trace'`` reads ``trace_file`` (``validate_trace``)."""
+    if against == "lava":
+        return validate_lava(out, data, limit, batch=batch)
+    if against == "trace":
+        return validate_trace(out, trace_file, data, limit)
+    raise DataError(f"--against must be lava or trace, not {against!r}")

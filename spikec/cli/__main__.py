@@ -1,0 +1,4 @@
+"""``python -m spikec.cli``."""
+from spikec.cli import main
+
+main()

@@ -28,10 +28,16 @@ import numpy as np
 from spikec.errors import UnsupportedOpError
 from spikec.ir import ops as O
 from spikec.ir import fixed as F
+from spikec.ir.dispatch import OpTable
 from spikec.target.fixedpoint import conv_weight_from_torch
 
 from .matrix import SynapseMatrix
 from .plan import LValue, Part, PlanBuilder, message_bits
+
+#: What the Lava lowering does with each op type: ``(self: Lowering, op) -> None``.
+LOWER = OpTable("the Lava lowering")
+LOWER.refuse(set(O.OP_TYPES.values()) - F.FIXED_DOMAIN_OPS,
+             "a float op: the Lava backend lowers fixed-point graphs (spikec compile quantizes)")
 
 
 # ----------------------------------------------------------------------------- matrices
@@ -125,22 +131,11 @@ class Lowering:
             raise UnsupportedOpError(f"value {name!r} has no Lava lowering") from None
 
     def run(self) -> None:
-        handlers = {F.GradedInput: self.graded_input, F.CubaLIF: self.cuba_lif,
-                    F.Readout: self.readout, O.Add: self.add, O.IAND: self.iand,
-                    O.MaxPool2d: self.maxpool, O.Reshape: self.reshape,
-                    O.Transpose: self.transpose, O.SpikeMatmul: self.spike_matmul,
-                    O.Output: self.output}
         for op in self.g.ops:
-            if isinstance(op, (F.ConvSynapse, F.DenseSynapse)):
-                self.pending[op.name] = Current(op, None, [])
-                continue
             if isinstance(op, (O.Reshape, O.Transpose)) and op.inputs[0] in self.pending:
                 self.pending[op.name] = self._relayout(self.pending[op.inputs[0]], op)
                 continue
-            handler = handlers.get(type(op))
-            if handler is None:
-                raise UnsupportedOpError(f"op {op.name!r} ({op.OPCODE}) has no Lava lowering")
-            handler(op)
+            LOWER.lookup(op)(self, op)
         for name in self.pending:
             if not self.g.consumers(name):
                 raise UnsupportedOpError(f"synapse {name!r} feeds no neuron")
@@ -159,7 +154,13 @@ class Lowering:
         self.b.values[name] = v
         return v
 
+    @LOWER.register(F.ConvSynapse, F.DenseSynapse)
+    def synapse(self, op) -> None:
+        """Synapses are lowered by the neuron op that reads their current."""
+        self.pending[op.name] = Current(op, None, [])
+
     # -- sources and neurons -------------------------------------------------------------------
+    @LOWER.register(F.GradedInput)
     def graded_input(self, op: F.GradedInput) -> None:
         shape = tuple(self.g.spec(op.name).shape)
         graded = op.kind == "count"
@@ -311,6 +312,7 @@ class Lowering:
         return LValue(v.name, v.shape, v.kind, v.bound,
                       [Part(ref[0], ref[1], list(ref[2]), v.shape, None, v.depth + 1)])
 
+    @LOWER.register(F.CubaLIF)
     def cuba_lif(self, op: F.CubaLIF) -> None:
         shape = tuple(self.g.spec(op.name).shape)
         arrive = self._arrive(op.inputs[0])
@@ -332,6 +334,7 @@ class Lowering:
             self.b.notes.append(f"{op.name}: {groups.size} LIF processes (one per threshold)")
         self._set(op.name, "spike", 1, parts)
 
+    @LOWER.register(F.Readout)
     def readout(self, op: F.Readout) -> None:
         in_shape = tuple(self.g.spec(op.inputs[0]).shape)
         out_shape = tuple(self.g.spec(op.name).shape)
@@ -347,6 +350,7 @@ class Lowering:
         self.b.values[op.name] = lv
 
     # -- joins -----------------------------------------------------------------------------------
+    @LOWER.register(O.Add)
     def add(self, op: O.Add) -> None:
         a, b = (self.value(i) for i in op.inputs)
         shape = tuple(self.g.spec(op.name).shape)
@@ -372,12 +376,14 @@ class Lowering:
                           base=f"{op.name}_syn")
         self._set(op.name, "spike", 1, [Part(name, "s_out", [], shape, None, arrive)])
 
+    @LOWER.register(O.IAND)
     def iand(self, op: O.IAND) -> None:
         a, s = (self.value(i) for i in op.inputs)
         eye = SynapseMatrix.identity(a.size)
         # v = (s - a) << 6 > 0  <=>  s and not a
         self._spike_relay(op, [(s, eye), (a, -eye)], tuple(self.g.spec(op.name).shape))
 
+    @LOWER.register(O.MaxPool2d)
     def maxpool(self, op: O.MaxPool2d) -> None:
         x = self.value(op.inputs[0])
         shape = tuple(self.g.spec(op.name).shape)
@@ -385,6 +391,7 @@ class Lowering:
         self._spike_relay(op, [(x, window_matrix(op, x.shape, shape))], shape)
 
     # -- layout ----------------------------------------------------------------------------------
+    @LOWER.register(O.Reshape)
     def reshape(self, op: O.Reshape) -> None:
         x = self.value(op.inputs[0])
         shape = tuple(op.shape)
@@ -395,6 +402,7 @@ class Lowering:
             parts = list(x.parts)
         self._set(op.name, x.kind, x.bound, parts)
 
+    @LOWER.register(O.Transpose)
     def transpose(self, op: O.Transpose) -> None:
         x = self.value(op.inputs[0])
         perm = [int(p) for p in op.perm]
@@ -408,6 +416,7 @@ class Lowering:
                      for p in x.parts]
         self._set(op.name, x.kind, x.bound, parts)
 
+    @LOWER.register(O.SpikeMatmul)
     def spike_matmul(self, op: O.SpikeMatmul) -> None:
         from . import ssa
 
@@ -421,6 +430,7 @@ class Lowering:
             self.b.category = prev
         self.b.values[op.name] = y
 
+    @LOWER.register(O.Output)
     def output(self, op: O.Output) -> None:
         self.outputs[op.name] = op.inputs[0]
 

@@ -11,10 +11,11 @@ from spikec.ir.ops import (IAND, LIF, OP_TYPES, Add, AvgPool2d, BatchNorm, Conv2
                            Transpose, op_type, register_op)
 from spikec.ir.serialize import dumps, load, loads, save
 from spikec.ir.text import dump, summary_rows
-from spikec.ir.types import Kind, Rate, ValueSpec
+from spikec.ir.types import Domain, Encoding, FireOn, Kind, Rate, ResetMode, ValueSpec, Word
 
 __all__ = ["Graph", "verify", "ops_equal", "OP_TYPES", "register_op", "op_type", "Op", "Input",
            "Output", "Conv2d", "Linear", "BatchNorm", "LIF", "MaxPool2d", "AvgPool2d", "Mean",
            "TimeMean", "Add", "IAND", "Scale", "SpikeMatmul", "Reshape", "Transpose", "dumps",
-           "loads", "save", "load", "dump", "summary_rows", "Kind", "Rate", "ValueSpec", "fixed", "FIXED_DOMAIN_OPS",
+           "loads", "save", "load", "dump", "summary_rows", "Kind", "Rate", "ValueSpec", "Word", "Encoding", "FireOn", "ResetMode",
+           "Domain", "fixed", "FIXED_DOMAIN_OPS",
            "GradedInput", "ConvSynapse", "DenseSynapse", "CubaLIF", "Readout"]

@@ -18,7 +18,7 @@ import numpy as np
 
 from spikec.ir import ops as O
 from spikec.ir.ops import Op, _out_len, register_op
-from spikec.ir.types import Kind, Rate, ValueSpec
+from spikec.ir.types import Encoding, Kind, Rate, ValueSpec
 
 
 def _int_array(op: Op, name: str, arr) -> None:
@@ -69,8 +69,10 @@ class GradedInput(Op):
         shape = tuple(self.shape)
         if self.pad:
             shape = (shape[0], shape[1] + 2 * self.pad, shape[2] + 2 * self.pad)
-        if self.encoding not in ("repeat", "sequence"):
+        if not Encoding.has(self.encoding):
             raise self._fail(f"unknown encoding {self.encoding!r}")
+        if self.kind not in (Kind.COUNT, Kind.SPIKE):
+            raise self._fail(f"kind must be 'count' or 'spike', not {self.kind!r}")
         return ValueSpec(shape, Kind(self.kind))
 
 

@@ -26,9 +26,22 @@ override):
 from __future__ import annotations
 
 from spikec.errors import CheckpointError, require
+from spikec.ir.types import Word
 
 FAMILIES = ("v1_imagenet", "v1_cifar", "v2")
-RESIDUAL_MODES = ("add", "iand")
+
+
+class ResidualJoin(Word):
+    """How a block joins its shortcut ``a`` and its branch ``s`` (SEW ResNet's residual functions):
+    ``add`` (``a + s``, a count) or ``iand`` (``(1 - a) * s``, spikes). Not the quantizer's
+    lowering of counts (``spikec.quantize.options.ResidualLowering``)."""
+
+    ADD = "add"
+    IAND = "iand"
+
+
+#: The model config's ``residual`` values, as strings.
+RESIDUAL_JOINS = ResidualJoin.values()
 
 _COMMON = dict(img_size=224, in_channels=3, num_classes=1000, mlp_ratio=4.0, T=4, residual="add")
 _V1_IMAGENET = dict(_COMMON, family="v1_imagenet", pool_stages=[0, 1, 2, 3])
@@ -102,9 +115,9 @@ def resolve(name: str, **overrides) -> dict:
         raise CheckpointError(f"model {name!r} is of family {cfg['family']!r}, "
                               f"not {overrides['family']!r}")
     cfg.update({k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()})
-    if cfg["residual"] not in RESIDUAL_MODES:
+    if not ResidualJoin.has(cfg["residual"]):
         raise CheckpointError(
-            f"model {name!r}: residual must be one of {RESIDUAL_MODES}, got {cfg['residual']!r}")
+            f"model {name!r}: residual must be one of {RESIDUAL_JOINS}, got {cfg['residual']!r}")
     for key in ("img_size", "in_channels", "num_classes", "embed_dim", "depth", "num_heads", "T"):
         if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] < 1:
             raise CheckpointError(f"model {name!r}: {key} must be a positive integer, got {cfg[key]!r}")

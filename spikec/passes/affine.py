@@ -10,6 +10,7 @@ from dataclasses import replace
 import numpy as np
 
 from spikec.ir import ops as O
+from spikec.ir.types import Kind
 from spikec.ir.graph import Graph
 from spikec.passes.rewrite import (consumers, norm_axis, producers, rename_inputs, sole_consumer)
 from spikec.passes.structure import simplify_layout
@@ -130,7 +131,7 @@ def fold_input_normalization(graph: Graph) -> Graph:
     cons = consumers(ops)
     new_ops = {}
     for inp in [op for op in ops if isinstance(op, O.Input)]:
-        if inp.kind != "real" or (inp.pixel_scale == 1.0 and not inp.mean):
+        if inp.kind != Kind.REAL or (inp.pixel_scale == 1.0 and not inp.mean):
             continue
         readers = cons.get(inp.name, [])
         if not readers or not all(

@@ -140,6 +140,11 @@ def _iand(op, a, s):
     return (1 - a) * s
 
 
+@KERNELS.register(O.AND)
+def _and(op, a, s):
+    return a * s
+
+
 @KERNELS.register(O.Scale)
 def _scale(op: O.Scale, x):
     return x * x.dtype.type(op.factor)

@@ -13,6 +13,7 @@ cuba_lif           proc.lif.LIFReset, one process per distinct vth (Lava: one vt
 readout            spikec Readout (accumulator read by the host)
 add                Sparse identities -> GradedVec(vth=0) (graded sum, one step)
 iand               Sparse +1 (s) and -1 (a) -> LIF(du=dv=4095, vth=0): fires iff s and not a
+and                Sparse +1 (a) and +1 (s) -> LIF(du=dv=4095, vth=1): fires iff a and s
 maxpool2d          Sparse window sums -> LIF(du=dv=4095, vth=0): OR over the window (spikes)
 reshape/transpose  Lava virtual ports (no process), or re-indexing of a split value
 spike_matmul       ssa.py: spikec SpikeMatmul (host) or coincidence/gate/product neurons
@@ -362,10 +363,10 @@ class Lowering:
                           base=f"{op.name}_syn")
         self._set(op.name, "count", a.bound + b.bound, [Part(relay, "s_out", [], shape, None, arrive)])
 
-    def _spike_relay(self, op, terms, shape) -> None:
+    def _spike_relay(self, op, terms, shape, vth: int = 0) -> None:
         arrive = max(v.depth for v, _ in terms) + 1
         forget = self.b.fmt.decay_max
-        name = self.b.lif(op.name, shape, du=forget, dv=forget, vth=0,
+        name = self.b.lif(op.name, shape, du=forget, dv=forget, vth=vth,
                           bias_mant=np.zeros(shape, np.int32), bias_exp=np.zeros(shape, np.int32),
                           depth=arrive, ir=op.name)
         for v, w in terms:
@@ -382,6 +383,13 @@ class Lowering:
         eye = SynapseMatrix.identity(a.size)
         # v = (s - a) << 6 > 0  <=>  s and not a
         self._spike_relay(op, [(s, eye), (a, -eye)], tuple(self.g.spec(op.name).shape))
+
+    @LOWER.register(O.AND)
+    def and_(self, op: O.AND) -> None:
+        a, s = (self.value(i) for i in op.inputs)
+        eye = SynapseMatrix.identity(a.size)
+        # v = (a + s) << 6 > 1 << 6  <=>  a and s
+        self._spike_relay(op, [(a, eye), (s, eye)], tuple(self.g.spec(op.name).shape), vth=1)
 
     @LOWER.register(O.MaxPool2d)
     def maxpool(self, op: O.MaxPool2d) -> None:
@@ -436,4 +444,4 @@ class Lowering:
 
 
 #: IR op types whose values are probed (compared with the simulator by ``spikec validate``).
-PROBED_OPS = (F.CubaLIF, F.Readout, O.Add, O.IAND, O.MaxPool2d, O.SpikeMatmul)
+PROBED_OPS = (F.CubaLIF, F.Readout, O.Add, O.IAND, O.AND, O.MaxPool2d, O.SpikeMatmul)

@@ -55,6 +55,7 @@ COVERAGE = {
     "time_mean": ("export", "host read-out (metadata) when last; refused elsewhere"),
     "add": ("export", "two edges into a Scale(1) junction"),
     "iand": ("export", "Scale(-1) + Threshold(0.5): [s - a > 0.5]"),
+    "and": ("export", "Threshold(1.5) of both inputs: [a + s > 1.5]"),
     "scale": ("export", "Scale"),
     "spike_matmul": ("ssa", "--ssa decompose (threshold units) or --ssa host (split)"),
     "reshape": ("export", "nothing (same carrier) or Flatten; an unflatten is refused"),

@@ -340,6 +340,15 @@ class NIRBuilder:
         self.neurons[op.name] = int(np.prod(shape))
         self._set(op, op.name, shape)
 
+    @EMIT.register(O.AND)
+    def _op_and(self, op: O.AND):
+        shape = self.values[op.inputs[1]].shape
+        # a s = [a + s > 1.5] for spikes a, s (NIR sums a node's inputs)
+        self.add(op.name, self.nir.Threshold(threshold=self.full(shape, 1.5)),
+                 *(self.as_shape(i, shape, op) for i in op.inputs), meta={"op": "and"})
+        self.neurons[op.name] = int(np.prod(shape))
+        self._set(op, op.name, shape)
+
     @EMIT.register(O.Scale)
     def _op_scale(self, op: O.Scale):
         c = self.values[op.inputs[0]]

@@ -50,7 +50,7 @@ COVERAGE = {
     "lif": ("export", "Sub, Div, Add, GreaterOrEqual|Greater, Cast, Where|Mul+Sub; state I/O"),
     "maxpool2d": ("export", "MaxPool"), "avgpool2d": ("export", "AveragePool(count_include_pad)"),
     "mean": ("export", "ReduceMean"), "time_mean": ("export", "Add to a state, Div by T"),
-    "add": ("export", "Add"), "iand": ("export", "Sub(1, a), Mul"), "scale": ("export", "Mul"),
+    "add": ("export", "Add"), "iand": ("export", "Sub(1, a), Mul"), "and": ("export", "Mul"), "scale": ("export", "Mul"),
     "spike_matmul": ("export", "MatMul"), "reshape": ("export", "Reshape"),
     "transpose": ("export", "Transpose"),
     "graded_input": ("refuse", _FIXED_WHY), "conv_synapse": ("refuse", _FIXED_WHY),
@@ -236,6 +236,10 @@ class _Builder:
     def _op_iand(self, op, p):   # (1 - a) * s
         n = self.node("Sub", [self.const(p + "one", 1.0), op.inputs[0]], p + "not_a", p + "Sub")
         self.node("Mul", [n, op.inputs[1]], op.name, p + "Mul")
+
+    @EMIT.register(O.AND)
+    def _op_and(self, op, p):    # a * s
+        self.node("Mul", list(op.inputs), op.name, p + "Mul")
 
     @EMIT.register(O.Scale)
     def _op_scale(self, op: O.Scale, p):

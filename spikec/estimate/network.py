@@ -53,7 +53,7 @@ from spikec.ir.types import Domain, Kind
 from spikec.target.ssa import LOWERINGS, SSALowering, gate_operand, product_dims, term_indices, term_neuron
 
 #: ``Layer.kind`` values.
-LAYER_KINDS = ("lif", "readout", "maxpool", "add", "iand", "ssa_term", "ssa_sum")
+LAYER_KINDS = ("lif", "readout", "maxpool", "add", "iand", "and", "ssa_term", "ssa_sum")
 
 
 @dataclass(frozen=True)
@@ -488,9 +488,9 @@ def _place_maxpool(x: _Extraction, op) -> None:
     x.layers.append(_conv_layer(op.name, "maxpool", op, x.prod, x.graph, x.specs[op.name].shape))
 
 
-@PLACE.register(O.Add, O.IAND)
+@PLACE.register(O.Add, O.IAND, O.AND)
 def _place_join(x: _Extraction, op) -> None:
-    kind = "add" if isinstance(op, O.Add) else "iand"
+    kind = op.OPCODE                    # a layer kind: "add", "iand" or "and"
     x.layers.append(_dense_layer(op.name, kind, None, op.inputs, x.prod, x.graph,
                                  x.specs[op.name].shape))
 

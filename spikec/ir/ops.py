@@ -413,6 +413,26 @@ class IAND(Op):
         return out.size
 
 
+@register_op("and")
+@dataclass(eq=False)
+class AND(Op):
+    """SEW's AND residual join, and the Hadamard product of two spike tensors:
+    ``y = a * s = a AND s`` for spikes ``a`` and ``s`` of one shape."""
+
+    ARITY: ClassVar[int | None] = 2
+
+    def infer(self, specs):
+        a, s = specs
+        if a.shape != s.shape:
+            raise self._fail(f"shapes differ: {a.shape} and {s.shape}")
+        if a.kind is not Kind.SPIKE or s.kind is not Kind.SPIKE:
+            raise self._fail(f"needs two spike inputs, got {a.kind.value} and {s.kind.value}")
+        return ValueSpec(a.shape, Kind.SPIKE, _same_rate(self, specs))
+
+    def dense_ops(self, specs, out):
+        return out.size
+
+
 @register_op("scale")
 @dataclass(eq=False)
 class Scale(Op):
@@ -494,5 +514,5 @@ def op_type(opcode: str) -> type[Op]:
 
 
 __all__ = ["OP_TYPES", "register_op", "op_type", "Op", "Input", "Output", "Conv2d", "Linear",
-           "BatchNorm", "LIF", "MaxPool2d", "AvgPool2d", "Mean", "TimeMean", "Add", "IAND",
+           "BatchNorm", "LIF", "MaxPool2d", "AvgPool2d", "Mean", "TimeMean", "Add", "IAND", "AND",
            "Scale", "SpikeMatmul", "Reshape", "Transpose"]

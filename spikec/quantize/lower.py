@@ -9,7 +9,7 @@ name)::
                                            -> layout* [reshape, dense_synapse (gain), reshape] -> cuba_lif
     linear [-> mean] -> time_mean -> output -> dense_synapse -> readout -> output
     add (count) read by synapses           -> kept (graded payload) or dissolved into fan-in inputs
-    maxpool2d, spike_matmul, iand, reshape, transpose, output -> unchanged
+    maxpool2d, spike_matmul, iand, and, reshape, transpose, output -> unchanged
 """
 from __future__ import annotations
 
@@ -394,7 +394,8 @@ class _Lowering:
                                      "(linear [-> mean] -> time_mean -> output); run fold_readout")
         self.out.append(ro.fixed)
 
-    @LOWER.register(O.Reshape, O.Transpose, O.MaxPool2d, O.SpikeMatmul, O.IAND, O.Output, O.Add)
+    @LOWER.register(O.Reshape, O.Transpose, O.MaxPool2d, O.SpikeMatmul, O.IAND, O.AND, O.Output,
+                    O.Add)
     def _copy(self, op: O.Op):
         if any(i in self.plan.alias for i in op.inputs):
             op = type(op)(op.name, tuple(self.plan.alias.get(i, i) for i in op.inputs),

@@ -208,7 +208,7 @@ class Simulator:
             elif op.name in self.synapses:
                 syn = self.synapses[op.name]
                 b[op.name] = min(sum(syn.out_bound(x) for x in ins), 1 << (self.fmt.container_bits - 1))
-            elif isinstance(op, (F.CubaLIF, O.IAND)):
+            elif isinstance(op, (F.CubaLIF, O.IAND, O.AND)):
                 b[op.name] = 1
             elif isinstance(op, O.Add):
                 b[op.name] = ins[0] + ins[1]
@@ -394,6 +394,11 @@ class Simulator:
     def _k_iand(self, op, args, stats):
         a, s = args                   # spikes: (1 - a) * s == s AND NOT a
         return np.logical_and(s != 0, a == 0)
+
+    @KERNELS.register(O.AND)
+    def _k_and(self, op, args, stats):
+        a, s = args                   # spikes: a * s == a AND s
+        return np.logical_and(a != 0, s != 0)
 
     @KERNELS.register(O.MaxPool2d)
     def _k_maxpool2d(self, op, args, stats):

@@ -12,7 +12,7 @@ from typing import Callable, Iterable
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from spikec.errors import ShapeError, UnsupportedOpError
+from spikec.errors import ShapeError
 from spikec.ir import fixed as F
 from spikec.ir import ops as O
 from spikec.ir.dispatch import OpTable

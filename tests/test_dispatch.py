@@ -24,7 +24,7 @@ def _stage_tables() -> dict[str, OpTable]:
     from spikec.quantize import lower as quantize_lower
     from spikec.sim import engine
 
-    return {"interp": interp.KERNELS, "quantize": quantize_lower.LOWER, "sim": engine.KERNELS,
+    return {"interp": interp.KERNELS, "quantize": quantize_lower.LOWER, "sim": engine.KERNELS, "sim-bounds": engine.BOUNDS,
             "lava": lava_lower.LOWER, "estimate": network.PLACE, "nir": nir_build.EMIT,
             "nir-quantized": nir_quantized.QEMIT, "onnx": ONNX_EMIT}
 
@@ -32,7 +32,7 @@ def _stage_tables() -> dict[str, OpTable]:
 TABLES = _stage_tables()
 #: The stages that run float graphs, and those that run fixed-point ones.
 FLOAT_STAGES = ("interp", "quantize", "nir", "onnx")
-FIXED_STAGES = ("sim", "lava", "estimate", "nir-quantized")
+FIXED_STAGES = ("sim", "sim-bounds", "lava", "estimate", "nir-quantized")
 
 
 def test_every_table_is_listed_here():

@@ -45,27 +45,6 @@ def sole_consumer(cons: dict[str, list[O.Op]], name: str) -> O.Op | None:
     return users[0] if len(users) == 1 else None
 
 
-def rename_inputs(ops: list[O.Op], old: str, new: str) -> list[O.Op]:
-    """Every op that reads ``old`` reads ``new`` instead (new op objects where changed)."""
-    out = []
-    for op in ops:
-        if old in op.inputs:
-            op = replace(op, inputs=tuple(new if i == old else i for i in op.inputs))
-        out.append(op)
-    return out
-
-
-def fresh_name(taken: Iterable[str], base: str) -> str:
-    """``base`` or ``base.1``, ``base.2``, ... : a name no op in ``taken`` has."""
-    taken = set(taken)
-    if base not in taken:
-        return base
-    k = 1
-    while f"{base}.{k}" in taken:
-        k += 1
-    return f"{base}.{k}"
-
-
 def norm_axis(axis: int, ndim: int) -> int:
     return axis + ndim if axis < 0 else axis
 
@@ -76,11 +55,6 @@ def is_power_of_two(x: float) -> bool:
         return False
     m, _ = np.frexp(x)
     return m == 0.5
-
-
-def rebuild(graph: Graph, ops: list[O.Op]) -> Graph:
-    """``graph`` with ``ops`` (dead values are left to ``eliminate_dead_ops``); verified."""
-    return graph.with_ops(ops)
 
 
 # ----------------------------------------------------------------------------- the rewrite driver

@@ -160,6 +160,49 @@ def _shift_bound(b: int, e: int) -> int:
     return b << e if e >= 0 else -(-b >> -e)
 
 
+#: The static bound on |value| of each op type's output, from its inputs' bounds:
+#: ``(sim, op, input bounds) -> int``.
+BOUNDS = OpTable("the simulator's static bounds")
+BOUNDS.refuse(set(O.OP_TYPES.values()) - F.FIXED_DOMAIN_OPS,
+              "a float op: compile the graph to fixed point first (spikec.pipeline.compile_graph)")
+
+
+@BOUNDS.register(F.GradedInput)
+def _bound_input(sim, op, ins) -> int:
+    return 1 if op.kind == Kind.SPIKE else (1 << op.payload_bits) - 1
+
+
+@BOUNDS.register(F.ConvSynapse, F.DenseSynapse)
+def _bound_synapse(sim, op, ins) -> int:
+    syn = sim.synapses[op.name]
+    return min(sum(syn.out_bound(x) for x in ins), 1 << (sim.fmt.container_bits - 1))
+
+
+@BOUNDS.register(F.CubaLIF, O.IAND, O.AND)
+def _bound_spikes(sim, op, ins) -> int:
+    return 1
+
+
+@BOUNDS.register(O.Add)
+def _bound_add(sim, op, ins) -> int:
+    return ins[0] + ins[1]
+
+
+@BOUNDS.register(O.SpikeMatmul)
+def _bound_matmul(sim, op, ins) -> int:
+    return sim.specs[op.inputs[0]].shape[-1] * ins[0] * ins[1]
+
+
+@BOUNDS.register(F.Readout)
+def _bound_readout(sim, op, ins) -> int:
+    return 0
+
+
+@BOUNDS.register(O.Output, O.Reshape, O.Transpose, O.MaxPool2d)
+def _bound_same(sim, op, ins) -> int:
+    return ins[0]
+
+
 class Simulator:
     """Bit-exact simulator of one fixed-point graph.
 
@@ -199,25 +242,10 @@ class Simulator:
 
     # ------------------------------------------------------------------ static bounds
     def _bounds(self) -> dict[str, int]:
-        """Upper bound on |value| of every integer value (data independent)."""
+        """Upper bound on |value| of every integer value (data independent): ``BOUNDS``."""
         b: dict[str, int] = {}
         for op in self.graph.ops:
-            ins = [b.get(i, 0) for i in op.inputs]
-            if isinstance(op, F.GradedInput):
-                b[op.name] = 1 if op.kind == "spike" else (1 << op.payload_bits) - 1
-            elif op.name in self.synapses:
-                syn = self.synapses[op.name]
-                b[op.name] = min(sum(syn.out_bound(x) for x in ins), 1 << (self.fmt.container_bits - 1))
-            elif isinstance(op, (F.CubaLIF, O.IAND, O.AND)):
-                b[op.name] = 1
-            elif isinstance(op, O.Add):
-                b[op.name] = ins[0] + ins[1]
-            elif isinstance(op, O.SpikeMatmul):
-                b[op.name] = self.specs[op.inputs[0]].shape[-1] * ins[0] * ins[1]
-            elif isinstance(op, F.Readout):
-                b[op.name] = 0
-            else:  # output, reshape, transpose, maxpool2d
-                b[op.name] = ins[0]
+            b[op.name] = BOUNDS.lookup(op)(self, op, [b.get(i, 0) for i in op.inputs])
         return b
 
     # ------------------------------------------------------------------ running

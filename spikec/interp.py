@@ -12,22 +12,25 @@ from typing import Callable, Iterable
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from spikec.errors import ShapeError, UnsupportedOpError
+from spikec.errors import ShapeError
+from spikec.ir import fixed as F
 from spikec.ir import ops as O
+from spikec.ir.dispatch import OpTable
 from spikec.ir.graph import Graph
-from spikec.ir.types import Rate
+from spikec.ir.types import Encoding, FireOn, Rate
 
 # A kernel maps (op, input arrays) to the output array. Stateless kernels see arrays with any
-# number of leading axes flattened to one: [N, *shape]. Time kernels see [T, B, *shape].
-KERNELS: dict[type, Callable] = {}
-TIME_KERNELS: dict[type, Callable] = {}
+# number of leading axes flattened to one: [N, *shape]. Kernels marked ``over_time`` (stateful
+# ops) see [T, B, *shape].
+KERNELS = OpTable("the float interpreter")
+KERNELS.refuse(F.FIXED_ONLY_OPS, "a fixed-point op: run the graph with the bit-exact simulator "
+               "(spikec.sim)")
 
 
-def kernel(op_type, *, over_time: bool = False):
-    def wrap(fn):
-        (TIME_KERNELS if over_time else KERNELS)[op_type] = fn
-        return fn
-    return wrap
+def over_time(fn: Callable) -> Callable:
+    """Mark a kernel as one that sees the whole ``[T, B, *shape]`` input (a stateful op)."""
+    fn.over_time = True
+    return fn
 
 
 def preprocess(op: O.Input, raw: np.ndarray, dtype) -> np.ndarray:
@@ -75,7 +78,7 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias, stride, padding, dilation=(1
     return np.ascontiguousarray(y)
 
 
-@kernel(O.Conv2d)
+@KERNELS.register(O.Conv2d)
 def _conv(op: O.Conv2d, x):
     w = op.weight.astype(x.dtype)
     b = None if op.bias is None else op.bias.astype(x.dtype)
@@ -92,12 +95,12 @@ def linear(x: np.ndarray, weight: np.ndarray, bias, axis: int) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(y, -1, a))
 
 
-@kernel(O.Linear)
+@KERNELS.register(O.Linear)
 def _linear(op: O.Linear, x):
     return linear(x, op.weight, op.bias, op.axis)
 
 
-@kernel(O.BatchNorm)
+@KERNELS.register(O.BatchNorm)
 def _bn(op: O.BatchNorm, x):
     a = op.axis % (x.ndim - 1) + 1
     shape = [1] * x.ndim
@@ -109,59 +112,66 @@ def _bn(op: O.BatchNorm, x):
     return x * scale + shift
 
 
-@kernel(O.MaxPool2d)
+@KERNELS.register(O.MaxPool2d)
 def _maxpool(op: O.MaxPool2d, x):
     win = _windows(_pad_hw(x, op.padding, -np.inf), op.kernel, op.stride)
     return np.ascontiguousarray(win.max(axis=(4, 5)))
 
 
-@kernel(O.AvgPool2d)
+@KERNELS.register(O.AvgPool2d)
 def _avgpool(op: O.AvgPool2d, x):
     win = _windows(_pad_hw(x, op.padding, 0.0), op.kernel, op.stride)
     return np.ascontiguousarray(win.sum(axis=(4, 5)) / x.dtype.type(op.kernel[0] * op.kernel[1]))
 
 
-@kernel(O.Mean)
+@KERNELS.register(O.Mean)
 def _mean(op: O.Mean, x):
     axes = tuple(a % (x.ndim - 1) + 1 for a in op.axes)
     return x.mean(axis=axes, dtype=x.dtype)
 
 
-@kernel(O.Add)
+@KERNELS.register(O.Add)
 def _add(op, a, b):
     return a + b
 
 
-@kernel(O.IAND)
+@KERNELS.register(O.IAND)
 def _iand(op, a, s):
     return (1 - a) * s
 
 
-@kernel(O.Scale)
+@KERNELS.register(O.AND)
+def _and(op, a, s):
+    return a * s
+
+
+@KERNELS.register(O.Scale)
 def _scale(op: O.Scale, x):
     return x * x.dtype.type(op.factor)
 
 
-@kernel(O.SpikeMatmul)
+@KERNELS.register(O.SpikeMatmul)
 def _matmul(op, a, b):
     return a @ b
 
 
-@kernel(O.Reshape)
+@KERNELS.register(O.Reshape)
 def _reshape(op: O.Reshape, x):
     return x.reshape((x.shape[0],) + tuple(op.shape))
 
 
-@kernel(O.Transpose)
+@KERNELS.register(O.Transpose)
 def _transpose(op: O.Transpose, x):
     return np.ascontiguousarray(x.transpose((0,) + tuple(p + 1 for p in op.perm)))
 
 
-@kernel(O.Output)
+@KERNELS.register(O.Output)
 def _output(op, x):
     return x
 
 
+@KERNELS.register(O.LIF)
+@over_time
 def lif_float(op: O.LIF, x: np.ndarray) -> np.ndarray:
     """spikingjelly's multi-step LIF over x [T, ...] (see ``ops.LIF``), float arithmetic of x."""
     dt = x.dtype.type
@@ -174,7 +184,7 @@ def lif_float(op: O.LIF, x: np.ndarray) -> np.ndarray:
             h = v + (x[t] - (v - v_reset)) / tau
         else:
             h = v - (v - v_reset) / tau + x[t]
-        s = (h >= vth) if op.fire_on == ">=" else (h > vth)
+        s = (h >= vth) if op.fire_on == FireOn.GE else (h > vth)
         out[t] = s
         if op.v_reset is None:
             v = h - vth * s
@@ -183,10 +193,8 @@ def lif_float(op: O.LIF, x: np.ndarray) -> np.ndarray:
     return out
 
 
-TIME_KERNELS[O.LIF] = lif_float
-
-
-@kernel(O.TimeMean, over_time=True)
+@KERNELS.register(O.TimeMean)
+@over_time
 def _time_mean(op, x):
     return x.sum(axis=0) / x.dtype.type(x.shape[0])
 
@@ -232,8 +240,8 @@ def run(graph: Graph, data: np.ndarray | dict[str, np.ndarray], *, dtype=np.floa
     dt = np.dtype(dtype).type
     for op in graph.ops:
         spec = specs[op.name]
-        if isinstance(op, O.Input):
-            y = _input_value(op, data, spec, T, dt)
+        if op.ARITY == 0:
+            y = KERNELS.lookup(op)(op, data, spec, T, dt)
         else:
             args = [env[i] for i in op.inputs]
             y = _apply(op, args, [specs[i] for i in op.inputs])
@@ -249,11 +257,12 @@ def run(graph: Graph, data: np.ndarray | dict[str, np.ndarray], *, dtype=np.floa
     return trace
 
 
+@KERNELS.register(O.Input)
 def _input_value(op: O.Input, data: dict, spec, T: int, dt) -> np.ndarray:
     if op.name not in data:
         raise ShapeError(f"no data for input {op.name!r}")
     raw = np.asarray(data[op.name])
-    if op.encoding == "repeat":
+    if op.encoding == Encoding.REPEAT:
         if raw.shape[1:] != tuple(op.shape):
             raise ShapeError(f"input {op.name!r} expects samples of shape {tuple(op.shape)}, "
                              f"data has {raw.shape[1:]}")
@@ -267,13 +276,9 @@ def _input_value(op: O.Input, data: dict, spec, T: int, dt) -> np.ndarray:
 
 
 def _apply(op: O.Op, args: list[np.ndarray], in_specs) -> np.ndarray:
-    t = type(op)
-    if t in TIME_KERNELS:
-        return TIME_KERNELS[t](op, *args)
-    fn = KERNELS.get(t)
-    if fn is None:
-        raise UnsupportedOpError(f"op {op.name!r}: the float interpreter has no kernel for "
-                                 f"{op.OPCODE}")
+    fn = KERNELS.lookup(op)
+    if getattr(fn, "over_time", False):
+        return fn(op, *args)
     lead = 2 if in_specs[0].rate is Rate.STEP else 1
     lead_shape = args[0].shape[:lead]
     flat = [a.reshape((-1,) + a.shape[lead:]) for a in args]

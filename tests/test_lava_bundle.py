@@ -26,6 +26,7 @@ SAMPLES = {
     "chain": samples.chain(),
     "add": samples.spikformer_like(residual="add"),
     "iand": samples.spikformer_like(residual="iand"),
+    "and": samples.spikformer_like(residual="and"),
     "zoo": samples.matmul_zoo(),
 }
 

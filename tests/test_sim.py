@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from spikec.errors import DataError, IRError, ShapeError, StateOverflowError
-from spikec.ir import (IAND, Add, ConvSynapse, CubaLIF, DenseSynapse, GradedInput, Graph,
+from spikec.ir import (AND, IAND, Add, ConvSynapse, CubaLIF, DenseSynapse, GradedInput, Graph,
                        MaxPool2d, Output, Readout, Reshape, SpikeMatmul, Transpose)
 from spikec.sim import CubaLIFLayer, Simulator, simulate
 from spikec.sim import events as ev
@@ -325,16 +325,19 @@ def test_shared_ops_match_brute_force():
         GradedInput("b", (), shape=(C, H, W), encoding="sequence", kind="spike"),
         Add("sum", ("a", "b")),
         IAND("iand", ("a", "b")),
+        AND("and", ("a", "b")),
         MaxPool2d("pool", ("sum",), kernel=(3, 3), stride=(2, 2), padding=(1, 1)),
         Reshape("tok", ("sum",), shape=(C, H * W)),
         Transpose("tokT", ("tok",), perm=(1, 0)),
         SpikeMatmul("mm", ("tokT", "tok")),
         Output("o1", ("pool",)), Output("o2", ("iand",)), Output("o3", ("mm",)),
+        Output("o4", ("and",)),
     ], T=T)
     res = Simulator(gr).run({"a": a, "b": b})
     for bb, t in itertools.product(range(B), range(T)):
         s = a[bb, t] + b[bb, t]
         assert np.array_equal(res.outputs["o2"][t, bb], (1 - a[bb, t]) * b[bb, t])
+        assert np.array_equal(res.outputs["o4"][t, bb], a[bb, t] * b[bb, t])
         for c, i, j in itertools.product(range(C), range(3), range(3)):
             win = [s[c, y, z] for y in range(2 * i - 1, 2 * i + 2) for z in range(2 * j - 1, 2 * j + 2)
                    if 0 <= y < H and 0 <= z < W]
@@ -501,7 +504,7 @@ def test_every_fixed_domain_op_has_a_kernel():
     from spikec.ir.fixed import FIXED_DOMAIN_OPS
 
     tested = {GradedInput, ConvSynapse, DenseSynapse, CubaLIF, Readout, Output, Reshape, Transpose,
-              MaxPool2d, Add, IAND, SpikeMatmul}
+              MaxPool2d, Add, IAND, AND, SpikeMatmul}
     assert set(FIXED_DOMAIN_OPS) <= tested
 
 

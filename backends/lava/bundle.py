@@ -23,6 +23,7 @@ import numpy as np
 from spikec import __version__
 from spikec.errors import InputFileError, UnsupportedOpError
 from spikec.ir import fixed as F
+from spikec.ir import ops as O
 from spikec.ir.graph import Graph, verify
 from spikec.outputs import DirLock, recover, replace_dir
 from spikec.target.formats import LAVA_FIXED_PT, NumberFormats
@@ -83,7 +84,7 @@ def _facts(graph: Graph, plan: dict, b: PlanBuilder, ssa: str, conv: str) -> dic
               for key in ("processes", "neurons", "synapses")}
     lowerings, ssa_totals = [], {"host": {}, "decompose": {}}
     for op in graph.ops:
-        if op.OPCODE == "spike_matmul":
+        if isinstance(op, O.SpikeMatmul):
             a, bb = (graph.spec(i) for i in op.inputs)
             kinds = [("spike" if s.kind.value == "spike" else "count") for s in (a, bb)]
             c = S.costs(a.shape, bb.shape, *kinds)

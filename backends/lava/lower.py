@@ -13,6 +13,7 @@ cuba_lif           proc.lif.LIFReset, one process per distinct vth (Lava: one vt
 readout            spikec Readout (accumulator read by the host)
 add                Sparse identities -> GradedVec(vth=0) (graded sum, one step)
 iand               Sparse +1 (s) and -1 (a) -> LIF(du=dv=4095, vth=0): fires iff s and not a
+and                Sparse +1 (a) and +1 (s) -> LIF(du=dv=4095, vth=1): fires iff a and s
 maxpool2d          Sparse window sums -> LIF(du=dv=4095, vth=0): OR over the window (spikes)
 reshape/transpose  Lava virtual ports (no process), or re-indexing of a split value
 spike_matmul       ssa.py: spikec SpikeMatmul (host) or coincidence/gate/product neurons
@@ -28,10 +29,16 @@ import numpy as np
 from spikec.errors import UnsupportedOpError
 from spikec.ir import ops as O
 from spikec.ir import fixed as F
+from spikec.ir.dispatch import OpTable
 from spikec.target.fixedpoint import conv_weight_from_torch
 
 from .matrix import SynapseMatrix
 from .plan import LValue, Part, PlanBuilder, message_bits
+
+#: What the Lava lowering does with each op type: ``(self: Lowering, op) -> None``.
+LOWER = OpTable("the Lava lowering")
+LOWER.refuse(set(O.OP_TYPES.values()) - F.FIXED_DOMAIN_OPS,
+             "a float op: the Lava backend lowers fixed-point graphs (spikec compile quantizes)")
 
 
 # ----------------------------------------------------------------------------- matrices
@@ -125,22 +132,11 @@ class Lowering:
             raise UnsupportedOpError(f"value {name!r} has no Lava lowering") from None
 
     def run(self) -> None:
-        handlers = {F.GradedInput: self.graded_input, F.CubaLIF: self.cuba_lif,
-                    F.Readout: self.readout, O.Add: self.add, O.IAND: self.iand,
-                    O.MaxPool2d: self.maxpool, O.Reshape: self.reshape,
-                    O.Transpose: self.transpose, O.SpikeMatmul: self.spike_matmul,
-                    O.Output: self.output}
         for op in self.g.ops:
-            if isinstance(op, (F.ConvSynapse, F.DenseSynapse)):
-                self.pending[op.name] = Current(op, None, [])
-                continue
             if isinstance(op, (O.Reshape, O.Transpose)) and op.inputs[0] in self.pending:
                 self.pending[op.name] = self._relayout(self.pending[op.inputs[0]], op)
                 continue
-            handler = handlers.get(type(op))
-            if handler is None:
-                raise UnsupportedOpError(f"op {op.name!r} ({op.OPCODE}) has no Lava lowering")
-            handler(op)
+            LOWER.lookup(op)(self, op)
         for name in self.pending:
             if not self.g.consumers(name):
                 raise UnsupportedOpError(f"synapse {name!r} feeds no neuron")
@@ -159,7 +155,13 @@ class Lowering:
         self.b.values[name] = v
         return v
 
+    @LOWER.register(F.ConvSynapse, F.DenseSynapse)
+    def synapse(self, op) -> None:
+        """Synapses are lowered by the neuron op that reads their current."""
+        self.pending[op.name] = Current(op, None, [])
+
     # -- sources and neurons -------------------------------------------------------------------
+    @LOWER.register(F.GradedInput)
     def graded_input(self, op: F.GradedInput) -> None:
         shape = tuple(self.g.spec(op.name).shape)
         graded = op.kind == "count"
@@ -311,6 +313,7 @@ class Lowering:
         return LValue(v.name, v.shape, v.kind, v.bound,
                       [Part(ref[0], ref[1], list(ref[2]), v.shape, None, v.depth + 1)])
 
+    @LOWER.register(F.CubaLIF)
     def cuba_lif(self, op: F.CubaLIF) -> None:
         shape = tuple(self.g.spec(op.name).shape)
         arrive = self._arrive(op.inputs[0])
@@ -332,6 +335,7 @@ class Lowering:
             self.b.notes.append(f"{op.name}: {groups.size} LIF processes (one per threshold)")
         self._set(op.name, "spike", 1, parts)
 
+    @LOWER.register(F.Readout)
     def readout(self, op: F.Readout) -> None:
         in_shape = tuple(self.g.spec(op.inputs[0]).shape)
         out_shape = tuple(self.g.spec(op.name).shape)
@@ -347,6 +351,7 @@ class Lowering:
         self.b.values[op.name] = lv
 
     # -- joins -----------------------------------------------------------------------------------
+    @LOWER.register(O.Add)
     def add(self, op: O.Add) -> None:
         a, b = (self.value(i) for i in op.inputs)
         shape = tuple(self.g.spec(op.name).shape)
@@ -358,10 +363,10 @@ class Lowering:
                           base=f"{op.name}_syn")
         self._set(op.name, "count", a.bound + b.bound, [Part(relay, "s_out", [], shape, None, arrive)])
 
-    def _spike_relay(self, op, terms, shape) -> None:
+    def _spike_relay(self, op, terms, shape, vth: int = 0) -> None:
         arrive = max(v.depth for v, _ in terms) + 1
         forget = self.b.fmt.decay_max
-        name = self.b.lif(op.name, shape, du=forget, dv=forget, vth=0,
+        name = self.b.lif(op.name, shape, du=forget, dv=forget, vth=vth,
                           bias_mant=np.zeros(shape, np.int32), bias_exp=np.zeros(shape, np.int32),
                           depth=arrive, ir=op.name)
         for v, w in terms:
@@ -372,12 +377,21 @@ class Lowering:
                           base=f"{op.name}_syn")
         self._set(op.name, "spike", 1, [Part(name, "s_out", [], shape, None, arrive)])
 
+    @LOWER.register(O.IAND)
     def iand(self, op: O.IAND) -> None:
         a, s = (self.value(i) for i in op.inputs)
         eye = SynapseMatrix.identity(a.size)
         # v = (s - a) << 6 > 0  <=>  s and not a
         self._spike_relay(op, [(s, eye), (a, -eye)], tuple(self.g.spec(op.name).shape))
 
+    @LOWER.register(O.AND)
+    def and_(self, op: O.AND) -> None:
+        a, s = (self.value(i) for i in op.inputs)
+        eye = SynapseMatrix.identity(a.size)
+        # v = (a + s) << 6 > 1 << 6  <=>  a and s
+        self._spike_relay(op, [(a, eye), (s, eye)], tuple(self.g.spec(op.name).shape), vth=1)
+
+    @LOWER.register(O.MaxPool2d)
     def maxpool(self, op: O.MaxPool2d) -> None:
         x = self.value(op.inputs[0])
         shape = tuple(self.g.spec(op.name).shape)
@@ -385,6 +399,7 @@ class Lowering:
         self._spike_relay(op, [(x, window_matrix(op, x.shape, shape))], shape)
 
     # -- layout ----------------------------------------------------------------------------------
+    @LOWER.register(O.Reshape)
     def reshape(self, op: O.Reshape) -> None:
         x = self.value(op.inputs[0])
         shape = tuple(op.shape)
@@ -395,6 +410,7 @@ class Lowering:
             parts = list(x.parts)
         self._set(op.name, x.kind, x.bound, parts)
 
+    @LOWER.register(O.Transpose)
     def transpose(self, op: O.Transpose) -> None:
         x = self.value(op.inputs[0])
         perm = [int(p) for p in op.perm]
@@ -408,6 +424,7 @@ class Lowering:
                      for p in x.parts]
         self._set(op.name, x.kind, x.bound, parts)
 
+    @LOWER.register(O.SpikeMatmul)
     def spike_matmul(self, op: O.SpikeMatmul) -> None:
         from . import ssa
 
@@ -421,9 +438,10 @@ class Lowering:
             self.b.category = prev
         self.b.values[op.name] = y
 
+    @LOWER.register(O.Output)
     def output(self, op: O.Output) -> None:
         self.outputs[op.name] = op.inputs[0]
 
 
 #: IR op types whose values are probed (compared with the simulator by ``spikec validate``).
-PROBED_OPS = (F.CubaLIF, F.Readout, O.Add, O.IAND, O.MaxPool2d, O.SpikeMatmul)
+PROBED_OPS = (F.CubaLIF, F.Readout, O.Add, O.IAND, O.AND, O.MaxPool2d, O.SpikeMatmul)

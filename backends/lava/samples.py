@@ -48,7 +48,7 @@ def spikformer_like(seed: int = 0, T: int = 3, residual: str = "add") -> Graph:
     """A miniature Spikformer block with every op the backend lowers.
 
     stem: graded 1x8x8 -> conv (per-channel exponents incl. negative) -> LIF (two thresholds)
-    -> maxpool -> conv -> LIF;  join(stem spikes, conv-MLP spikes) (``add`` or ``iand``);
+    -> maxpool -> conv -> LIF;  join(stem spikes, conv-MLP spikes) (``add``, ``iand`` or ``and``);
     tokens (C=4, N=16): q, k, v = LIF(dense(tokens)) (fan-in of the join for ``add``: a count);
     heads (2 x d=2): kv = k^T v (spike x spike), y = q kv (spike x count) -> attn LIF;
     proj dense -> LIF; head dense (token-wise) -> readout summed over tokens.
@@ -65,10 +65,8 @@ def spikformer_like(seed: int = 0, T: int = 3, residual: str = "add") -> Graph:
                       weight_exp=np.ones(C, np.int8), padding=(1, 1)),
         _lif("l2", "c2", (C, 4, 4), rng, vths=(30,)),
     ]
-    if residual == "add":
-        ops.append(O.Add("join", ("mp", "l2")))
-    else:
-        ops.append(O.IAND("join", ("mp", "l2")))
+    join = {"add": O.Add, "iand": O.IAND, "and": O.AND}[residual]
+    ops.append(join("join", ("mp", "l2")))
     ops += [
         O.Reshape("tok", ("join",), shape=(C, N)),
         F.DenseSynapse("q_syn", ("tok",), weight=_w(rng, (C, C)), weight_exp=np.zeros(C, np.int8),

@@ -21,6 +21,8 @@ import numpy as np
 
 from spikec import __version__
 from spikec.errors import UnsupportedOpError, require
+from spikec.ir.types import Domain
+from spikec.target.ssa import SSALowering
 from spikec.ir.graph import Graph
 from spikec.atomic import write_atomic
 from spikec.passes import eliminate_dead_ops, fold_batchnorm, fold_readout, simplify_layout
@@ -53,6 +55,7 @@ COVERAGE = {
     "time_mean": ("export", "host read-out (metadata) when last; refused elsewhere"),
     "add": ("export", "two edges into a Scale(1) junction"),
     "iand": ("export", "Scale(-1) + Threshold(0.5): [s - a > 0.5]"),
+    "and": ("export", "Threshold(1.5) of both inputs: [a + s > 1.5]"),
     "scale": ("export", "Scale"),
     "spike_matmul": ("ssa", "--ssa decompose (threshold units) or --ssa host (split)"),
     "reshape": ("export", "nothing (same carrier) or Flatten; an unflatten is refused"),
@@ -74,7 +77,7 @@ def _nir():
 
 def prepare(graph: Graph) -> Graph:
     """The export form of a float graph: ``EXPORT_PASSES`` in order."""
-    if graph.domain != "float":
+    if graph.domain != Domain.FLOAT:
         raise UnsupportedOpError("NIR export reads the float graph; use export_quantized for a "
                                  "fixed-point one")
     for p in EXPORT_PASSES:
@@ -102,7 +105,7 @@ def to_nir(graph: Graph, ssa: str | None = None, *, prepared: bool = False):
     if ssa is not None and ssa not in SSA_MODES:
         raise UnsupportedOpError(f"unknown --ssa {ssa!r}; choose one of {', '.join(SSA_MODES)}")
     facts = {"ssa": ssa if regions else None, "timesteps": g.timesteps, "regions": []}
-    if regions and ssa == "host":
+    if regions and ssa == SSALowering.HOST:
         from .hostsplit import split_graph
         top, part_facts = split_graph(g, regions)
         facts.update(part_facts)

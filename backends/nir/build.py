@@ -26,20 +26,26 @@ from dataclasses import dataclass
 import numpy as np
 
 from spikec.errors import UnsupportedOpError
+from spikec.ir import fixed as F
 from spikec.ir import ops as O
+from spikec.ir.dispatch import OpTable
 from spikec.ir.graph import Graph
-from spikec.ir.types import Kind, Rate
+from spikec.ir.types import Encoding, FireOn, Kind, Rate
 
 #: Key of the JSON string spikec writes into NIR metadata (graph and node level).
 META_KEY = "spikec"
 #: NIR parameters are written in this dtype; the '>=' threshold nudge is exact for it.
 PARAM_DTYPE = np.float32
 
+#: What the NIR export does with each float op type: ``(self: NIRBuilder, op) -> None``.
+EMIT = OpTable("the NIR export")
+EMIT.refuse(F.FIXED_ONLY_OPS, "a fixed-point op: export the quantized graph (--quantized)")
+
 
 def nudged_threshold(v_th: float, fire_on: str) -> np.float32:
     """The NIR ``v_threshold`` (fires on ``>``) that fires exactly like ``fire_on`` at ``v_th``."""
     t = PARAM_DTYPE(v_th)
-    return np.nextafter(t, PARAM_DTYPE(-np.inf)) if fire_on == ">=" else t
+    return np.nextafter(t, PARAM_DTYPE(-np.inf)) if fire_on == FireOn.GE else t
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,8 @@ def dense_groups(weight: np.ndarray, groups: int) -> np.ndarray:
 class NIRBuilder:
     """Accumulates NIR nodes and edges for one (sub)graph while walking IR ops in order."""
 
+    TABLE = EMIT
+
     def __init__(self, graph: Graph):
         import nir
 
@@ -141,26 +149,24 @@ class NIRBuilder:
 
     # -- ops ------------------------------------------------------------------------------------
     def emit(self, op: O.Op) -> None:
-        fn = getattr(self, f"_op_{op.OPCODE}", None)
-        if fn is None:
-            raise UnsupportedOpError(
-                f"op {op.name!r} ({op.OPCODE}): NIR has no node for it; see docs/interchange.md")
-        fn(op)
+        self.TABLE.lookup(op)(self, op)
 
     def _set(self, op: O.Op, node: str, shape=None) -> None:
         self.values[op.name] = Carrier(node, tuple(shape if shape is not None
                                                    else self.carrier_shape(self.specs[op.name].shape)))
 
+    @EMIT.register(O.Input)
     def _op_input(self, op: O.Input):
         shape = self.specs[op.name].shape
         meta = {"op": "input", "shape": list(op.shape), "encoding": op.encoding, "kind": op.kind,
                 "pixel_scale": op.pixel_scale, "mean": list(op.mean), "std": list(op.std),
                 "pad": op.pad}
-        if op.encoding != "repeat":
+        if op.encoding != Encoding.REPEAT:
             meta["note"] = "one frame per time step"
         self.add(op.name, self.nir.Input(input_type={"input": np.array(shape)}), meta=meta)
         self._set(op, op.name, shape)
 
+    @EMIT.register(O.Output)
     def _op_output(self, op: O.Output):
         src = op.inputs[0]
         spec = self.specs[src]
@@ -180,6 +186,7 @@ class NIRBuilder:
         if readout:
             self.readouts[op.name] = readout
 
+    @EMIT.register(O.TimeMean)
     def _op_time_mean(self, op: O.TimeMean):
         users = self.graph.consumers(op.name)
         if not all(isinstance(u, O.Output) for u in users):
@@ -187,6 +194,7 @@ class NIRBuilder:
                 f"op {op.name!r} (time_mean): read by {users[0].name!r}; NIR export needs the "
                 "time mean to be the last op (run the readout fold first)")
 
+    @EMIT.register(O.Conv2d)
     def _op_conv2d(self, op: O.Conv2d):
         x_shape = self.specs[op.inputs[0]].shape
         src = self.as_shape(op.inputs[0], x_shape, op)
@@ -198,6 +206,7 @@ class NIRBuilder:
             meta={"op": "conv2d", "bias": op.bias is not None, "groups": op.groups})
         self._set(op, op.name)
 
+    @EMIT.register(O.Linear)
     def _op_linear(self, op: O.Linear):
         x = self.specs[op.inputs[0]].shape
         axis = op.axis % len(x)
@@ -226,6 +235,7 @@ class NIRBuilder:
                 "node (NIR's Affine takes 1-d inputs, Conv1d/Conv2d mix the channel axis 0)")
         self._set(op, op.name)
 
+    @EMIT.register(O.BatchNorm)
     def _op_batchnorm(self, op: O.BatchNorm):
         c = self.values[op.inputs[0]]
         if op.axis % len(self.specs[op.inputs[0]].shape) != 0 or len(c.shape) != 3:
@@ -240,6 +250,7 @@ class NIRBuilder:
             bias=t.astype(PARAM_DTYPE)), c.node, meta={"op": "batchnorm"})
         self._set(op, op.name, c.shape)
 
+    @EMIT.register(O.LIF)
     def _op_lif(self, op: O.LIF):
         c = self.values[op.inputs[0]]
         if op.v_reset is None:
@@ -266,6 +277,7 @@ class NIRBuilder:
         x = self.specs[op.inputs[0]].shape
         return self.as_shape(op.inputs[0], x, op)
 
+    @EMIT.register(O.MaxPool2d)
     def _op_maxpool2d(self, op: O.MaxPool2d):
         if self.specs[op.inputs[0]].kind is not Kind.SPIKE:
             raise UnsupportedOpError(f"op {op.name!r} (maxpool2d): max of non-binary values has no "
@@ -281,6 +293,7 @@ class NIRBuilder:
         self.neurons[op.name] = int(np.prod(out))
         self._set(op, op.name, out)
 
+    @EMIT.register(O.AvgPool2d)
     def _op_avgpool2d(self, op: O.AvgPool2d):
         src = self._pool_source(op)
         self.add(op.name, self.nir.AvgPool2d(kernel_size=np.array(op.kernel),
@@ -288,6 +301,7 @@ class NIRBuilder:
                                              padding=np.array(op.padding)), src)
         self._set(op, op.name, self.specs[op.name].shape)
 
+    @EMIT.register(O.Mean)
     def _op_mean(self, op: O.Mean):
         x = self.specs[op.inputs[0]].shape
         axes = sorted(a % len(x) for a in op.axes)
@@ -307,12 +321,14 @@ class NIRBuilder:
         """A sum of several values: NIR sums a node's inputs; Scale(1) makes the sum a node."""
         self.add(name, self.nir.Scale(scale=self.full(shape, 1.0)), *sources, meta=meta)
 
+    @EMIT.register(O.Add)
     def _op_add(self, op: O.Add):
         shape = self.values[op.inputs[0]].shape
         srcs = [self.as_shape(i, shape, op) for i in op.inputs]
         self._junction(op.name, shape, srcs, {"op": "add"})
         self._set(op, op.name, shape)
 
+    @EMIT.register(O.IAND)
     def _op_iand(self, op: O.IAND):
         a, s = op.inputs
         shape = self.values[s].shape
@@ -324,17 +340,29 @@ class NIRBuilder:
         self.neurons[op.name] = int(np.prod(shape))
         self._set(op, op.name, shape)
 
+    @EMIT.register(O.AND)
+    def _op_and(self, op: O.AND):
+        shape = self.values[op.inputs[1]].shape
+        # a s = [a + s > 1.5] for spikes a, s (NIR sums a node's inputs)
+        self.add(op.name, self.nir.Threshold(threshold=self.full(shape, 1.5)),
+                 *(self.as_shape(i, shape, op) for i in op.inputs), meta={"op": "and"})
+        self.neurons[op.name] = int(np.prod(shape))
+        self._set(op, op.name, shape)
+
+    @EMIT.register(O.Scale)
     def _op_scale(self, op: O.Scale):
         c = self.values[op.inputs[0]]
         self.add(op.name, self.nir.Scale(scale=self.full(c.shape, op.factor)), c.node,
                  meta={"op": "scale", "factor": op.factor})
         self._set(op, op.name, c.shape)
 
+    @EMIT.register(O.Reshape)
     def _op_reshape(self, op: O.Reshape):
         target = self.carrier_shape(tuple(op.shape))
         node = self.as_shape(op.inputs[0], target, op)
         self._set(op, node, target)
 
+    @EMIT.register(O.Transpose)
     def _op_transpose(self, op: O.Transpose):
         x = self.specs[op.inputs[0]].shape
         moved = [p for i, p in enumerate(op.perm) if p != i and x[p] != 1]
@@ -344,6 +372,7 @@ class NIRBuilder:
                 "self-attention, which --ssa lowers, a permutation cannot be exported)")
         self._op_reshape(O.Reshape(op.name, op.inputs, shape=self.specs[op.name].shape))
 
+    @EMIT.register(O.SpikeMatmul)
     def _op_spike_matmul(self, op: O.SpikeMatmul):
         raise UnsupportedOpError(
             f"op {op.name!r} (spike_matmul): spiking self-attention multiplies two dynamic tensors, "

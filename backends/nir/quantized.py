@@ -27,12 +27,20 @@ import json
 import numpy as np
 
 from spikec.errors import UnsupportedOpError
+from spikec.ir import fixed as F
 from spikec.ir import ops as O
+from spikec.ir.dispatch import OpTable
 from spikec.ir.graph import Graph
-from spikec.ir.types import Kind, ValueSpec
+from spikec.ir.types import Domain, Kind, ValueSpec
 from spikec.target.formats import LAVA_FIXED_PT
+from spikec.target.ssa import SSALowering
 
-from .build import META_KEY, Carrier, NIRBuilder, dense_groups
+from .build import EMIT, META_KEY, Carrier, NIRBuilder, dense_groups
+
+#: The quantized export: fixed-only ops here, the shared layout/pooling/join ops from ``EMIT``.
+QEMIT = OpTable("the quantized NIR export", parent=EMIT)
+QEMIT.refuse(set(O.OP_TYPES.values()) - F.FIXED_DOMAIN_OPS,
+             "a float op: the quantized export reads fixed-point graphs")
 
 F32 = np.float32
 
@@ -49,6 +57,7 @@ class QuantizedBuilder(NIRBuilder):
     """NIRBuilder for fixed-domain graphs (the shared layout, pooling and join ops are the same)."""
 
     fmt = LAVA_FIXED_PT
+    TABLE = QEMIT
 
     def __init__(self, graph: Graph):
         super().__init__(graph)
@@ -67,6 +76,7 @@ class QuantizedBuilder(NIRBuilder):
         self.specs[name] = ValueSpec(self.specs[op.inputs[0]].shape, Kind.COUNT)
         return name
 
+    @QEMIT.register(F.GradedInput)
     def _op_graded_input(self, op):
         shape = self.specs[op.name].shape
         self.add(op.name, self.nir.Input(input_type={"input": np.array(shape)}),
@@ -74,6 +84,7 @@ class QuantizedBuilder(NIRBuilder):
                        "encoding": op.encoding, "payload_bits": op.payload_bits, "kind": op.kind})
         self._set(op, op.name, shape)
 
+    @QEMIT.register(F.ConvSynapse)
     def _op_conv_synapse(self, op):
         x = self._fan_in(op)
         w = _effective(dense_groups(op.weight, op.groups).astype(np.float64), op.weight_exp)
@@ -86,6 +97,7 @@ class QuantizedBuilder(NIRBuilder):
                   "fan_in": len(op.inputs)})
         self._set(op, op.name)
 
+    @QEMIT.register(F.DenseSynapse)
     def _op_dense_synapse(self, op):
         x = self._fan_in(op)
         w = _effective(op.weight, op.weight_exp)
@@ -95,6 +107,7 @@ class QuantizedBuilder(NIRBuilder):
                                                "weight_exp": op.weight_exp.tolist(),
                                                "fan_in": len(op.inputs)})}
 
+    @QEMIT.register(F.CubaLIF)
     def _op_cuba_lif(self, op):
         f = self.fmt
         c = self.values[op.inputs[0]]
@@ -118,6 +131,7 @@ class QuantizedBuilder(NIRBuilder):
         self.neurons[op.name] = int(np.prod(shape))
         self._set(op, op.name, shape)
 
+    @QEMIT.register(F.Readout)
     def _op_readout(self, op):
         src = op.inputs[0]
         self.readout_meta[op.name] = {"op": "readout", "scale": op.scale,
@@ -126,9 +140,10 @@ class QuantizedBuilder(NIRBuilder):
                                       "ir_shape": list(self.specs[src].shape)}
         self.values[op.name] = self.values[src]
 
+    @QEMIT.register(O.Output)
     def _op_output(self, op):
         prod = self.graph.op(op.inputs[0])
-        if prod.OPCODE == "readout":
+        if isinstance(prod, F.Readout):
             meta = self.readout_meta[prod.name]
             c = self.values[prod.name]
             self.add(op.name, self.nir.Output(output_type={"output": np.array(c.shape)}), c.node,
@@ -143,10 +158,10 @@ def to_nir_quantized(fixed: Graph, ssa: str | None = None, notes: dict | None = 
     from . import count_nodes, nest_blocks
     from .ssa import decompose, find_regions
 
-    if fixed.domain != "fixed":
+    if fixed.domain != Domain.FIXED:
         raise UnsupportedOpError("--quantized exports a fixed-point graph (spikec compile's result)")
     regions = find_regions(fixed)
-    if regions and ssa != "decompose":
+    if regions and ssa != SSALowering.DECOMPOSE:
         raise UnsupportedOpError(
             "the quantized model has spiking self-attention; with --quantized choose --ssa "
             "decompose (the host split is exported from the float graph)")

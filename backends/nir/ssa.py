@@ -39,8 +39,7 @@ from spikec.errors import UnsupportedOpError
 from spikec.ir import ops as O
 from spikec.ir.graph import Graph
 from spikec.ir.types import Kind
-
-MODES = ("decompose", "host")
+from spikec.target.ssa import LOWERINGS as MODES
 _REGION_OPS = (O.Reshape, O.Transpose, O.Scale, O.SpikeMatmul)
 
 

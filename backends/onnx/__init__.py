@@ -25,10 +25,12 @@ import numpy as np
 
 from spikec import __version__
 from spikec.errors import UnsupportedOpError, require
+from spikec.ir import fixed as F
 from spikec.ir import ops as O
+from spikec.ir.dispatch import OpTable
 from spikec.ir.graph import Graph
 from spikec.atomic import write_atomic
-from spikec.ir.types import Rate
+from spikec.ir.types import Domain, FireOn, Rate
 from spikec.passes import eliminate_dead_ops, fold_batchnorm, simplify_layout
 
 OPSET = 17
@@ -48,7 +50,7 @@ COVERAGE = {
     "lif": ("export", "Sub, Div, Add, GreaterOrEqual|Greater, Cast, Where|Mul+Sub; state I/O"),
     "maxpool2d": ("export", "MaxPool"), "avgpool2d": ("export", "AveragePool(count_include_pad)"),
     "mean": ("export", "ReduceMean"), "time_mean": ("export", "Add to a state, Div by T"),
-    "add": ("export", "Add"), "iand": ("export", "Sub(1, a), Mul"), "scale": ("export", "Mul"),
+    "add": ("export", "Add"), "iand": ("export", "Sub(1, a), Mul"), "and": ("export", "Mul"), "scale": ("export", "Mul"),
     "spike_matmul": ("export", "MatMul"), "reshape": ("export", "Reshape"),
     "transpose": ("export", "Transpose"),
     "graded_input": ("refuse", _FIXED_WHY), "conv_synapse": ("refuse", _FIXED_WHY),
@@ -65,12 +67,17 @@ def _onnx():
 
 
 def prepare(graph: Graph) -> Graph:
-    if graph.domain != "float":
+    if graph.domain != Domain.FLOAT:
         raise UnsupportedOpError("ONNX export reads the float graph (the fixed-point graph's "
                                  "Loihi arithmetic has no ONNX form)")
     for p in EXPORT_PASSES:
         graph = p(graph)
     return graph
+
+
+#: What the ONNX export does with each op type: ``(self: _Builder, op, node-name prefix) -> None``.
+EMIT = OpTable("the ONNX export")
+EMIT.refuse(F.FIXED_ONLY_OPS, _FIXED_WHY)
 
 
 class _Builder:
@@ -104,13 +111,10 @@ class _Builder:
         return s_in, s_out
 
     def emit(self, op: O.Op) -> None:
-        fn = getattr(self, f"_op_{op.OPCODE}", None)
-        if fn is None:
-            raise UnsupportedOpError(f"op {op.name!r} ({op.OPCODE}): no ONNX export; see "
-                                     "docs/interchange.md")
-        fn(op, f"{op.name}/")
+        EMIT.lookup(op)(self, op, f"{op.name}/")
 
     # -- ops ------------------------------------------------------------------------------------
+    @EMIT.register(O.Input)
     def _op_input(self, op: O.Input, p):
         self.inputs.append(self.vinfo("input.raw", op.shape))
         x = "input.raw"
@@ -127,10 +131,12 @@ class _Builder:
                           p + "Div")
         self.node("Identity", [x], op.name, p + "Identity")
 
+    @EMIT.register(O.Output)
     def _op_output(self, op: O.Output, p):
         self.node("Identity", [op.inputs[0]], op.name, p + "Identity")
         self.outputs.append(self.vinfo(op.name, self.specs[op.name].shape))
 
+    @EMIT.register(O.Conv2d)
     def _op_conv2d(self, op: O.Conv2d, p):
         ins = [op.inputs[0], self.const(p + "weight", op.weight)]
         if op.bias is not None:
@@ -140,6 +146,7 @@ class _Builder:
                   dilations=list(op.dilation), group=op.groups,
                   kernel_shape=list(op.weight.shape[2:]))
 
+    @EMIT.register(O.Linear)
     def _op_linear(self, op: O.Linear, p):
         nd = len(self.specs[op.inputs[0]].shape)
         a = op.axis % nd + 1
@@ -156,6 +163,7 @@ class _Builder:
             y = self.node("Transpose", [y], p + "back", p + "TransposeBack", perm=[int(i) for i in inv])
         self.node("Identity", [y], op.name, p + "Identity")
 
+    @EMIT.register(O.BatchNorm)
     def _op_batchnorm(self, op: O.BatchNorm, p):
         nd = len(self.specs[op.inputs[0]].shape)
         shape = [1] * (nd + 1)
@@ -167,6 +175,7 @@ class _Builder:
         y = self.node("Mul", [op.inputs[0], self.const(p + "scale", scale)], p + "scaled", p + "Mul")
         self.node("Add", [y, self.const(p + "shift", shift)], op.name, p + "Add")
 
+    @EMIT.register(O.LIF)
     def _op_lif(self, op: O.LIF, p):
         shape = self.specs[op.name].shape
         v, v_next = self.state(op, shape)
@@ -182,7 +191,7 @@ class _Builder:
             t = self.node("Div", [d, tau], p + "leak", p + "Div")
             t = self.node("Sub", [v, t], p + "decayed", p + "SubLeak")
             h = self.node("Add", [t, x], p + "h", p + "AddH")
-        cmp = "GreaterOrEqual" if op.fire_on == ">=" else "Greater"
+        cmp = "GreaterOrEqual" if op.fire_on == FireOn.GE else "Greater"
         fired = self.node(cmp, [h, vth], p + "fired", p + cmp)
         self.node("Cast", [fired], op.name, p + "Cast", to=self.onnx.TensorProto.FLOAT)
         if op.v_reset is None:   # soft reset: V = H - v_th S
@@ -199,39 +208,53 @@ class _Builder:
                   strides=list(op.stride),
                   pads=[op.padding[0], op.padding[1], op.padding[0], op.padding[1]], **extra)
 
+    @EMIT.register(O.MaxPool2d)
     def _op_maxpool2d(self, op, p):
         self._pool("MaxPool", op, p)
 
+    @EMIT.register(O.AvgPool2d)
     def _op_avgpool2d(self, op, p):
         self._pool("AveragePool", op, p, count_include_pad=1)
 
+    @EMIT.register(O.Mean)
     def _op_mean(self, op: O.Mean, p):
         nd = len(self.specs[op.inputs[0]].shape)
         axes = sorted(a % nd + 1 for a in op.axes)
         self.node("ReduceMean", [op.inputs[0]], op.name, p + "ReduceMean", axes=axes, keepdims=0)
 
+    @EMIT.register(O.TimeMean)
     def _op_time_mean(self, op: O.TimeMean, p):
         acc, acc_next = self.state(op, self.specs[op.name].shape)
         self.node("Add", [acc, op.inputs[0]], acc_next, p + "Accumulate")
         self.node("Div", [acc_next, self.const(p + "T", float(self.g.timesteps))], op.name, p + "Div")
 
+    @EMIT.register(O.Add)
     def _op_add(self, op, p):
         self.node("Add", list(op.inputs), op.name, p + "Add")
 
+    @EMIT.register(O.IAND)
     def _op_iand(self, op, p):   # (1 - a) * s
         n = self.node("Sub", [self.const(p + "one", 1.0), op.inputs[0]], p + "not_a", p + "Sub")
         self.node("Mul", [n, op.inputs[1]], op.name, p + "Mul")
 
+    @EMIT.register(O.AND)
+    def _op_and(self, op, p):    # a * s
+        self.node("Mul", list(op.inputs), op.name, p + "Mul")
+
+    @EMIT.register(O.Scale)
     def _op_scale(self, op: O.Scale, p):
         self.node("Mul", [op.inputs[0], self.const(p + "factor", op.factor)], op.name, p + "Mul")
 
+    @EMIT.register(O.SpikeMatmul)
     def _op_spike_matmul(self, op, p):
         self.node("MatMul", list(op.inputs), op.name, p + "MatMul")
 
+    @EMIT.register(O.Reshape)
     def _op_reshape(self, op: O.Reshape, p):
         self.node("Reshape", [op.inputs[0], self.const(p + "shape", [0, *op.shape], np.int64)],
                   op.name, p + "Reshape")
 
+    @EMIT.register(O.Transpose)
     def _op_transpose(self, op: O.Transpose, p):
         self.node("Transpose", [op.inputs[0]], op.name, p + "Transpose",
                   perm=[0] + [int(i) + 1 for i in op.perm])

@@ -47,7 +47,7 @@ def paper_energy(mapping: Mapping, counts: EventCounts) -> dict:
     rates = {lm.layer.name: counts.get(lm.layer.name).spikes / max(1, lm.layer.neurons * T)
              for lm in mapping.layers}
     binary = {lm.layer.name for lm in mapping.layers if lm.layer.kind in ("lif", "maxpool",
-                                                                          "iand")}
+                                                                          "iand", "and")}
     sops_ssa = 0.0
     for p in net.products:  # the same count under either SSA lowering
         fr = [rates[s] for s in p.sources if s in binary]

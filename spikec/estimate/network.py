@@ -45,13 +45,15 @@ import numpy as np
 
 from spikec.errors import UnsupportedOpError
 from spikec.ir import ops as O
-from spikec.ir.fixed import ConvSynapse, CubaLIF, DenseSynapse, GradedInput, Readout
+from spikec.ir.dispatch import OpTable
+from spikec.ir.fixed import (FIXED_DOMAIN_OPS, ConvSynapse, CubaLIF, DenseSynapse, GradedInput,
+                             Readout)
 from spikec.ir.graph import Graph
-from spikec.ir.types import Kind
-from spikec.target.ssa import LOWERINGS, gate_operand, product_dims, term_indices, term_neuron
+from spikec.ir.types import Domain, Kind
+from spikec.target.ssa import LOWERINGS, SSALowering, gate_operand, product_dims, term_indices, term_neuron
 
 #: ``Layer.kind`` values.
-LAYER_KINDS = ("lif", "readout", "maxpool", "add", "iand", "ssa_term", "ssa_sum")
+LAYER_KINDS = ("lif", "readout", "maxpool", "add", "iand", "and", "ssa_term", "ssa_sum")
 
 
 @dataclass(frozen=True)
@@ -428,6 +430,93 @@ def _product_layers(op: O.SpikeMatmul, p: Product, prod, graph) -> list[Layer]:
     return [terms, relay]
 
 
+@dataclass
+class _Extraction:
+    """The state of one ``extract_network`` walk (what the ``PLACE`` handlers read and fill)."""
+
+    graph: Graph
+    ssa: str
+    prod: dict[str, O.Op]
+    specs: dict
+    layers: list[Layer] = field(default_factory=list)
+    host: list[HostUnit] = field(default_factory=list)
+    products: list[Product] = field(default_factory=list)
+
+
+#: What the mapper does with each fixed-point op type: ``(x: _Extraction, op) -> None``.
+PLACE = OpTable("the estimator's mapper")
+PLACE.refuse(set(O.OP_TYPES.values()) - FIXED_DOMAIN_OPS,
+             "a float op: the estimator maps fixed-point graphs (compile the model first)")
+
+
+@PLACE.register(CubaLIF, Readout)
+def _place_neurons(x: _Extraction, op) -> None:
+    prod, graph, specs = x.prod, x.graph, x.specs
+    shape = specs[op.name].shape
+    kind = "lif" if isinstance(op, CubaLIF) else "readout"
+    red = tuple(op.sum_axes) if isinstance(op, Readout) else ()
+    # the synapse may sit behind reshapes/transposes (token layouts)
+    src_name, perm = _source_index(op.inputs[0], prod, graph)
+    src = prod[src_name]
+    moved = not np.array_equal(perm.ravel(), np.arange(perm.size))
+    if isinstance(src, (ConvSynapse, DenseSynapse)) and moved and red:
+        raise UnsupportedOpError(f"op {op.name!r}: a readout behind a reshape of its "
+                                 "synapses is not supported by the mapper")
+    syn_shape = specs[src_name].shape
+    if isinstance(src, ConvSynapse):
+        if red:
+            raise UnsupportedOpError(f"op {op.name!r}: a readout that sums a convolution's "
+                                     "output is not supported by the mapper")
+        layer = _conv_layer(op.name, kind, src, prod, graph, syn_shape)
+    elif isinstance(src, DenseSynapse):
+        layer = _dense_layer(op.name, kind, src, src.inputs, prod, graph,
+                             syn_shape if not red else shape, red)
+    else:
+        layer = _dense_layer(op.name, kind, None, op.inputs, prod, graph, shape, red)
+        moved = False
+    if moved:
+        # canonical positions index the synapse's output; neurons follow the op's layout
+        inverse = np.empty(perm.size, np.int64)
+        inverse[perm.ravel()] = np.arange(perm.size)
+        layer.neuron_of_canonical = inverse[layer.neuron_of_canonical]
+    layer.shape = tuple(shape)
+    x.layers.append(layer)
+
+
+@PLACE.register(O.MaxPool2d)
+def _place_maxpool(x: _Extraction, op) -> None:
+    x.layers.append(_conv_layer(op.name, "maxpool", op, x.prod, x.graph, x.specs[op.name].shape))
+
+
+@PLACE.register(O.Add, O.IAND, O.AND)
+def _place_join(x: _Extraction, op) -> None:
+    kind = op.OPCODE                    # a layer kind: "add", "iand" or "and"
+    x.layers.append(_dense_layer(op.name, kind, None, op.inputs, x.prod, x.graph,
+                                 x.specs[op.name].shape))
+
+
+@PLACE.register(GradedInput)
+def _place_input(x: _Extraction, op) -> None:
+    x.host.append(HostUnit(op.name, "graded_input", tuple(x.specs[op.name].shape)))
+
+
+@PLACE.register(O.SpikeMatmul)
+def _place_product(x: _Extraction, op) -> None:
+    prod, graph, specs = x.prod, x.graph, x.specs
+    x.products.append(_product(op, prod, graph))
+    if x.ssa == SSALowering.DECOMPOSE:
+        x.layers.extend(_product_layers(op, x.products[-1], prod, graph))
+        return
+    ins = [(_source_index(v, prod, graph)[0], specs[v].size) for v in op.inputs]
+    x.host.append(HostUnit(op.name, "spike_matmul", tuple(specs[op.name].shape), ins,
+                           op.dense_ops([specs[v] for v in op.inputs], specs[op.name])))
+
+
+@PLACE.register(ConvSynapse, DenseSynapse, O.Output, *_INDEX_OPS)
+def _place_nothing(x: _Extraction, op) -> None:
+    """Synapses are placed with the neurons that read them; outputs and index ops are views."""
+
+
 def extract_network(graph: Graph, ssa: str = "host") -> Network:
     """The core layers and host units of a fixed-point graph, in graph order, with every
     ``spike_matmul`` lowered as ``ssa`` (``"host"``: a host unit; ``"decompose"``: two core
@@ -439,70 +528,18 @@ def extract_network(graph: Graph, ssa: str = "host") -> Network:
         For a graph that is not fixed-point, an op the mapper cannot place (names the op), or an
         unknown ``ssa`` lowering.
     """
-    if graph.domain != "fixed":
+    if graph.domain != Domain.FIXED:
         raise UnsupportedOpError("the estimator maps fixed-point graphs; compile the model first "
                                  "(spikec compile, or pass the model file to spikec estimate)")
     if ssa not in LOWERINGS:
         raise UnsupportedOpError(f"unknown SSA lowering {ssa!r}; choose one of {LOWERINGS}")
-    prod = _producers(graph)
-    specs = graph.specs
-    layers: list[Layer] = []
-    host: list[HostUnit] = []
-    products: list[Product] = []
+    x = _Extraction(graph, ssa, _producers(graph), graph.specs)
     for op in graph.ops:
-        shape = specs[op.name].shape
-        if isinstance(op, (CubaLIF, Readout)):
-            kind = "lif" if isinstance(op, CubaLIF) else "readout"
-            red = tuple(op.sum_axes) if isinstance(op, Readout) else ()
-            # the synapse may sit behind reshapes/transposes (token layouts)
-            src_name, perm = _source_index(op.inputs[0], prod, graph)
-            src = prod[src_name]
-            moved = not np.array_equal(perm.ravel(), np.arange(perm.size))
-            if isinstance(src, (ConvSynapse, DenseSynapse)) and moved and red:
-                raise UnsupportedOpError(f"op {op.name!r}: a readout behind a reshape of its "
-                                         "synapses is not supported by the mapper")
-            syn_shape = specs[src_name].shape
-            if isinstance(src, ConvSynapse):
-                if red:
-                    raise UnsupportedOpError(f"op {op.name!r}: a readout that sums a convolution's "
-                                             "output is not supported by the mapper")
-                layer = _conv_layer(op.name, kind, src, prod, graph, syn_shape)
-            elif isinstance(src, DenseSynapse):
-                layer = _dense_layer(op.name, kind, src, src.inputs, prod, graph,
-                                     syn_shape if not red else shape, red)
-            else:
-                layer = _dense_layer(op.name, kind, None, op.inputs, prod, graph, shape, red)
-                moved = False
-            if moved:
-                # canonical positions index the synapse's output; neurons follow the op's layout
-                inverse = np.empty(perm.size, np.int64)
-                inverse[perm.ravel()] = np.arange(perm.size)
-                layer.neuron_of_canonical = inverse[layer.neuron_of_canonical]
-            layer.shape = tuple(shape)
-            layers.append(layer)
-        elif isinstance(op, O.MaxPool2d):
-            layers.append(_conv_layer(op.name, "maxpool", op, prod, graph, shape))
-        elif isinstance(op, (O.Add, O.IAND)):
-            kind = "add" if isinstance(op, O.Add) else "iand"
-            layers.append(_dense_layer(op.name, kind, None, op.inputs, prod, graph, shape))
-        elif isinstance(op, GradedInput):
-            host.append(HostUnit(op.name, "graded_input", tuple(shape)))
-        elif isinstance(op, O.SpikeMatmul):
-            products.append(_product(op, prod, graph))
-            if ssa == "decompose":
-                layers.extend(_product_layers(op, products[-1], prod, graph))
-                continue
-            ins = [(_source_index(v, prod, graph)[0], specs[v].size) for v in op.inputs]
-            host.append(HostUnit(op.name, "spike_matmul", tuple(shape), ins,
-                                 op.dense_ops([specs[v] for v in op.inputs], specs[op.name])))
-        elif isinstance(op, (ConvSynapse, DenseSynapse, O.Output) + _INDEX_OPS):
-            continue
-        else:
-            raise UnsupportedOpError(f"op {op.name!r} ({op.OPCODE}): the mapper cannot place it")
-    host_names = {u.name for u in host}
-    for layer in layers:
+        PLACE.lookup(op)(x, op)
+    host_names = {u.name for u in x.host}
+    for layer in x.layers:
         layer.first_layer = layer.product is None and any(
-            t.source in host_names and next(u for u in host if u.name == t.source).kind ==
+            t.source in host_names and next(u for u in x.host if u.name == t.source).kind ==
             "graded_input" for t in layer.terms)
-    return Network(layers=layers, host=host, timesteps=graph.timesteps, graph=graph,
-                   products=products, ssa=ssa)
+    return Network(layers=x.layers, host=x.host, timesteps=graph.timesteps, graph=graph,
+                   products=x.products, ssa=ssa)

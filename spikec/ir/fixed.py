@@ -2,7 +2,7 @@
 
 A quantized graph holds only these ops plus the integer-exact float-IR ops that need no
 parameters (``output``, ``reshape``, ``transpose``, ``maxpool2d`` on spikes/counts, ``add`` and
-``spike_matmul`` on integers, ``iand``): see ``FIXED_DOMAIN_OPS``. Every array is an integer array;
+``spike_matmul`` on integers, ``iand``, ``and``): see ``FIXED_DOMAIN_OPS``. Every array is an integer array;
 the exact arithmetic (bit widths, shifts, wrap and clip rules) is the target's, read from the
 hardware profile's number formats by ``spikec.target`` and the bit-exact simulator.
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from spikec.ir import ops as O
 from spikec.ir.ops import Op, _out_len, register_op
-from spikec.ir.types import Kind, Rate, ValueSpec
+from spikec.ir.types import Encoding, Kind, Rate, ValueSpec
 
 
 def _int_array(op: Op, name: str, arr) -> None:
@@ -69,8 +69,10 @@ class GradedInput(Op):
         shape = tuple(self.shape)
         if self.pad:
             shape = (shape[0], shape[1] + 2 * self.pad, shape[2] + 2 * self.pad)
-        if self.encoding not in ("repeat", "sequence"):
+        if not Encoding.has(self.encoding):
             raise self._fail(f"unknown encoding {self.encoding!r}")
+        if self.kind not in (Kind.COUNT, Kind.SPIKE):
+            raise self._fail(f"kind must be 'count' or 'spike', not {self.kind!r}")
         return ValueSpec(shape, Kind(self.kind))
 
 
@@ -210,7 +212,7 @@ class Readout(Op):
 #: Op types allowed in a fixed-point graph.
 FIXED_DOMAIN_OPS: frozenset[type[Op]] = frozenset({
     GradedInput, ConvSynapse, DenseSynapse, CubaLIF, Readout,
-    O.Output, O.Reshape, O.Transpose, O.MaxPool2d, O.Add, O.IAND, O.SpikeMatmul,
+    O.Output, O.Reshape, O.Transpose, O.MaxPool2d, O.Add, O.IAND, O.AND, O.SpikeMatmul,
 })
 
 #: Op types that exist only in fixed-point graphs.

@@ -8,7 +8,7 @@ import numpy as np
 
 from spikec.errors import IRError, ShapeError
 from spikec.ir.ops import OP_TYPES, Op, Output
-from spikec.ir.types import ValueSpec
+from spikec.ir.types import Domain, ValueSpec
 
 
 @dataclass(eq=False)
@@ -23,7 +23,7 @@ class Graph:
         Number of time steps T one inference runs.
     meta : dict
         JSON-able facts about where the graph came from (model name, arch, preprocessing, ...).
-    domain : 'float' | 'fixed'
+    domain : Domain ('float' | 'fixed')
         ``float``: the traced network (float weights). ``fixed``: the quantized integer network
         of a target; only ``spikec.ir.fixed.FIXED_DOMAIN_OPS`` may appear in it.
     """
@@ -132,15 +132,15 @@ def verify(graph: Graph) -> dict[str, ValueSpec]:
 
     if not isinstance(graph.timesteps, int) or graph.timesteps < 1:
         raise IRError(f"timesteps must be a positive integer, got {graph.timesteps!r}")
-    if graph.domain not in ("float", "fixed"):
+    if not Domain.has(graph.domain):
         raise IRError(f"graph domain must be 'float' or 'fixed', not {graph.domain!r}")
     specs: dict[str, ValueSpec] = {}
     for op in graph.ops:
         if OP_TYPES.get(op.OPCODE) is not type(op):
             raise IRError(f"op {op.name!r}: type {type(op).__name__} is not a registered op")
-        if graph.domain == "fixed" and type(op) not in FIXED_DOMAIN_OPS:
+        if graph.domain == Domain.FIXED and type(op) not in FIXED_DOMAIN_OPS:
             raise IRError(f"op {op.name!r} ({op.OPCODE}) is a float op in a fixed-point graph")
-        if graph.domain == "float" and type(op) in FIXED_ONLY_OPS:
+        if graph.domain == Domain.FLOAT and type(op) in FIXED_ONLY_OPS:
             raise IRError(f"op {op.name!r} ({op.OPCODE}) is a fixed-point op in a float graph")
         if not op.name or op.name in specs:
             raise IRError(f"op name {op.name!r} is empty or used twice")

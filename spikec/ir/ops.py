@@ -18,7 +18,7 @@ from typing import ClassVar
 import numpy as np
 
 from spikec.errors import IRError, ShapeError
-from spikec.ir.types import Kind, Rate, ValueSpec
+from spikec.ir.types import Encoding, FireOn, Kind, Rate, ResetMode, ValueSpec
 
 OP_TYPES: dict[str, type["Op"]] = {}
 
@@ -97,8 +97,8 @@ class Input(Op):
     Attributes
     ----------
     shape : (C, H, W) or any per-sample shape of the raw input.
-    encoding : 'repeat' | 'sequence'
-    kind : value kind of the input (``real`` for images, ``spike`` for event data).
+    encoding : Encoding ('repeat' | 'sequence')
+    kind : Kind, value kind of the input (``real`` for images, ``spike`` for event data).
     pixel_scale : float, raw value multiplier (1/255 for uint8 images).
     mean, std : per-channel normalization (empty tuple: none), in scaled units.
     pad : int, zero pixels added on each side of H and W of the raw image before scaling
@@ -115,8 +115,10 @@ class Input(Op):
     ARITY: ClassVar[int | None] = 0
 
     def infer(self, specs):
-        if self.encoding not in ("repeat", "sequence"):
+        if not Encoding.has(self.encoding):
             raise self._fail(f"unknown encoding {self.encoding!r}")
+        if not Kind.has(self.kind):
+            raise self._fail(f"unknown value kind {self.kind!r}")
         if len(self.mean) != len(self.std):
             raise self._fail("mean and std differ in length")
         if self.mean and len(self.mean) != self.shape[0]:
@@ -262,11 +264,16 @@ class LIF(Op):
     fire_on: str = ">="
     STATEFUL: ClassVar[bool] = True
 
+    @property
+    def reset(self) -> ResetMode:
+        """``hard`` (to ``v_reset``) or ``soft`` (``v_reset`` None: subtract the threshold)."""
+        return ResetMode.SOFT if self.v_reset is None else ResetMode.HARD
+
     def infer(self, specs):
         (x,) = specs
         if x.rate is not Rate.STEP:
             raise self._fail("a neuron needs a per-step input")
-        if self.fire_on not in (">=", ">"):
+        if not FireOn.has(self.fire_on):
             raise self._fail(f"fire_on must be '>=' or '>', not {self.fire_on!r}")
         if not self.tau >= 1.0:
             raise self._fail(f"tau must be >= 1, got {self.tau}")
@@ -406,6 +413,26 @@ class IAND(Op):
         return out.size
 
 
+@register_op("and")
+@dataclass(eq=False)
+class AND(Op):
+    """SEW's AND residual join, and the Hadamard product of two spike tensors:
+    ``y = a * s = a AND s`` for spikes ``a`` and ``s`` of one shape."""
+
+    ARITY: ClassVar[int | None] = 2
+
+    def infer(self, specs):
+        a, s = specs
+        if a.shape != s.shape:
+            raise self._fail(f"shapes differ: {a.shape} and {s.shape}")
+        if a.kind is not Kind.SPIKE or s.kind is not Kind.SPIKE:
+            raise self._fail(f"needs two spike inputs, got {a.kind.value} and {s.kind.value}")
+        return ValueSpec(a.shape, Kind.SPIKE, _same_rate(self, specs))
+
+    def dense_ops(self, specs, out):
+        return out.size
+
+
 @register_op("scale")
 @dataclass(eq=False)
 class Scale(Op):
@@ -487,5 +514,5 @@ def op_type(opcode: str) -> type[Op]:
 
 
 __all__ = ["OP_TYPES", "register_op", "op_type", "Op", "Input", "Output", "Conv2d", "Linear",
-           "BatchNorm", "LIF", "MaxPool2d", "AvgPool2d", "Mean", "TimeMean", "Add", "IAND",
+           "BatchNorm", "LIF", "MaxPool2d", "AvgPool2d", "Mean", "TimeMean", "Add", "IAND", "AND",
            "Scale", "SpikeMatmul", "Reshape", "Transpose"]

@@ -5,7 +5,21 @@ import enum
 from dataclasses import dataclass
 
 
-class Kind(str, enum.Enum):
+class _Closed:
+    """``values()`` and ``has(value)`` for the string enums below."""
+
+    @classmethod
+    def values(cls) -> tuple[str, ...]:
+        """The words, in definition order."""
+        return tuple(m.value for m in cls)
+
+    @classmethod
+    def has(cls, value) -> bool:
+        """``value`` is one of the words (a member or its string)."""
+        return isinstance(value, str) and value in cls.values()
+
+
+class Kind(_Closed, str, enum.Enum):
     """What the numbers of a value are.
 
     ``real``: floating point (membrane inputs, the image, logits).
@@ -26,7 +40,7 @@ class Kind(str, enum.Enum):
         return self is not Kind.REAL
 
 
-class Rate(str, enum.Enum):
+class Rate(_Closed, str, enum.Enum):
     """When a value exists.
 
     ``step``: once per time step (arrays carry a leading ``[T, B]``).
@@ -35,6 +49,52 @@ class Rate(str, enum.Enum):
 
     STEP = "step"
     FINAL = "final"
+
+
+class Word(_Closed, str, enum.Enum):
+    """A closed set of words stored as plain strings (op fields, headers, JSON).
+
+    Members compare equal to their value (``Encoding.REPEAT == "repeat"``) and print as it, so
+    fields may hold either the member or the string and serialized bytes stay the same.
+    """
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    __hash__ = str.__hash__
+
+
+class Encoding(Word):
+    """How a graph input is presented over the T steps: ``repeat`` (the same static sample every
+    step, direct encoding) or ``sequence`` (one frame per step; data carry a time axis)."""
+
+    REPEAT = "repeat"
+    SEQUENCE = "sequence"
+
+
+class FireOn(Word):
+    """A neuron's firing comparison with its threshold: ``H >= v_th`` or ``H > v_th``."""
+
+    GE = ">="
+    GT = ">"
+
+
+class ResetMode(Word):
+    """What a neuron's membrane does after a spike: ``hard`` (set to ``v_reset``) or ``soft``
+    (the threshold is subtracted). ``LIF.reset`` derives it from ``v_reset`` (None: soft)."""
+
+    HARD = "hard"
+    SOFT = "soft"
+
+
+class Domain(Word):
+    """A graph's domain: ``float`` (the traced network) or ``fixed`` (a target's integer one)."""
+
+    FLOAT = "float"
+    FIXED = "fixed"
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ override):
 from __future__ import annotations
 
 from spikec.errors import CheckpointError, require
+from spikec.ir.types import Word
 
 FAMILIES = ("v1_imagenet", "v1_cifar", "v2", "sdt", "meta_spikeformer", "qkformer", "spikingformer",
             "sew_resnet")
@@ -49,7 +50,19 @@ ZOO_CHOICES = {"variant": ("imagenet", "cifar"), "cnf": ("ADD", "AND", "IAND"),
                "neuron": ("if", "lif")}
 """The closed sets of the zoo's string config keys (the model modules import them from here)."""
 _FOUR_INTS = ("embed_dims", "layers")
-RESIDUAL_MODES = ("add", "iand")
+
+
+class ResidualJoin(Word):
+    """How a block joins its shortcut ``a`` and its branch ``s`` (SEW ResNet's residual functions):
+    ``add`` (``a + s``, a count) or ``iand`` (``(1 - a) * s``, spikes). Not the quantizer's
+    lowering of counts (``spikec.quantize.options.ResidualLowering``)."""
+
+    ADD = "add"
+    IAND = "iand"
+
+
+#: The model config's ``residual`` values, as strings.
+RESIDUAL_JOINS = ResidualJoin.values()
 
 _COMMON = dict(img_size=224, in_channels=3, num_classes=1000, mlp_ratio=4.0, T=4, residual="add")
 _V1_IMAGENET = dict(_COMMON, family="v1_imagenet", pool_stages=[0, 1, 2, 3])
@@ -162,9 +175,9 @@ def resolve(name: str, **overrides) -> dict:
         raise CheckpointError(f"model {name!r} is of family {cfg['family']!r}, "
                               f"not {overrides['family']!r}")
     cfg.update({k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()})
-    if "residual" in cfg and cfg["residual"] not in RESIDUAL_MODES:
+    if "residual" in cfg and not ResidualJoin.has(cfg["residual"]):
         raise CheckpointError(
-            f"model {name!r}: residual must be one of {RESIDUAL_MODES}, got {cfg['residual']!r}")
+            f"model {name!r}: residual must be one of {RESIDUAL_JOINS}, got {cfg['residual']!r}")
     for key, allowed in ZOO_CHOICES.items():
         if key in cfg and cfg[key] not in allowed:
             raise CheckpointError(f"model {name!r}: {key} must be one of {allowed}, got {cfg[key]!r}")

@@ -29,12 +29,12 @@ import torch
 from torch import nn
 
 from spikec.errors import ShapeError
+from spikec.models import RESIDUAL_JOINS, ResidualJoin
 from spikec.models.lif import MultiStepLIF
 
 ATTENTION_SCALE = 0.125
 """SSA's fixed scale (the official code's ``self.scale``; no softmax)."""
 
-RESIDUAL_MODES = ("add", "iand")
 
 
 class IAND(nn.Module):
@@ -49,9 +49,9 @@ class IAND(nn.Module):
 
 def _join(residual: str) -> nn.Module | None:
     """The join module of a residual mode (``None`` for ``add``, written inline as ``a + b``)."""
-    if residual not in RESIDUAL_MODES:
-        raise ValueError(f"residual must be one of {RESIDUAL_MODES}, got {residual!r}")
-    return IAND() if residual == "iand" else None
+    if not ResidualJoin.has(residual):
+        raise ValueError(f"residual must be one of {RESIDUAL_JOINS}, got {residual!r}")
+    return IAND() if residual == ResidualJoin.IAND else None
 
 
 def _residual(join: nn.Module | None, shortcut: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:

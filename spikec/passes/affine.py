@@ -10,8 +10,9 @@ from dataclasses import replace
 import numpy as np
 
 from spikec.ir import ops as O
+from spikec.ir.types import Kind
 from spikec.ir.graph import Graph
-from spikec.passes.rewrite import (consumers, norm_axis, producers, rename_inputs, sole_consumer)
+from spikec.passes.rewrite import Rewrite, View, consumers, norm_axis, rewrite, rule
 from spikec.passes.structure import simplify_layout
 
 
@@ -56,33 +57,54 @@ def fold_batchnorm(graph: Graph) -> Graph:
     keeps its name; readers of the BN's value read the synapse. A BN whose producer is read by
     another op too, or that follows anything else, is left in place.
     """
-    ops = list(graph.ops)
-    while True:
-        specs = graph.with_ops(ops).specs
-        prod, cons = producers(ops), consumers(ops)
-        for bn in ops:
-            if not isinstance(bn, O.BatchNorm):
-                continue
-            src = prod[bn.inputs[0]]
-            if sole_consumer(cons, src.name) is not bn:
-                continue
-            ndim = len(specs[bn.name].shape)
-            if isinstance(src, O.Transpose):
-                # batchnorm(transpose(y)) -> transpose(batchnorm(y)); the transpose takes the BN's
-                # name so that readers of the BN are untouched.
-                moved = replace(bn, name=src.name, inputs=src.inputs,
-                                axis=src.perm[norm_axis(bn.axis, ndim)])
-                tr = replace(src, name=bn.name, inputs=(moved.name,))
-                ops = [moved if o is src else tr if o is bn else o for o in ops]
-                break
-            if isinstance(src, (O.Conv2d, O.Linear)) and _bn_on_output_channels(src, bn, ndim):
-                folded = _scale_synapse(src, *_bn_affine(bn))
-                ops = rename_inputs([folded if o is src else o for o in ops if o is not bn],
-                                    bn.name, src.name)
-                break
-        else:
-            break
-    return simplify_layout(graph.with_ops(ops))
+    return simplify_layout(rewrite(graph, BATCHNORM_RULES))
+
+
+@rule(O.BatchNorm)
+def batchnorm_through_transpose(bn: O.BatchNorm, v: View) -> Rewrite | None:
+    """# batchnorm(transpose(y, p), axis a) -> transpose(batchnorm(y, axis p[a]), p)
+
+    The transpose takes the BN's name so that readers of the BN are untouched."""
+    src = v.producer(bn.inputs[0])
+    if not isinstance(src, O.Transpose) or v.sole_consumer(src.name) is not bn:
+        return None
+    ndim = len(v.spec(bn.name).shape)
+    moved = replace(bn, name=src.name, inputs=src.inputs, axis=src.perm[norm_axis(bn.axis, ndim)])
+    return Rewrite(replace=(moved, replace(src, name=bn.name, inputs=(moved.name,))))
+
+
+@rule(O.BatchNorm)
+def batchnorm_into_synapse(bn: O.BatchNorm, v: View) -> Rewrite | None:
+    """# batchnorm(conv2d|linear(x, W, b)) -> conv2d|linear(x, s W, s b + t)   (output channels)"""
+    src = v.producer(bn.inputs[0])
+    if not isinstance(src, (O.Conv2d, O.Linear)) or v.sole_consumer(src.name) is not bn:
+        return None
+    if not _bn_on_output_channels(src, bn, len(v.spec(bn.name).shape)):
+        return None
+    return Rewrite(replace=(_scale_synapse(src, *_bn_affine(bn)),), remove=(bn.name,),
+                   rename=((bn.name, src.name),))
+
+
+BATCHNORM_RULES = (batchnorm_through_transpose, batchnorm_into_synapse)
+
+
+@rule(O.BatchNorm)
+def batchnorm_between_transposes(bn: O.BatchNorm, v: View) -> Rewrite | None:
+    """# transpose(batchnorm(transpose(x, p), axis a), p^-1) -> batchnorm(x, axis p[a])
+
+    The pattern PyTorch's ``BatchNorm1d`` leaves in token models (channels moved to axis 1 and
+    back). The BN keeps its name; readers of the second transpose read it."""
+    first = v.producer(bn.inputs[0])
+    after = v.consumers(bn.name)
+    if not (isinstance(first, O.Transpose) and v.sole_consumer(first.name) is bn
+            and len(after) == 1 and isinstance(after[0], O.Transpose)):
+        return None
+    second, perm = after[0], first.perm
+    if tuple(second.perm) != tuple(sorted(range(len(perm)), key=lambda i: perm[i])):
+        return None
+    axis = perm[bn.axis % len(v.spec(bn.name).shape)]
+    return Rewrite(replace=(replace(bn, axis=axis, inputs=first.inputs),),
+                   remove=(first.name, second.name), rename=((second.name, bn.name),))
 
 
 # ----------------------------------------------------------------------------- input normalization
@@ -130,7 +152,7 @@ def fold_input_normalization(graph: Graph) -> Graph:
     cons = consumers(ops)
     new_ops = {}
     for inp in [op for op in ops if isinstance(op, O.Input)]:
-        if inp.kind != "real" or (inp.pixel_scale == 1.0 and not inp.mean):
+        if inp.kind != Kind.REAL or (inp.pixel_scale == 1.0 and not inp.mean):
             continue
         readers = cons.get(inp.name, [])
         if not readers or not all(
@@ -191,37 +213,38 @@ def fold_avgpool(graph: Graph) -> Graph:
     and ``P`` the pooling matrix. Both need the pool read by that synapse only. A padded conv after
     a pool is not exact as one conv (its zero border would be pooled) and is left alone.
     """
-    ops = list(graph.ops)
-    while True:
-        specs = graph.with_ops(ops).specs
-        prod, cons = producers(ops), consumers(ops)
-        for pool in ops:
-            if not isinstance(pool, O.AvgPool2d):
-                continue
-            user = sole_consumer(cons, pool.name)
-            x_shape = specs[pool.inputs[0]].shape
-            if isinstance(user, O.Conv2d) and tuple(pool.padding) == (0, 0) \
-                    and tuple(user.padding) == (0, 0) and tuple(user.dilation) == (1, 1):
-                new = _fold_pool_conv(pool, user)
-                ops = [new if o is user else o for o in ops if o is not pool]
-                break
-            if isinstance(user, O.Reshape) and len(user.shape) == 1:
-                lin = sole_consumer(cons, user.name)
-                if isinstance(lin, O.Linear) and norm_axis(lin.axis, 1) == 0:
-                    c, h, w = x_shape
-                    p = _pool_matrix(pool, h, w)  # [ho, wo, h, w]
-                    wl = lin.weight.astype(np.float64).reshape(lin.weight.shape[0], c, -1)
-                    wn = np.einsum("ock,kyx->ocyx", wl, p.reshape(-1, h, w))
-                    new_lin = replace(lin, weight=wn.reshape(len(wn), -1).astype(lin.weight.dtype))
-                    new_rs = replace(user, inputs=pool.inputs, shape=(c * h * w,))
-                    ops = [new_lin if o is lin else new_rs if o is user else o
-                           for o in ops if o is not pool]
-                    break
-        else:
-            break
-    if len(ops) == len(graph.ops):
-        return graph
-    return graph.with_ops(ops)
+    return rewrite(graph, AVGPOOL_RULES)
+
+
+@rule(O.AvgPool2d)
+def avgpool_into_conv(pool: O.AvgPool2d, v: View) -> Rewrite | None:
+    """# conv2d(avgpool(x, k, s, 0), W, stride S, padding 0) -> conv2d(x, W (*) box_k / k^2, s S)"""
+    user = v.sole_consumer(pool.name)
+    if isinstance(user, O.Conv2d) and tuple(pool.padding) == (0, 0) \
+            and tuple(user.padding) == (0, 0) and tuple(user.dilation) == (1, 1):
+        return Rewrite(replace=(_fold_pool_conv(pool, user),), remove=(pool.name,))
+    return None
+
+
+@rule(O.AvgPool2d)
+def avgpool_into_linear(pool: O.AvgPool2d, v: View) -> Rewrite | None:
+    """# linear(reshape(avgpool(x), [C*H*W]), W) -> linear(reshape(x, [C*h*w]), W P)"""
+    user = v.sole_consumer(pool.name)
+    if not (isinstance(user, O.Reshape) and len(user.shape) == 1):
+        return None
+    lin = v.sole_consumer(user.name)
+    if not (isinstance(lin, O.Linear) and norm_axis(lin.axis, 1) == 0):
+        return None
+    c, h, w = v.spec(pool.inputs[0]).shape
+    p = _pool_matrix(pool, h, w)  # [ho, wo, h, w]
+    wl = lin.weight.astype(np.float64).reshape(lin.weight.shape[0], c, -1)
+    wn = np.einsum("ock,kyx->ocyx", wl, p.reshape(-1, h, w))
+    new_lin = replace(lin, weight=wn.reshape(len(wn), -1).astype(lin.weight.dtype))
+    new_rs = replace(user, inputs=pool.inputs, shape=(c * h * w,))
+    return Rewrite(replace=(new_lin, new_rs), remove=(pool.name,))
+
+
+AVGPOOL_RULES = (avgpool_into_conv, avgpool_into_linear)
 
 
 def _fold_pool_conv(pool: O.AvgPool2d, conv: O.Conv2d) -> O.Conv2d:

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from spikec.ir import ops as O
 from spikec.ir.graph import Graph
-from spikec.passes.rewrite import LAYOUT_OPS, consumers, is_power_of_two, producers, sole_consumer
+from spikec.passes.rewrite import LAYOUT_OPS, Rewrite, View, is_power_of_two, rewrite, rule
 
 
 def _scaled_lif(lif: O.LIF, c: float) -> O.LIF:
@@ -38,39 +38,38 @@ def fold_scale(graph: Graph) -> Graph:
     at integer precision and says so in its notes). Two scales in a row are merged first
     (``scale(scale(x, a), b) -> scale(x, a b)``).
     """
-    ops = list(graph.ops)
-    while True:
-        prod, cons = producers(ops), consumers(ops)
-        for sc in ops:
-            if not isinstance(sc, O.Scale):
-                continue
-            user = sole_consumer(cons, sc.name)
-            inner = prod[sc.inputs[0]]
-            if isinstance(inner, O.Scale) and sole_consumer(cons, inner.name) is sc:
-                merged = replace(sc, inputs=inner.inputs, factor=inner.factor * sc.factor)
-                ops = [merged if o is sc else o for o in ops if o is not inner]
-                break
-            if not is_power_of_two(sc.factor):
-                continue
-            chain = []
-            while isinstance(user, LAYOUT_OPS):
-                chain.append(user)
-                user = sole_consumer(cons, user.name)
-            if not isinstance(user, O.LIF):
-                continue
-            first = chain[0] if chain else user
-            edits = {id(first): replace(first, inputs=sc.inputs)}
-            if user is not first:
-                edits[id(user)] = _scaled_lif(user, sc.factor)
-            else:
-                edits[id(user)] = replace(_scaled_lif(user, sc.factor), inputs=sc.inputs)
-            ops = [edits.get(id(o), o) for o in ops if o is not sc]
-            break
-        else:
-            break
-    if len(ops) == len(graph.ops):
-        return graph
-    return graph.with_ops(ops)
+    return rewrite(graph, SCALE_RULES)
+
+
+@rule(O.Scale)
+def merge_scales(sc: O.Scale, v: View) -> Rewrite | None:
+    """# scale(scale(x, a), b) -> scale(x, a b)      (the inner scale read once)"""
+    inner = v.producer(sc.inputs[0])
+    if isinstance(inner, O.Scale) and v.sole_consumer(inner.name) is sc:
+        merged = replace(sc, inputs=inner.inputs, factor=inner.factor * sc.factor)
+        return Rewrite(replace=(merged,), remove=(inner.name,))
+    return None
+
+
+@rule(O.Scale)
+def scale_into_lif(sc: O.Scale, v: View) -> Rewrite | None:
+    """# lif(layout*(scale(x, 2**k)), v_th, v_reset) -> lif(layout*(x), v_th / 2**k, v_reset / 2**k)"""
+    if not is_power_of_two(sc.factor):
+        return None
+    user = v.sole_consumer(sc.name)
+    chain = []
+    while isinstance(user, LAYOUT_OPS):
+        chain.append(user)
+        user = v.sole_consumer(user.name)
+    if not isinstance(user, O.LIF):
+        return None
+    lif = _scaled_lif(user, sc.factor)
+    if not chain:
+        return Rewrite(replace=(replace(lif, inputs=sc.inputs),), remove=(sc.name,))
+    return Rewrite(replace=(replace(chain[0], inputs=sc.inputs), lif), remove=(sc.name,))
+
+
+SCALE_RULES = (merge_scales, scale_into_lif)
 
 
 def canonicalize_lif(graph: Graph) -> Graph:
@@ -87,13 +86,15 @@ def canonicalize_lif(graph: Graph) -> Graph:
     in the association of the float sum (exact for integer or dyadic inputs, last-ulp otherwise).
     LIFs that are already canonical, or have another ``tau``, are left unchanged.
     """
-    new = []
-    changed = False
-    for op in graph.ops:
-        if isinstance(op, O.LIF) and op.decay_input and is_power_of_two(op.tau):
-            tau = float(op.tau)
-            v_reset = None if op.v_reset is None else op.v_reset * tau
-            op = replace(op, decay_input=False, v_threshold=op.v_threshold * tau, v_reset=v_reset)
-            changed = True
-        new.append(op)
-    return graph.with_ops(new) if changed else graph
+    return rewrite(graph, (canonical_lif,))
+
+
+@rule(O.LIF)
+def canonical_lif(op: O.LIF, v: View) -> Rewrite | None:
+    """# lif(x, tau, decay_input=True, v_th, v_reset) -> lif(x, tau, False, tau v_th, tau v_reset)"""
+    if not (op.decay_input and is_power_of_two(op.tau)):
+        return None
+    tau = float(op.tau)
+    v_reset = None if op.v_reset is None else op.v_reset * tau
+    return Rewrite(replace=(replace(op, decay_input=False, v_threshold=op.v_threshold * tau,
+                                    v_reset=v_reset),))

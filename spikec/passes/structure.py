@@ -5,7 +5,7 @@ from dataclasses import replace
 
 from spikec.ir import ops as O
 from spikec.ir.graph import Graph
-from spikec.passes.rewrite import consumers, producers, rename_inputs, sole_consumer
+from spikec.passes.rewrite import Rewrite, View, rewrite, rule
 
 
 def eliminate_dead_ops(graph: Graph) -> Graph:
@@ -13,20 +13,55 @@ def eliminate_dead_ops(graph: Graph) -> Graph:
 
     Source ops (``input``) are kept even when unused: they define the graph's data interface.
     """
-    needed: set[str] = set()
-    keep = []
-    for op in reversed(graph.ops):
-        if isinstance(op, O.Output) or op.name in needed or op.ARITY == 0:
-            keep.append(op)
-            needed.update(op.inputs)
-    keep.reverse()
+    keep = live_ops(graph.ops)
     if len(keep) == len(graph.ops):
         return graph
     return graph.with_ops(keep)
 
 
+def live_ops(ops: list[O.Op]) -> list[O.Op]:
+    """The ops of a topologically ordered list that some output depends on, and the sources."""
+    needed: set[str] = set()
+    keep = []
+    for op in reversed(ops):
+        if isinstance(op, O.Output) or op.name in needed or op.ARITY == 0:
+            keep.append(op)
+            needed.update(op.inputs)
+    keep.reverse()
+    return keep
+
+
+@rule(O.Transpose, O.Reshape)
+def identity_layout(op, v: View) -> Rewrite | None:
+    """# transpose(x, identity) -> x;  reshape(x, x.shape) -> x"""
+    src = op.inputs[0]
+    if isinstance(op, O.Transpose):
+        identity = tuple(op.perm) == tuple(range(len(op.perm)))
+    else:
+        identity = tuple(op.shape) == v.spec(src).shape
+    return Rewrite(remove=(op.name,), rename=((op.name, src),)) if identity else None
+
+
+@rule(O.Transpose, O.Reshape)
+def merge_layout(op, v: View) -> Rewrite | None:
+    """# transpose(transpose(x, p1), p2) -> transpose(x, p1[p2]);
+    # reshape(reshape(x, s1), s2) -> reshape(x, s2)            (the inner op read once)"""
+    inner = v.producer(op.inputs[0])
+    if type(inner) is not type(op) or v.sole_consumer(inner.name) is not op:
+        return None
+    if isinstance(op, O.Transpose):
+        merged = replace(op, inputs=inner.inputs, perm=tuple(inner.perm[p] for p in op.perm))
+    else:
+        merged = replace(op, inputs=inner.inputs)
+    return Rewrite(replace=(merged,), remove=(inner.name,))
+
+
+#: The layout clean-up rules, in the order they are tried on an op.
+LAYOUT_RULES = (identity_layout, merge_layout)
+
+
 def simplify_layout(graph: Graph) -> Graph:
-    """Remove layout ops that do nothing and merge chains of them.
+    """Remove layout ops that do nothing and merge chains of them (``LAYOUT_RULES``).
 
     Rules (each ``# before -> after``)::
 
@@ -35,30 +70,4 @@ def simplify_layout(graph: Graph) -> Graph:
         transpose(transpose(x, p1), p2)   -> transpose(x, p1[p2])      (inner read once)
         reshape(reshape(x, s1), s2)       -> reshape(x, s2)            (inner read once)
     """
-    ops = list(graph.ops)
-    while True:
-        specs = graph.with_ops(ops).specs
-        prod, cons = producers(ops), consumers(ops)
-        for op in ops:
-            if not isinstance(op, (O.Transpose, O.Reshape)):
-                continue
-            src_name = op.inputs[0]
-            identity = (isinstance(op, O.Transpose) and tuple(op.perm) == tuple(range(len(op.perm)))) \
-                or (isinstance(op, O.Reshape) and tuple(op.shape) == specs[src_name].shape)
-            if identity:
-                ops = rename_inputs([o for o in ops if o is not op], op.name, src_name)
-                break
-            inner = prod[src_name]
-            if type(inner) is type(op) and sole_consumer(cons, inner.name) is op:
-                if isinstance(op, O.Transpose):
-                    merged = replace(op, inputs=inner.inputs,
-                                     perm=tuple(inner.perm[p] for p in op.perm))
-                else:
-                    merged = replace(op, inputs=inner.inputs)
-                ops = [merged if o is op else o for o in ops if o is not inner]
-                break
-        else:
-            break
-    if len(ops) == len(graph.ops) and all(a is b for a, b in zip(ops, graph.ops)):
-        return graph
-    return graph.with_ops(ops)
+    return rewrite(graph, LAYOUT_RULES)

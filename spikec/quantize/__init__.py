@@ -11,10 +11,10 @@ import numpy as np
 from spikec.errors import FormatError, ProfileError
 from spikec.ir import ops as O
 from spikec.ir.graph import Graph
-from spikec.ir.types import Kind
+from spikec.ir.types import Domain, Kind
 from spikec.quantize.bounds import calibrate
 from spikec.quantize.lower import _check_shapes, _Lowering, residual_cost
-from spikec.quantize.options import CompileOptions
+from spikec.quantize.options import CompileOptions, ResidualLowering
 from spikec.target.profile import HardwareProfile, load_profile
 
 __all__ = ["quantize", "CompileOptions", "resolve_profile"]
@@ -51,13 +51,13 @@ def quantize(graph: Graph, profile: HardwareProfile | str = "loihi2", *,
         raise ProfileError(f"profile {prof.name!r} describes its arithmetic only "
                            f"({fmt.arithmetic!r}); spikec quantizes for Loihi-arithmetic targets "
                            "(loihi, loihi2 and their systems)")
-    if graph.domain != "float":
+    if graph.domain != Domain.FLOAT:
         raise FormatError("quantize takes a float graph")
     opts = options or CompileOptions()
     residual = opts.residual
-    if residual == "auto":
+    if residual == ResidualLowering.AUTO:
         residual = "graded" if fmt.graded_spikes else "fanin"
-    if residual == "graded" and not fmt.graded_spikes:
+    if residual == ResidualLowering.GRADED and not fmt.graded_spikes:
         counts = [op.name for op in graph.ops if isinstance(op, (O.Conv2d, O.Linear))
                   and graph.spec(op.inputs[0]).kind is Kind.COUNT]
         if counts:

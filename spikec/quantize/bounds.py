@@ -9,7 +9,7 @@ import numpy as np
 from spikec import interp
 from spikec.ir import ops as O
 from spikec.ir.graph import Graph
-from spikec.ir.types import Kind
+from spikec.ir.types import Encoding, Kind
 
 
 def integer_bounds(graph: Graph, pixel_max: float) -> dict[str, float]:
@@ -123,7 +123,7 @@ def _raw_synapse(op: O.Op, src: O.Input, batch: np.ndarray, T: int) -> np.ndarra
     """The synapse's weighted sum of the raw input (what the chip computes from graded pixels),
     ``[T, B, *out]`` (a static image is computed once and repeated)."""
     raw = np.asarray(batch, np.float64)
-    seq = src.encoding == "sequence"
+    seq = src.encoding == Encoding.SEQUENCE
     x = raw.reshape((-1,) + raw.shape[2:]) if seq else raw
     if src.pad:
         p = src.pad

@@ -9,6 +9,7 @@ import numpy as np
 
 from spikec.errors import FormatError, UnsupportedOpError
 from spikec.ir import ops as O
+from spikec.ir.types import FireOn
 from spikec.quantize.numbers import (Scale, bias_limit, choose_scale, encode_bias, group_channels,
                                      max_weight_scale, round_weights, sign_mode_of,
                                      threshold_mantissa, truncation_offset)
@@ -152,7 +153,7 @@ def quantize_synaptic_layer(syn: O.Op, lif: O.LIF, out_shape: tuple[int, ...], c
     if dv_exact and lif.tau == 2.0:
         val = min(int(inc_val.min()), _valuation(b_eff))
         exact_steps = max(val - s + 1, 0) if shift_exact.all() else 0
-    vth_i = vth.astype(np.int64) + (1 if lif.fire_on == ">=" else 0)
+    vth_i = vth.astype(np.int64) + (1 if lif.fire_on == FireOn.GE else 0)
     vth_exact = bool(np.all(vth_i << fmt.vth_shift == k_full * theta))
     notes = {
         "synapse": syn.name, "neurons": int(np.prod(params.vth.shape)), "groups": len(groups),
@@ -298,7 +299,7 @@ def quantize_count_layer(lif: O.LIF, factor: float, x_bound: float, calibrated: 
     full = np.full(shape, int(vth), np.int32)
     params = NeuronParams(du, dv, full, np.zeros(shape, np.int16), np.zeros(shape, np.int8))
     a_bound = gain * x_bound
-    vth_exact = ((int(vth) + 1) << fmt.vth_shift) == k * theta if lif.fire_on == ">=" \
+    vth_exact = ((int(vth) + 1) << fmt.vth_shift) == k * theta if lif.fire_on == FireOn.GE \
         else (int(vth) << fmt.vth_shift) == k * theta
     exact_steps = int(math.log2(gain)) + 1 if dv_exact and lif.tau == 2.0 else None
     notes = {

@@ -9,7 +9,7 @@ name)::
                                            -> layout* [reshape, dense_synapse (gain), reshape] -> cuba_lif
     linear [-> mean] -> time_mean -> output -> dense_synapse -> readout -> output
     add (count) read by synapses           -> kept (graded payload) or dissolved into fan-in inputs
-    maxpool2d, spike_matmul, iand, reshape, transpose, output -> unchanged
+    maxpool2d, spike_matmul, iand, and, reshape, transpose, output -> unchanged
 """
 from __future__ import annotations
 
@@ -23,17 +23,30 @@ from spikec import interp
 from spikec.errors import DataError, FormatError, UnsupportedOpError
 from spikec.ir import fixed as F
 from spikec.ir import ops as O
+from spikec.ir.dispatch import OpTable
 from spikec.ir.graph import Graph
-from spikec.ir.types import Kind
+from spikec.ir.types import Domain, Encoding, Kind
 from spikec.passes.rewrite import LAYOUT_OPS, consumers, producers, sole_consumer
 from spikec.passes.structure import eliminate_dead_ops
 from spikec.quantize.bounds import Calibration, calibrate, integer_bounds, worst_case_sums
 from spikec.quantize.layers import (Ranges, quantize_count_layer, quantize_readout,
                                     quantize_synaptic_layer)
-from spikec.quantize.options import CompileOptions
+from spikec.quantize.options import CompileOptions, ResidualLowering
 
 #: Bits of a raw pixel sent as a graded spike (uint8 images).
 PIXEL_BITS = 8
+
+#: What quantization does with each float op type: ``(self: _Lowering, op) -> None`` (appends the
+#: op's fixed-point twin, if any, to ``self.out``).
+LOWER = OpTable("the quantizer")
+_FOLDED = ("folded by the float passes; run spikec.pipeline.FLOAT_PASSES first (a {} they "
+           "cannot fold has no fixed-point form)")
+LOWER.refuse(O.BatchNorm, _FOLDED.format("batch norm not after a conv2d/linear"))
+LOWER.refuse(O.AvgPool2d, _FOLDED.format("pooling not before a conv2d/linear"))
+LOWER.refuse(O.Scale, _FOLDED.format("scale that is neither a power of two before a LIF nor "
+                                     "part of a folded layer"))
+LOWER.refuse(O.Mean, _FOLDED.format("mean outside a read-out (linear -> mean -> time_mean)"))
+LOWER.refuse(F.FIXED_ONLY_OPS, "already a fixed-point op: quantization reads float graphs")
 
 
 @dataclass
@@ -117,7 +130,7 @@ def _plan(graph: Graph) -> _Plan:
 def _check_shapes(graph: Graph, calib: np.ndarray) -> np.ndarray:
     inp = graph.inputs[0]
     calib = np.asarray(calib)
-    want = tuple(inp.shape) if inp.encoding == "repeat" else (graph.timesteps,) + tuple(inp.shape)
+    want = tuple(inp.shape) if inp.encoding == Encoding.REPEAT else (graph.timesteps,) + tuple(inp.shape)
     if calib.ndim != len(want) + 1 or calib.shape[1:] != want:
         raise DataError(f"calibration data of shape {calib.shape[1:]} per sample does not match the "
                         f"model input {want}")
@@ -150,7 +163,7 @@ class _Lowering:
     def sources(self, value: str) -> list[str]:
         """Values a synapse reads for ``value``: itself, or with fan-in the spike sources of the
         adds it sums (layout ops between are copied once per source)."""
-        if self.residual != "fanin" or self.specs[value].kind is not Kind.COUNT:
+        if self.residual != ResidualLowering.FANIN or self.specs[value].kind is not Kind.COUNT:
             return [value]
         if value in self.resolved:
             return self.resolved[value]
@@ -192,19 +205,15 @@ class _Lowering:
     # -- ops ---------------------------------------------------------------------------------
     def run(self) -> Graph:
         for op in self.g.ops:
-            handler = getattr(self, "_" + type(op).__name__.lower(), None)
             if op.name in self.plan.absorbed:
                 continue
-            if handler is None:
-                raise UnsupportedOpError(
-                    f"op {op.name!r} ({op.OPCODE}) has no fixed-point form; run the float passes "
-                    "(spikec.pipeline.FLOAT_PASSES) first, or it is not supported on the target")
-            handler(op)
-        fixed = Graph(self.out, timesteps=self.T, meta=dict(self.g.meta), domain="fixed")
+            LOWER.lookup(op)(self, op)
+        fixed = Graph(self.out, timesteps=self.T, meta=dict(self.g.meta), domain=Domain.FIXED)
         return eliminate_dead_ops(fixed.with_ops(self.out))
 
+    @LOWER.register(O.Input)
     def _input(self, op: O.Input):
-        if op.kind == "real":
+        if op.kind == Kind.REAL:
             if op.pixel_scale != 1.0 or any(s != 1.0 for s in op.std):
                 raise FormatError(f"input {op.name!r} still has pixel_scale/std; run "
                                   "fold_input_normalization (its reader must be a conv2d or linear)")
@@ -217,12 +226,14 @@ class _Lowering:
                                "bias": "per-neuron (input mean, exact at borders)" if op.mean
                                else "per-channel"}
         self.out.append(F.GradedInput(op.name, (), shape=tuple(op.shape), encoding=op.encoding,
-                                      kind="count" if op.kind == "real" else "spike", pad=op.pad,
-                                      payload_bits=PIXEL_BITS if op.kind == "real" else 1))
+                                      kind=(Kind.COUNT if op.kind == Kind.REAL else Kind.SPIKE).value, pad=op.pad,
+                                      payload_bits=PIXEL_BITS if op.kind == Kind.REAL else 1))
 
+    @LOWER.register(O.Conv2d)
     def _conv2d(self, op: O.Conv2d):
         self._synapse(op)
 
+    @LOWER.register(O.Linear)
     def _linear(self, op: O.Linear):
         self._synapse(op)
 
@@ -277,7 +288,7 @@ class _Lowering:
         if kind is Kind.SPIKE:
             return "spikes"
         return f"counts (fan-in of {len(srcs)} spike sources)" if len(srcs) > 1 or \
-            self.residual == "fanin" else "counts (graded payload)"
+            self.residual == ResidualLowering.FANIN else "counts (graded payload)"
 
     def _input_mean_bias(self, syn: O.Op, out_shape) -> np.ndarray | None:
         src = self.prod[syn.inputs[0]]
@@ -310,6 +321,7 @@ class _Lowering:
         self._risks(ro.tmean.name, notes, tau=None)
         self.notes_layers[ro.tmean.name] = notes
 
+    @LOWER.register(O.LIF)
     def _lif(self, lif: O.LIF):
         layer = self.plan.layers[lif.name]
         inp = layer.chain[-1].name if layer.chain else (layer.syn.name if layer.syn else layer.count)
@@ -377,6 +389,7 @@ class _Lowering:
                 f"{fmt.state_max}, {notes['a_in_source']} bounds); give --calib samples or relax "
                 "strict mode")
 
+    @LOWER.register(O.TimeMean)
     def _timemean(self, op: O.TimeMean):
         ro = next((r for r in self.plan.readouts.values() if r.tmean is op), None)
         if ro is None:
@@ -384,6 +397,8 @@ class _Lowering:
                                      "(linear [-> mean] -> time_mean -> output); run fold_readout")
         self.out.append(ro.fixed)
 
+    @LOWER.register(O.Reshape, O.Transpose, O.MaxPool2d, O.SpikeMatmul, O.IAND, O.AND, O.Output,
+                    O.Add)
     def _copy(self, op: O.Op):
         if any(i in self.plan.alias for i in op.inputs):
             op = type(op)(op.name, tuple(self.plan.alias.get(i, i) for i in op.inputs),
@@ -392,8 +407,6 @@ class _Lowering:
             if self.specs[i].kind is Kind.REAL and not isinstance(op, LAYOUT_OPS + (O.Output,)):
                 raise UnsupportedOpError(f"op {op.name!r} ({op.OPCODE}) reads the real value {i!r}")
         self.out.append(op)
-
-    _reshape = _transpose = _maxpool2d = _spikematmul = _iand = _output = _add = _copy
 
 
 def residual_cost(lowering: _Lowering, fixed: Graph) -> dict:
@@ -408,7 +421,7 @@ def residual_cost(lowering: _Lowering, fixed: Graph) -> dict:
             "max_count": int(count_bound),
             "payload_bits": int(count_bound).bit_length()}
     syn_ops = {op.name: op for op in fixed.ops if isinstance(op, (F.ConvSynapse, F.DenseSynapse))}
-    if lowering.residual == "graded":
+    if lowering.residual == ResidualLowering.GRADED:
         info["relay_neurons"] = int(sum(specs[a.name].size for a in adds if a.name in live))
         info["graded_values_per_step"] = int(sum(specs[lowering.g.op(n).inputs[0]].size
                                                  for n in reads))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from spikec.errors import FormatError
+from spikec.ir.types import FireOn
 from spikec.target.formats import NumberFormats, SignMode
 
 
@@ -104,7 +105,7 @@ def threshold_mantissa(k_theta, fire_on: str, fmt: NumberFormats) -> np.ndarray:
     ``'>'``: ``floor(K theta / 2**s)``. Returns int64 (not yet checked against ``vth_bits``).
     """
     x = np.asarray(k_theta, np.float64) / (1 << fmt.vth_shift)
-    if fire_on == ">=":
+    if fire_on == FireOn.GE:
         return (np.ceil(x) - 1).astype(np.int64)
     return np.floor(x).astype(np.int64)
 

@@ -4,8 +4,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from spikec.errors import FormatError
+from spikec.ir.types import Word
 
-RESIDUAL_MODES = ("auto", "graded", "fanin")
+
+class ResidualLowering(Word):
+    """How the quantizer sends ``count`` values (the residual stream) to synapses (``--residual``;
+    see ``CompileOptions.residual``). Not the model's join (``spikec.models.ResidualJoin``)."""
+
+    AUTO = "auto"
+    GRADED = "graded"
+    FANIN = "fanin"
+
+
+RESIDUAL_LOWERINGS = ResidualLowering.values()
 SCALE_MODES = ("threshold", "exponent", "layer")
 SNAP_MODES = ("auto", "pow2", "free")
 
@@ -16,7 +27,7 @@ class CompileOptions:
 
     Attributes
     ----------
-    residual : {"auto", "graded", "fanin"}
+    residual : ResidualLowering ("auto", "graded", "fanin")
         How ``count`` values (the residual stream) reach synapses. ``graded``: the count is sent as a
         graded spike payload and the ``add`` stays. ``fanin``: every synapse reading ``add(a, b)``
         reads ``a`` and ``b`` as separate spike sources through the same weights (no add, no graded
@@ -60,8 +71,8 @@ class CompileOptions:
     min_weight_exp: int | None = None
 
     def __post_init__(self):
-        if self.residual not in RESIDUAL_MODES:
-            raise FormatError(f"residual must be one of {', '.join(RESIDUAL_MODES)}, "
+        if not ResidualLowering.has(self.residual):
+            raise FormatError(f"residual must be one of {', '.join(RESIDUAL_LOWERINGS)}, "
                               f"not {self.residual!r}")
         if self.scale_mode not in SCALE_MODES:
             raise FormatError(f"scale_mode must be one of {', '.join(SCALE_MODES)}, "

@@ -29,6 +29,7 @@ import numpy as np
 from spikec.errors import DataError, IRError, ShapeError, UnsupportedOpError
 from spikec.ir import fixed as F
 from spikec.ir import ops as O
+from spikec.ir.dispatch import OpTable
 from spikec.ir.graph import Graph
 from spikec.ir.types import Kind, Rate
 from spikec.sim import events as ev
@@ -36,6 +37,13 @@ from spikec.sim import linalg as la
 from spikec.sim.neurons import CubaLIFLayer, ReadoutLayer, overflow
 from spikec.target import fixedpoint as fx
 from spikec.target.formats import LAVA_FIXED_PT, NumberFormats
+
+
+#: What the simulator does with each op type: ``(self, op, input arrays, stats) -> array``
+#: (sources: ``(self, op, data) -> array``).
+KERNELS = OpTable("the bit-exact simulator")
+KERNELS.refuse(set(O.OP_TYPES.values()) - F.FIXED_DOMAIN_OPS,
+               "a float op: compile the graph to fixed point first (spikec.pipeline.compile_graph)")
 
 
 @dataclass
@@ -152,6 +160,49 @@ def _shift_bound(b: int, e: int) -> int:
     return b << e if e >= 0 else -(-b >> -e)
 
 
+#: The static bound on |value| of each op type's output, from its inputs' bounds:
+#: ``(sim, op, input bounds) -> int``.
+BOUNDS = OpTable("the simulator's static bounds")
+BOUNDS.refuse(set(O.OP_TYPES.values()) - F.FIXED_DOMAIN_OPS,
+              "a float op: compile the graph to fixed point first (spikec.pipeline.compile_graph)")
+
+
+@BOUNDS.register(F.GradedInput)
+def _bound_input(sim, op, ins) -> int:
+    return 1 if op.kind == Kind.SPIKE else (1 << op.payload_bits) - 1
+
+
+@BOUNDS.register(F.ConvSynapse, F.DenseSynapse)
+def _bound_synapse(sim, op, ins) -> int:
+    syn = sim.synapses[op.name]
+    return min(sum(syn.out_bound(x) for x in ins), 1 << (sim.fmt.container_bits - 1))
+
+
+@BOUNDS.register(F.CubaLIF, O.IAND, O.AND)
+def _bound_spikes(sim, op, ins) -> int:
+    return 1
+
+
+@BOUNDS.register(O.Add)
+def _bound_add(sim, op, ins) -> int:
+    return ins[0] + ins[1]
+
+
+@BOUNDS.register(O.SpikeMatmul)
+def _bound_matmul(sim, op, ins) -> int:
+    return sim.specs[op.inputs[0]].shape[-1] * ins[0] * ins[1]
+
+
+@BOUNDS.register(F.Readout)
+def _bound_readout(sim, op, ins) -> int:
+    return 0
+
+
+@BOUNDS.register(O.Output, O.Reshape, O.Transpose, O.MaxPool2d)
+def _bound_same(sim, op, ins) -> int:
+    return ins[0]
+
+
 class Simulator:
     """Bit-exact simulator of one fixed-point graph.
 
@@ -191,25 +242,10 @@ class Simulator:
 
     # ------------------------------------------------------------------ static bounds
     def _bounds(self) -> dict[str, int]:
-        """Upper bound on |value| of every integer value (data independent)."""
+        """Upper bound on |value| of every integer value (data independent): ``BOUNDS``."""
         b: dict[str, int] = {}
         for op in self.graph.ops:
-            ins = [b.get(i, 0) for i in op.inputs]
-            if isinstance(op, F.GradedInput):
-                b[op.name] = 1 if op.kind == "spike" else (1 << op.payload_bits) - 1
-            elif op.name in self.synapses:
-                syn = self.synapses[op.name]
-                b[op.name] = min(sum(syn.out_bound(x) for x in ins), 1 << (self.fmt.container_bits - 1))
-            elif isinstance(op, (F.CubaLIF, O.IAND)):
-                b[op.name] = 1
-            elif isinstance(op, O.Add):
-                b[op.name] = ins[0] + ins[1]
-            elif isinstance(op, O.SpikeMatmul):
-                b[op.name] = self.specs[op.inputs[0]].shape[-1] * ins[0] * ins[1]
-            elif isinstance(op, F.Readout):
-                b[op.name] = 0
-            else:  # output, reshape, transpose, maxpool2d
-                b[op.name] = ins[0]
+            b[op.name] = BOUNDS.lookup(op)(self, op, [b.get(i, 0) for i in op.inputs])
         return b
 
     # ------------------------------------------------------------------ running
@@ -241,7 +277,7 @@ class Simulator:
             stats = ev.LayerStats(op.name, op.OPCODE, _neurons(op, specs[op.name]), self.T)
             t0 = time.perf_counter()
             if op.ARITY == 0:
-                y = self._source(op, data)
+                y = KERNELS.lookup(op)(self, op, data)
                 batch = y.shape[1]
             else:
                 y = self._apply(op, [env[i] for i in op.inputs], stats)
@@ -319,6 +355,7 @@ class Simulator:
         return data
 
     # ------------------------------------------------------------------ sources
+    @KERNELS.register(F.GradedInput)
     def _source(self, op: F.GradedInput, data: dict) -> np.ndarray:
         """Raw samples -> [T, B, *shape] in the input's carrier (a broadcast view for ``repeat``)."""
         if op.name not in data:
@@ -350,40 +387,64 @@ class Simulator:
 
     # ------------------------------------------------------------------ op kernels
     def _apply(self, op, args: list[np.ndarray], stats: ev.LayerStats) -> np.ndarray:
-        if op.name in self.synapses:
-            return self._synapse(self.synapses[op.name], args, stats)
-        if isinstance(op, F.CubaLIF):
-            layer = CubaLIFLayer(op, self.fmt, strict=self.strict, fast=self.fast)
-            y = layer.run(args[0])
-            stats.add("spikes", ev.nonzero_per_step(y))
-            stats.add("neuron_updates", np.full(self.T, y[0].size, dtype=np.int64))
-            return y
-        if isinstance(op, F.Readout):
-            stats.add("neuron_updates", np.full(self.T, int(np.prod(self.specs[op.name].shape))
-                                                * args[0].shape[1], dtype=np.int64))
-            return ReadoutLayer(op, self.fmt, strict=self.strict).run(args[0])
-        if isinstance(op, O.SpikeMatmul):
-            return self._spike_matmul(op, *args, stats)
-        if isinstance(op, O.Add):
-            dt = self._carrier(self.bounds[op.name])
-            y = np.add(la.as_carrier(args[0], dt), la.as_carrier(args[1], dt))
-            stats.add("values_out", ev.nonzero_per_step(y))
-            return y
-        if isinstance(op, O.IAND):
-            a, s = args                   # spikes: (1 - a) * s == s AND NOT a
-            return np.logical_and(s != 0, a == 0)
-        if isinstance(op, O.MaxPool2d):
-            x = args[0]
-            y = la.maxpool2d(x.reshape((-1,) + x.shape[2:]), op.kernel, op.stride, op.padding)
-            return y.reshape(x.shape[:2] + y.shape[1:])
-        if isinstance(op, O.Reshape):
-            return args[0].reshape(args[0].shape[:2] + tuple(op.shape))
-        if isinstance(op, O.Transpose):
-            return np.ascontiguousarray(args[0].transpose((0, 1) + tuple(p + 2 for p in op.perm)))
-        if isinstance(op, O.Output):
-            return args[0]
-        raise UnsupportedOpError(f"op {op.name!r}: the bit-exact simulator has no kernel for "
-                                 f"{op.OPCODE}")
+        return KERNELS.lookup(op)(self, op, args, stats)
+
+    @KERNELS.register(F.ConvSynapse, F.DenseSynapse)
+    def _k_synapse(self, op, args, stats):
+        return self._synapse(self.synapses[op.name], args, stats)
+
+    @KERNELS.register(F.CubaLIF)
+    def _k_cuba_lif(self, op, args, stats):
+        layer = CubaLIFLayer(op, self.fmt, strict=self.strict, fast=self.fast)
+        y = layer.run(args[0])
+        stats.add("spikes", ev.nonzero_per_step(y))
+        stats.add("neuron_updates", np.full(self.T, y[0].size, dtype=np.int64))
+        return y
+
+    @KERNELS.register(F.Readout)
+    def _k_readout(self, op, args, stats):
+        stats.add("neuron_updates", np.full(self.T, int(np.prod(self.specs[op.name].shape))
+                                            * args[0].shape[1], dtype=np.int64))
+        return ReadoutLayer(op, self.fmt, strict=self.strict).run(args[0])
+
+    @KERNELS.register(O.SpikeMatmul)
+    def _k_spike_matmul(self, op, args, stats):
+        return self._spike_matmul(op, *args, stats)
+
+    @KERNELS.register(O.Add)
+    def _k_add(self, op, args, stats):
+        dt = self._carrier(self.bounds[op.name])
+        y = np.add(la.as_carrier(args[0], dt), la.as_carrier(args[1], dt))
+        stats.add("values_out", ev.nonzero_per_step(y))
+        return y
+
+    @KERNELS.register(O.IAND)
+    def _k_iand(self, op, args, stats):
+        a, s = args                   # spikes: (1 - a) * s == s AND NOT a
+        return np.logical_and(s != 0, a == 0)
+
+    @KERNELS.register(O.AND)
+    def _k_and(self, op, args, stats):
+        a, s = args                   # spikes: a * s == a AND s
+        return np.logical_and(a != 0, s != 0)
+
+    @KERNELS.register(O.MaxPool2d)
+    def _k_maxpool2d(self, op, args, stats):
+        x = args[0]
+        y = la.maxpool2d(x.reshape((-1,) + x.shape[2:]), op.kernel, op.stride, op.padding)
+        return y.reshape(x.shape[:2] + y.shape[1:])
+
+    @KERNELS.register(O.Reshape)
+    def _k_reshape(self, op, args, stats):
+        return args[0].reshape(args[0].shape[:2] + tuple(op.shape))
+
+    @KERNELS.register(O.Transpose)
+    def _k_transpose(self, op, args, stats):
+        return np.ascontiguousarray(args[0].transpose((0, 1) + tuple(p + 2 for p in op.perm)))
+
+    @KERNELS.register(O.Output)
+    def _k_output(self, op, args, stats):
+        return args[0]
 
     def _synapse(self, syn: _Synapse, args, stats: ev.LayerStats) -> np.ndarray:
         op = syn.op

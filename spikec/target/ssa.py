@@ -18,8 +18,18 @@ from __future__ import annotations
 
 import numpy as np
 
-#: The lowerings of ``spike_matmul`` (``--ssa``).
-LOWERINGS = ("host", "decompose")
+from spikec.ir.types import Word
+
+
+class SSALowering(Word):
+    """How ``spike_matmul`` goes on a chip (``--ssa``): see the module docstring."""
+
+    HOST = "host"
+    DECOMPOSE = "decompose"
+
+
+#: The lowerings of ``spike_matmul`` (``--ssa``), as strings for option parsers.
+LOWERINGS = SSALowering.values()
 
 
 def product_dims(a_shape, b_shape) -> tuple[int, int, int, int]:

@@ -53,6 +53,14 @@ def test_spikformer_like_iand_sparse_convs():
     assert not [p for p in plan["processes"] if p["type"] == "conv"]
 
 
+def test_spikformer_like_and_join():
+    g = samples.spikformer_like(residual="and", T=2)
+    plan, _, _ = _check(g, {"x": samples.images(2)}, ssa="host")
+    assert any(p["type"] == "lif" and p.get("ir") == "join" for p in plan["processes"])
+    v = Simulator(g).run(samples.images(2), record=["join", "mp", "l2"]).values
+    assert v["join"].any() and (v["join"] != (v["mp"] | v["l2"])).any()   # an AND, not an OR
+
+
 @pytest.mark.parametrize("ssa", ["host", "decompose"])
 def test_matmul_every_kind_pair(ssa):
     plan, _, _ = _check(samples.matmul_zoo(T=3), {"x": samples.sequences(2, 3)}, ssa=ssa)

@@ -32,6 +32,7 @@ from spikec.evaluate import GRAPH_FILES, STAGES, Evaluation, Progress, batches, 
 from spikec.ir.graph import Graph
 from spikec.ir import ops as O
 from spikec.outputs import OutputDir
+from spikec.quantize.options import ResidualLowering
 from spikec.sim import Simulator
 
 __all__ = ["TARGETS", "STAGES", "RESIDUAL_MODES", "GRAPH_FILES", "REPORT_FILE", "CompileOutcome",
@@ -39,7 +40,7 @@ __all__ = ["TARGETS", "STAGES", "RESIDUAL_MODES", "GRAPH_FILES", "REPORT_FILE", 
 
 #: Targets ``spikec compile --target`` accepts (profiles with an executable arithmetic).
 TARGETS = ("loihi2", "loihi")
-RESIDUAL_MODES = ("auto", "graded", "fanin")
+RESIDUAL_MODES = ResidualLowering.values()   # the --residual choices
 REPORT_FILE = "report.json"
 #: Samples of the --calib set handed to the quantizer.
 CALIB_SAMPLES = 64
@@ -133,7 +134,7 @@ def compile_model(model: str | os.PathLike, out: str | os.PathLike, *, target: s
 
 
 def _check_options(residual: str, batch_size: int) -> None:
-    if residual not in RESIDUAL_MODES:
+    if not ResidualLowering.has(residual):
         raise ProfileError(f"--residual must be one of {', '.join(RESIDUAL_MODES)}, not {residual!r}")
     if batch_size < 1:
         raise DataError(f"--batch-size must be >= 1, got {batch_size}")

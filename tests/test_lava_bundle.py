@@ -137,12 +137,13 @@ def test_split_layers_one_lif_per_threshold_and_conv_per_exponent():
     plan, _, facts = build_plan(SAMPLES["add"], ssa="host")
     l1 = [p for p in _procs(plan, "lif") if p["ir"] == "l1"]
     assert sorted(p["vth"] for p in l1) == [40, 70]
-    # c1 has exponents (0, -1, 0, -2): Lava's Conv ignores exponents on the CPU, so the negative
-    # ones go to Sparse processes; c2 (exponent 1, split input) becomes Conv per input part
+    # c1 has exponents (0, -1, 0, -2): one Lava Conv per exponent (the runtime's CPU model
+    # applies it, as the chip does); c2 (exponent 1, split input) becomes Conv per input part
     c2 = [p for p in _procs(plan, "conv") if p["name"].startswith("l2_syn")]
     assert c2 and all(p["weight_exp"] == 1 for p in c2)
-    c1 = [p for p in _procs(plan, "sparse") if p["name"].startswith("l1_syn")]
-    assert {p["weight_exp"] for p in c1} >= {-1, -2}
+    c1 = [p for p in _procs(plan, "conv") if p["name"].startswith("l1_syn")]
+    assert {p["weight_exp"] for p in c1} == {0, -1, -2}
+    assert not [p for p in _procs(plan, "sparse") if p["name"].startswith(("l1_syn", "q_", "k_"))]
     # proj is split by threshold and read by the head with exponent -1: gathered first (one
     # shift of the whole sum, as in the IR), one step later
     assert [p for p in plan["processes"] if p["name"].startswith("proj_gather")]

@@ -265,9 +265,14 @@ class Lowering:
         if op is None or v.simple:
             return False
         exps = np.asarray(op.weight_exp).astype(np.int64)
-        w = np.asarray(op.weight).astype(np.int64).reshape(exps.size, -1)
+        if not np.any(exps < 0):
+            return False
+        w = np.asarray(op.weight).reshape(exps.size, -1)
         for e in np.unique(exps[exps < 0]):
-            if np.any(w[exps == e] % (1 << int(-e))):
+            low_bits = (1 << int(-e)) - 1               # w % 2**k != 0 (two's complement)
+            rows = w[exps == e] if low_bits <= np.iinfo(w.dtype).max else \
+                w[exps == e].astype(np.int64)
+            if np.any(rows & rows.dtype.type(low_bits)):
                 return True
         return False
 

@@ -75,7 +75,7 @@ def lower_host(b: PlanBuilder, name: str, x: LValue, y: LValue, out_shape) -> LV
             parts = [(b.full_port(v, depth), list(v.shape), None)]
         spec[f"{side}_parts"] = []
         for j, (ref, shape, index) in enumerate(parts):
-            idx = None if index is None else b.array(proc, f"{side}{j}_index", index.astype(np.int64))
+            idx = None if index is None else b.array(proc, f"{side}{j}_index", index.astype(np.int32))
             spec[f"{side}_parts"].append({"shape": shape, "index": idx})
             b.connect(ref, [proc, f"{side}{j}", []])
     b.processes.append(spec)

@@ -83,9 +83,14 @@ def _make(spec, arrays, *, samples, timesteps, total_steps, inputs, scratch):
             return DelayDense(weights=w, delays=int(spec["delay"]), name=name, **_conn_kwargs(spec))
         return Dense(weights=w, name=name, **_conn_kwargs(spec))
     if kind == "sparse":
-        w = csr_matrix((_arr(spec["w_data"], arrays).astype(np.int32),
-                        _arr(spec["w_indices"], arrays), _arr(spec["w_indptr"], arrays)),
-                       shape=tuple(spec["w_shape"]))
+        data = _arr(spec["w_data"], arrays).astype(np.int32)
+        cols = _arr(spec["w_indices"], arrays).astype(np.int32)
+        if "w_rows" in spec:  # coordinates (fewer nonzeros than rows)
+            rows = _arr(spec["w_rows"], arrays).astype(np.int32)
+            w = csr_matrix((data, (rows, cols)), shape=tuple(spec["w_shape"]))
+        else:
+            w = csr_matrix((data, cols, _arr(spec["w_indptr"], arrays).astype(np.int32)),
+                           shape=tuple(spec["w_shape"]))
         if spec.get("delay", 0):
             delays = w.astype(np.int64)  # Lava wants an int64 matrix of w's sparsity
             delays.data[:] = int(spec["delay"])

@@ -12,16 +12,20 @@ import numpy as np
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
-def npz_bytes(arrays: dict) -> bytes:
-    """Zip of ``NAME.npy`` members in sorted name order, fixed timestamps, stored uncompressed."""
+def npz_bytes(arrays: dict, *, consume: bool = False) -> bytes:
+    """Zip of ``NAME.npy`` members in sorted name order, fixed timestamps, stored uncompressed.
+
+    Each array is streamed into the zip (no second copy of a member); ``consume`` removes each
+    array from ``arrays`` once written, so a large bundle is never held twice."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
         for name in sorted(arrays):
-            member = io.BytesIO()
-            np.lib.format.write_array(member, np.asanyarray(arrays[name]), allow_pickle=False)
+            arr = np.asanyarray(arrays.pop(name) if consume else arrays[name])
             info = zipfile.ZipInfo(name + ".npy", date_time=_EPOCH)
             info.external_attr = 0o644 << 16
-            zf.writestr(info, member.getvalue())
+            with zf.open(info, "w", force_zip64=arr.nbytes > zipfile.ZIP64_LIMIT - (1 << 16)) as member:
+                np.lib.format.write_array(member, arr, allow_pickle=False)
+            del arr
     return buf.getvalue()
 
 

@@ -30,7 +30,7 @@ from spikec.ir import ops as O
 from spikec.ir import fixed as F
 
 from . import shared
-from .matrix import SynapseMatrix, unrolled_axis, unrolled_conv, unrolled_window
+from .matrix import SynapseMatrix, guard_synapses, unrolled_axis, unrolled_conv, unrolled_window
 from .plan import LValue, Part, PlanBuilder, message_bits
 
 
@@ -325,6 +325,7 @@ class Lowering:
         a, b = (self.value(i) for i in op.inputs)
         shape = tuple(self.g.spec(op.name).shape)
         arrive = max(a.depth, b.depth) + 1
+        guard_synapses(2 * a.size, f"the identity synapses of add {op.name!r}")
         relay = self.b.relay(op.name, shape, "count", arrive)
         eye = SynapseMatrix.identity(a.size)
         for v in (a, b):
@@ -348,6 +349,7 @@ class Lowering:
 
     def iand(self, op: O.IAND) -> None:
         a, s = (self.value(i) for i in op.inputs)
+        guard_synapses(2 * a.size, f"the identity synapses of iand {op.name!r}")
         eye = SynapseMatrix.identity(a.size)
         # v = (s - a) << 6 > 0  <=>  s and not a
         self._spike_relay(op, [(s, eye), (a, -eye)], tuple(self.g.spec(op.name).shape))

@@ -97,9 +97,15 @@ class SynapseMatrix:
 UNROLL_BYTES_PER_SYNAPSE = 72
 
 
+def guard_synapses(nnz: int, what: str, avoid: str = "") -> None:
+    """Refuse (``MemoryBudgetError``, one line) before building ``nnz`` synapses for ``what``
+    when they would not fit in the memory this machine has (or ``SPIKEC_MEMORY_LIMIT``)."""
+    require_memory(float(nnz) * UNROLL_BYTES_PER_SYNAPSE, f"{what} ({nnz:,} synapses)",
+                   avoid=avoid)
+
+
 def _guard(nnz: int, what: str, avoid: str) -> None:
-    require_memory(float(nnz) * UNROLL_BYTES_PER_SYNAPSE,
-                   f"unrolling {what} into Lava Sparse synapses ({nnz:,} synapses)", avoid=avoid)
+    guard_synapses(nnz, f"unrolling {what} into Lava Sparse synapses", avoid)
 
 
 def _rows(rows, n: int) -> np.ndarray:

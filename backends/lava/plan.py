@@ -29,7 +29,7 @@ from spikec.errors import UnsupportedOpError
 from spikec.target.fixedpoint import dense_weights, determine_sign_mode
 from spikec.target.formats import NumberFormats, SignMode
 
-from .matrix import SynapseMatrix
+from .matrix import SynapseMatrix, guard_synapses
 from .shared import narrow
 
 #: Name of the one recorder process (the probes).
@@ -263,6 +263,7 @@ class PlanBuilder:
                                      "(internal error)")
         key = (value.name, depth)
         if key not in self._relays:
+            guard_synapses(value.size, f"the {depth}-step relay of {value.name!r}")
             what = "gather" if not value.simple else "delay"
             relay = self.relay(f"{value.name}_{what}{depth}", value.shape, value.kind, depth)
             self.linear(value, SynapseMatrix.identity(value.size),

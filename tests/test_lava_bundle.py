@@ -385,7 +385,8 @@ def _conv_net(size=32, channels=8):
     shape = (channels, size, size)
     return Graph([
         F.GradedInput("x", (), shape=(1, size, size), payload_bits=8),
-        F.ConvSynapse("stem", ("x",), weight=(2 * rng.integers(-9, 10, (channels, 1, 3, 3))).astype(np.int16),
+        F.ConvSynapse("stem", ("x",),
+                      weight=(2 * rng.integers(-9, 10, (channels, 1, 3, 3))).astype(np.int16),
                       weight_exp=np.full(channels, -2, np.int8), padding=(1, 1)),
         F.CubaLIF("lif", ("stem",), du=4095, dv=2048, vth=np.full(shape, 40, np.int32),
                   bias_mant=np.zeros(shape, np.int16), bias_exp=np.zeros(shape, np.int8)),

@@ -165,7 +165,8 @@ class PlanBuilder:
         self.processes.append({
             "name": name, "type": "lif", "shape": list(shape), "du": int(du), "dv": int(dv),
             "vth": int(vth), "depth": int(depth), "ir": ir,
-            "bias_mant": self.array(name, "bias_mant", narrow(np.asarray(bias_mant).reshape(shape))),
+            "bias_mant": self.array(name, "bias_mant",
+                                    narrow(np.asarray(bias_mant).reshape(shape))),
             "bias_exp": self.array(name, "bias_exp", narrow(np.asarray(bias_exp).reshape(shape))),
         })
         self.count("processes", 1)

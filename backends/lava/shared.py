@@ -28,14 +28,15 @@ class ConvGeometry:
     """How one synapse op maps onto Lava Conv ports.
 
     ``pre``, ``channels``, ``post``: the IR value (input) seen as ``(pre, C_in, post)`` for a
-    dense synapse; for a conv synapse ``channels`` is C_in and ``spatial`` is (H, W).
-    ``channel_major``: the channel axis is the outermost axis of the IR value (``pre == 1``), so
-    a split value's parts (whole channels in order) can feed a Conv each.
+    dense synapse whose weights apply along ``axis``; a conv synapse has ``axis`` 0 and
+    ``channels`` C_in. ``channel_major``: the channel axis is the outermost axis of the IR value,
+    so a split value's parts (whole channels in order) can feed a Conv each.
     """
 
     op: object
     in_shape: tuple
     out_shape: tuple
+    axis: int
     pre: int
     channels: int
     post: int
@@ -46,7 +47,7 @@ class ConvGeometry:
 
     @property
     def channel_major(self) -> bool:
-        return self.pre == 1
+        return self.axis == 0
 
     def in_vops(self, n_chans: int) -> list:
         """Port transforms from a part carrying ``n_chans`` whole input channels (in IR order)
@@ -92,13 +93,13 @@ def geometry(op, in_shape, out_shape) -> ConvGeometry | None:
     a dense synapse on a 1-d value (that is Lava's Dense)."""
     in_shape, out_shape = tuple(in_shape), tuple(out_shape)
     if isinstance(op, F.ConvSynapse):
-        return ConvGeometry(op, in_shape, out_shape, 1, in_shape[0], 1)
+        return ConvGeometry(op, in_shape, out_shape, 0, 1, in_shape[0], 1)
     if len(in_shape) < 2:
         return None
     a = op.axis % len(in_shape)
     pre = int(np.prod(in_shape[:a], dtype=np.int64))
     post = int(np.prod(in_shape[a + 1:], dtype=np.int64))
-    return ConvGeometry(op, in_shape, out_shape, pre, in_shape[a], post)
+    return ConvGeometry(op, in_shape, out_shape, a, pre, in_shape[a], post)
 
 
 def dense_fits_conv(op, x_bound: int, out_bits: int) -> bool:

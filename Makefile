@@ -19,3 +19,9 @@ test-lava:
 # One JSON object per line, each with a "name".
 bench:
 	$(PY) bench/bench_sim.py
+
+# compile of the paper-scale V2 models for loihi2 (Lava bundle included): wall, CPU, peak memory,
+# one JSON object per line (bench/bench_compile.py; checkpoints cached in $TMPDIR)
+.PHONY: bench-compile
+bench-compile:
+	$(PY) bench/bench_compile.py

@@ -138,12 +138,13 @@ def test_split_layers_one_lif_per_threshold_and_conv_per_exponent():
     plan, _, facts = build_plan(SAMPLES["add"], ssa="host")
     l1 = [p for p in _procs(plan, "lif") if p["ir"] == "l1"]
     assert sorted(p["vth"] for p in l1) == [40, 70]
-    # c1 has exponents (0, -1, 0, -2): Lava's Conv ignores exponents on the CPU, so the negative
-    # ones go to Sparse processes; c2 (exponent 1, split input) becomes Conv per input part
+    # c1 has exponents (0, -1, 0, -2): one Lava Conv per exponent (the runtime's CPU model
+    # applies it, as the chip does); c2 (exponent 1, split input) becomes Conv per input part
     c2 = [p for p in _procs(plan, "conv") if p["name"].startswith("l2_syn")]
     assert c2 and all(p["weight_exp"] == 1 for p in c2)
-    c1 = [p for p in _procs(plan, "sparse") if p["name"].startswith("l1_syn")]
-    assert {p["weight_exp"] for p in c1} >= {-1, -2}
+    c1 = [p for p in _procs(plan, "conv") if p["name"].startswith("l1_syn")]
+    assert {p["weight_exp"] for p in c1} == {0, -1, -2}
+    assert not [p for p in _procs(plan, "sparse") if p["name"].startswith(("l1_syn", "q_", "k_"))]
     # proj is split by threshold and read by the head with exponent -1: gathered first (one
     # shift of the whole sum, as in the IR), one step later
     assert [p for p in plan["processes"] if p["name"].startswith("proj_gather")]
@@ -401,3 +402,56 @@ def test_validate_runs_the_installed_runner_not_a_script_from_out(tmp_path, monk
     assert bundle == str((out / "lava").resolve())
     assert not any(c.endswith("run_lava.py") or "spikec_lava/" in c for c in cmd)
     assert str(out) not in str(kw.get("cwd"))
+
+# ----------------------------------------------------------------------------- memory
+def _conv_net(size=32, channels=8):
+    from spikec.ir import fixed as F
+    from spikec.ir import ops as O
+    from spikec.ir.graph import Graph
+
+    rng = np.random.default_rng(3)
+    shape = (channels, size, size)
+    return Graph([
+        F.GradedInput("x", (), shape=(1, size, size), payload_bits=8),
+        F.ConvSynapse("stem", ("x",),
+                      weight=(2 * rng.integers(-9, 10, (channels, 1, 3, 3))).astype(np.int16),
+                      weight_exp=np.full(channels, -2, np.int8), padding=(1, 1)),
+        F.CubaLIF("lif", ("stem",), du=4095, dv=2048, vth=np.full(shape, 40, np.int32),
+                  bias_mant=np.zeros(shape, np.int16), bias_exp=np.zeros(shape, np.int8)),
+        O.Output("out", ("lif",)),
+    ], timesteps=2, domain="fixed")
+
+
+def test_weight_shared_conv_stores_the_kernel_once_in_int8():
+    plan, arrays, facts = build_plan(_conv_net(), ssa="host")
+    (conv,) = [p for p in plan["processes"] if p["type"] == "conv"]
+    w = arrays[conv["weight"][1:]]
+    assert w.dtype == np.int8 and w.shape == (8, 3, 3, 1) and conv["weight_exp"] == -2
+    assert facts["synapses"] == np.count_nonzero(w)
+    _, sarrays, sfacts = build_plan(_conv_net(), ssa="host", conv="sparse")
+    assert sfacts["synapses"] > 500 * facts["synapses"]
+    unrolled = sum(a.nbytes for k, a in sarrays.items() if ".w_" in k)
+    assert w.nbytes == 72 and unrolled > 5000 * w.nbytes
+
+
+def test_memory_guard_names_the_layer_bytes_and_option(monkeypatch, tmp_path, capsys):
+    from spikec.memory import MemoryBudgetError
+
+    # the unrolled stem: 8 * 32 * 32 * 9 synapses (about 5 MiB while built); the Conv: 72 bytes
+    monkeypatch.setenv("SPIKEC_MEMORY_LIMIT", "1M")
+    build_plan(_conv_net(), ssa="host", conv="lava")
+    with pytest.raises(MemoryBudgetError, match=r"conv synapse 'stem'.* needs 5\.1 MiB.*"
+                                                 r"1\.0 MiB.*--conv lava"):
+        build_plan(_conv_net(), ssa="host", conv="sparse")
+    monkeypatch.setenv("SPIKEC_MEMORY_LIMIT", "10K")
+    build_plan(SAMPLES["zoo"], ssa="host")
+    with pytest.raises(MemoryBudgetError, match=r"spike_matmul 'mm_ss'.*--ssa host"):
+        build_plan(SAMPLES["zoo"], ssa="decompose")
+    monkeypatch.setenv("SPIKEC_MEMORY_LIMIT", "1M")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "compiled.spkc").write_bytes(dumps(_conv_net()))
+    code, _, err = _cli(["lava-bundle", str(out), "--conv", "sparse"], capsys)
+    assert code == 3 and len(err.strip().splitlines()) == 1 and "'stem'" in err
+    assert not (out / "lava").exists()
+    assert _cli(["lava-bundle", str(out)], capsys)[0] == 0 and (out / "lava").is_dir()

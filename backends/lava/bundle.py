@@ -35,7 +35,7 @@ from .runtime.npzio import npz_bytes
 
 BUNDLE_DIR = "lava"
 BUNDLE_FORMAT = "spikec-lava-bundle"
-BUNDLE_FORMAT_VERSION = 1
+BUNDLE_FORMAT_VERSION = 2
 CONV_MODES = ("lava", "sparse")
 RUNTIME_FILES = ("__init__.py", "procs.py", "network.py", "npzio.py", "runner.py")
 _RUNTIME = Path(__file__).parent / "runtime"
@@ -117,7 +117,7 @@ def bundle_files(graph: Graph, *, ssa: str = "host", conv: str = "lava"
     from . import netx
 
     plan, arrays, facts = build_plan(graph, ssa=ssa, conv=conv)
-    files = {"network.json": _json_bytes(plan), "network.npz": npz_bytes(arrays),
+    files = {"network.json": _json_bytes(plan), "network.npz": npz_bytes(arrays, consume=True),
              "run_lava.py": (_RUNTIME / "run_lava.py").read_bytes()}
     for name in RUNTIME_FILES:
         files[f"spikec_lava/{name}"] = (_RUNTIME / name).read_bytes()

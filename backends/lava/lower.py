@@ -32,61 +32,14 @@ from spikec.ir import fixed as F
 from spikec.ir.dispatch import OpTable
 from spikec.target.fixedpoint import conv_weight_from_torch
 
-from .matrix import SynapseMatrix
+from . import shared
+from .matrix import SynapseMatrix, guard_synapses, unrolled_axis, unrolled_conv, unrolled_window
 from .plan import LValue, Part, PlanBuilder, message_bits
 
 #: What the Lava lowering does with each op type: ``(self: Lowering, op) -> None``.
 LOWER = OpTable("the Lava lowering")
 LOWER.refuse(set(O.OP_TYPES.values()) - F.FIXED_DOMAIN_OPS,
              "a float op: the Lava backend lowers fixed-point graphs (spikec compile quantizes)")
-
-
-# ----------------------------------------------------------------------------- matrices
-def conv_matrix(op: F.ConvSynapse, in_shape, out_shape) -> SynapseMatrix:
-    """The unrolled convolution ``[C_out*Ho*Wo, C_in*H*W]`` over flat IR (C, H, W) values
-    (zero padding: taps outside the input are absent)."""
-    cout, cin_g, kh, kw = op.weight.shape
-    _, H, W = in_shape
-    _, Ho, Wo = out_shape
-    g_out = cout // op.groups
-    o, c, u, v, i, j = np.meshgrid(np.arange(cout), np.arange(cin_g), np.arange(kh), np.arange(kw),
-                                   np.arange(Ho), np.arange(Wo), indexing="ij")
-    y = op.stride[0] * i + op.dilation[0] * u - op.padding[0]
-    x = op.stride[1] * j + op.dilation[1] * v - op.padding[1]
-    ok = (y >= 0) & (y < H) & (x >= 0) & (x < W)
-    cin = (o // g_out) * cin_g + c
-    rows = ((o * Ho + i) * Wo + j)[ok]
-    cols = ((cin * H + y) * W + x)[ok]
-    vals = op.weight[o, c, u, v][ok].astype(np.int64)
-    return SynapseMatrix.build(rows, cols, vals, (cout * Ho * Wo, int(np.prod(in_shape))))
-
-
-def axis_matrix(w: np.ndarray, in_shape, axis: int) -> SynapseMatrix:
-    """``W`` applied along ``axis`` of a flat value of ``in_shape``: ``[out_size, in_size]``."""
-    a = axis % len(in_shape)
-    n_out, n_in = w.shape
-    pre = int(np.prod(in_shape[:a], dtype=np.int64))
-    post = int(np.prod(in_shape[a + 1:], dtype=np.int64))
-    p, o, i, q = np.meshgrid(np.arange(pre), np.arange(n_out), np.arange(n_in), np.arange(post),
-                             indexing="ij")
-    rows = ((p * n_out + o) * post + q).ravel()
-    cols = ((p * n_in + i) * post + q).ravel()
-    vals = w[o, i].astype(np.int64).ravel()
-    return SynapseMatrix.build(rows, cols, vals, (pre * n_out * post, pre * n_in * post))
-
-
-def window_matrix(op: O.MaxPool2d, in_shape, out_shape) -> SynapseMatrix:
-    """Ones from every element of each pooling window (padding taps absent)."""
-    C, H, W = in_shape
-    _, Ho, Wo = out_shape
-    c, u, v, i, j = np.meshgrid(np.arange(C), np.arange(op.kernel[0]), np.arange(op.kernel[1]),
-                                np.arange(Ho), np.arange(Wo), indexing="ij")
-    y = op.stride[0] * i + u - op.padding[0]
-    x = op.stride[1] * j + v - op.padding[1]
-    ok = (y >= 0) & (y < H) & (x >= 0) & (x < W)
-    rows = ((c * Ho + i) * Wo + j)[ok]
-    cols = ((c * H + y) * W + x)[ok]
-    return SynapseMatrix.build(rows, cols, 1, (C * Ho * Wo, C * H * W))
 
 
 def _transpose_index(shape, perm) -> np.ndarray:
@@ -198,30 +151,39 @@ class Lowering:
             rows = cur.perm if rows is None else cur.perm[rows]
         in_shape = tuple(self.g.spec(op.inputs[0]).shape)
         out_shape = tuple(self.g.spec(op.name).shape)
+        geo = shared.geometry(op, in_shape, out_shape)
         sparse_terms = []
         values = [self._gathered(v) if self._needs_gather(v, op) else v for v in values]
         for v in values:
-            if self.conv_mode == "lava" and self._conv_ok(op, v, rows, arrive, exps, cur):
-                self._lava_conv(op, v, dst, rows, base, cur.vops, exps)
+            if self.conv_mode == "lava" and self._conv_ok(op, geo, v, rows, cur):
+                if v.depth < arrive - 1:  # Conv has no synaptic delay: a delay line
+                    v = self._aligned(v, arrive - 1)
+                self._lava_conv(op, geo, v, dst, rows, base, cur.vops, exps)
             else:
                 sparse_terms.append(v)
         if not sparse_terms:
             return
         if isinstance(op, F.ConvSynapse):
-            m = conv_matrix(op, in_shape, out_shape)
+            m = unrolled_conv(op, in_shape, out_shape, rows, avoid=self._unroll_hint())
             chan = np.repeat(np.arange(out_shape[0]), int(np.prod(out_shape[1:])))
         else:
-            m = axis_matrix(op.weight, in_shape, op.axis)
+            m = unrolled_axis(op, in_shape, rows, avoid=self._unroll_hint())
             a = op.axis % len(out_shape)
             chan = np.indices(out_shape)[a].ravel()
         if rows is not None:
-            m, chan = m.take_rows(rows), chan[rows]
+            chan = chan[rows]
         use_dense = isinstance(op, F.DenseSynapse) and len(in_shape) == 1
         for e in np.unique(exps[chan]):
             group = m.mask_rows(exps[chan] == e)
             for v in sparse_terms:
                 self.b.linear(v, group, dst, arrive=arrive, base=f"{base}_e{e}",
                               weight_exp=int(e), dense=use_dense)
+
+    def _unroll_hint(self) -> str:
+        if self.conv_mode == "sparse":
+            return "use `--conv lava` (weight-shared Lava Conv processes)"
+        return ("this synapse cannot be a Lava Conv (neuron groups through a transpose, a split "
+                "grouped conv, or a sum that may wrap); use a machine with more memory")
 
     @staticmethod
     def _channels(index: np.ndarray | None, shape) -> np.ndarray | None:
@@ -238,55 +200,63 @@ class Lowering:
             return None
         return chans
 
-    def _conv_ok(self, op, v: LValue, rows, arrive, exps, cur) -> bool:
-        """Lava's Conv can take this input term: an aligned input (Conv has no delay), whole
-        input and output channels, exponents >= 0 (Lava's CPU Conv ignores the exponent;
-        ``network.py`` folds a positive one into the weights), ungrouped unless unsplit."""
-        if not isinstance(op, F.ConvSynapse) or v.depth != arrive - 1:
+    def _conv_ok(self, op, geo, v: LValue, rows, cur) -> bool:
+        """Lava's Conv can take this input term exactly: a conv synapse, or a dense synapse on
+        tokens whose sums no wrap can reach; whole input and output channels (a split value or
+        neuron group only where the channel axis is outermost); ungrouped unless unsplit. Any
+        exponent (``procs.PyConvModelExp`` applies it on the CPU, the chip's Conv on Loihi)."""
+        if geo is None or (rows is not None and cur.perm is not None):
+            return False
+        if not geo.is_conv and not shared.dense_fits_conv(op, v.bound, self.b.fmt.conv_out_bits):
+            return False
+        if not geo.channel_major and (rows is not None or not v.simple):
             return False
         out_shape = tuple(self.g.spec(op.name).shape)
-        if rows is not None and cur.perm is not None:
+        if geo.channel_major and self._channels(rows, out_shape) is None:
             return False
-        out_chans = self._channels(rows, out_shape)
-        if out_chans is None or np.any(exps[out_chans] < 0):
+        if geo.channel_major and any(self._channels(p.index, v.shape) is None for p in v.parts):
             return False
-        in_chans = [self._channels(p.index, v.shape) for p in v.parts]
-        if any(c is None for c in in_chans):
-            return False
-        return op.groups == 1 or (v.simple and rows is None)
+        if geo.is_conv and op.groups != 1:
+            return v.simple and rows is None
+        return True
 
-    def _lava_conv(self, op, v: LValue, dst, rows, base, vops, exps) -> None:
+    def _aligned(self, v: LValue, depth: int) -> LValue:
+        ref = self.b.full_port(v, depth)
+        return LValue(v.name, v.shape, v.kind, v.bound,
+                      [Part(ref[0], ref[1], list(ref[2]), v.shape, None, depth)])
+
+    def _lava_conv(self, op, geo, v: LValue, dst, rows, base, vops, exps) -> None:
         """One Lava Conv per (input part, exponent group): the part's input channels, the
-        neurons' output channels, rows of other exponents zero."""
+        neurons' output channels, rows of other exponents zero. Weights stored once (8-bit
+        mantissas in int8), never per output position."""
         out_shape = tuple(self.g.spec(op.name).shape)
-        out_chans = self._channels(rows, out_shape)
-        c_all, h, wd = v.shape
+        out_chans = self._channels(rows, out_shape) if rows is not None else \
+            np.arange(op.weight.shape[0])
         for part in v.parts:
-            in_chans = self._channels(part.index, v.shape)
-            src = part.ref([["reshape", [len(in_chans), h, wd]], ["transpose", [2, 1, 0]]])
+            in_chans = self._channels(part.index, v.shape) if part.index is not None else \
+                np.arange(geo.channels)
+            src = part.ref(geo.in_vops(len(in_chans)))
             for e in np.unique(exps[out_chans]):
                 wt = op.weight[out_chans]
-                if op.groups == 1:
+                if not geo.is_conv or op.groups == 1:
                     wt = wt[:, in_chans]
-                wt = np.where((exps[out_chans] == e)[:, None, None, None], wt, 0)
+                keep = (exps[out_chans] == e).reshape((-1,) + (1,) * (wt.ndim - 1))
+                wt = np.where(keep, wt, 0)
                 if not np.any(wt):
                     continue
-                w = conv_weight_from_torch(wt).astype(np.int32)
+                w = shared.narrow(geo.lava_weight(wt))
                 name = self.b.unique(f"{base}_conv_e{e}")
                 self.b.processes.append({
                     "name": name, "type": "conv", "weight": self.b.array(name, "weight", w),
-                    "weight_exp": int(e), "input_shape": [wd, h, len(in_chans)],
-                    "padding": [int(op.padding[1]), int(op.padding[0])],
-                    "stride": [int(op.stride[1]), int(op.stride[0])],
-                    "dilation": [int(op.dilation[1]), int(op.dilation[0])],
-                    "groups": int(op.groups),
+                    "weight_exp": int(e), "input_shape": geo.input_shape(len(in_chans)),
+                    **geo.conv_params(),
                     "num_message_bits": message_bits(v.bound) if v.kind == "count" else 0})
                 self.b.count("processes", 1)
                 self.b.count("synapses", int(np.count_nonzero(w)))
                 self.b.connect(src, [name, "s_in", []])
                 # a split layer's rows are whole channels in order: the flat order is the same
                 layout = list(vops) if rows is None else []
-                self.b.connect([name, "a_out", [["transpose", [2, 1, 0]]] + layout +
+                self.b.connect([name, "a_out", geo.out_vops(rows is None) + layout +
                                 [["reshape", list(dst[3])]]], dst[:3])
 
     @staticmethod
@@ -298,9 +268,14 @@ class Lowering:
         if op is None or v.simple:
             return False
         exps = np.asarray(op.weight_exp).astype(np.int64)
-        w = np.asarray(op.weight).astype(np.int64).reshape(exps.size, -1)
+        if not np.any(exps < 0):
+            return False
+        w = np.asarray(op.weight).reshape(exps.size, -1)
         for e in np.unique(exps[exps < 0]):
-            if np.any(w[exps == e] % (1 << int(-e))):
+            low_bits = (1 << int(-e)) - 1               # w % 2**k != 0 (two's complement)
+            rows = w[exps == e] if low_bits <= np.iinfo(w.dtype).max else \
+                w[exps == e].astype(np.int64)
+            if np.any(rows & rows.dtype.type(low_bits)):
                 return True
         return False
 
@@ -356,6 +331,7 @@ class Lowering:
         a, b = (self.value(i) for i in op.inputs)
         shape = tuple(self.g.spec(op.name).shape)
         arrive = max(a.depth, b.depth) + 1
+        guard_synapses(2 * a.size, f"the identity synapses of add {op.name!r}")
         relay = self.b.relay(op.name, shape, "count", arrive)
         eye = SynapseMatrix.identity(a.size)
         for v in (a, b):
@@ -380,6 +356,7 @@ class Lowering:
     @LOWER.register(O.IAND)
     def iand(self, op: O.IAND) -> None:
         a, s = (self.value(i) for i in op.inputs)
+        guard_synapses(2 * a.size, f"the identity synapses of iand {op.name!r}")
         eye = SynapseMatrix.identity(a.size)
         # v = (s - a) << 6 > 0  <=>  s and not a
         self._spike_relay(op, [(s, eye), (a, -eye)], tuple(self.g.spec(op.name).shape))
@@ -396,7 +373,8 @@ class Lowering:
         x = self.value(op.inputs[0])
         shape = tuple(self.g.spec(op.name).shape)
         # v = (spikes in the window) << 6 > 0  <=>  any spike (max of spikes = OR)
-        self._spike_relay(op, [(x, window_matrix(op, x.shape, shape))], shape)
+        m = unrolled_window(op, x.shape, shape, avoid="max pooling is unrolled in every lowering")
+        self._spike_relay(op, [(x, m)], shape)
 
     # -- layout ----------------------------------------------------------------------------------
     @LOWER.register(O.Reshape)

@@ -29,7 +29,8 @@ from spikec.errors import UnsupportedOpError
 from spikec.target.fixedpoint import dense_weights, determine_sign_mode
 from spikec.target.formats import NumberFormats, SignMode
 
-from .matrix import SynapseMatrix
+from .matrix import SynapseMatrix, guard_synapses
+from .shared import narrow
 
 #: Name of the one recorder process (the probes).
 RECORDER = "recorder"
@@ -164,8 +165,9 @@ class PlanBuilder:
         self.processes.append({
             "name": name, "type": "lif", "shape": list(shape), "du": int(du), "dv": int(dv),
             "vth": int(vth), "depth": int(depth), "ir": ir,
-            "bias_mant": self.array(name, "bias_mant", np.asarray(bias_mant, np.int32).reshape(shape)),
-            "bias_exp": self.array(name, "bias_exp", np.asarray(bias_exp, np.int32).reshape(shape)),
+            "bias_mant": self.array(name, "bias_mant",
+                                    narrow(np.asarray(bias_mant).reshape(shape))),
+            "bias_exp": self.array(name, "bias_exp", narrow(np.asarray(bias_exp).reshape(shape))),
         })
         self.count("processes", 1)
         self.count("neurons", int(np.prod(shape, dtype=np.int64)))
@@ -214,16 +216,29 @@ class PlanBuilder:
                 spec = {"name": name, "type": "dense", **common,
                         "weights": self.array(name, "weights", piece.toarray().astype(np.int32))}
             else:
-                data, indices, indptr = piece.csr()
                 spec = {"name": name, "type": "sparse", **common, "w_shape": list(piece.shape),
-                        "w_data": self.array(name, "w_data", data.astype(np.int32)),
-                        "w_indices": self.array(name, "w_indices", indices.astype(np.int32)),
-                        "w_indptr": self.array(name, "w_indptr", indptr.astype(np.int32))}
+                        **self._sparse_arrays(name, piece)}
             self.processes.append(spec)
             self.count("processes", 1)
             self.count("synapses", piece.nnz)
             self.connect(src_ref, [name, "s_in", []])
             self.connect([name, "a_out", [["reshape", list(dst[3])]]], dst[:3])
+
+    def _sparse_arrays(self, name: str, w: SynapseMatrix) -> dict:
+        """A Sparse weight matrix as CSR (``w_indptr``: one entry per row) or, when it has fewer
+        nonzeros than rows (a part of a split value into a whole population), as coordinates
+        (``w_rows``: one entry per nonzero). Values in the narrowest integer type. ``w`` is
+        canonical (sorted by row and column)."""
+        m = w
+        out = {"w_data": self.array(name, "w_data", narrow(m.vals)),
+               "w_indices": self.array(name, "w_indices", m.cols.astype(np.int32))}
+        if m.nnz < m.shape[0]:
+            out["w_rows"] = self.array(name, "w_rows", m.rows.astype(np.int32))
+        else:
+            counts = np.bincount(m.rows, minlength=m.shape[0])
+            indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+            out["w_indptr"] = self.array(name, "w_indptr", indptr)
+        return out
 
     def linear(self, value: LValue, w: SynapseMatrix, dst: list, *, arrive: int, base: str,
                weight_exp: int = 0, dense: bool = False) -> None:
@@ -249,6 +264,7 @@ class PlanBuilder:
                                      "(internal error)")
         key = (value.name, depth)
         if key not in self._relays:
+            guard_synapses(value.size, f"the {depth}-step relay of {value.name!r}")
             what = "gather" if not value.simple else "delay"
             relay = self.relay(f"{value.name}_{what}{depth}", value.shape, value.kind, depth)
             self.linear(value, SynapseMatrix.identity(value.size),
@@ -268,7 +284,7 @@ class PlanBuilder:
                                         "value": value.name})
             self.connect(part.ref(), [RECORDER, f"in{port}", []])
             idx = None if part.index is None else self.array(RECORDER, f"index{port}",
-                                                             part.index.astype(np.int64))
+                                                             part.index.astype(np.int32))
             parts.append({"process": RECORDER, "port": port, "index": idx})
         self.probes.append({"value": value.name, "kind": kind or value.kind,
                             "shape": list(value.shape), "depth": value.depth, "parts": parts})

@@ -102,6 +102,46 @@ def spikformer_like(seed: int = 0, T: int = 3, residual: str = "add") -> Graph:
     return Graph(ops, timesteps=T, domain="fixed", meta={"sample": f"spikformer_like_{residual}"})
 
 
+def conv_zoo(seed: int = 0, T: int = 3) -> Graph:
+    """Every way a synapse becomes a weight-shared Lava Conv, on a graded 2x9x9 input.
+
+    c1: 3x3 conv, per-channel exponents (0, -1, -2, 1) -> LIF with two thresholds (split);
+    c2: strided, dilated conv with odd weights and exponent -2 from the split layer (gathered
+    first); c3: grouped 1x1 conv; join = l2 + l3 (counts); c4: fan-in of l2 (spikes, needs a
+    delay line) and the join (counts) through the same weights; tokens: d1 along axis 0 of
+    (C, N) counts with a negative exponent -> split LIF; d2 along axis 1 of (N, C) (a 1x1
+    conv over N positions) -> readout summed over tokens."""
+    rng = np.random.default_rng(seed)
+    odd = (2 * rng.integers(-6, 7, (4, 4, 3, 2)) + 1).astype(np.int16)
+    ops = [
+        F.GradedInput("x", (), shape=(2, 9, 9), payload_bits=8),
+        F.ConvSynapse("c1", ("x",), weight=_w(rng, (4, 2, 3, 3), -8, 10),
+                      weight_exp=np.array([0, -1, -2, 1], np.int8), padding=(1, 1)),
+        _lif("l1", "c1", (4, 9, 9), rng, vths=(40, 60), bias=2),
+        F.ConvSynapse("c2", ("l1",), weight=odd, weight_exp=np.full(4, -2, np.int8),
+                      stride=(2, 1), padding=(1, 0), dilation=(1, 2)),
+        _lif("l2", "c2", (4, 5, 7), rng, vths=(6,)),
+        F.ConvSynapse("c3", ("l2",), weight=_w(rng, (4, 2, 1, 1), -10, 30),
+                      weight_exp=np.full(4, -1, np.int8), groups=2),
+        _lif("l3", "c3", (4, 5, 7), rng, vths=(4, 6)),
+        O.Add("join", ("l2", "l3")),
+        F.ConvSynapse("c4", ("l2", "join"), weight=_w(rng, (4, 4, 3, 3), -8, 12),
+                      weight_exp=np.zeros(4, np.int8), padding=(1, 1)),
+        _lif("l4", "c4", (4, 5, 7), rng, vths=(40,)),
+        O.Reshape("tok", ("join",), shape=(4, 35)),
+        F.DenseSynapse("d1", ("tok",), weight=_w(rng, (6, 4), -20, 40),
+                       weight_exp=np.array([-1, 0, -1, 0, 1, -1], np.int8), axis=0),
+        _lif("l5", "d1", (6, 35), rng, vths=(8, 10)),
+        O.Reshape("tok4", ("l4",), shape=(4, 35)),
+        O.Transpose("tok4t", ("tok4",), perm=(1, 0)),       # (N, C)
+        F.DenseSynapse("d2", ("tok4t",), weight=_w(rng, (3, 4), -10, 40),
+                       weight_exp=np.zeros(3, np.int8), axis=1),
+        F.Readout("readout", ("d2",), scale=0.01, offset=np.zeros(3), sum_axes=(0,)),
+        O.Output("logits", ("readout",)),
+    ]
+    return Graph(ops, timesteps=T, domain="fixed", meta={"sample": "conv_zoo"})
+
+
 def images(n: int, shape=(1, 8, 8), seed: int = 0) -> np.ndarray:
     """Random uint8 images [n, *shape]."""
     return np.random.default_rng(seed + 1000).integers(0, 256, size=(n,) + tuple(shape),

@@ -31,7 +31,7 @@ import numpy as np
 
 from spikec.target.ssa import LOWERINGS, product_dims, term_indices, term_neuron
 
-from .matrix import SynapseMatrix
+from .matrix import SynapseMatrix, guard_synapses
 from .plan import LValue, Part, PlanBuilder
 
 __all__ = ["LOWERINGS", "costs", "lower_decompose", "lower_host"]
@@ -75,7 +75,7 @@ def lower_host(b: PlanBuilder, name: str, x: LValue, y: LValue, out_shape) -> LV
             parts = [(b.full_port(v, depth), list(v.shape), None)]
         spec[f"{side}_parts"] = []
         for j, (ref, shape, index) in enumerate(parts):
-            idx = None if index is None else b.array(proc, f"{side}{j}_index", index.astype(np.int64))
+            idx = None if index is None else b.array(proc, f"{side}{j}_index", index.astype(np.int32))
             spec[f"{side}_parts"].append({"shape": shape, "index": idx})
             b.connect(ref, [proc, f"{side}{j}", []])
     b.processes.append(spec)
@@ -93,8 +93,11 @@ def _onehot(rows, cols, shape, value=1) -> SynapseMatrix:
 def lower_decompose(b: PlanBuilder, name: str, x: LValue, y: LValue, out_shape) -> LValue:
     """Term neurons + summing synapses + graded relay (see the module docstring)."""
     z, m, k, n = product_dims(x.shape, y.shape)
+    terms = z * m * k * n
+    # fan-out of both operands, the summing synapses and the gate correction, plus the indices
+    guard_synapses(5 * terms, f"the decompose lowering of spike_matmul {name!r} "
+                   f"({terms:,} term neurons)", avoid="use --ssa host")
     a_idx, b_idx, y_idx = term_indices(z, m, k, n)
-    terms = a_idx.size
     t_idx = np.arange(terms)
     d_in = max(x.depth, y.depth)
     d_term, d_out = d_in + 1, d_in + 2

@@ -71,3 +71,41 @@ def test_matmul_every_kind_pair(ssa):
 def test_chain_with_dense_and_lava_conv():
     plan, _, _ = _check(samples.chain(T=2), {"x": samples.images(2)})
     assert {p["type"] for p in plan["processes"]} >= {"conv", "dense"}
+
+
+def test_conv_zoo_weight_shared_convs_match_simulator():
+    """Every weight-shared Conv path (negative and mixed exponents, a gathered split input,
+    a delay line, stride/padding/dilation, token-wise dense on (C, N) and (N, C)) and the
+    unrolled fallback (a grouped conv into a split layer), spike for spike."""
+    plan, _, _ = _check(samples.conv_zoo(T=3), {"x": samples.images(3, (2, 9, 9))})
+    procs = {p["name"]: p for p in plan["processes"]}
+    convs = [p for p in procs.values() if p["type"] == "conv"]
+    assert {p["weight_exp"] for p in convs if p["name"].startswith("l1_syn")} == {0, -1, -2, 1}
+    assert [p for p in convs if p["name"].startswith("l2_syn")][0]["weight_exp"] == -2
+    assert "l1_gather2" in procs and "l2_delay5" in procs
+    assert {tuple(p["input_shape"]) for p in convs if p["name"].startswith(("l5", "readout"))} \
+        == {(1, 35, 4), (35, 1, 4)}
+    assert [p for p in procs.values() if p["type"] == "sparse" and p["name"].startswith("l3_syn")]
+    assert any("w_rows" in p for p in procs.values() if p["type"] == "sparse")
+
+
+@pytest.mark.parametrize("kernel,stride,padding,groups", [
+    ((1, 1), (1, 1), (0, 0), 1), ((3, 2), (2, 1), (1, 0), 2), ((1, 1), (2, 2), (0, 0), 1)])
+def test_conv_model_is_lavas_fixed_pt_conv_plus_exponent(kernel, stride, padding, groups):
+    """PyConvModelExp's arithmetic: Lava's own conv (lava.proc.conv.utils.conv_scipy, exact in
+    float64 here) and 24-bit wrap for exponent 0; the exponent shifts the exact sum."""
+    from lava.proc.conv import utils
+
+    from spikec.backends.lava.runtime import procs
+
+    rng = np.random.default_rng(sum(kernel) + groups)
+    s_in = rng.integers(0, 200, (7, 6, 4)) * (rng.random((7, 6, 4)) < 0.5)
+    w = rng.integers(-255, 256, (6, *kernel, 4 // groups))
+    args = (kernel, stride, padding, (1, 1), groups)
+    got = procs.conv_exact(s_in, w, *args)
+    want = np.rint(utils.conv_scipy(s_in.astype(float), w.astype(float), *args)).astype(np.int64)
+    assert np.array_equal(got, want)
+    assert np.array_equal(procs.shift_wrap(got, 0), utils.signed_clamp(want, bits=24))
+    for e in (-3, -1, 2):
+        shifted = np.floor(want * 2.0 ** e).astype(np.int64)
+        assert np.array_equal(procs.shift_wrap(got, e), utils.signed_clamp(shifted, bits=24))

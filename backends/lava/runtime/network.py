@@ -12,7 +12,7 @@ an array of the npz. Process types and the Lava class each becomes:
 ``prod``           ``lava.proc.prodneuron.process.ProdNeuron`` with ``vth = 0`` (decompose SSA)
 ``dense``          ``lava.proc.dense.process.Dense`` / ``DelayDense`` when ``delay > 0``
 ``sparse``         ``lava.proc.sparse.process.Sparse`` / ``DelaySparse`` when ``delay > 0``
-``conv``           ``lava.proc.conv.process.Conv``
+``conv``           ``lava.proc.conv.process.Conv`` (on the CPU with ``procs.PyConvModelExp``)
 ``spike_matmul``   ``procs.SpikeMatmul`` (host SSA)
 ``readout``        ``procs.Readout``
 ``recorder``       ``procs.Recorder`` (one, with a port per probed part)
@@ -54,7 +54,7 @@ def _conn_kwargs(spec):
     return kw
 
 
-def _make(spec, arrays, *, samples, timesteps, total_steps, inputs, on_cpu, scratch):
+def _make(spec, arrays, *, samples, timesteps, total_steps, inputs, scratch):
     from lava.proc.conv.process import Conv
     from lava.proc.dense.process import DelayDense, Dense
     from lava.proc.graded.process import GradedVec
@@ -83,22 +83,25 @@ def _make(spec, arrays, *, samples, timesteps, total_steps, inputs, on_cpu, scra
             return DelayDense(weights=w, delays=int(spec["delay"]), name=name, **_conn_kwargs(spec))
         return Dense(weights=w, name=name, **_conn_kwargs(spec))
     if kind == "sparse":
-        w = csr_matrix((_arr(spec["w_data"], arrays).astype(np.int32),
-                        _arr(spec["w_indices"], arrays), _arr(spec["w_indptr"], arrays)),
-                       shape=tuple(spec["w_shape"]))
+        data = _arr(spec["w_data"], arrays).astype(np.int32)
+        cols = _arr(spec["w_indices"], arrays).astype(np.int32)
+        if "w_rows" in spec:  # coordinates (fewer nonzeros than rows)
+            rows = _arr(spec["w_rows"], arrays).astype(np.int32)
+            w = csr_matrix((data, (rows, cols)), shape=tuple(spec["w_shape"]))
+        else:
+            w = csr_matrix((data, cols, _arr(spec["w_indptr"], arrays).astype(np.int32)),
+                           shape=tuple(spec["w_shape"]))
         if spec.get("delay", 0):
             delays = w.astype(np.int64)  # Lava wants an int64 matrix of w's sparsity
             delays.data[:] = int(spec["delay"])
             return DelaySparse(weights=w, delays=delays, name=name, **_conn_kwargs(spec))
         return Sparse(weights=w, name=name, **_conn_kwargs(spec))
     if kind == "conv":
+        # the chip's 8-bit weights and exponent; on the CPU procs.PyConvModelExp applies the
+        # exponent (Lava's own fixed_pt Conv model ignores it)
         w = _arr(spec["weight"], arrays).astype(np.int32)
-        e = int(spec.get("weight_exp", 0))
-        if on_cpu and e > 0:
-            # Lava's fixed_pt Conv model ignores weight_exp; the chip applies it. On the CPU the
-            # exponent is folded into the weights instead: sum(w << e) == sum(w) << e.
-            w, e = w << e, 0
-        return Conv(weight=w, weight_exp=e, input_shape=tuple(spec["input_shape"]),
+        return Conv(weight=w, weight_exp=int(spec.get("weight_exp", 0)),
+                    input_shape=tuple(spec["input_shape"]),
                     padding=tuple(spec["padding"]), stride=tuple(spec["stride"]),
                     dilation=tuple(spec["dilation"]), groups=int(spec["groups"]),
                     num_message_bits=int(spec.get("num_message_bits", 0)), name=name)
@@ -153,7 +156,7 @@ def _port(procs, ref):
     return p
 
 
-def build(plan, arrays, inputs, *, on_cpu=True, scratch=None):
+def build(plan, arrays, inputs, *, scratch=None):
     """Instantiate every process of ``plan`` and connect them.
 
     Parameters
@@ -164,8 +167,6 @@ def build(plan, arrays, inputs, *, on_cpu=True, scratch=None):
         ``network.npz``.
     inputs : dict of value name -> int array
         ``[n, *raw_shape]`` (``repeat`` encoding) or ``[n, T, *raw_shape]`` (``sequence``).
-    on_cpu : bool
-        Fold Conv weight exponents into the weights (Lava's CPU Conv model ignores them).
     scratch : str, optional
         A directory where the recorder writes what it recorded (else read back through Vars).
 
@@ -183,7 +184,7 @@ def build(plan, arrays, inputs, *, on_cpu=True, scratch=None):
     procs = {}
     for spec in plan["processes"]:
         procs[spec["name"]] = _make(spec, arrays, samples=n, timesteps=T, total_steps=total,
-                                    inputs=inputs, on_cpu=on_cpu, scratch=scratch)
+                                    inputs=inputs, scratch=scratch)
     for c in plan["connections"]:
         _port(procs, c["src"]).connect(_port(procs, c["dst"]))
     return procs, total
@@ -259,9 +260,9 @@ def run(plan, arrays, inputs, *, hardware=False):
     _exact_conv()
     t0 = time.perf_counter()
     scratch = tempfile.mkdtemp(prefix="spikec-lava-")
-    procs, total = build(plan, arrays, inputs, on_cpu=not hardware, scratch=scratch)
+    procs, total = build(plan, arrays, inputs, scratch=scratch)
     n = (total - int(plan["depth"])) // int(plan["timesteps"])
-    models = P.model_map(procs.values())
+    models = P.model_map(procs.values(), on_cpu=not hardware)
     if hardware:
         cfg = Loihi2HwCfg(select_tag="fixed_pt", exception_proc_model_map=models)
     else:

@@ -12,6 +12,10 @@ no model discovery by file scanning is involved.
   sample's window. It sends ``acc`` every step.
 * ``Recorder``: the probes. Records what arrives on each of its ports during each sample's
   window, into ``d<i>[sample, t, ...]`` (not part of the network).
+* ``PyConvModelExp``: a CPU model for Lava's own ``Conv`` process. Lava 0.10's ``fixed_pt`` Conv
+  model ignores ``weight_exp``; this one is that model plus the exponent as Loihi and Lava's
+  Dense/Sparse models apply it: the exact integer sum, shifted (``<< e``, or an arithmetic
+  ``>> -e``), then Conv's 24-bit wrap of ``a_out``.
 
 Time convention (shared with ``network``): a value at pipeline depth ``d`` carries model step ``t``
 of sample ``k`` at Lava time step ``k * T + t + d + 1`` (Lava counts time steps from 1).
@@ -108,6 +112,54 @@ def spike_matmul_model(n_a: int, n_b: int):
     attrs["__doc__"] = "SpikeMatmul model: reassembles the operands, sends their product."
     cls = type(f"PySpikeMatmulModel{n_a}x{n_b}", (PyLoihiProcessModel,), attrs)
     return implements(proc=SpikeMatmul, protocol=LoihiProtocol)(requires(CPU)(tag("fixed_pt")(cls)))
+
+
+# ----------------------------------------------------------------------------- Conv
+def conv_exact(s_in, weight, kernel_size, stride, padding, dilation, groups) -> np.ndarray:
+    """Lava's Conv arithmetic (``lava.proc.conv.utils.conv``, (X, Y, C) layout) in int64: exact
+    for every sum. A 1x1 kernel with stride 1, no padding and one group is the same sum as a
+    matrix product over channels, which is computed that way (thousands of times faster than one
+    ``convolve2d`` per channel pair)."""
+    from lava.proc.conv import utils
+
+    w = np.asarray(weight, np.int64)
+    if tuple(w.shape[1:3]) == (1, 1) and int(groups) == 1 and \
+            tuple(np.ravel(stride)) == (1, 1) and tuple(np.ravel(padding)) == (0, 0):
+        return np.asarray(s_in, np.int64) @ w[:, 0, 0, :].T
+    # float64 scipy path (utils.TORCH_IS_AVAILABLE is forced off by network._exact_conv):
+    # exact below 2**53, cast back to int64 through the weight's dtype
+    return utils.conv(np.asarray(s_in, np.int64), w, kernel_size, stride, padding, dilation,
+                      int(groups))
+
+
+def shift_wrap(acc: np.ndarray, weight_exp: int, bits: int = 24) -> np.ndarray:
+    """``acc << e`` (or the arithmetic ``acc >> -e``), then the signed ``bits``-bit wrap of
+    Lava's Conv output (``utils.signed_clamp``)."""
+    e = int(weight_exp)
+    acc = np.asarray(acc, np.int64)
+    acc = acc << e if e >= 0 else acc >> -e
+    base = 1 << bits
+    return (acc + base // 2) % base - base // 2
+
+
+def _conv_exp_model():
+    from lava.proc.conv.models import PyConvModelFixed
+
+    class PyConvModelExp(PyConvModelFixed):
+        """Lava's fixed_pt Conv model with the weight exponent applied to each sum."""
+
+        def run_spk(self) -> None:
+            if self.a_buf is None:
+                self.a_buf = np.zeros(self.a_out.shape, np.int32)
+            self.a_out.send(self.a_buf)
+            s_in = self.s_in.recv()
+            if self.num_message_bits.item() == 0:
+                s_in = s_in.astype(bool)
+            acc = conv_exact(s_in, self.weight, self.kernel_size, self.stride, self.padding,
+                             self.dilation, self.groups[0])
+            self.a_buf = shift_wrap(acc, self.weight_exp.item()).astype(np.int32)
+
+    return PyConvModelExp
 
 
 # ----------------------------------------------------------------------------- Readout
@@ -215,12 +267,17 @@ def recorder_model(n_ports: int):
     return implements(proc=Recorder, protocol=LoihiProtocol)(requires(CPU)(tag("fixed_pt")(cls)))
 
 
-def model_map(procs) -> dict:
+def model_map(procs, *, on_cpu: bool = True) -> dict:
     """``exception_proc_model_map`` (keyed by process instance, as Lava looks it up) for every
-    spikec process in ``procs``."""
+    spikec process in ``procs``, and (``on_cpu``) ``PyConvModelExp`` for every Lava Conv."""
+    from lava.proc.conv.process import Conv
+
     out = {}
+    conv_model = _conv_exp_model() if on_cpu else None
     for p in procs:
-        if isinstance(p, SpikeMatmul):
+        if conv_model is not None and isinstance(p, Conv):
+            out[p] = conv_model
+        elif isinstance(p, SpikeMatmul):
             out[p] = spike_matmul_model(len(p.proc_params["a_index"]),
                                         len(p.proc_params["b_index"]))
         elif isinstance(p, Readout):

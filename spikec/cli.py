@@ -136,7 +136,7 @@ def _parse_preprocess(text: str | None) -> dict | None:
                 raise click.BadParameter(f"--preprocess {item!r}: expected key=value")
             try:
                 vals = [_number(x) for x in v.split(":")]
-            except ValueError:
+            except (ValueError, ZeroDivisionError):
                 raise click.BadParameter(f"--preprocess {item!r}: not a number") from None
             raw[k.strip()] = vals if k.strip() in ("mean", "std") else vals[0]
     return Preprocess.from_dict(raw).to_dict()

@@ -202,6 +202,7 @@ def compile_model(model: str | os.PathLike, out: str | os.PathLike, *, target: s
     """
     from spikec.frontends import LoadOptions, load_model
     from spikec.ir import dumps
+    from spikec.data import check_labels
     from spikec.pipeline import CompileOptions, compile_graph
 
     if residual not in RESIDUAL_MODES:
@@ -215,6 +216,8 @@ def compile_model(model: str | os.PathLike, out: str | os.PathLike, *, target: s
     graph = load_model(model, load_options or LoadOptions())
     inp = _input_op(graph)
     ds = load_data(data, limit, inp) if data else None
+    if ds is not None:
+        check_labels(ds, graph)
     cal = load_data(calib, CALIB_SAMPLES, inp, "--calib") if calib else None
     result = compile_graph(graph, profile=prof, calib=None if cal is None else cal.images,
                            options=CompileOptions(residual=residual))
@@ -336,6 +339,8 @@ def simulate_output(out: str | os.PathLike, data: str, *, limit: int | None = No
     ``strict``: raise ``StateOverflowError`` where a state would wrap (bit-exact stage only).
     """
     from spikec import interp
+    from spikec.data import check_labels
+    from spikec.memory import require_simulation_memory
 
     if batch_size < 1:
         raise DataError(f"--batch-size must be >= 1, got {batch_size}")
@@ -343,6 +348,8 @@ def simulate_output(out: str | os.PathLike, data: str, *, limit: int | None = No
         raise DataError(f"--strict applies to the bit-exact stage only, not --stage {stage}")
     graph = load_stage(out, stage)
     ds = load_data(data, limit, _graph_input(graph))
+    check_labels(ds, graph)
+    require_simulation_memory(graph, min(batch_size, len(ds)), where=f"{out}/{stage}")
     update = progress(len(ds)) if progress else None
     preds = []
     stats: dict[str, ev.LayerStats] = {}

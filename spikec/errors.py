@@ -59,6 +59,10 @@ class DataError(SpikecError):
     """A dataset is missing or does not match the model."""
 
 
+class InvalidValueError(SpikecError):
+    """A number out of its range: NaN/Inf, a negative rate or energy, a zero count."""
+
+
 class MissingEnvironmentError(SpikecError):
     """A required external environment (Lava's Python 3.10, a package) is missing."""
 

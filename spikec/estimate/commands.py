@@ -27,12 +27,9 @@ def load_input(path: str):
         if not spkc.is_file():
             raise InputFileError(f"{p}: no compiled.spkc (not an output directory of spikec "
                                  "compile)")
-        report = None
-        if (p / "report.json").is_file():
-            try:
-                report = json.loads((p / "report.json").read_text())
-            except json.JSONDecodeError as e:
-                raise InputFileError(f"{p / 'report.json'}: not valid JSON: {e}") from None
+        from spikec.report import read_report
+
+        report = read_report(p / "report.json") if (p / "report.json").is_file() else None
         return load(spkc), report, p
     if p.suffix == ".spkc":
         return load(p), None, None
@@ -62,9 +59,12 @@ def simulate_counts(graph, mapping, data_spec: str, limit: int | None):
 
     from spikec import data as datasets
     from spikec.estimate.events import counts_from_sim
+    from spikec.memory import require_simulation_memory
     from spikec.sim import simulate
 
     ds = datasets.load(data_spec, limit)
+    datasets.check_labels(ds, graph)
+    require_simulation_memory(graph, min(32, max(len(ds), 1)), where=ds.name)
     with click.progressbar(length=len(ds), label=f"simulating {ds.name}", file=sys.stderr) as bar:
         res = simulate(graph, ds.images, progress=bar.update)
     acc = float(np.mean(np.argmax(res.logits, axis=-1) == ds.labels)) if len(ds) else None
@@ -137,7 +137,9 @@ def _cost_model_words(j: dict) -> str:
 def _save_estimate(out_dir: Path, report: dict | None, j: dict) -> None:
     report = dict(report or {})
     report["estimate"] = j
-    text = json.dumps(report, indent=2, sort_keys=True, allow_nan=False, default=float) + "\n"
+    from spikec.report import dumps
+
+    text = dumps(report)
     write_atomic(out_dir / "report.json", text.encode("utf-8"))
 
 

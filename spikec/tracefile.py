@@ -51,7 +51,7 @@ def _read_arrays(path) -> dict[str, np.ndarray]:
                                          f"unpickling Python objects or is malformed ({e})") from None
             return out
     except FileNotFoundError:
-        raise InputFileError(f"{path}: no such trace file") from None
+        raise InputFileError(f"{path}: not a spikec trace (no such file)") from None
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error, ValueError) as e:
         raise InputFileError(f"{path}: not a spikec trace (not a readable .npz: {e})") from None
 

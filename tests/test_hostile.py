@@ -19,6 +19,7 @@ import struct
 import subprocess
 import sys
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,7 +193,9 @@ def _torchscript_payload(ctx: Ctx) -> Path:
             self.training = state[1]
 
     p = ctx.dir / "evil_ts.pt"
-    torch.jit.save(torch.jit.script(Evil()), str(p))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated
+        torch.jit.save(torch.jit.script(Evil()), str(p))
     return p
 
 

@@ -138,7 +138,7 @@ def nonfinite_path(value, where: str = "") -> str | None:
 _REPORT_TYPES = {"layers": (list,), "accuracy": (dict, type(None)), "totals": (dict, type(None)),
                  "data": (dict, type(None)), "calib": (dict, type(None)),
                  "estimate": (dict, type(None)), "lava": (dict, type(None)),
-                 "notes": (list, type(None)), "timesteps": (int, type(None)),
+                 "notes": (dict, list, type(None)), "timesteps": (int, type(None)),
                  "event_counts": (str, type(None)), "target": (str, type(None)),
                  "model": (str, type(None))}
 

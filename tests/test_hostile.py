@@ -522,10 +522,27 @@ CASES = {
     "lava-bundle-corrupt-spkc": lambda c: ["lava-bundle", _flip_out(c, "arrays")],
 }
 
-if IS_ROOT:  # root ignores permissions: a read-only folder is writable for it
-    pass
-else:
+if not IS_ROOT:  # root ignores permissions: a read-only folder is writable for it
     CASES["compile-out-read-only"] = lambda c: ["compile", c.ckpt, "-o", _read_only(c) / "OUT"]
+
+# The same commands and file edits on good values must succeed: a hostile case then fails
+# because of its one hostile change, not because the builder broke the file some other way.
+CONTROLS = {
+    "inspect": lambda c: ["inspect", c.ckpt],
+    "compile": lambda c: ["compile", c.ckpt, "-o", c.dir / "OUT", "--data", c.data, "--limit",
+                          "2", "--preprocess", "pixel_scale=1/255"],
+    "simulate-resigned-spkc": lambda c: ["simulate", _edit_compiled(c, lambda h: None), "--data",
+                                         c.data],
+    "simulate-npz": lambda c: ["simulate", c.out(), "--data", _npz(c), "--limit", "2"],
+    "estimate": lambda c: ["estimate", c.out(), "--rate", "0.5"],
+    "estimate-data": lambda c: ["estimate", c.out(), "--data", c.data, "--limit", "2"],
+    "estimate-edited-profile": lambda c: [
+        "estimate", c.out(), "--no-save", "--profile",
+        _profile(c, _set_toml("energy", _energy_key(c), "1.5"))],
+    "profiles-dir": lambda c: _profiles_dir(
+        c, (REPO / "hardware_profiles" / "loihi2.toml").read_bytes()),
+    "report": lambda c: ["report", c.out()],
+}
 
 
 def _limited(c: Ctx, args: list, limit: str = "1G") -> list:
@@ -622,6 +639,19 @@ class Result:
     seconds: float = 0.0
 
 
+def run_control(name: str, base: Path, root: Path) -> Result:
+    """Run a control: exit 0 and no traceback expected."""
+    ctx = Ctx(base=base, dir=root / ("control-" + name))
+    ctx.dir.mkdir(parents=True)
+    args = [str(a) for a in CONTROLS[name](ctx)]
+    env = {**os.environ, "PYTHONPATH": str(REPO), **ctx.env}
+    r = subprocess.run([sys.executable, "-m", "spikec.cli", *args], capture_output=True,
+                       text=True, timeout=300, env=env, cwd=ctx.dir)
+    problems = [] if r.returncode == 0 and "Traceback" not in r.stderr else \
+        [f"control failed: exit {r.returncode}"]
+    return Result(r.returncode, r.stdout, r.stderr, problems)
+
+
 def run_case(name: str, base: Path, root: Path) -> Result:
     ctx = Ctx(base=base, dir=root / name)
     ctx.dir.mkdir(parents=True)
@@ -662,6 +692,8 @@ def results(base, tmp_path_factory) -> dict[str, Result]:
     shared = _tree(base)
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = {n: pool.submit(run_case, n, base, root) for n in CASES}
+        futures.update({"control:" + n: pool.submit(run_control, n, base, root)
+                        for n in CONTROLS})
         res = {n: f.result() for n, f in futures.items()}
     res["<shared fixtures>"] = Result(0, "", "", [] if _tree(base) == shared else
                                       ["a case changed the shared fixtures"])
@@ -679,6 +711,12 @@ def test_the_corpus_is_large_and_covers_every_command():
 def test_hostile_input_fails_cleanly(name, results):
     r = results[name]
     assert not r.problems, f"{name}: {r.problems}; exit {r.code}; stderr: {r.stderr[-1500:]}"
+
+
+@pytest.mark.parametrize("name", sorted(CONTROLS))
+def test_control_on_good_input_succeeds(name, results):
+    r = results["control:" + name]
+    assert not r.problems, f"control {name}: exit {r.code}; stderr: {r.stderr[-1500:]}"
 
 
 def test_no_case_changed_the_shared_fixtures(results):

@@ -238,9 +238,11 @@ def estimate(model_or_out, profile_name, chips, data_spec, limit, cost, rate, ss
 
 def _run_sweeps(net, profile, sweeps, counts, chips, cost, rate, plot_path, out_dir, as_json,
                 model_path, data_spec, limit, load_args=(None, None), accuracy=None):
-    from spikec.estimate.dse import parse_sweeps, plot_sweep, run_sweep, sweep_table_rows
+    from spikec.estimate.dse import (check_sweeps, parse_sweeps, plot_sweep, run_sweep,
+                                     sweep_table_rows)
 
     grid = parse_sweeps(sweeps)
+    check_sweeps(profile, grid, rate)
     requantize = None
     if model_path is not None and data_spec:
         requantize = _requantizer(model_path, data_spec, limit, load_args, net.ssa)

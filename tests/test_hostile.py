@@ -481,7 +481,7 @@ CASES = {
     "estimate-limit-zero": lambda c: ["estimate", c.out(), "--data", c.data, "--limit", "0"],
     "estimate-chips-zero": lambda c: ["estimate", c.out(), "--chips", "0"],
     "estimate-profile-embedded-cpus-zero": lambda c: [
-        "estimate", c.out(), "--profile", _profile(c, _set_toml("capacity", "embedded_cpus", "0"))],
+        "estimate", c.out(), "--profile", _profile(c, _set_toml("capacity", "embedded_cpus", '{ value = 0, source = "test" }'))],
     "estimate-profile-energy-nan": lambda c: [
         "estimate", c.out(), "--profile", _profile(c, _set_toml("energy", _energy_key(c), "nan"))],
     "estimate-profile-energy-inf": lambda c: [

@@ -389,13 +389,14 @@ def _trace_torchscript(module, path: Path, options, meta: dict) -> Graph:
 
 def _trace_module(model: nn.Module, path: Path, options, meta: dict, preprocess) -> Graph:
     model = model.float().cpu()
-    check_values(model.state_dict(), path)
+    where = path if path is not None else f"<{type(model).__name__}>"  # a model in memory
+    check_values(model.state_dict(), where)
     _set_timesteps(model, options.timesteps)
     shape = _module_input_shape(model, options)
-    inp = _input_op(shape, preprocess, path)
+    inp = _input_op(shape, preprocess, where)
     cfg = getattr(model, "spikec_config", None)
     width = cfg.get("embed_dim", 64) if isinstance(cfg, dict) else 64
-    _require_trace_memory(path, shape, getattr(model, "T", options.timesteps or 1), width)
+    _require_trace_memory(where, shape, getattr(model, "T", options.timesteps or 1), width)
     meta.update(arch=getattr(model, "spikec_arch", None) or type(model).__name__,
                 preprocess=_preprocess_meta(inp))
     cfg = getattr(model, "spikec_config", None)

@@ -177,6 +177,7 @@ def compile_loaded(graph: Graph, model_name: str, model_sha256: str, *, target: 
     other parameters are ``compile_model``'s.
     """
     from spikec import backend
+    from spikec.data import check_labels
     from spikec.ir import dumps
     from spikec.pipeline import CompileOptions, compile_graph
 
@@ -184,6 +185,8 @@ def compile_loaded(graph: Graph, model_name: str, model_sha256: str, *, target: 
     prof = resolve_profile(target, profile)
     inp = _input_op(graph)
     ds = load_data(data, limit, inp) if data is not None else None
+    if ds is not None:
+        check_labels(ds, graph)
     cal = load_data(calib, CALIB_SAMPLES, inp, "--calib") if calib is not None else None
     result = compile_graph(graph, profile=prof, calib=None if cal is None else cal.images,
                            options=CompileOptions(residual=residual))

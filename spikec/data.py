@@ -23,8 +23,11 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import io
+import math
 import os
 import re
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +36,7 @@ import numpy as np
 from spikec.atomic import write_atomic
 from spikec.errors import DataError
 
-__all__ = ["Dataset", "Preprocess", "load", "save_npz", "SPECS", "MNIST5K_SPLIT_SEED"]
+__all__ = ["Dataset", "Preprocess", "load", "check_labels", "save_npz", "SPECS", "MNIST5K_SPLIT_SEED"]
 
 INSTALL_HINT = "run scripts/install_data.sh"
 MNIST5K_SPLIT_SEED = 0
@@ -106,9 +109,14 @@ class Preprocess:
     pad: int = 0
 
     def __post_init__(self) -> None:
-        self.mean = tuple(float(m) for m in self.mean)
-        self.std = tuple(float(s) for s in self.std)
-        self.pixel_scale = float(self.pixel_scale)
+        self.pixel_scale = _finite("pixel_scale", self.pixel_scale)
+        if self.pixel_scale == 0:
+            raise DataError("preprocess: pixel_scale must not be 0")
+        self.mean = _finite_list("mean", self.mean)
+        self.std = _finite_list("std", self.std)
+        if isinstance(self.pad, bool) or not isinstance(self.pad, (int, float, np.integer)) \
+                or self.pad != int(self.pad):
+            raise DataError(f"preprocess: pad must be a whole number of pixels, got {self.pad!r}")
         self.pad = int(self.pad)
         if len(self.mean) != len(self.std):
             raise DataError(f"preprocess: mean has {len(self.mean)} values but std has {len(self.std)}")
@@ -153,12 +161,34 @@ class Preprocess:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocess":
-        """Inverse of :meth:`to_dict`; missing keys take their defaults, unknown keys raise."""
+        """Inverse of :meth:`to_dict`; missing keys take their defaults; unknown keys, values of
+        the wrong type and non-finite numbers raise :class:`DataError` naming the key."""
+        if not isinstance(d, dict):
+            raise DataError(f"preprocess: expected a mapping of pixel_scale, mean, std, pad; got "
+                            f"{type(d).__name__} {d!r}"[:200])
         unknown = set(d) - {"pixel_scale", "mean", "std", "pad"}
         if unknown:
-            raise DataError(f"preprocess: unknown keys {sorted(unknown)}")
-        return cls(pixel_scale=d.get("pixel_scale", 1.0 / 255.0), mean=tuple(d.get("mean", ())),
-                   std=tuple(d.get("std", ())), pad=d.get("pad", 0))
+            raise DataError(f"preprocess: unknown keys {sorted(map(str, unknown))}")
+        return cls(pixel_scale=d.get("pixel_scale", 1.0 / 255.0), mean=d.get("mean", ()),
+                   std=d.get("std", ()), pad=d.get("pad", 0))
+
+
+def _finite(key: str, value) -> float:
+    """``value`` as a finite float, or :class:`DataError` naming ``key``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise DataError(f"preprocess: {key} must be a number, got {value!r}")
+    out = float(value)
+    if not np.isfinite(out):
+        raise DataError(f"preprocess: {key} must be finite, got {out}")
+    return out
+
+
+def _finite_list(key: str, values) -> tuple[float, ...]:
+    if values is None:
+        values = ()
+    if not isinstance(values, (list, tuple, np.ndarray)):
+        raise DataError(f"preprocess: {key} must be a list of per-channel numbers, got {values!r}")
+    return tuple(_finite(f"{key}[{i}]", v) for i, v in enumerate(values))
 
 
 # --- loaders -------------------------------------------------------------------------------------
@@ -178,6 +208,8 @@ def load(spec: str, limit: int | None = None) -> Dataset:
     DataError
         Unknown spec, dataset not installed, or a malformed file.
     """
+    if limit is not None and (isinstance(limit, bool) or limit < 1):
+        raise DataError(f"{spec}: limit must be >= 1, got {limit}")
     name, _, split = spec.partition(":")
     if name == "mnist5k":
         ds = _load_mnist5k(_split(spec, split))
@@ -188,7 +220,7 @@ def load(spec: str, limit: int | None = None) -> Dataset:
             raise DataError(f"{spec}: cifar10-foolbox has one split (its 20 images), not {split!r}")
         ds = _load_foolbox_cifar10()
     elif spec.endswith(".npz") or os.path.exists(spec):
-        ds = _load_npz(Path(spec))
+        ds = _load_npz(Path(spec), limit)
     else:
         raise DataError(f"unknown dataset {spec!r}: use one of {', '.join(SPECS)} or a path to an .npz file")
     return ds.subset(limit)
@@ -317,32 +349,108 @@ def _load_foolbox_cifar10() -> Dataset:
 
 # --- npz -----------------------------------------------------------------------------------------
 
-def _load_npz(path: Path) -> Dataset:
+def _load_npz(path: Path, limit: int | None = None) -> Dataset:
+    """Read ``images``/``labels``/``classes`` of an .npz lazily: headers first, then only the
+    first ``limit`` rows are decompressed (after a memory check), so a small file that inflates
+    to gigabytes is refused or cut before it is expanded."""
     if not path.is_file():
         raise DataError(f"{path}: no such dataset file (expected an .npz with 'images' and 'labels')")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            fields = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
+        with zipfile.ZipFile(path) as z:
+            members = {n[:-4]: n for n in z.namelist() if n.endswith(".npy")}
+            for key in ("images", "labels"):
+                if key not in members:
+                    raise DataError(f"{path}: missing field '{key}' (has {sorted(members)})")
+            heads = {k: _npy_header(z, members[k], path, k) for k in members
+                     if k in ("images", "labels", "classes")}
+            n = heads["images"][0][0] if heads["images"][0] else 0
+            rows = n if limit is None else min(limit, n)
+            _check_npz_heads(heads, path)
+            from spikec.memory import require_memory
+
+            row_bytes = heads["images"][1].itemsize * math.prod(heads["images"][0][1:])
+            require_memory(rows * row_bytes, f"{path}: loading {rows} images of shape "
+                           f"{tuple(heads['images'][0][1:])}", avoid="use --limit N")
+            images = _npy_rows(z, members["images"], heads["images"], rows, path, "images")
+            images = images if len(images) == rows else np.ascontiguousarray(images[:rows])
+            labels = _npy_rows(z, members["labels"], heads["labels"], rows, path, "labels")
+            classes = _npy_rows(z, members["classes"], heads["classes"], None, path, "classes") \
+                if "classes" in heads else None
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path}: not a readable .npz file ({e})") from None
-    for key in ("images", "labels"):
-        if key not in fields:
-            raise DataError(f"{path}: missing field '{key}' (has {sorted(fields)})")
-    images, labels = fields["images"], fields["labels"]
-    if images.dtype != np.uint8:
-        raise DataError(f"{path}: field 'images' must be uint8 raw pixels, got {images.dtype}")
-    if images.ndim != 4:
-        raise DataError(f"{path}: field 'images' must be [N, C, H, W], got shape {images.shape}")
-    if labels.dtype.kind not in "iu":
-        raise DataError(f"{path}: field 'labels' must be integers, got {labels.dtype}")
-    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
-        raise DataError(f"{path}: field 'labels' must be [N] with N = {images.shape[0]}, got shape {labels.shape}")
     if labels.size and labels.min() < 0:
         raise DataError(f"{path}: field 'labels' has negative values")
-    classes = int(fields["classes"]) if "classes" in fields else (int(labels.max()) + 1 if labels.size else 0)
+    if classes is not None:
+        if classes.shape != () or classes.dtype.kind not in "iu" or int(classes) < 1:
+            raise DataError(f"{path}: field 'classes' must be one positive integer, got "
+                            f"{classes.dtype} {classes.shape}")
+        classes = int(classes)
+    else:
+        classes = int(labels.max()) + 1 if labels.size else 0
     if labels.size and labels.max() >= classes:
         raise DataError(f"{path}: field 'labels' has values >= classes ({classes})")
     return Dataset(images, labels.astype(np.int64), str(path), classes)
+
+
+def _npy_header(z: zipfile.ZipFile, member: str, path: Path, key: str):
+    """(shape, dtype, fortran_order) of one array of an .npz, read without decompressing it."""
+    try:
+        with z.open(member) as f:
+            version = np.lib.format.read_magic(f)
+            shape, fortran, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                                     else np.lib.format.read_array_header_2_0(f))
+    except ValueError as e:
+        raise DataError(f"{path}: field '{key}' is not a numpy array ({e})") from None
+    if dtype.hasobject:
+        raise DataError(f"{path}: field '{key}' holds Python objects (pickled data), which are "
+                        "never loaded; store plain numbers")
+    return shape, dtype, fortran
+
+
+def _check_npz_heads(heads: dict, path: Path) -> None:
+    (ishape, idtype, _), (lshape, ldtype, _) = heads["images"], heads["labels"]
+    if idtype != np.uint8:
+        raise DataError(f"{path}: field 'images' must be uint8 raw pixels, got {idtype}")
+    if len(ishape) != 4:
+        raise DataError(f"{path}: field 'images' must be [N, C, H, W], got shape {ishape}")
+    if ldtype.kind not in "iu":
+        raise DataError(f"{path}: field 'labels' must be integers, got {ldtype}")
+    if len(lshape) != 1 or lshape[0] != ishape[0]:
+        raise DataError(f"{path}: field 'labels' must be [N] with N = {ishape[0]}, got shape {lshape}")
+
+
+def _npy_rows(z: zipfile.ZipFile, member: str, head, rows: int | None, path: Path, key: str):
+    """The first ``rows`` rows (all when None) of one array of an .npz, decompressing only them."""
+    shape, dtype, fortran = head
+    if rows is None or fortran or not shape:
+        rows_shape, rows = shape, None
+    else:
+        rows_shape = (rows,) + tuple(shape[1:])
+    count = math.prod(rows_shape)
+    with z.open(member) as f:
+        version = np.lib.format.read_magic(f)
+        (np.lib.format.read_array_header_1_0 if version == (1, 0)
+         else np.lib.format.read_array_header_2_0)(f)
+        raw = f.read(count * dtype.itemsize)
+    if len(raw) != count * dtype.itemsize:
+        raise DataError(f"{path}: field '{key}' is truncated ({len(raw)} of "
+                        f"{count * dtype.itemsize} bytes)")
+    arr = np.frombuffer(raw, dtype=dtype)
+    arr = arr.reshape(rows_shape[::-1]).T if fortran else arr.reshape(rows_shape)
+    return arr.copy()
+
+
+def check_labels(ds: Dataset, graph) -> None:
+    """Raise :class:`DataError` when a label of ``ds`` is not a class of ``graph``'s output
+    (its one output's size), e.g. a file without ``classes`` whose labels go beyond the model's."""
+    outs = graph.outputs
+    if len(outs) != 1 or not len(ds):
+        return
+    classes = math.prod(graph.specs[outs[0].name].shape)
+    top = int(ds.labels.max())
+    if top >= classes:
+        raise DataError(f"{ds.name}: field 'labels' has values up to {top}, but the model has "
+                        f"{classes} classes (outputs)")
 
 
 def save_npz(dataset: Dataset, path: str | os.PathLike) -> Path:

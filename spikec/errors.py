@@ -59,6 +59,10 @@ class DataError(SpikecError):
     """A dataset is missing or does not match the model."""
 
 
+class InvalidValueError(SpikecError):
+    """A number out of its range: NaN/Inf, a negative rate or energy, a zero count."""
+
+
 class MissingEnvironmentError(SpikecError):
     """A required external environment (Lava's Python 3.10, a package) is missing."""
 
@@ -76,3 +80,48 @@ def require(package: str, purpose: str, extra: str = "interchange"):
     except ImportError:
         raise MissingEnvironmentError(f"{purpose} needs the '{package}' package: pip install "
                                       f"'spikec[{extra}]'") from None
+
+
+def _os_error_line(e: OSError) -> str:
+    """``OSError`` as one line naming the path(s) and what to do about the common causes."""
+    import errno
+
+    where = e.filename if e.filename is not None else ""
+    if getattr(e, "filename2", None) is not None:
+        where = f"{e.filename} -> {e.filename2}"
+    what = e.strerror or type(e).__name__
+    hints = {errno.ENOSPC: "free space on that disk or write elsewhere",
+             errno.EDQUOT: "free space on that disk or write elsewhere",
+             errno.EACCES: "check the permissions or write elsewhere",
+             errno.EPERM: "check the permissions or write elsewhere",
+             errno.EROFS: "the file system is read-only: write elsewhere",
+             errno.ENOTDIR: "a part of the path is a file, not a folder",
+             errno.EEXIST: "a part of the path already exists as a file",
+             errno.EISDIR: "a folder is in the way of a file"}
+    hint = hints.get(e.errno)
+    text = f"{where}: {what}" if where else what
+    return text + (f" ({hint})" if hint else "")
+
+
+def one_line(exc: BaseException) -> tuple[str, int]:
+    """The one line the CLI prints for ``exc`` (without the ``spikec: error:`` prefix) and the
+    exit code: the error's own code for a ``SpikecError``, 2 for bad input (``OSError``,
+    ``UnicodeDecodeError``, ``ValueError`` from a reader), 3 for ``MemoryError``.
+
+    Any newline in a message is folded, so the caller can rely on exactly one line.
+    """
+    if isinstance(exc, SpikecError):
+        text, code = str(exc), exc.exit_code
+    elif isinstance(exc, MemoryError):
+        text, code = ("out of memory" + (f": {exc}" if str(exc) else "")
+                      + " (use smaller inputs, a smaller --batch-size or --limit, or set "
+                      "SPIKEC_MEMORY_LIMIT to refuse earlier)"), 3
+    elif isinstance(exc, UnicodeDecodeError):
+        text, code = (f"a file is not UTF-8 text (byte {exc.start}: "
+                      f"{exc.object[exc.start:exc.start + 1]!r})"), 2
+    elif isinstance(exc, OSError):
+        text, code = _os_error_line(exc), 2
+    else:
+        text, code = f"{type(exc).__name__}: {exc}", 2
+    text = " ".join(str(text).split()) or type(exc).__name__
+    return text, code

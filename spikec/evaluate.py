@@ -204,8 +204,14 @@ def simulate_graph(graph: Graph, data, *, limit: int | None = None, stage: str =
     its bytes)."""
     from spikec import shards
 
+    from spikec.data import check_labels
+    from spikec.memory import require_simulation_memory
+
     _check_simulate(stage, batch_size, strict)
     ds = load_data(data, limit, _graph_input(graph))
+    check_labels(ds, graph)
+    require_simulation_memory(graph, min(batch_size, max(len(ds), 1)),
+                              where=str(graph_file) if graph_file else stage)
     if workers == 1 and not cluster:
         update = progress(len(ds)) if progress else None
         predictions, stats = simulate_batches(graph, stage, ds.images, batch_size, strict, update)

@@ -9,12 +9,12 @@ layer, core utilization and the energy breakdown.
 from __future__ import annotations
 
 import html
-import json
 import os
 from pathlib import Path
 
 from spikec.atomic import write_atomic
 from spikec.errors import InputFileError
+from spikec.report import read_report
 
 _STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px auto;
@@ -251,10 +251,14 @@ def write_report(out_dir: str | os.PathLike) -> Path:
     src = out / "report.json"
     if not src.is_file():
         raise InputFileError(f"{out}: no report.json (run spikec compile -o {out} first)")
+    report = read_report(src)
     try:
-        report = json.loads(src.read_text())
-    except json.JSONDecodeError as e:
-        raise InputFileError(f"{src}: not valid JSON: {e}") from None
+        page = render(report)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise InputFileError(f"{src}: a field is missing or of the wrong type for the report "
+                             f"({type(e).__name__}: {e})") from None
     dest = out / "report.html"
-    write_atomic(dest, render(report).encode("utf-8"))
+    if dest.is_dir():
+        raise InputFileError(f"{dest}: a folder is in the way of the report page")
+    write_atomic(dest, page.encode("utf-8"))
     return dest

@@ -104,3 +104,26 @@ def require_memory(nbytes: float, what: str, *, avoid: str = "") -> None:
     hint = f"; {avoid}" if avoid else ""
     raise MemoryBudgetError(f"{what} needs {format_bytes(nbytes)}, more than the "
                             f"{format_bytes(budget)} this machine has available{hint}")
+
+
+def require_simulation_memory(graph, batch: int, *, where: str = "") -> None:
+    """Refuse to simulate ``graph`` on ``batch`` samples when its values would not fit.
+
+    The simulator runs layer by layer: a value holds all ``graph.timesteps`` steps of the batch,
+    [T, B, *shape] as int64, and about three are alive at once (an op's inputs and output), so
+    the estimate is ``3 x 8 x T x B x`` the widest value. ``graph`` needs ``timesteps`` and
+    ``specs`` (value name -> spec with a ``shape``), as ``spikec.ir.Graph`` has.
+    """
+    widest = max((_elements(s.shape) for s in graph.specs.values()), default=0)
+    steps = graph.timesteps
+    require_memory(3.0 * 8 * steps * batch * widest,
+                   f"{where or 'the graph'}: simulating T = {steps} steps of a batch of {batch} "
+                   f"(widest value {widest:,} neurons)",
+                   avoid="use a smaller --batch-size, or compile with a smaller -T")
+
+
+def _elements(shape) -> float:
+    n = 1.0
+    for d in shape:
+        n *= float(d)
+    return n

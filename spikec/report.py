@@ -41,8 +41,13 @@ same inputs give the same bytes.
 from __future__ import annotations
 
 import json
+import math
+import numbers
+import os
+from pathlib import Path
 
 from spikec import __version__
+from spikec.errors import InputFileError, InvalidValueError
 from spikec.sim.events import COUNTERS, LayerStats
 
 SCHEMA_VERSION = 1
@@ -95,8 +100,88 @@ def accuracy_block(float_acc, folded_acc, quantized_acc, samples: int) -> dict:
 
 
 def dumps(report: dict) -> str:
-    """The canonical text of a report: sorted keys, 2-space indent, trailing newline."""
-    return json.dumps(report, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    """The canonical text of a report: sorted keys, 2-space indent, trailing newline.
+
+    Raises ``InvalidValueError`` naming the first NaN/Inf (JSON has none: a reader would choke)."""
+    bad = nonfinite_path(report)
+    if bad is not None:
+        raise InvalidValueError(f"report field {bad} is not a finite number; refusing to write "
+                                "NaN/Inf to JSON")
+    return json.dumps(report, indent=2, sort_keys=True, allow_nan=False, default=_number) + "\n"
+
+
+def _number(v):
+    """numpy scalars (and anything else ``float`` takes) as JSON numbers."""
+    if isinstance(v, numbers.Integral):
+        return int(v)
+    return float(v)
+
+
+def nonfinite_path(value, where: str = "") -> str | None:
+    """The path (``layers[3].spikes``) of the first NaN/Inf float in ``value``, or None."""
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+        return None if math.isfinite(float(value)) else (where or "<value>")
+    if isinstance(value, dict):
+        items = ((f"{where}.{k}" if where else str(k), v) for k, v in value.items())
+    elif isinstance(value, (list, tuple)):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for sub, v in items:
+        found = nonfinite_path(v, sub)
+        if found is not None:
+            return found
+    return None
+
+
+# key -> JSON types allowed (None: null allowed) for the fields readers use
+_REPORT_TYPES = {"layers": (list,), "accuracy": (dict, type(None)), "totals": (dict, type(None)),
+                 "data": (dict, type(None)), "calib": (dict, type(None)),
+                 "estimate": (dict, type(None)), "lava": (dict, type(None)),
+                 "notes": (dict, list, type(None)), "timesteps": (int, type(None)),
+                 "event_counts": (str, type(None)), "target": (str, type(None)),
+                 "model": (str, type(None))}
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def read_report(path: str | os.PathLike) -> dict:
+    """``report.json`` as a dict, with the JSON type of every field a reader uses checked.
+
+    Raises ``InputFileError`` naming the file and the field: not UTF-8, not JSON (NaN included),
+    not an object, a field of the wrong type, a layer entry that is not an object with a name or
+    whose counts are not numbers."""
+    p = Path(path)
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputFileError(f"{p}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise InputFileError(f"{p}: cannot read ({e.strerror})") from None
+    try:
+        rep = json.loads(text, parse_constant=_reject_constant)
+    except ValueError as e:
+        raise InputFileError(f"{p}: not valid JSON: {e}") from None
+    if not isinstance(rep, dict):
+        raise InputFileError(f"{p}: expected a JSON object, got {type(rep).__name__}")
+    for key, types in _REPORT_TYPES.items():
+        if key in rep and not isinstance(rep[key], types) or isinstance(rep.get(key), bool):
+            raise InputFileError(f"{p}: field {key!r} has the wrong type "
+                                 f"({type(rep[key]).__name__})")
+    for i, e in enumerate(rep.get("layers") or []):
+        if not isinstance(e, dict) or not isinstance(e.get("name"), str):
+            raise InputFileError(f"{p}: field layers[{i}]: expected an object with a name")
+        for c in (*COUNTERS, "firing_rate", "spike_agreement", "neurons"):
+            v = e.get(c)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise InputFileError(f"{p}: field layers[{i}].{c}: expected a number, got {v!r}")
+    for block in ("accuracy", "totals"):
+        for k, v in (rep.get(block) or {}).items():
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise InputFileError(f"{p}: field {block}.{k}: expected a number, got {v!r}")
+    return rep
 
 
 def base(target: str, profile: str, model: str, model_sha256: str, timesteps: int) -> dict:

@@ -529,11 +529,16 @@ def test_torchscript(tmp_path, tiny, monkeypatch):
         scripted = torch.jit.trace(tiny, torch.rand(1, 1, 16, 16), check_trace=False)
     path = tmp_path / "ts.pt"
     scripted.save(str(path))
+    with pytest.raises(UnsafePickleError, match="TorchScript.*runs code.*--trust-pickle"):
+        _load(path)                                  # loading runs the archive's own code
+    with pytest.raises(UnsafePickleError, match="--trust-pickle"):
+        _load(path, arch="spikformer_cifar_tiny")
     with pytest.raises(UnsupportedOpError, match="TorchScript.*pass --arch NAME"):
-        _load(path)
+        _load(path, trust_pickle=True)
     with pytest.raises(UnsupportedOpError, match="compiled code that runs outside Python"):
         _load(path, trust_pickle=True, input_shape=(1, 16, 16))
-    g = _load(path, arch="spikformer_cifar_tiny", timesteps=2, input_shape=(1, 16, 16))
+    g = _load(path, arch="spikformer_cifar_tiny", timesteps=2, input_shape=(1, 16, 16),
+              trust_pickle=True)
     assert g.meta["format"] == "torchscript"
     save_checkpoint(tiny, tmp_path / "ck.pt")
     ref = _load(tmp_path / "ck.pt")

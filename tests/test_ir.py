@@ -193,3 +193,68 @@ def test_require_names_what_needs_a_missing_package():
                        match=r"^doing X needs the 'spikec_no_such_pkg' package: pip install "
                              r"'spikec\[torch\]'$"):
         require("spikec_no_such_pkg", "doing X", extra="torch")
+
+
+def _resign(data: bytes, edit) -> bytes:
+    """Edit a .spkc's header and recompute its checksum (a forged, well-signed file)."""
+    import json
+    import struct
+
+    from spikec.ir import serialize as S
+
+    (n,) = struct.unpack("<Q", data[8:16])
+    header = json.loads(data[S.HEADER_START:S.HEADER_START + n])
+    edit(header)
+    head = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    return S.pack(head, data[S.HEADER_START + n:])
+
+
+def test_spkc_checksum_catches_any_flipped_byte_and_stays_deterministic():
+    g = float_graph()
+    data = ir.dumps(g)
+    assert ir.dumps(ir.loads(data)) == data == ir.dumps(g)   # same graph, same bytes
+    assert ir.loads(_resign(data, lambda h: None)) is not None
+    for pos in (20, 60, len(data) // 2, len(data) - 1):  # checksum, header, arrays
+        bad = bytearray(data)
+        bad[pos] ^= 0x01
+        with pytest.raises(InputFileError, match=r"x\.spkc: .*(checksum|header)"):
+            ir.loads(bytes(bad), source="x.spkc")
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda h: h["blobs"][0].update(offset=-64), r"blobs\[0\]\.offset"),
+    (lambda h: h["blobs"][0].update(offset=1 << 40), r"blobs\[0\]\.offset"),
+    (lambda h: h["blobs"][0].update(nbytes=3), r"blobs\[0\]\.nbytes"),
+    (lambda h: h.update(timesteps="2"), "timesteps"),
+    (lambda h: h.update(timesteps=True), "timesteps"),
+    (lambda h: h.update(domain=3), "domain"),
+    (lambda h: h.update(meta=[]), "meta"),
+    (lambda h: h.update(ops={}), "ops"),
+    (lambda h: h.update(blobs=None), "blobs"),
+    (lambda h: h["ops"][0].update(op=7), r"ops\[0\]"),
+    (lambda h: h["ops"][1].update(evil=1), r"ops\[1\]"),
+    (lambda h: h["ops"][0].update(op="nope"), "unknown op type"),
+])
+def test_spkc_header_of_the_wrong_types_is_one_line_naming_the_field(edit, field):
+    data = _resign(ir.dumps(float_graph()), edit)
+    with pytest.raises(InputFileError, match=f"g.spkc: .*{field}"):
+        ir.loads(data, source="g.spkc")
+
+
+def test_spkc_arrays_must_be_plain_numbers_of_their_declared_size():
+    def first_array(h):
+        def walk(v):
+            if isinstance(v, dict):
+                if "$array" in v:
+                    return v
+                return next((r for r in map(walk, v.values()) if r), None)
+            if isinstance(v, list):
+                return next((r for r in map(walk, v) if r), None)
+            return None
+        return walk(h["ops"])
+
+    for change, field in (({"dtype": "|O"}, "dtype"), ({"dtype": 5}, "dtype"),
+                          ({"shape": [-1]}, "shape"), ({"shape": ["a"]}, "shape")):
+        data = _resign(ir.dumps(float_graph()), lambda h: first_array(h).update(change))
+        with pytest.raises(InputFileError, match=field):
+            ir.loads(data, source="g.spkc")

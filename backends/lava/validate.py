@@ -242,37 +242,11 @@ def run_bundle(out: Path, inputs: dict, *, python: str | None = None, hardware: 
 
 
 def read_trace(path, plan: dict, manifest: dict) -> tuple[dict, dict]:
-    """A trace file's arrays and meta, checked against the bundle (format, bundle hash, layer
-    names and shapes). Raises ``InputFileError``."""
-    try:
-        arrays = load_npz(path)
-        meta = json.loads(str(arrays["meta"]))
-    except (OSError, ValueError, KeyError) as e:
-        raise InputFileError(f"{path}: not a spikec trace ({e})") from None
-    if meta.get("format") != TRACE_FORMAT or meta.get("format_version") != TRACE_FORMAT_VERSION:
-        raise InputFileError(f"{path}: not a {TRACE_FORMAT} {TRACE_FORMAT_VERSION} file")
-    if meta.get("bundle_hash") != manifest["bundle_hash"]:
-        raise InputFileError(f"{path}: recorded with another bundle (hash "
-                             f"{str(meta.get('bundle_hash'))[:12]}, this bundle "
-                             f"{manifest['bundle_hash'][:12]})")
-    want = {p["value"]: p for p in plan["probes"]}
-    got = {l["name"]: l for l in meta.get("layers", [])}
-    for name in want:
-        if name not in got:
-            raise InputFileError(f"{path}: layer {name!r} is missing from the trace")
-    for name in got:
-        if name not in want:
-            raise InputFileError(f"{path}: layer {name!r} is not a layer of this bundle")
-    n, T = int(meta.get("samples", -1)), plan["timesteps"]
-    for name, p in want.items():
-        key = ("readout/" if p["kind"] == "readout" else "spikes/") + name
-        shape = (n,) + ((() if p["kind"] == "readout" else (T,)) + tuple(p["shape"]))
-        if key not in arrays:
-            raise InputFileError(f"{path}: no array {key!r}")
-        if tuple(arrays[key].shape) != shape or list(got[name]["shape"]) != list(p["shape"]):
-            raise InputFileError(f"{path}: layer {name!r} has shape {tuple(arrays[key].shape)}, "
-                                 f"the bundle expects {shape}")
-    return arrays, meta
+    """A trace file's arrays and meta, checked against the bundle (``spikec.tracefile``: format,
+    bundle hash, layer names, shapes and types; one-line ``InputFileError``)."""
+    from spikec.tracefile import read_trace as read_checked
+
+    return read_checked(path, plan, manifest)
 
 
 def _trace_inputs(arrays: dict, plan: dict, path) -> dict:

@@ -13,10 +13,16 @@ Accepted files
 * A **bare state_dict** (a dict of tensors) with ``--arch``.
 * A **full pickle** of an ``nn.Module`` (or a dict holding one under ``model``): only with
   ``--trust-pickle``; without it the weights-only load fails and the error says so.
-* A **TorchScript** archive (``torch.jit.save``): with ``--arch`` its weights are loaded into the
+* A **TorchScript** archive (``torch.jit.save``): only with ``--trust-pickle``, since loading one
+  runs code from the file (its ``__setstate__``). With ``--arch`` its weights are loaded into the
   registry architecture. Its own forward is compiled code that runs outside Python, so the
-  tracer sees none of its ops: without ``--arch`` (and with ``--trust-pickle``, since running it
-  runs code from the file) the tracer is tried and reports that it saw nothing.
+  tracer sees none of its ops: without ``--arch`` the tracer is tried and reports that it saw
+  nothing.
+
+Before anything is built, the weights are checked (every float finite, batch-norm variances not
+negative; the error names the key), the preprocessing is validated (``spikec.data.Preprocess``),
+and the memory that building the model from its config and tracing it over T steps will take is
+estimated and refused past the budget (``spikec.memory.require_memory``).
 
 The preprocessing a checkpoint records (``preprocess``: pixel_scale, mean, std, pad) becomes the
 graph's ``Input`` op; the default is ``pixel_scale = 1/255``. ``--input-shape C,H,W`` is the shape
@@ -34,11 +40,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from spikec.errors import (CheckpointError, InputFileError, ShapeError, UnsafePickleError,
-                           UnsupportedOpError)
+from spikec.errors import (CheckpointError, DataError, InputFileError, ShapeError,
+                           UnsafePickleError, UnsupportedOpError)
 from spikec.frontends.torch.tracer import trace
 from spikec.ir import ops as O
 from spikec.ir.graph import Graph
+from spikec.memory import require_memory
 
 WEIGHT_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model", "model_state_dict")
 DEFAULT_PREPROCESS = {"pixel_scale": 1.0 / 255.0, "mean": [], "std": [], "pad": 0}
@@ -74,6 +81,10 @@ def read(path: Path, trust_pickle: bool):
         raise InputFileError(f"{path}: not a PyTorch checkpoint or TorchScript file (neither a "
                              "torch.save archive nor a legacy torch.save pickle)")
     if kind == "torchscript":
+        if not trust_pickle:
+            raise UnsafePickleError(
+                f"{path}: a TorchScript archive; loading it runs code from the file (its "
+                "__setstate__ and methods); pass --trust-pickle if you trust the file")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated
@@ -147,6 +158,23 @@ def pick_weights(obj: dict, path: Path, key: str | None) -> tuple[dict, str]:
                          f"{', '.join(WEIGHT_KEYS)} or a dict of tensors")
 
 
+def check_values(sd: dict, path: Path) -> None:
+    """Raise ``CheckpointError`` naming the first tensor with a NaN/Inf entry or a negative
+    batch-norm variance (they would fail deep inside the quantizer instead)."""
+    for key, t in sd.items():
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.numel() == 0:
+            continue
+        finite = torch.isfinite(t)
+        if not bool(finite.all()):
+            bad = int((~finite).sum())
+            first = t.reshape(-1)[int((~finite).reshape(-1).nonzero()[0])].item()
+            raise CheckpointError(f"{path}: weight {key!r} has {bad} non-finite value(s) "
+                                  f"(first: {first}); the model cannot be compiled")
+        if key.endswith("running_var") and bool((t < 0).any()):
+            raise CheckpointError(f"{path}: batch-norm variance {key!r} has negative values "
+                                  f"(min {t.min().item():.4g}); a variance must be >= 0")
+
+
 def check_keys(model: nn.Module, sd: dict, arch: str, path: Path) -> None:
     """Raise ``CheckpointError`` naming the first missing/unexpected keys and shape mismatches."""
     want = model.state_dict()
@@ -185,6 +213,13 @@ def build_registry_model(arch: str, config: dict, options, sd: dict, path: Path)
         cfg.update(in_channels=c, img_size=h)
     if options.timesteps is not None:
         cfg["T"] = options.timesteps
+    full = {**models.config(arch), **cfg}
+    require_memory(_model_bytes(full), f"{path}: building {arch!r} from its config "
+                   f"(embed_dim {full.get('embed_dim')}, depth {full.get('depth')})",
+                   avoid="check the file's config and --set")
+    size = full.get("img_size")
+    _require_trace_memory(path, (full.get("in_channels"), size, size), full.get("T"),
+                          full.get("embed_dim"))
     try:
         model = models.create(arch, **cfg)
     except (ValueError, TypeError) as e:
@@ -192,6 +227,34 @@ def build_registry_model(arch: str, config: dict, options, sd: dict, path: Path)
     check_keys(model, sd, arch, path)
     model.load_state_dict(sd, strict=False)
     return model, dict(model.spikec_config)
+
+
+def _count(v) -> float:
+    """A config number as a float for an estimate (0 when it is not a number: the model's own
+    checks then name it)."""
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0.0
+
+
+def _model_bytes(cfg: dict) -> float:
+    """A lower-bound estimate of a registry Spikformer's float32 parameters: per block, the
+    attention (4 D x D) and the MLP (2 mlp_ratio D x D); the stem's 3x3 convolutions ~ 20 D x D;
+    a position embedding of D x (img_size / 4)^2."""
+    d, depth = _count(cfg.get("embed_dim")), _count(cfg.get("depth", 1))
+    ratio, size = _count(cfg.get("mlp_ratio", 4.0)), _count(cfg.get("img_size"))
+    return 4.0 * d * (d * (depth * (4 + 2 * ratio) + 20) + (size / 4) ** 2)
+
+
+def _trace_bytes(shape, timesteps, width) -> float:
+    """An estimate of tracing's peak memory: float32 activations [T, B, max(C, width), H, W],
+    about four alive at once, with the example batch B <= 3."""
+    c, h, w = (_count(d) for d in shape)
+    return 4.0 * 4 * 3 * max(_count(timesteps), 1.0) * max(c, _count(width)) * h * w
+
+
+def _require_trace_memory(path: Path, shape, timesteps, width) -> None:
+    require_memory(_trace_bytes(shape, timesteps, width),
+                   f"{path}: tracing input {'x'.join(map(str, shape))} over T = {timesteps}",
+                   avoid="use a smaller -T or --input-shape")
 
 
 def _chw(shape) -> tuple[int, int, int]:
@@ -221,8 +284,13 @@ def _set_timesteps(model: nn.Module, T: int | None) -> None:
 
 def input_op(shape: tuple[int, int, int], preprocess: dict) -> O.Input:
     """The graph input for a network consuming ``shape`` (C, H, W) after ``preprocess``."""
-    pre = {**DEFAULT_PREPROCESS, **(preprocess or {})}
-    pad = int(pre.get("pad") or 0)
+    from spikec.data import Preprocess
+
+    if preprocess is not None and not isinstance(preprocess, dict):
+        raise DataError(f"preprocess: expected a mapping of pixel_scale, mean, std, pad; got "
+                        f"{type(preprocess).__name__}")
+    pre = Preprocess.from_dict({**DEFAULT_PREPROCESS, **(preprocess or {})}).to_dict()
+    pad = pre["pad"]
     c, h, w = shape
     if h - 2 * pad <= 0 or w - 2 * pad <= 0:
         raise ShapeError(f"input shape {shape} is too small for pad {pad}")
@@ -273,6 +341,7 @@ def load(path, options) -> Graph:
                              "state_dict or model")
 
     sd, key = pick_weights(obj, path, weights_key)
+    check_values(sd, path)
     meta.setdefault("format", "state_dict" if key == "<bare state_dict>" else "checkpoint")
     arch = options.arch or obj.get("arch")
     if not isinstance(arch, str):
@@ -282,13 +351,20 @@ def load(path, options) -> Graph:
     config = obj.get("config") if options.arch in (None, obj.get("arch")) else None
     model, cfg = build_registry_model(arch, config if isinstance(config, dict) else {}, options,
                                       sd, path)
-    preprocess = obj.get("preprocess") if isinstance(obj.get("preprocess"), dict) \
+    preprocess = obj.get("preprocess") if obj.get("preprocess") is not None \
         else options.preprocess
     meta.update(arch=arch, config=_plain(cfg), weights=key)
     shape = (cfg["in_channels"], cfg["img_size"], cfg["img_size"])
-    inp = input_op(shape, preprocess)
+    inp = _input_op(shape, preprocess, path)
     meta["preprocess"] = _preprocess_meta(inp)
     return trace(model, inp, timesteps=cfg["T"], meta=meta)
+
+
+def _input_op(shape, preprocess, path: Path) -> O.Input:
+    try:
+        return input_op(shape, preprocess)
+    except DataError as e:
+        raise DataError(f"{path}: {e}") from None
 
 
 def _preprocess_meta(inp: O.Input) -> dict:
@@ -313,9 +389,14 @@ def _trace_torchscript(module, path: Path, options, meta: dict) -> Graph:
 
 def _trace_module(model: nn.Module, path: Path, options, meta: dict, preprocess) -> Graph:
     model = model.float().cpu()
+    where = path if path is not None else f"<{type(model).__name__}>"  # a model in memory
+    check_values(model.state_dict(), where)
     _set_timesteps(model, options.timesteps)
     shape = _module_input_shape(model, options)
-    inp = input_op(shape, preprocess)
+    inp = _input_op(shape, preprocess, where)
+    cfg = getattr(model, "spikec_config", None)
+    width = cfg.get("embed_dim", 64) if isinstance(cfg, dict) else 64
+    _require_trace_memory(where, shape, getattr(model, "T", options.timesteps or 1), width)
     meta.update(arch=getattr(model, "spikec_arch", None) or type(model).__name__,
                 preprocess=_preprocess_meta(inp))
     cfg = getattr(model, "spikec_config", None)
@@ -336,4 +417,5 @@ def trace_module(model: nn.Module, options) -> Graph:
     return _trace_module(model, None, options, meta, preprocess=options.preprocess)
 
 
-__all__ = ["load", "trace_module", "read", "pick_weights", "check_keys", "input_op", "WEIGHT_KEYS"]
+__all__ = ["load", "trace_module", "read", "pick_weights", "check_keys", "check_values", "input_op",
+           "WEIGHT_KEYS"]

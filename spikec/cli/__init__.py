@@ -9,7 +9,7 @@ import sys
 import click
 
 from spikec import __version__
-from spikec.errors import SpikecError
+from spikec.errors import SpikecError, one_line
 from spikec.table import format_table
 
 
@@ -141,7 +141,7 @@ def _parse_preprocess(text: str | None) -> dict | None:
                 raise click.BadParameter(f"--preprocess {item!r}: expected key=value")
             try:
                 vals = [_number(x) for x in v.split(":")]
-            except ValueError:
+            except (ValueError, ZeroDivisionError):
                 raise click.BadParameter(f"--preprocess {item!r}: not a number") from None
             raw[k.strip()] = vals if k.strip() in ("mean", "std") else vals[0]
     return Preprocess.from_dict(raw).to_dict()
@@ -353,19 +353,34 @@ def main(argv=None):
     _register_commands()
     try:
         cli.main(args=argv, prog_name="spikec", standalone_mode=False)
-    except SpikecError as e:
-        if debug:
-            raise
-        click.echo(f"spikec: error: {e}", err=True)
-        sys.exit(e.exit_code)
     except click.exceptions.Abort:
         click.echo("spikec: aborted", err=True)
         sys.exit(130)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(2)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except click.UsageError as e:
+        if debug:
+            raise
+        where = e.ctx.command_path if e.ctx is not None else "spikec"
+        click.echo(f"spikec: error: {' '.join(e.format_message().split())} (see '{where} "
+                   "--help')", err=True)
+        sys.exit(2)
+    except click.ClickException as e:
+        click.echo(f"spikec: error: {' '.join(e.format_message().split())}", err=True)
+        sys.exit(2)
+    except (SpikecError, OSError, MemoryError, UnicodeDecodeError) as e:
+        if debug:
+            raise
+        line, code = one_line(e)
+        click.echo(f"spikec: error: {line}", err=True)
+        sys.exit(code)
+    except Exception as e:  # noqa: BLE001 - a bug in spikec: still one line, details with --debug
+        if debug:
+            raise
+        line, _ = one_line(e)
+        click.echo(f"spikec: internal error: {line} (a bug in spikec; --debug shows where)",
+                   err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

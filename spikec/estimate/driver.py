@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ContextManager
@@ -38,12 +37,9 @@ def load_input(path: str):
         if not spkc.is_file():
             raise InputFileError(f"{p}: no compiled.spkc (not an output directory of spikec "
                                  "compile)")
-        report = None
-        if (p / "report.json").is_file():
-            try:
-                report = json.loads((p / "report.json").read_text())
-            except json.JSONDecodeError as e:
-                raise InputFileError(f"{p / 'report.json'}: not valid JSON: {e}") from None
+        from spikec.report import read_report
+
+        report = read_report(p / "report.json") if (p / "report.json").is_file() else None
         return load(spkc), report, p
     if p.suffix == ".spkc":
         return load(p), None, None
@@ -75,6 +71,7 @@ def simulate_counts(graph, mapping, data_spec: str, limit: int | None,
 
     from spikec import data as datasets
     from spikec.estimate.events import counts_from_sim
+    from spikec.memory import require_simulation_memory
     from spikec.sim import simulate
 
     if isinstance(data_spec, str):
@@ -83,6 +80,8 @@ def simulate_counts(graph, mapping, data_spec: str, limit: int | None,
         from spikec.evaluate import as_dataset
 
         ds = as_dataset(data_spec, "data").subset(limit)
+    datasets.check_labels(ds, graph)
+    require_simulation_memory(graph, min(32, max(len(ds), 1)), where=ds.name)
     with (progress or _no_progress)(len(ds), f"simulating {ds.name}") as bar:
         res = simulate(graph, ds.images, progress=None if bar is None else bar.update)
     acc = float(np.mean(np.argmax(res.logits, axis=-1) == ds.labels)) if len(ds) else None
@@ -180,9 +179,10 @@ def sweep(inp: EstimateInput, sweeps, *, chips: int | None = None, cost: str = "
           limit: int | None = None, load_args=(None, None),
           progress: ProgressBar | None = None) -> tuple[list[dict], str | None]:
     """A design-space sweep (``--sweep FIELD=V1,V2``): (rows, plot path or None)."""
-    from spikec.estimate.dse import parse_sweeps, plot_sweep, run_sweep
+    from spikec.estimate.dse import check_sweeps, parse_sweeps, plot_sweep, run_sweep
 
     grid = parse_sweeps(sweeps)
+    check_sweeps(inp.profile, grid, rate)   # every value, before the sweep starts
     requantize = None
     if inp.model_path is not None and data_spec:
         requantize = requantizer(inp.model_path, data_spec, limit, load_args, inp.net.ssa)
@@ -205,9 +205,11 @@ def save_estimate(out_dir: Path, report: dict | None, j: dict) -> None:
     that a compile cannot swap OUT away under it)."""
     from spikec.outputs import DirLock
 
+    from spikec.report import dumps
+
     report = dict(report or {})
     report["estimate"] = j
-    text = json.dumps(report, indent=2, sort_keys=True, allow_nan=False, default=float) + "\n"
+    text = dumps(report)   # names the first NaN/Inf field instead of writing it
     with DirLock(out_dir):
         write_atomic(out_dir / "report.json", text.encode("utf-8"))
 

@@ -10,6 +10,7 @@ new format (e.g. ``weight_bits`` sizes synaptic memory) and ``accuracy`` is left
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Callable
 
 from spikec.errors import CapacityError, ProfileError
@@ -37,10 +38,23 @@ def parse_sweeps(items) -> list[tuple[str, list]]:
                     values.append(float(v))
                 except ValueError:
                     raise ProfileError(f"--sweep {name}: {v!r} is not a number") from None
+            if not math.isfinite(values[-1]):
+                raise ProfileError(f"--sweep {name}: {v!r} is not a finite number")
         if not values:
             raise ProfileError(f"--sweep {name}: no values")
         out.append((name.strip(), values))
     return out
+
+
+def check_sweeps(profile, sweeps: list[tuple[str, list]], rate: float = 0.1) -> None:
+    """Fail before any work, naming the field: every value of every swept field must make a
+    valid profile on its own (finite, in range), and ``rate`` must be a firing rate."""
+    from spikec.estimate.events import check_rate
+
+    check_rate(rate)
+    for name, values in sweeps:
+        for v in values:
+            profile.override(name, v)
 
 
 def run_sweep(graph, profile, sweeps: list[tuple[str, list]], *, counts=None, chips=None,
@@ -55,8 +69,7 @@ def run_sweep(graph, profile, sweeps: list[tuple[str, list]], *, counts=None, ch
     ``base_accuracy``: the measured accuracy of the base network (points with its formats).
     """
     names = [n for n, _ in sweeps]
-    for n in names:  # fail early, naming the field
-        profile.override(n, sweeps[names.index(n)][1][0])
+    check_sweeps(profile, sweeps, rate)
     rows = []
     for combo in itertools.product(*[v for _, v in sweeps]):
         point = dict(zip(names, combo))

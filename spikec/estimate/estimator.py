@@ -12,7 +12,7 @@ import numpy as np
 
 from spikec.estimate.costs import CostModel, Traffic, cost_model, traffic
 from spikec.estimate.energy import paper_energy, profile_energy
-from spikec.estimate.events import EventCounts, assumed_counts
+from spikec.estimate.events import EventCounts, assumed_counts, check_rate
 from spikec.estimate.latency import pipeline_depth, step_latency
 from spikec.estimate.mapping import Mapping, map_network
 from spikec.estimate.network import Network, extract_network
@@ -142,6 +142,7 @@ def estimate(graph_or_network: Graph | Network, profile, counts: EventCounts | N
         ``pipeline_depth``: it also counts the gather relays some split layers need); default
         ``pipeline_depth(mapping)``, one step per layer on cores.
     """
+    check_rate(rate)
     net = graph_or_network if isinstance(graph_or_network, Network) \
         else extract_network(graph_or_network, ssa)
     mapping = map_network(net, profile, chips)

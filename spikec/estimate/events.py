@@ -56,10 +56,23 @@ class EventCounts:
         return self.units.get(name) or UnitEvents()
 
 
+def check_rate(rate, what: str = "--rate") -> float:
+    """``rate`` as a float in [0, 1] (spikes per neuron per step), else a one-line error."""
+    from spikec.errors import InvalidValueError
+
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
+        raise InvalidValueError(f"{what} {rate}: a firing rate is spikes per neuron per step, a number "
+                         "in [0, 1]")
+    return float(rate)
+
+
 def assumed_counts(mapping: Mapping, rate: float = 0.1) -> EventCounts:
     """Counts for a uniform firing ``rate`` (spikes per neuron per step) in every layer; the
     host sends every input pixel and every SSA product each step (an upper bound), and so does
-    the relay of a decomposed product (``ssa_sum``), whose term neurons fire at ``rate``."""
+    the relay of a decomposed product (``ssa_sum``), whose term neurons fire at ``rate``.
+
+    Raises ``InvalidValueError`` unless ``0 <= rate <= 1`` (a neuron spikes at most once a step)."""
+    check_rate(rate)
     net = mapping.network
     T = net.timesteps
     units: dict[str, UnitEvents] = {}

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from spikec.errors import CapacityError
+
 from spikec.estimate.costs import CostModel, Traffic
 from spikec.estimate.energy import is_conv, neuron_updates
 from spikec.estimate.events import EventCounts
@@ -82,6 +84,11 @@ def step_latency(mapping: Mapping, counts: EventCounts, costs: CostModel, tr: Tr
     core_ns = float(busy.max()) if busy.size else 0.0
     busiest = int(busy.argmax()) if busy.size else -1
     host_ops = sum(counts.get(u.name).ssa_ops for u in mapping.network.host)
+    ssa_units = [u.name for u in mapping.network.host if getattr(u, "dense_ops", 0)]
+    if mapping.embedded_cpus == 0 and ssa_units:
+        raise CapacityError(f"the profile has no embedded CPUs (capacity.embedded_cpus = 0), but "
+                            f"the host SSA lowering runs {ssa_units[0]!r} on them: use --ssa "
+                            "decompose or a profile with embedded CPUs")
     cpus = max(1, mapping.placement.chips_used * (mapping.embedded_cpus or 1))
     cpu_ns = host_ops / T * costs.t("embedded_cpu_op") / cpus
     path_ns = max((ew * costs.t("hop_east_west") + ns * costs.t("hop_north_south")

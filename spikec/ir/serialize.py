@@ -1,13 +1,21 @@
 """Deterministic one-file serialization of a graph (``.spkc``).
 
-Layout: the 8-byte magic ``b"SPIKEC\\x00\\x01"``, an 8-byte little-endian header length, the
-header (UTF-8 JSON, sorted keys, no spaces), then every array's raw little-endian bytes in the
-order the header lists them, each 64-byte aligned. Same graph -> same bytes; the JSON header
-is readable with ``head -c``.
+Layout (format 2): the 8-byte magic ``b"SPIKEC\\x00\\x02"``, an 8-byte little-endian header
+length, the 32-byte SHA-256 of everything after it (header and arrays), the header (UTF-8 JSON,
+sorted keys, no spaces), then every array's raw little-endian bytes in the order the header lists
+them, each 64-byte aligned. Same graph -> same bytes; the JSON header is readable with
+``tail -c +49 | head -c N``.
+
+Loading checks, before building any op: the checksum (a flipped byte anywhere is an error), the
+JSON types of every header field, every array's dtype (plain numbers only: never an object
+array), shape and blob range (inside the file, of the size its shape needs). Each failure is
+one ``InputFileError`` naming the file and the field.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import struct
 from enum import Enum
@@ -16,14 +24,18 @@ from pathlib import Path
 import numpy as np
 
 from spikec.atomic import write_atomic
-from spikec.errors import InputFileError, IRError
+from spikec.errors import InputFileError, IRError, SpikecError
 from spikec.ir.graph import Graph, verify
 import spikec.ir.fixed  # noqa: F401  (registers the fixed-point ops)
 from spikec.ir.ops import op_type
 
-MAGIC = b"SPIKEC\x00\x01"
-FORMAT_VERSION = 1
+MAGIC = b"SPIKEC\x00\x02"
+OLD_MAGICS = {b"SPIKEC\x00\x01": 1}
+FORMAT_VERSION = 2
+HEADER_START = 8 + 8 + 32            # magic, header length, sha256
 _ALIGN = 64
+_DOMAINS = ("float", "fixed")
+_DTYPE_KINDS = "biuf"                # bool, signed, unsigned, float: never objects or records
 
 
 def _encode(value, arrays: list[np.ndarray]):
@@ -54,7 +66,10 @@ def _decode(value, blobs: list[np.ndarray]):
         if "$array" in value:
             return blobs[value["$array"]]
         if "$tuple" in value:
-            return tuple(_decode(v, blobs) for v in value["$tuple"])
+            items = value["$tuple"]
+            if not isinstance(items, list):
+                raise TypeError(f"$tuple holds a {type(items).__name__}, not a list")
+            return tuple(_decode(v, blobs) for v in items)
         return {k: _decode(v, blobs) for k, v in value.items()}
     if isinstance(value, list):
         return [_decode(v, blobs) for v in value]
@@ -79,53 +94,154 @@ def dumps(graph: Graph) -> bytes:
         pos += arr.nbytes
     header["blobs"] = [{"offset": o, "nbytes": a.nbytes} for o, a in zip(offsets, arrays)]
     head = json.dumps(header, sort_keys=True, separators=(",", ":"), allow_nan=True).encode()
-    out = bytearray(MAGIC + struct.pack("<Q", len(head)) + head)
-    base = len(out)
+    body = bytearray()
     for off, arr in zip(offsets, arrays):
-        out.extend(b"\x00" * (base + off - len(out)))
-        out.extend(arr.tobytes(order="C"))
-    return bytes(out)
+        body.extend(b"\x00" * (off - len(body)))
+        body.extend(arr.tobytes(order="C"))
+    return pack(head, bytes(body))
+
+
+def pack(head: bytes, body: bytes) -> bytes:
+    """The file bytes of a header (JSON bytes) and its array region (checksum included)."""
+    digest = hashlib.sha256(head + body).digest()
+    return MAGIC + struct.pack("<Q", len(head)) + digest + head + body
 
 
 def loads(data: bytes, source: str = "<bytes>") -> Graph:
-    """Inverse of ``dumps``; raises ``InputFileError`` naming ``source`` on a malformed file."""
-    if data[:len(MAGIC)] != MAGIC:
-        raise InputFileError(f"{source}: not a spikec graph file (bad magic)")
-    try:
-        (n,) = struct.unpack("<Q", data[8:16])
-        header = json.loads(data[16:16 + n])
-        base = 16 + n
-        blobs = []
-        for spec, desc in zip(_array_descs(header), header["blobs"]):
-            start = base + desc["offset"]
-            buf = data[start:start + desc["nbytes"]]
-            arr = np.frombuffer(buf, dtype=np.dtype(spec["dtype"])).reshape(spec["shape"]).copy()
-            blobs.append(arr)
-    except (ValueError, KeyError, struct.error) as e:
-        raise InputFileError(f"{source}: corrupt spikec graph file ({e})") from None
-    if header.get("format") != FORMAT_VERSION:
-        raise InputFileError(f"{source}: graph format {header.get('format')} is not supported "
-                             f"(this spikec reads format {FORMAT_VERSION})")
+    """Inverse of ``dumps``; raises ``InputFileError`` naming ``source`` and the field on a
+    malformed, truncated or edited file."""
+    header, body = _unpack(data, source)
+    blobs = _blobs(header, body, source)
     ops = []
-    for rec in header["ops"]:
+    for i, rec in enumerate(header["ops"]):
         rec = dict(rec)
-        cls = op_type(rec.pop("op"))
-        fields = {k: _decode(v, blobs) for k, v in rec.items()}
-        ops.append(cls(**fields))
-    graph = Graph(ops, timesteps=header["timesteps"], meta=_decode(header["meta"], blobs),
-                  domain=header.get("domain", "float"))
-    verify(graph)
+        opcode = rec.pop("op")
+        where = f"{source}: ops[{i}] ({rec.get('name', opcode)!r})"
+        try:
+            cls = op_type(opcode)
+            fields = {k: _decode(v, blobs) for k, v in rec.items()}
+            ops.append(cls(**fields))
+        except SpikecError as e:
+            raise InputFileError(f"{where}: {e}") from None
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
+            raise InputFileError(f"{where}: fields do not make a {opcode!r} op ({e})") from None
+    try:
+        graph = Graph(ops, timesteps=header["timesteps"], meta=_decode(header["meta"], blobs),
+                      domain=header["domain"])
+        verify(graph)
+    except SpikecError as e:
+        raise InputFileError(f"{source}: {e}") from None
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
+        raise InputFileError(f"{source}: not a valid graph ({e})") from None
     return graph
 
 
-def _array_descs(header) -> list[dict]:
+def _unpack(data: bytes, source: str) -> tuple[dict, bytes]:
+    """(header, array region) after checking magic, length, checksum and the header's types."""
+    if data[:len(MAGIC)] != MAGIC:
+        old = OLD_MAGICS.get(bytes(data[:len(MAGIC)]))
+        if old is not None:
+            raise InputFileError(f"{source}: graph format {old} (written by an older spikec, "
+                                 f"without a checksum); this spikec reads format "
+                                 f"{FORMAT_VERSION}: compile the model again")
+        raise InputFileError(f"{source}: not a spikec graph file (bad magic)")
+    if len(data) < HEADER_START:
+        raise InputFileError(f"{source}: corrupt spikec graph file: truncated to {len(data)} bytes")
+    (n,) = struct.unpack("<Q", data[8:16])
+    if n > len(data) - HEADER_START:
+        raise InputFileError(f"{source}: corrupt spikec graph file: truncated (header length {n}, only "
+                             f"{len(data) - HEADER_START} bytes follow)")
+    if hashlib.sha256(data[HEADER_START:]).digest() != data[16:HEADER_START]:
+        raise InputFileError(f"{source}: corrupt spikec graph file: checksum mismatch (field "
+                             "sha256): damaged, truncated or edited")
+    try:
+        header = json.loads(data[HEADER_START:HEADER_START + n].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise InputFileError(f"{source}: header is not JSON ({e})") from None
+    _check_header(header, source)
+    return header, data[HEADER_START + n:]
+
+
+def _need(ok: bool, source: str, field: str, what: str) -> None:
+    if not ok:
+        raise InputFileError(f"{source}: header field {field}: {what}")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_header(h, source: str) -> None:
+    """Raise ``InputFileError`` naming the first header field of the wrong JSON type or value."""
+    _need(isinstance(h, dict), source, "<header>", f"expected an object, got {type(h).__name__}")
+    _need(h.get("format") == FORMAT_VERSION, source, "format",
+          f"{h.get('format')!r} is not supported (this spikec reads format {FORMAT_VERSION})")
+    t = h.get("timesteps")
+    _need(_is_int(t) and t >= 1, source, "timesteps", f"expected a positive integer, got {t!r}")
+    _need(h.get("domain") in _DOMAINS, source, "domain",
+          f"expected one of {', '.join(_DOMAINS)}, got {h.get('domain')!r}")
+    _need(isinstance(h.get("meta"), dict), source, "meta", "expected an object")
+    ops = h.get("ops")
+    _need(isinstance(ops, list), source, "ops", "expected a list")
+    for i, rec in enumerate(ops):
+        _need(isinstance(rec, dict) and isinstance(rec.get("op"), str), source, f"ops[{i}]",
+              "expected an object with a string 'op'")
+    blobs = h.get("blobs")
+    _need(isinstance(blobs, list), source, "blobs", "expected a list")
+    for i, b in enumerate(blobs):
+        _need(isinstance(b, dict) and set(b) == {"offset", "nbytes"}, source, f"blobs[{i}]",
+              "expected an object with offset and nbytes")
+        for k in ("offset", "nbytes"):
+            _need(_is_int(b[k]) and b[k] >= 0, source, f"blobs[{i}].{k}",
+                  f"expected a non-negative integer, got {b[k]!r}")
+
+
+def _blobs(header: dict, body: bytes, source: str) -> list[np.ndarray]:
+    """The arrays the header describes, each checked against its blob's range and size."""
+    descs = _array_descs(header, source)
+    blobs_meta = header["blobs"]
+    _need(len(descs) == len(blobs_meta), source, "blobs",
+          f"{len(blobs_meta)} entries for {len(descs)} arrays")
+    out = []
+    for i, (spec, desc) in enumerate(zip(descs, blobs_meta)):
+        field = f"blobs[{i}]"
+        dtype = _dtype(spec.get("dtype"), source, f"array {i} dtype")
+        shape = spec.get("shape")
+        _need(isinstance(shape, list) and all(_is_int(d) and d >= 0 for d in shape), source,
+              f"array {i} shape", f"expected a list of non-negative integers, got {shape!r}")
+        need = math.prod(shape) * dtype.itemsize
+        _need(desc["nbytes"] == need, source, f"{field}.nbytes",
+              f"{desc['nbytes']} bytes, but shape {shape} of {dtype} needs {need}")
+        end = desc["offset"] + desc["nbytes"]
+        _need(end <= len(body), source, f"{field}.offset",
+              f"bytes {desc['offset']}..{end} lie beyond the file's {len(body)} array bytes")
+        buf = body[desc["offset"]:end]
+        out.append(np.frombuffer(buf, dtype=dtype).reshape(shape).copy())
+    return out
+
+
+def _dtype(text, source: str, field: str) -> np.dtype:
+    _need(isinstance(text, str), source, field, f"expected a string, got {text!r}")
+    try:
+        dt = np.dtype(text)
+    except (TypeError, ValueError):
+        dt = None
+    _need(dt is not None and dt.kind in _DTYPE_KINDS and dt.fields is None and not dt.subdtype,
+          source, field, f"{text!r} is not a plain number type")
+    return dt
+
+
+def _array_descs(header, source: str = "<bytes>") -> list[dict]:
     """Array descriptors in index order (walks the header the way ``_encode`` numbered them)."""
     found: dict[int, dict] = {}
 
     def walk(v):
         if isinstance(v, dict):
             if "$array" in v:
-                found[v["$array"]] = v
+                k = v["$array"]
+                _need(_is_int(k) and k >= 0 and k not in found, source, "$array",
+                      f"index {k!r} is not a new non-negative integer")
+                found[k] = v
                 return
             for x in v.values():
                 walk(x)
@@ -135,6 +251,8 @@ def _array_descs(header) -> list[dict]:
 
     walk(header["meta"])
     walk(header["ops"])
+    _need(sorted(found) == list(range(len(found))), source, "$array",
+          f"indices {sorted(found)[:8]} are not 0..{len(found) - 1}")
     return [found[i] for i in range(len(found))]
 
 

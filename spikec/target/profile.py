@@ -320,6 +320,8 @@ def _figure(raw: Any, table: dict, where: str, path: Path, kind: str | None) -> 
             value = _check_type(value, kind)
         except ValueError:
             raise ProfileError(f"{path}: {where}: expected {kind}, got {value!r}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ProfileError(f"{path}: {where}: must be a finite number, got {value}")
     if status in ("estimated",) and not note:
         raise ProfileError(f"{path}: {where}: an estimated figure needs a note saying how")
     return Figure(value, source.strip(), status, note)
@@ -434,6 +436,12 @@ def _check_capacity(c: Capacity, path: Path) -> None:
             raise ProfileError(f"{path}: capacity.{fl.name}: must not be negative, got {value}")
     if c.cores_per_chip < 1 or c.neurons_per_core < 1:
         raise ProfileError(f"{path}: capacity.cores_per_chip and neurons_per_core must be positive")
+    for name in ("cores_per_tile", "input_axons_per_core",
+                 "output_axons_per_core", "synaptic_memory_bits_per_core",
+                 "max_neurons_per_chip", "max_synapses_per_chip"):
+        if getattr(c, name) == 0:
+            raise ProfileError(f"{path}: capacity.{name}: must be positive (or mark the figure "
+                               "status = \"unknown\"), got 0")
     if c.tile_mesh is not None and c.cores_per_tile is not None:
         cores = c.tile_mesh[0] * c.tile_mesh[1] * c.cores_per_tile
         if cores < c.cores_per_chip:
@@ -507,6 +515,11 @@ def _read_toml(path: Path) -> dict:
         raise ProfileError(f"{path}: profile file not found") from None
     except tomllib.TOMLDecodeError as e:
         raise ProfileError(f"{path}: not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ProfileError(f"{path}: not UTF-8 text (byte {e.start}); a profile is a UTF-8 "
+                           "TOML file") from None
+    except IsADirectoryError:
+        raise ProfileError(f"{path}: a folder, not a profile file") from None
     except OSError as e:
         raise ProfileError(f"{path}: cannot read profile: {e.strerror}") from None
 

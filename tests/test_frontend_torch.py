@@ -129,6 +129,9 @@ class EncoderLayer(nn.Module):
         if self.join == "iand":
             x = self.attn(x) * (1.0 - x)  # IAND, written branch-first
             return (1 - x) * self.ff(x)
+        if self.join == "and":
+            x = x * self.attn(x)
+            return self.ff(x) * x
         x = x + self.attn(x)
         return x + self.ff(x)
 
@@ -169,7 +172,7 @@ def _third_party(T, join="add", calibrate=None, raw=None):
     return model, input_op((3, 16, 16), {})
 
 
-@pytest.mark.parametrize("T, join", [(1, "add"), (4, "add"), (4, "iand")])
+@pytest.mark.parametrize("T, join", [(1, "add"), (4, "add"), (4, "iand"), (4, "and")])
 def test_third_party_spikformer_matches_torch(T, join, calibrate, agreement, images):
     raw = images((3, 16, 16))
     model, inp = _third_party(T, join, calibrate, raw)
@@ -193,11 +196,11 @@ def test_third_party_spikformer_matches_torch(T, join, calibrate, agreement, ima
 
 
 def test_every_float_op_is_produced_by_the_frontend():
-    """The third-party model (ADD and IAND joins) exercises every op of the float IR."""
+    """The third-party model (ADD, IAND and AND joins) exercises every op of the float IR."""
     from spikec.ir.fixed import FIXED_ONLY_OPS
 
     produced = set()
-    for join in ("add", "iand"):
+    for join in ("add", "iand", "and"):
         model, inp = _third_party(T=1, join=join)
         produced |= {type(op) for op in trace(model, inp).ops}
     float_ops = {cls for cls in O.OP_TYPES.values() if cls not in FIXED_ONLY_OPS}
@@ -313,9 +316,9 @@ class _Block(nn.Module):
         y = self.conv(x.flatten(0, 1)).reshape(T, B, 2, 4, 4)
         if self.kind == "real_matmul":
             return y @ y
-        if self.kind == "spike_product":
+        if self.kind == "real_product":      # spikes times real values (s * s is an AND)
             s = self.lif(y)
-            return s * s
+            return s * y
         if self.kind == "merged_lif":
             return self.lif(y.flatten(0, 1))
         raise AssertionError
@@ -335,7 +338,7 @@ class _Net(nn.Module):
     ("sigmoid", r"^blocks\.0 \(.*_Block\): tensor function torch\.sigmoid is not supported"),
     ("bias", r"^blocks\.0 \(.*_Block\): adding a constant"),
     ("real_matmul", r"^blocks\.0 \(.*_Block\): matmul of real .*only spike/count"),
-    ("spike_product", r"^blocks\.0 \(.*_Block\): an elementwise product of two traced tensors"),
+    ("real_product", r"^blocks\.0 \(.*_Block\): an elementwise product of two traced tensors"),
     ("merged_lif", r"^blocks\.0\.lif \(.*MultiStepLIFNode\): a multi-step neuron needs a \[T, B"),
 ])
 def test_unsupported_names_path_and_type(kind, message):

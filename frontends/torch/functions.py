@@ -270,7 +270,8 @@ def _mul(tr: Tracer, args, kwargs, out):
     a, b = args[0], kwargs.get("other", args[1] if len(args) > 1 else None)
     va, vb = tr.lookup(a), tr.lookup(b)
     if va is not None and vb is not None:
-        tr.bind(out, _iand(tr, a, b, va, vb))
+        both = not va.negated and not vb.negated
+        tr.bind(out, _and(tr, tr.value(a), tr.value(b)) if both else _iand(tr, a, b, va, vb))
         return
     v = va if va is not None else vb
     if v.layout is not Layout.ACCUM:
@@ -280,6 +281,16 @@ def _mul(tr: Tracer, args, kwargs, out):
         raise tr.unsupported("multiplying a traced tensor by a constant tensor; only scalar "
                              "factors (Scale) are supported")
     tr.bind(out, _scale(tr, v, c))
+
+
+def _and(tr: Tracer, va: TracedValue, vb: TracedValue) -> TracedValue:
+    """``a * s`` of two spike tensors -> ``AND(a, s)``."""
+    if va.spec.kind is not Kind.SPIKE or vb.spec.kind is not Kind.SPIKE:
+        raise tr.unsupported("an elementwise product of two traced tensors; the IR supports the "
+                             "AND a * s and the IAND (1 - a) * s of spike tensors, got "
+                             f"{va.spec.kind.value} and {vb.spec.kind.value}")
+    _same_shape(tr, va, vb, "AND")
+    return tr.emit(O.AND(tr.op_name("and"), (va.name, vb.name)), _join_layout(tr, va, vb))
 
 
 def _iand(tr: Tracer, a, b, va: TracedValue, vb: TracedValue) -> TracedValue:

@@ -32,6 +32,7 @@ from spikec.ir import ops as O
 from spikec.ir.graph import Graph
 from spikec.ir.types import Kind, Rate
 from spikec.sim import events as ev
+from spikec.sim import intgemm as ig
 from spikec.sim import linalg as la
 from spikec.sim.neurons import CubaLIFLayer, ReadoutLayer, overflow
 from spikec.target import fixedpoint as fx
@@ -126,6 +127,12 @@ class _Synapse:
             self._w[dtype] = self.w_int.astype(dtype)
         return self._w[dtype]
 
+    def int8_weight(self) -> tuple[np.ndarray, int] | None:
+        """``(w8, g)``: the weights as int8 with ``W == w8 << g`` (None: they do not fit)."""
+        if "int8" not in self._w:
+            self._w["int8"] = ig.int8_weights(self.w_int)
+        return self._w["int8"]
+
     def scaled_weight(self, dtype) -> np.ndarray:
         """``W[o] * 2**e[o]`` in a float carrier: exact (an 8-bit mantissa times a power of two)."""
         key = ("scaled", dtype)
@@ -163,16 +170,19 @@ class Simulator:
         the target would wrap or saturate, instead of computing the wrapped result.
     fast : use float carriers and the LIF fast path where they are provably exact (``False``:
         int64 everywhere, the target helpers for every wrap; identical results, only slower).
+    int8 : with ``fast``, run synapses whose inputs and weights fit int8 on the exact int8 GEMM of
+        ``spikec.sim.intgemm`` where it is available (torch installed); identical results.
     """
 
     def __init__(self, graph: Graph, formats: NumberFormats | None = None, *, strict: bool = False,
-                 fast: bool = True):
+                 fast: bool = True, int8: bool = True):
         if graph.domain != "fixed":
             raise IRError(f"the bit-exact simulator runs fixed-point graphs; this graph's domain is "
                           f"{graph.domain!r} (compile it first, or use spikec.interp)")
         self.graph = graph
         self.fmt = formats_of(graph, formats)
         self.strict, self.fast = strict, fast
+        self.int8 = fast and int8 and ig.available()
         self.specs = graph.specs
         self.T = graph.timesteps
         self.synapses: dict[str, _Synapse] = {}
@@ -433,14 +443,23 @@ class Simulator:
         if not use_float:
             dt = np.dtype(np.int64)
         flat = xs.reshape((-1,) + xs.shape[2:])
-        weight = syn.scaled_weight(dt) if use_float else syn.weight(dt)
+        # int8 path: |x| <= 127 and W == w8 << g with w8 int8; no wrap acts (use_float), so every
+        # partial sum of w8 x lies inside int32 and an arithmetic shift by g + e completes it
+        w8 = syn.int8_weight() if use_float and self.int8 and x_bound <= ig.INT8_MAX else None
+        if w8 is not None:
+            weight = w8[0]
+        else:
+            weight = syn.scaled_weight(dt) if use_float else syn.weight(dt)
         weight, flat = self._active_inputs(syn, weight, flat)
         if syn.conv:
             acc = la.conv2d(flat, weight, op.stride, op.padding, op.dilation, op.groups)
         else:
-            acc = la.dense_matmul(la.as_carrier(flat, dt), weight, op.axis)
+            acc = la.dense_matmul(flat if w8 is not None else la.as_carrier(flat, dt), weight,
+                                  op.axis)
         acc = acc.reshape(xs.shape[:2] + acc.shape[1:])
-        if use_float:
+        if w8 is not None:
+            y = ig.shift(acc, syn.exp + w8[1], syn.channel_axis + 2)
+        elif use_float:
             if syn.exp_values[0] < 0:
                 np.floor(acc, out=acc)
             y = acc

@@ -32,6 +32,7 @@ from spikec.ir import ops as O
 from spikec.ir.graph import Graph
 from spikec.sim import Simulator
 from spikec.sim import events as ev
+from spikec.sim.profile import TimeProfile
 
 #: Targets ``spikec compile --target`` accepts (profiles with an executable arithmetic).
 TARGETS = ("loihi2", "loihi")
@@ -327,13 +328,15 @@ def load_stage(out: str | os.PathLike, stage: str) -> Graph:
 
 def simulate_output(out: str | os.PathLike, data: str, *, limit: int | None = None,
                     stage: str = "quantized", batch_size: int = 32, strict: bool = False,
-                    progress: Callable[[int], Progress] | None = None) -> dict:
+                    progress: Callable[[int], Progress] | None = None,
+                    profile_time: bool = False) -> dict:
     """Run one stage of a compiled model on a data set.
 
     Returns ``{stage, data, accuracy {float, folded, quantized, samples} (only ``stage`` filled),
     layers, totals, predictions}`` with the layer entries and totals of ``spikec.report``
     (``spike_agreement`` is null: it needs the float run next to this one; see report.json).
     ``strict``: raise ``StateOverflowError`` where a state would wrap (bit-exact stage only).
+    ``profile_time``: add ``time_profile`` (``spikec.sim.profile``; bit-exact stage only).
     """
     from spikec import interp
 
@@ -348,11 +351,14 @@ def simulate_output(out: str | os.PathLike, data: str, *, limit: int | None = No
     stats: dict[str, ev.LayerStats] = {}
     sim = Simulator(graph, strict=strict) if stage == "quantized" else None
     record = ev.float_graph_record(graph) if sim is None else None
+    timing = TimeProfile() if profile_time and sim is not None else None
     for sl in _batches(len(ds), batch_size):
         images = ds.images[sl]
         if sim is not None:
             r = sim.run(images)
             logits, batch_stats = r.logits, r.stats
+            if timing is not None:
+                timing.add(graph, r)
         else:
             tr = interp.run(graph, images, record=record)
             logits = tr.logits
@@ -373,7 +379,8 @@ def simulate_output(out: str | os.PathLike, data: str, *, limit: int | None = No
             "timesteps": graph.timesteps,
             "accuracy": rep.accuracy_block(*(acc if s == stage else None for s in STAGES), len(ds)),
             "layers": layers, "totals": rep.totals(layers),
-            "predictions": [int(p) for p in predictions]}
+            "predictions": [int(p) for p in predictions],
+            **({"time_profile": timing.to_dict()} if timing is not None else {})}
 
 
 def _graph_input(graph: Graph):

@@ -183,6 +183,7 @@ class Simulator:
         self.fmt = formats_of(graph, formats)
         self.strict, self.fast = strict, fast
         self.int8 = fast and int8 and ig.available()
+        self._layers: dict[str, CubaLIFLayer] = {}
         self.specs = graph.specs
         self.T = graph.timesteps
         self.synapses: dict[str, _Synapse] = {}
@@ -363,8 +364,12 @@ class Simulator:
         if op.name in self.synapses:
             return self._synapse(self.synapses[op.name], args, stats)
         if isinstance(op, F.CubaLIF):
-            layer = CubaLIFLayer(op, self.fmt, strict=self.strict, fast=self.fast)
+            layer = self._layers.get(op.name)
+            if layer is None:       # parameters prepared once; ``run`` resets the state
+                layer = self._layers[op.name] = CubaLIFLayer(op, self.fmt, strict=self.strict,
+                                                             fast=self.fast)
             y = layer.run(args[0])
+            layer.u = layer.v = None        # the final state is not read: free it
             stats.add("spikes", ev.nonzero_per_step(y))
             stats.add("neuron_updates", np.full(self.T, y[0].size, dtype=np.int64))
             return y

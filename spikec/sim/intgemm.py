@@ -19,10 +19,11 @@ import os
 import numpy as np
 
 INT8_MAX = 127
-#: Products of fewer multiply-accumulates run on one thread (about half a millisecond at the
-#: ~300 G int8 MAC/s of one core): waking torch's OpenMP team costs more than it saves, and
-#: much more when other processes share the cores (a descheduled worker stalls the barrier).
-PARALLEL_MACS = 1 << 27
+#: Products of fewer multiply-accumulates run on one thread (about 2 ms at the ~300 G int8
+#: MAC/s of one core): waking torch's OpenMP team costs more than it saves, and much more when
+#: other processes share the cores (a descheduled worker stalls the barrier: measured 17 G MAC/s
+#: for 0.4 G-MAC products on two threads at load 12, against 185-300 G MAC/s on one).
+PARALLEL_MACS = 1 << 29
 #: Every partial sum of an accelerated product stays below this magnitude (int32 accumulators).
 INT32_EXACT = (1 << 31) - 1
 

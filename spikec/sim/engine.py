@@ -441,20 +441,8 @@ class Simulator:
         T, B = x.shape[:2]
         invariant = x.strides[0] == 0 and T > 1      # the same input every step (repeat encoding)
         xs = x[:1] if invariant else x
-        sum_bound = syn.sum_bound(x_bound)
-        out_bound = max(_shift_bound(sum_bound, e) for e in syn.exp_values)
-        dt = self._carrier(sum_bound)
-        use_float = max(out_bound, sum_bound) < 1 << (syn.wrap_bits - 1) and dt.kind == "f"
-        if not use_float:
-            dt = np.dtype(np.int64)
+        w8, use_float, dt, weight = self._term_plan(syn, x_bound)
         flat = xs.reshape((-1,) + xs.shape[2:])
-        # int8 path: |x| <= 127 and W == w8 << g with w8 int8; no wrap acts (use_float), so every
-        # partial sum of w8 x lies inside int32 and an arithmetic shift by g + e completes it
-        w8 = syn.int8_weight() if use_float and self.int8 and x_bound <= ig.INT8_MAX else None
-        if w8 is not None:
-            weight = w8[0]
-        else:
-            weight = syn.scaled_weight(dt) if use_float else syn.weight(dt)
         weight, flat = self._active_inputs(syn, weight, flat)
         if syn.conv:
             acc = la.conv2d(flat, weight, op.stride, op.padding, op.dilation, op.groups)
@@ -473,6 +461,34 @@ class Simulator:
         if invariant:
             y = np.broadcast_to(y, (T,) + y.shape[1:])
         return y
+
+    def _term_plan(self, syn: _Synapse, x_bound: int):
+        """How the term of an input bounded by ``x_bound`` is computed (static: from bounds):
+        ``(w8, use_float, dt, weight)``. ``use_float``: no wrap can act and the sum is exact in
+        the float carrier ``dt``; ``w8``: ``(int8 weights, g)`` for the int8 path (|x| <= 127,
+        ``W == w8 << g``; with ``use_float`` every partial sum of ``w8 x`` lies inside int32 and
+        an arithmetic shift by ``g + e`` completes it), else None; ``weight``: what to multiply."""
+        sum_bound = syn.sum_bound(x_bound)
+        out_bound = max(_shift_bound(sum_bound, e) for e in syn.exp_values)
+        dt = self._carrier(sum_bound)
+        use_float = max(out_bound, sum_bound) < 1 << (syn.wrap_bits - 1) and dt.kind == "f"
+        if not use_float:
+            dt = np.dtype(np.int64)
+        w8 = syn.int8_weight() if use_float and self.int8 and x_bound <= ig.INT8_MAX else None
+        if w8 is not None:
+            return w8, use_float, dt, w8[0]
+        return None, use_float, dt, syn.scaled_weight(dt) if use_float else syn.weight(dt)
+
+    def prepare(self) -> None:
+        """Do now the one-time work of the first ``run``: every synapse's weights in the form
+        its terms use, the neuron layers' constants."""
+        for op in self.graph.ops:
+            if op.name in self.synapses:
+                for i in op.inputs:
+                    self._term_plan(self.synapses[op.name], self.bounds[i])
+            elif isinstance(op, F.CubaLIF) and op.name not in self._layers:
+                self._layers[op.name] = CubaLIFLayer(op, self.fmt, strict=self.strict,
+                                                     fast=self.fast)
 
     @staticmethod
     def _active_inputs(syn: _Synapse, weight: np.ndarray, flat: np.ndarray):

@@ -137,7 +137,9 @@ def conv_synaptic_events(x: np.ndarray, fanout: np.ndarray) -> np.ndarray:
     if 4 * len(rows) <= h and 4 * len(cols) <= w:
         total = fmax * nonzero_per_step(x)
         deficit = fmax - fanout
-        inner = np.setdiff1d(np.arange(h), rows)
+        keep = np.ones(h, dtype=bool)
+        keep[rows] = False
+        inner = np.flatnonzero(keep)
         for strip, d in ((x[..., rows, :], deficit[rows, :]),
                          (x[..., cols][..., inner, :], deficit[np.ix_(inner, cols)])):
             if strip.size:

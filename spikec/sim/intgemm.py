@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 INT8_MAX = 127
 #: Products of fewer multiply-accumulates run on one thread (about 2 ms at the ~300 G int8
@@ -156,7 +157,7 @@ def _canonical(x: np.ndarray) -> np.ndarray:
     if not x.flags.writeable:
         return np.ascontiguousarray(x).copy()
     if x.flags.c_contiguous:
-        return np.lib.stride_tricks.as_strided(x, strides=(n * size, size))
+        return as_strided(x, strides=(n * size, size))
     if x.flags.f_contiguous:
-        return np.lib.stride_tricks.as_strided(x, strides=(size, m * size))
+        return as_strided(x, strides=(size, m * size))
     return np.ascontiguousarray(x)

@@ -39,21 +39,29 @@ SMALL_MAP = 256
 #: when the cores are shared with other processes (seconds instead of milliseconds per stack).
 SMALL_GEMM_MACS = 1 << 26
 
-_controller = None
+_blas_libs = None
 
 
+@contextlib.contextmanager
 def _one_blas_thread():
-    """Context limiting the BLAS to one thread (a no-op without ``threadpoolctl``)."""
-    global _controller
-    if _controller is None:
+    """Context limiting the BLAS to one thread (a no-op without ``threadpoolctl``). The BLAS
+    libraries are looked up once: ``ThreadpoolController.limit`` inspects every loaded library
+    on each call (about half a millisecond, as long as a small product itself)."""
+    global _blas_libs
+    if _blas_libs is None:
         try:
             from threadpoolctl import ThreadpoolController
-            _controller = ThreadpoolController()
+            _blas_libs = ThreadpoolController().select(user_api="blas").lib_controllers
         except Exception:          # threadpoolctl is optional
-            _controller = False
-    if _controller is False:
-        return contextlib.nullcontext()
-    return _controller.limit(limits=1, user_api="blas")
+            _blas_libs = []
+    saved = [lib.num_threads for lib in _blas_libs]
+    for lib in _blas_libs:
+        lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lib, n in zip(_blas_libs, saved):
+            lib.set_num_threads(n)
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

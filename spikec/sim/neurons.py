@@ -78,6 +78,7 @@ class CubaLIFLayer:
             self.dtype.type(b.flat[0]) if (b == b.flat[0]).all() else b.astype(self.dtype))
         self._threshold_f = (self.dtype.type(th.flat[0]) if th.size and (th == th.flat[0]).all()
                              else th.astype(self.dtype))
+        self._bias_max = int(np.abs(b).max()) if b.size else 0
         self.u = self.v = None
         self._u_in_range = self._v_in_range = False      # set per run (``_range_proofs``)
         self.exact_steps = 0          # steps the fast path handed to ``step`` (diagnostics)
@@ -166,9 +167,8 @@ class CubaLIFLayer:
             return False, False
         lim = fmt.state_max
         u_max = max(int(a_in.max()), -int(a_in.min())) << fmt.weight_shift
-        bias = int(np.abs(self.bias).max()) if self.bias.size else 0
         u_ok = u_max <= lim
-        return u_ok, u_ok and lim * self.factor_v // fmt.decay_unity + u_max + bias <= lim
+        return u_ok, u_ok and lim * self.factor_v // fmt.decay_unity + u_max + self._bias_max <= lim
 
     def _fits_fast(self, x: np.ndarray) -> bool:
         lim = self.fmt.state_max

@@ -141,7 +141,7 @@ def bench(name: str, model, graph, images: np.ndarray, calib: np.ndarray, repeat
         "spikes_per_sample": totals["spikes"] / n,
         "synaptic_events_per_sample": totals["synaptic_events"] / n,
         "mean_firing_rate": round(rate, 4),
-        "threads": THREADS, "int8_gemm": sim.int8,
+        "threads": THREADS, "int8_gemm": getattr(sim, "int8", False),
         **extra,
     }
 

@@ -16,7 +16,13 @@ shipped checkpoint ``examples/checkpoints/spikformer_v2_fmnist.pt`` (Fashion-MNI
 Prints one JSON object per line: ``name``, ``sim_throughput`` and ``float_throughput`` (samples per
 second), ``ratio`` (sim / float), and the details of the run.
 
-Usage: ``python bench/bench_sim.py [--repeats 3] [--only NAME] [--batch N] [--cache DIR]``
+``--threads N`` limits both sides to N threads (torch's intra-op threads, numpy's BLAS): a ratio
+at one thread each is less at the mercy of other processes than one at two threads, where a
+descheduled worker stalls the other's barrier. ``--profile`` adds the simulator's seconds per op
+kind (``spikec.sim.profile``, from the last timed run) to the details.
+
+Usage: ``python bench/bench_sim.py [--repeats 3] [--only NAME] [--batch N] [--cache DIR]
+[--threads N] [--profile]``
 """
 from __future__ import annotations
 
@@ -62,6 +68,8 @@ def _float_forward(model, images: np.ndarray, inp):
 
 
 CACHE: Path | None = None
+THREADS: int | None = None
+PROFILE = False
 
 
 def compiled(name: str, graph, calib: np.ndarray):
@@ -103,6 +111,14 @@ def bench(name: str, model, graph, images: np.ndarray, calib: np.ndarray, repeat
             cpu.append(time.process_time() - c)
     r = result["r"]
     n = len(images)
+    extra = {}
+    if PROFILE:
+        from spikec.sim.profile import TimeProfile
+        prof = TimeProfile()
+        prof.add(fixed, r)
+        d = prof.to_dict(top=5)
+        extra["time_profile"] = {"kinds": {k["kind"]: k["seconds"] for k in d["kinds"]},
+                                 "top_layers": {l["name"]: l["seconds"] for l in d["layers"]}}
     totals = r.totals()
     lif = [s for s in r.stats.values() if s.op == "cuba_lif"]
     rate = (sum(s.total("spikes") for s in lif) /
@@ -125,6 +141,8 @@ def bench(name: str, model, graph, images: np.ndarray, calib: np.ndarray, repeat
         "spikes_per_sample": totals["spikes"] / n,
         "synaptic_events_per_sample": totals["synaptic_events"] / n,
         "mean_firing_rate": round(rate, 4),
+        "threads": THREADS, "int8_gemm": getattr(sim, "int8", False),
+        **extra,
     }
 
 
@@ -182,9 +200,17 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", type=Path, help="directory to keep compiled graphs in between runs")
     ap.add_argument("--batch", type=int, default=None,
                     help="batch size (default: 8 for V2-8-512, 64 for the checkpoint)")
+    ap.add_argument("--threads", type=int, help="threads for both sides (default: all)")
+    ap.add_argument("--profile", action="store_true", help="add the simulator's time per op kind")
     args = ap.parse_args(argv)
-    global CACHE
-    CACHE = args.cache
+    global CACHE, THREADS, PROFILE
+    CACHE, PROFILE = args.cache, args.profile
+    if args.threads:
+        import torch
+        from threadpoolctl import threadpool_limits
+        THREADS = args.threads
+        torch.set_num_threads(THREADS)
+        threadpool_limits(THREADS)
     if CACHE is not None:
         CACHE.mkdir(parents=True, exist_ok=True)
     runs = [("v2_8_512", lambda: spikformer_v2_8_512(args.batch or 8, args.repeats)),

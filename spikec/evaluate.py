@@ -17,6 +17,7 @@ from spikec.ir import ops as O
 from spikec.ir.graph import Graph
 from spikec.sim import Simulator
 from spikec.sim import events as ev
+from spikec.sim.profile import TimeProfile
 
 STAGES = ("float", "folded", "quantized")
 GRAPH_FILES = {"quantized": "compiled.spkc", "folded": "folded.spkc", "float": "float.spkc"}
@@ -168,7 +169,7 @@ def load_stage(out: str | os.PathLike, stage: str) -> Graph:
 def simulate_output(out: str | os.PathLike, data, *, limit: int | None = None,
                     stage: str = "quantized", batch_size: int = 32, strict: bool = False,
                     progress: Callable[[int], Progress] | None = None, workers: int = 1,
-                    cluster: str | None = None) -> dict:
+                    cluster: str | None = None, profile_time: bool = False) -> dict:
     """Run one stage of a compiled model on a data set.
 
     Returns ``{stage, data, accuracy {float, folded, quantized, samples} (only ``stage`` filled),
@@ -177,12 +178,13 @@ def simulate_output(out: str | os.PathLike, data, *, limit: int | None = None,
     ``strict``: raise ``StateOverflowError`` where a state would wrap (bit-exact stage only).
     ``workers`` / ``cluster``: shard the samples over local processes or a Dask cluster
     (``spikec.shards``, docs/scale-out.md); the result equals one process's, byte for byte.
+    ``profile_time``: add ``time_profile`` (``spikec.sim.profile``; bit-exact stage, one process).
     """
     _check_simulate(stage, batch_size, strict)
     graph = load_stage(out, stage)
     return simulate_graph(graph, data, limit=limit, stage=stage, batch_size=batch_size,
                           strict=strict, progress=progress, workers=workers, cluster=cluster,
-                          graph_file=Path(out) / GRAPH_FILES[stage])
+                          graph_file=Path(out) / GRAPH_FILES[stage], profile_time=profile_time)
 
 
 def _check_simulate(stage: str, batch_size: int, strict: bool) -> None:
@@ -197,7 +199,8 @@ def _check_simulate(stage: str, batch_size: int, strict: bool) -> None:
 def simulate_graph(graph: Graph, data, *, limit: int | None = None, stage: str = "quantized",
                    batch_size: int = 32, strict: bool = False,
                    progress: Callable[[int], Progress] | None = None, workers: int = 1,
-                   cluster: str | None = None, graph_file: str | os.PathLike | None = None) -> dict:
+                   cluster: str | None = None, graph_file: str | os.PathLike | None = None,
+                   profile_time: bool = False) -> dict:
     """``simulate_output`` on a graph in memory: ``graph`` is the ``stage`` graph (the fixed
     graph for ``quantized``); ``data`` a spec, a ``Dataset`` or ``(images, labels)``;
     ``graph_file``: where ``graph`` is saved, for the workers of a sharded run (else they get
@@ -208,13 +211,18 @@ def simulate_graph(graph: Graph, data, *, limit: int | None = None, stage: str =
     from spikec.memory import require_simulation_memory
 
     _check_simulate(stage, batch_size, strict)
+    if profile_time and (stage != "quantized" or workers != 1 or cluster):
+        raise DataError("--profile-time times the bit-exact stage in one process (no --stage "
+                        "float/folded, --workers or --cluster)")
     ds = load_data(data, limit, _graph_input(graph))
     check_labels(ds, graph)
     require_simulation_memory(graph, min(batch_size, max(len(ds), 1)),
                               where=str(graph_file) if graph_file else stage)
     if workers == 1 and not cluster:
         update = progress(len(ds)) if progress else None
-        predictions, stats = simulate_batches(graph, stage, ds.images, batch_size, strict, update)
+        timing = TimeProfile() if profile_time else None
+        predictions, stats = simulate_batches(graph, stage, ds.images, batch_size, strict, update,
+                                              timing)
     else:
         ref = (shards.GraphFile.of(graph_file) if graph_file is not None
                else shards.GraphFile.in_memory(graph))
@@ -235,12 +243,13 @@ def simulate_graph(graph: Graph, data, *, limit: int | None = None, stage: str =
             "timesteps": graph.timesteps,
             "accuracy": rep.accuracy_block(*(acc if s == stage else None for s in STAGES), len(ds)),
             "layers": layers, "totals": rep.totals(layers),
-            "predictions": [int(p) for p in predictions]}
+            "predictions": [int(p) for p in predictions],
+            **({"time_profile": timing.to_dict()} if profile_time else {})}
 
 
 def simulate_batches(graph: Graph, stage: str, images: np.ndarray, batch_size: int,
-                     strict: bool = False, update: Callable[[int], None] | None = None
-                     ) -> tuple[np.ndarray, dict[str, ev.LayerStats]]:
+                     strict: bool = False, update: Callable[[int], None] | None = None,
+                     timing=None) -> tuple[np.ndarray, dict[str, ev.LayerStats]]:
     """Predictions (int64 [n]) and per-op event counts of ``graph`` on ``images``, batch by batch
     (the bit-exact simulator for a fixed graph, the reference interpreter for a float one)."""
     from spikec import interp
@@ -254,6 +263,8 @@ def simulate_batches(graph: Graph, stage: str, images: np.ndarray, batch_size: i
         if sim is not None:
             r = sim.run(batch)
             logits, batch_stats = r.logits, r.stats
+            if timing is not None:      # ``spikec.sim.profile.TimeProfile``
+                timing.add(graph, r)
         else:
             tr = interp.run(graph, batch, record=record)
             logits = tr.logits

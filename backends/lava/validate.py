@@ -135,12 +135,17 @@ def _load_inputs(graph, data: str, limit: int | None) -> dict:
     return {inp.name: ds.images}
 
 
-def _simulate(graph, plan, inputs: dict) -> tuple[dict, float]:
+def _simulate(graph, plan, inputs: dict) -> tuple[dict, float, float]:
+    """The simulator's values of the probed layers, its total seconds and its set-up seconds
+    (preparing weights, loading its optional accelerator: once per process, like Lava's
+    start-up)."""
     from spikec.sim import Simulator
 
     names = [p["value"] for p in plan["probes"]]
     t0 = time.perf_counter()
     sim = Simulator(graph)
+    sim.prepare()
+    setup = time.perf_counter() - t0
     data = next(iter(inputs.values())) if len(inputs) == 1 else inputs
     n = len(next(iter(inputs.values())))
     values: dict[str, list] = {}
@@ -154,7 +159,7 @@ def _simulate(graph, plan, inputs: dict) -> tuple[dict, float]:
         v = values[p["value"]]
         out[p["value"]] = np.concatenate(v, axis=0) if p["kind"] == "readout" else \
             np.moveaxis(np.concatenate(v, axis=1), 0, 1)
-    return out, time.perf_counter() - t0
+    return out, time.perf_counter() - t0, setup
 
 
 # ----------------------------------------------------------------------------- comparison
@@ -268,9 +273,9 @@ def validate_lava(out, data: str, limit: int | None = None, *, batch: int = 0,
     inputs = _load_inputs(graph, data, limit)
     trace, lava_wall = run_bundle(out, inputs, python=py, batch=batch)
     meta = json.loads(str(trace["meta"]))
-    predicted, sim_s = _simulate(graph, plan, inputs)
+    predicted, sim_s, sim_setup = _simulate(graph, plan, inputs)
     res = compare(graph, plan, trace, predicted)
-    return _result("lava", manifest, plan, meta, res, lava_wall, sim_s, data)
+    return _result("lava", manifest, plan, meta, res, lava_wall, sim_s, data, setup=sim_setup)
 
 
 def validate_trace(out, trace_file, data: str | None = None, limit: int | None = None) -> dict:
@@ -284,13 +289,15 @@ def validate_trace(out, trace_file, data: str | None = None, limit: int | None =
         for k, v in given.items():
             if v.shape != inputs[k].shape or not np.array_equal(v, inputs[k]):
                 raise DataError(f"{data}: not the samples the trace {trace_file} was recorded on")
-    predicted, sim_s = _simulate(graph, plan, inputs)
+    predicted, sim_s, sim_setup = _simulate(graph, plan, inputs)
     res = compare(graph, plan, arrays, predicted)
     lava_s = float(meta.get("seconds", {}).get("wall", float("nan")))
-    return _result("trace", manifest, plan, meta, res, lava_s, sim_s, data, str(trace_file))
+    return _result("trace", manifest, plan, meta, res, lava_s, sim_s, data, str(trace_file),
+                   setup=sim_setup)
 
 
-def _result(against, manifest, plan, meta, res, lava_s, sim_s, data, trace=None) -> dict:
+def _result(against, manifest, plan, meta, res, lava_s, sim_s, data, trace=None,
+            setup: float = 0.0) -> dict:
     n = int(meta["samples"])
     secs = meta.get("seconds", {})
     return {
@@ -301,6 +308,9 @@ def _result(against, manifest, plan, meta, res, lava_s, sim_s, data, trace=None)
         "lava_seconds": lava_s, "spikec_seconds": sim_s,
         "lava_seconds_per_sample": lava_s / n if n else None,
         "spikec_seconds_per_sample": sim_s / n if n else None,
+        # the simulator's marginal cost once its weights are prepared (set-up excluded)
+        "spikec_setup_seconds": setup,
+        "spikec_steady_seconds_per_sample": (sim_s - setup) / n if n else None,
         # Lava's marginal cost: T steps per sample once the processes run (startup excluded)
         "lava_steady_seconds_per_sample": secs.get("steady_per_sample"),
         "lava_startup_seconds": secs.get("startup"),

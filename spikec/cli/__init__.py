@@ -308,7 +308,9 @@ def compile_cmd(model, arch, trust_pickle, input_shape, timesteps, sets, target,
               "tcp://head:8786; needs spikec[cluster] on every worker).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print JSON: accuracy, layers, totals, predictions.")
-def simulate(out, data, limit, stage, batch_size, strict, workers, cluster, as_json):
+@click.option("--profile-time", is_flag=True,
+              help="Also print the simulator's seconds per op kind and its slowest layers.")
+def simulate(out, data, limit, stage, batch_size, strict, workers, cluster, as_json, profile_time):
     """Run a compiled OUT directory on a data set: accuracy, spikes and synaptic events per
     layer, firing rates."""
     from spikec.evaluate import simulate_output
@@ -317,7 +319,7 @@ def simulate(out, data, limit, stage, batch_size, strict, workers, cluster, as_j
     try:
         res = simulate_output(out, data, limit=limit, stage=stage, batch_size=batch_size,
                               strict=strict, progress=None if as_json else _progress(bars),
-                              workers=workers, cluster=cluster)
+                              workers=workers, cluster=cluster, profile_time=profile_time)
     finally:
         _close(bars)
     if as_json:
@@ -328,6 +330,9 @@ def simulate(out, data, limit, stage, batch_size, strict, workers, cluster, as_j
     click.echo(f"\nper sample: {t['spikes']:,.1f} spikes, {t['synaptic_events']:,.1f} synaptic events, "
                f"{t['neuron_updates']:,.0f} neuron updates")
     click.echo(_accuracy_line(res["accuracy"]) + f" ({stage})")
+    if "time_profile" in res:
+        from spikec.sim.profile import format_time_profile
+        click.echo("\n" + format_time_profile(res["time_profile"]))
 
 
 # Commands defined in other modules register here, one line each (keeps this file small).

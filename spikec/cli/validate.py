@@ -33,8 +33,11 @@ def _print(res: dict) -> None:
     procs = res["lava_run"].get("processes")
     extra = (f" ({procs} processes" + extra + ")") if procs else ""
     click.echo(f"wall time: Lava {res['lava_seconds']:.1f} s{extra}, spikec simulator "
-               f"{res['spikec_seconds']:.2f} s "
-               f"({res['spikec_seconds_per_sample']:.4f} s per sample)")
+               f"{res['spikec_seconds']:.2f} s ({res['spikec_setup_seconds']:.2f} s set-up, then "
+               f"{res['spikec_steady_seconds_per_sample']:.4f} s per sample)")
+    if steady and res["spikec_steady_seconds_per_sample"]:
+        click.echo(f"steady state: spikec {steady / res['spikec_steady_seconds_per_sample']:,.0f}x "
+                   f"faster than Lava per sample")
 
 
 @click.command()

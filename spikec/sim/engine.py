@@ -33,6 +33,7 @@ from spikec.ir.dispatch import OpTable
 from spikec.ir.graph import Graph
 from spikec.ir.types import Kind, Rate
 from spikec.sim import events as ev
+from spikec.sim import intgemm as ig
 from spikec.sim import linalg as la
 from spikec.sim.neurons import CubaLIFLayer, ReadoutLayer, overflow
 from spikec.target import fixedpoint as fx
@@ -134,6 +135,12 @@ class _Synapse:
             self._w[dtype] = self.w_int.astype(dtype)
         return self._w[dtype]
 
+    def int8_weight(self) -> tuple[np.ndarray, int] | None:
+        """``(w8, g)``: the weights as int8 with ``W == w8 << g`` (None: they do not fit)."""
+        if "int8" not in self._w:
+            self._w["int8"] = ig.int8_weights(self.w_int)
+        return self._w["int8"]
+
     def scaled_weight(self, dtype) -> np.ndarray:
         """``W[o] * 2**e[o]`` in a float carrier: exact (an 8-bit mantissa times a power of two)."""
         key = ("scaled", dtype)
@@ -214,16 +221,20 @@ class Simulator:
         the target would wrap or saturate, instead of computing the wrapped result.
     fast : use float carriers and the LIF fast path where they are provably exact (``False``:
         int64 everywhere, the target helpers for every wrap; identical results, only slower).
+    int8 : with ``fast``, run synapses whose inputs and weights fit int8 on the exact int8 GEMM of
+        ``spikec.sim.intgemm`` where it is available (torch installed); identical results.
     """
 
     def __init__(self, graph: Graph, formats: NumberFormats | None = None, *, strict: bool = False,
-                 fast: bool = True):
+                 fast: bool = True, int8: bool = True):
         if graph.domain != "fixed":
             raise IRError(f"the bit-exact simulator runs fixed-point graphs; this graph's domain is "
                           f"{graph.domain!r} (compile it first, or use spikec.interp)")
         self.graph = graph
         self.fmt = formats_of(graph, formats)
         self.strict, self.fast = strict, fast
+        self.int8 = fast and int8 and ig.available()
+        self._layers: dict[str, CubaLIFLayer] = {}
         self.specs = graph.specs
         self.T = graph.timesteps
         self.synapses: dict[str, _Synapse] = {}
@@ -395,8 +406,12 @@ class Simulator:
 
     @KERNELS.register(F.CubaLIF)
     def _k_cuba_lif(self, op, args, stats):
-        layer = CubaLIFLayer(op, self.fmt, strict=self.strict, fast=self.fast)
+        layer = self._layers.get(op.name)
+        if layer is None:       # parameters prepared once; ``run`` resets the state
+            layer = self._layers[op.name] = CubaLIFLayer(op, self.fmt, strict=self.strict,
+                                                         fast=self.fast)
         y = layer.run(args[0])
+        layer.u = layer.v = None        # the final state is not read: free it
         stats.add("spikes", ev.nonzero_per_step(y))
         stats.add("neuron_updates", np.full(self.T, y[0].size, dtype=np.int64))
         return y
@@ -487,21 +502,18 @@ class Simulator:
         T, B = x.shape[:2]
         invariant = x.strides[0] == 0 and T > 1      # the same input every step (repeat encoding)
         xs = x[:1] if invariant else x
-        sum_bound = syn.sum_bound(x_bound)
-        out_bound = max(_shift_bound(sum_bound, e) for e in syn.exp_values)
-        dt = self._carrier(sum_bound)
-        use_float = max(out_bound, sum_bound) < 1 << (syn.wrap_bits - 1) and dt.kind == "f"
-        if not use_float:
-            dt = np.dtype(np.int64)
+        w8, use_float, dt, weight = self._term_plan(syn, x_bound)
         flat = xs.reshape((-1,) + xs.shape[2:])
-        weight = syn.scaled_weight(dt) if use_float else syn.weight(dt)
         weight, flat = self._active_inputs(syn, weight, flat)
         if syn.conv:
             acc = la.conv2d(flat, weight, op.stride, op.padding, op.dilation, op.groups)
         else:
-            acc = la.dense_matmul(la.as_carrier(flat, dt), weight, op.axis)
+            acc = la.dense_matmul(flat if w8 is not None else la.as_carrier(flat, dt), weight,
+                                  op.axis)
         acc = acc.reshape(xs.shape[:2] + acc.shape[1:])
-        if use_float:
+        if w8 is not None:
+            y = ig.shift(acc, syn.exp + w8[1], syn.channel_axis + 2)
+        elif use_float:
             if syn.exp_values[0] < 0:
                 np.floor(acc, out=acc)
             y = acc
@@ -510,6 +522,34 @@ class Simulator:
         if invariant:
             y = np.broadcast_to(y, (T,) + y.shape[1:])
         return y
+
+    def _term_plan(self, syn: _Synapse, x_bound: int):
+        """How the term of an input bounded by ``x_bound`` is computed (static: from bounds):
+        ``(w8, use_float, dt, weight)``. ``use_float``: no wrap can act and the sum is exact in
+        the float carrier ``dt``; ``w8``: ``(int8 weights, g)`` for the int8 path (|x| <= 127,
+        ``W == w8 << g``; with ``use_float`` every partial sum of ``w8 x`` lies inside int32 and
+        an arithmetic shift by ``g + e`` completes it), else None; ``weight``: what to multiply."""
+        sum_bound = syn.sum_bound(x_bound)
+        out_bound = max(_shift_bound(sum_bound, e) for e in syn.exp_values)
+        dt = self._carrier(sum_bound)
+        use_float = max(out_bound, sum_bound) < 1 << (syn.wrap_bits - 1) and dt.kind == "f"
+        if not use_float:
+            dt = np.dtype(np.int64)
+        w8 = syn.int8_weight() if use_float and self.int8 and x_bound <= ig.INT8_MAX else None
+        if w8 is not None:
+            return w8, use_float, dt, w8[0]
+        return None, use_float, dt, syn.scaled_weight(dt) if use_float else syn.weight(dt)
+
+    def prepare(self) -> None:
+        """Do now the one-time work of the first ``run``: every synapse's weights in the form
+        its terms use, the neuron layers' constants."""
+        for op in self.graph.ops:
+            if op.name in self.synapses:
+                for i in op.inputs:
+                    self._term_plan(self.synapses[op.name], self.bounds[i])
+            elif isinstance(op, F.CubaLIF) and op.name not in self._layers:
+                self._layers[op.name] = CubaLIFLayer(op, self.fmt, strict=self.strict,
+                                                     fast=self.fast)
 
     @staticmethod
     def _active_inputs(syn: _Synapse, weight: np.ndarray, flat: np.ndarray):

@@ -89,11 +89,16 @@ class LayerStats:
 
 
 def nonzero_per_step(x: np.ndarray) -> np.ndarray:
-    """Number of nonzero elements of ``x`` [T, B, ...] per step -> int64 [T]."""
+    """Number of nonzero elements of ``x`` [T, B, ...] per step -> int64 [T].
+
+    One whole-array ``count_nonzero`` per step (numpy's fast path; counting along an axis
+    converts to bool and sums, several times slower); an input repeated every step (a
+    broadcast view) is counted once.
+    """
     T = x.shape[0]
-    if x.ndim == 2:
-        return np.count_nonzero(x, axis=1).astype(np.int64)
-    return np.count_nonzero(x.reshape(T, -1), axis=1).astype(np.int64)
+    if T > 1 and x.strides[0] == 0:
+        return np.full(T, np.count_nonzero(x[0]), dtype=np.int64)
+    return np.array([np.count_nonzero(x[t]) for t in range(T)], dtype=np.int64)
 
 
 def axis_fanout(size: int, out_len: int, kernel: int, stride: int, pad: int,
@@ -117,8 +122,30 @@ def conv_fanout(in_shape: tuple[int, int, int], out_shape: tuple[int, int, int],
 
 
 def conv_synaptic_events(x: np.ndarray, fanout: np.ndarray) -> np.ndarray:
-    """``sum over nonzero x[t, b, c, y, x] of fanout[y, x]`` per step, for x [T, B, C, H, W]."""
+    """``sum over nonzero x[t, b, c, y, x] of fanout[y, x]`` per step, for x [T, B, C, H, W].
+
+    The fan-out is separable (``fanout[y, x] = f * fh[y] * fw[x]``): it is the largest value
+    ``fmax`` except in the rows ``R`` and columns ``C`` where a window is missing (the borders of
+    a padded conv). So the sum is ``fmax * nnz`` minus the deficits of the events in those rows
+    and columns, which are counted alone when they are few.
+    """
     T = x.shape[0]
+    fmax = int(fanout.max()) if fanout.size else 0
+    rows = np.flatnonzero(fanout.max(axis=1) < fmax)
+    cols = np.flatnonzero(fanout.max(axis=0) < fmax)
+    h, w = fanout.shape
+    if 4 * len(rows) <= h and 4 * len(cols) <= w:
+        total = fmax * nonzero_per_step(x)
+        deficit = fmax - fanout
+        keep = np.ones(h, dtype=bool)
+        keep[rows] = False
+        inner = np.flatnonzero(keep)
+        for strip, d in ((x[..., rows, :], deficit[rows, :]),
+                         (x[..., cols][..., inner, :], deficit[np.ix_(inner, cols)])):
+            if strip.size:
+                cnt = np.count_nonzero(strip.reshape(T, -1, d.size), axis=1)     # [T, |strip|]
+                total -= cnt.astype(np.int64) @ d.ravel().astype(np.int64)
+        return total
     nz = np.count_nonzero(x, axis=2)                       # [T, B, H, W]
     return np.tensordot(nz.reshape(T, -1, fanout.size).sum(axis=1, dtype=np.int64),
                         fanout.ravel(), axes=([1], [0])).astype(np.int64)

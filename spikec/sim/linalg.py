@@ -19,6 +19,8 @@ import contextlib
 
 import numpy as np
 
+from spikec.sim import intgemm as ig
+
 #: Largest magnitude up to which every integer is exact in each float carrier.
 EXACT_FLOAT32 = 1 << 24
 EXACT_FLOAT64 = 1 << 53
@@ -37,21 +39,29 @@ SMALL_MAP = 256
 #: when the cores are shared with other processes (seconds instead of milliseconds per stack).
 SMALL_GEMM_MACS = 1 << 26
 
-_controller = None
+_blas_libs = None
 
 
+@contextlib.contextmanager
 def _one_blas_thread():
-    """Context limiting the BLAS to one thread (a no-op without ``threadpoolctl``)."""
-    global _controller
-    if _controller is None:
+    """Context limiting the BLAS to one thread (a no-op without ``threadpoolctl``). The BLAS
+    libraries are looked up once: ``ThreadpoolController.limit`` inspects every loaded library
+    on each call (about half a millisecond, as long as a small product itself)."""
+    global _blas_libs
+    if _blas_libs is None:
         try:
             from threadpoolctl import ThreadpoolController
-            _controller = ThreadpoolController()
+            _blas_libs = ThreadpoolController().select(user_api="blas").lib_controllers
         except Exception:          # threadpoolctl is optional
-            _controller = False
-    if _controller is False:
-        return contextlib.nullcontext()
-    return _controller.limit(limits=1, user_api="blas")
+            _blas_libs = []
+    saved = [lib.num_threads for lib in _blas_libs]
+    for lib in _blas_libs:
+        lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lib, n in zip(_blas_libs, saved):
+            lib.set_num_threads(n)
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -100,16 +110,27 @@ def dense_matmul(x: np.ndarray, weight: np.ndarray, axis: int) -> np.ndarray:
 
     ``weight`` [out, in] already in ``x``'s carrier dtype. Contracts without copying ``x`` when the
     feature axis is the last one (``x @ W.T``) or the one before it (``W @ x``: the ``(C, N)`` token
-    layout of kernel-1 Conv1d attention).
+    layout of kernel-1 Conv1d attention). An int8 ``weight`` runs on the int8 GEMM (``x`` int8
+    or bool, int32 result; the caller guarantees exactness as for ``conv2d``).
     """
     a = axis % (x.ndim - 1) + 1
     if a == x.ndim - 1:        # one GEMM over every sample and token
         x = np.ascontiguousarray(x)
-        return (x.reshape(-1, x.shape[-1]) @ weight.T).reshape(x.shape[:-1] + weight.shape[:1])
+        y = _gemm(x.reshape(-1, x.shape[-1]), weight.T)
+        return y.reshape(x.shape[:-1] + weight.shape[:1])
     if a == x.ndim - 2:
-        return matmul(weight, x)
+        return _product(weight, x)
     xm = np.moveaxis(x, a, -2)
-    return np.ascontiguousarray(np.moveaxis(matmul(weight, xm), -2, a))
+    return np.ascontiguousarray(np.moveaxis(_product(weight, xm), -2, a))
+
+
+def _product(weight: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``weight [o, k] @ x [..., k, n]`` -> [..., o, n]."""
+    if weight.dtype != np.int8:
+        return matmul(weight, x)
+    lead = x.shape[:-2]
+    y = ig.stacked_matmul(weight, ig.as_int8(x).reshape((-1,) + x.shape[-2:]))
+    return y.reshape(lead + y.shape[1:])
 
 
 def conv2d(x: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups: int) -> np.ndarray:
@@ -117,7 +138,9 @@ def conv2d(x: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups:
     ``weight.dtype``.
 
     ``x`` [N, C, H, W] integers in any dtype (bool spikes included: converted while copied),
-    ``weight`` [O, C/groups, kh, kw]; returns [N, O, Ho, Wo] in ``weight.dtype``.
+    ``weight`` [O, C/groups, kh, kw]; returns [N, O, Ho, Wo] in ``weight.dtype``. An int8
+    ``weight`` (with ``|x| <= 127`` and every partial sum inside int32, which the caller
+    guarantees) runs on the int8 GEMM of ``spikec.sim.intgemm`` and returns int32.
     Per sample one GEMM ``W[O, C kh kw] @ cols[C kh kw, Ho Wo]`` (im2col built by kh*kw strided
     copies, in chunks of samples), so the output lands in NCHW without a transpose; on small maps
     (``Ho Wo < SMALL_MAP``) one GEMM per chunk of samples and a transpose. 1x1 kernels and
@@ -134,21 +157,25 @@ def conv2d(x: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups:
             [conv2d(np.ascontiguousarray(x[:, g * cg:(g + 1) * cg]), weight[g * og:(g + 1) * og],
                     stride, padding, dilation, 1) for g in range(groups)], axis=1)
     dt = weight.dtype
+    odt = np.dtype(np.int32) if dt == np.int8 else dt
+    if dt == np.int8:
+        x = ig.as_int8(x)               # bool spikes: a view; every copy below moves bytes
     w2d = weight.reshape(o, cg * kh * kw)
     if kh == kw == 1 and (sh, sw) == (1, 1) and (ph, pw) == (0, 0):
         if h * w < SMALL_MAP:
             cols = np.empty((c, n, h * w), dtype=dt)
             cols[...] = x.reshape(n, c, h * w).transpose(1, 0, 2)
-            return _samples_first(w2d @ cols.reshape(c, n * h * w), n).reshape(n, o, ho, wo)
-        return matmul(w2d, as_carrier(x, dt).reshape(n, c, h * w)).reshape(n, o, ho, wo)
+            return _samples_first(_gemm(w2d, cols.reshape(c, n * h * w)), n).reshape(n, o, ho, wo)
+        xc = ig.as_int8(x) if dt == np.int8 else as_carrier(x, dt)
+        return _gemm_stack(w2d, xc.reshape(n, c, h * w), odt).reshape(n, o, ho, wo)
     if (kh, kw) == (sh, sw) and (ph, pw) == (0, 0) and (dh, dw) == (1, 1):
         # patchify: space-to-depth, one copy of the input, then a 1x1 product
         xs = x[:, :, :ho * kh, :wo * kw].reshape(n, c, ho, kh, wo, kw)
         cols = np.empty((n, c, kh, kw, ho, wo), dtype=dt)
         cols[...] = xs.transpose(0, 1, 3, 5, 2, 4)
-        return matmul(w2d, cols.reshape(n, c * kh * kw, ho * wo)).reshape(n, o, ho, wo)
+        return _gemm_stack(w2d, cols.reshape(n, c * kh * kw, ho * wo), odt).reshape(n, o, ho, wo)
     xp = np.pad(x, [(0, 0), (0, 0), (ph, ph), (pw, pw)]) if ph or pw else x
-    out = np.empty((n, o, ho * wo), dtype=dt)
+    out = np.empty((n, o, ho * wo), dtype=odt)
     per_sample = c * kh * kw * ho * wo * dt.itemsize
     chunk = max(1, IM2COL_BYTES // max(per_sample, 1))
     small = ho * wo < SMALL_MAP
@@ -166,10 +193,28 @@ def conv2d(x: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups:
                 cols[lead + (u, v)] = src[:, :, u * dh:u * dh + sh * (ho - 1) + 1:sh,
                                           v * dw:v * dw + sw * (wo - 1) + 1:sw]
         if small:
-            out[s:s + m] = _samples_first(w2d @ cols.reshape(c * kh * kw, m * ho * wo), m)
+            out[s:s + m] = _samples_first(_gemm(w2d, cols.reshape(c * kh * kw, m * ho * wo)), m)
         else:
-            matmul(w2d, cols.reshape(m, c * kh * kw, ho * wo), out=out[s:s + m])
+            _gemm_stack(w2d, cols.reshape(m, c * kh * kw, ho * wo), odt, out=out[s:s + m])
     return out.reshape(n, o, ho, wo)
+
+
+def _gemm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` of 2-d matrices: int8 ones on the int8 GEMM (int32 result), others by BLAS."""
+    if a.dtype == np.int8 or b.dtype == np.int8:
+        return ig.matmul(ig.as_int8(a), ig.as_int8(b))
+    return a @ b
+
+
+def _gemm_stack(a: np.ndarray, b: np.ndarray, odt, out: np.ndarray | None = None) -> np.ndarray:
+    """``a [m, k] @ b [S, k, n]`` -> [S, m, n] (into ``out`` when given)."""
+    if a.dtype != np.int8:
+        return matmul(a, b, out=out)
+    if out is None:
+        out = np.empty((b.shape[0], a.shape[0], b.shape[2]), dtype=odt)
+    for i in range(b.shape[0]):
+        ig.matmul(a, b[i], out=out[i])
+    return out
 
 
 def _samples_first(y: np.ndarray, n: int) -> np.ndarray:

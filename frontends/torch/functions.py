@@ -290,7 +290,8 @@ def _and(tr: Tracer, va: TracedValue, vb: TracedValue) -> TracedValue:
                              "AND a * s and the IAND (1 - a) * s of spike tensors, got "
                              f"{va.spec.kind.value} and {vb.spec.kind.value}")
     _same_shape(tr, va, vb, "AND")
-    return tr.emit(O.AND(tr.op_name("and"), (va.name, vb.name)), _join_layout(tr, va, vb))
+    layout, step = _join_layout(tr, va, vb)
+    return tr.emit(O.AND(tr.op_name("and"), (va.name, vb.name)), layout, step)
 
 
 def _iand(tr: Tracer, a, b, va: TracedValue, vb: TracedValue) -> TracedValue:
@@ -298,9 +299,8 @@ def _iand(tr: Tracer, a, b, va: TracedValue, vb: TracedValue) -> TracedValue:
     if va.negated == vb.negated:
         kinds = f"{va.spec.kind.value} x {vb.spec.kind.value}"
         raise tr.unsupported(
-            f"an elementwise product of two traced tensors ({kinds}, e.g. the spike-driven "
-            "attention's Hadamard product Q * K) needs an IR op 'hadamard' (y = a * b, an AND of "
-            "spikes) that spikec does not have yet; only the IAND join (1 - a) * s is supported")
+            f"an elementwise product of two traced tensors ({kinds}); the IR supports the AND "
+            "a * s and the IAND (1 - a) * s of spike tensors")
     neg, other = (va, vb) if va.negated else (vb, va)
     other = tr.value(b if neg is va else a)
     base = TracedValue(neg.name, neg.layout, neg.spec)

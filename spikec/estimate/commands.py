@@ -162,12 +162,15 @@ def _save_estimate(out_dir: Path, report: dict | None, j: dict) -> None:
 @click.option("--sweep", "sweeps", multiple=True, metavar="FIELD=V1,V2",
               help="Design-space sweep of a numeric profile field (repeatable).")
 @click.option("--plot", "plot_path", type=click.Path(), help="PNG for the sweep's plot.")
+@click.option("--timing", type=click.Choice(["analytic", "cycle"]), default="analytic",
+              show_default=True, help="Latency model: analytic (mean events) or cycle (every "
+              "sample and step of --data through the cycle-level timing simulator).")
 @click.option("--no-save", is_flag=True, help="Do not store the estimate in OUT/report.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--arch", help="Registry architecture of a bare state_dict (model files).")
 @click.option("-T", "--timesteps", type=int, help="Time steps (model files).")
 def estimate(model_or_out, profile_name, chips, data_spec, limit, cost, rate, ssa, sweeps,
-             plot_path, no_save, as_json, arch, timesteps):
+             plot_path, timing, no_save, as_json, arch, timesteps):
     """Map MODEL_OR_OUT onto a chip's cores; estimate energy and latency per inference.
 
     MODEL_OR_OUT is a compiled output directory (compiled.spkc, report.json), a .spkc file, or a
@@ -197,7 +200,15 @@ def estimate(model_or_out, profile_name, chips, data_spec, limit, cost, rate, ss
     net = extract_network(graph, ssa)
     accuracy = None
     counts = None
-    if data_spec:
+    timing_j = None
+    if timing == "cycle" and not data_spec:
+        raise click.UsageError("--timing cycle needs --data SET (it times every sample)")
+    if data_spec and timing == "cycle":
+        from spikec.estimate.timing_run import simulate_timing
+        mapping = map_network(net, profile, chips)
+        counts, accuracy, timing_j = simulate_timing(graph, mapping, profile, cost, data_spec,
+                                                     limit, depth)
+    elif data_spec:
         mapping = map_network(net, profile, chips)
         counts, accuracy = simulate_counts(graph, mapping, data_spec, limit)
     elif report is not None:
@@ -222,6 +233,8 @@ def estimate(model_or_out, profile_name, chips, data_spec, limit, cost, rate, ss
     j = est.to_json()
     if accuracy is not None:
         j["accuracy"] = accuracy
+    if timing_j is not None:
+        j["timing"] = timing_j
     if out_dir is not None and not no_save:
         _save_estimate(out_dir, report, j)
     if as_json:
@@ -230,6 +243,9 @@ def estimate(model_or_out, profile_name, chips, data_spec, limit, cost, rate, ss
         click.echo(_layer_table(j))
         click.echo("")
         click.echo(_summary(j))
+        if timing_j is not None:
+            from spikec.estimate.timing_run import timing_table
+            click.echo("\n" + timing_table(timing_j))
     if not j["fits"]:
         raise CapacityError(j["reason"])
 

@@ -214,3 +214,17 @@ def test_sanafe_per_step_agreement(capsys):
         assert r["per_step_latency_max_rel_error"] < 0.08, r["name"]
         assert r["mean_latency_rel_error"] < 0.02, r["name"]
         assert r["energy_per_step_max_rel_error"] < 0.01, r["name"]
+
+
+def test_report_has_the_timing_plots(tmp_path, small):
+    from spikec.htmlreport import render
+
+    graph, prof, m = small
+    costs = cost_model(prof, "profile")
+    j = timing_json(run_timing(graph, m, images(), prof, costs), m, costs)
+    page = render({"model": "m", "layers": [], "estimate": None})
+    assert "Cycle-level timing" not in page
+    page = render({"model": "m", "layers": [],
+                   "estimate": {"timing": json.loads(json.dumps(j))}})
+    assert "Cycle-level timing" in page and page.count("<svg") == 2
+    assert page.count("<rect") >= m.total_cores * j["chip_steps"]

@@ -296,7 +296,10 @@ def validate_trace(out, trace_file, data: str | None = None, limit: int | None =
     predicted, sim_s = _simulate(graph, plan, inputs)
     res = compare(graph, plan, arrays, predicted)
     lava_s = float(meta.get("seconds", {}).get("wall", float("nan")))
-    return _result("trace", manifest, plan, meta, res, lava_s, sim_s, data, str(trace_file))
+    result = _result("trace", manifest, plan, meta, res, lava_s, sim_s, data, str(trace_file))
+    from spikec.estimate.timing_trace import trace_timing  # optional per-step timing (HIL)
+    result["timing"] = trace_timing(graph, arrays, inputs, manifest, plan)
+    return result
 
 
 def _result(against, manifest, plan, meta, res, lava_s, sim_s, data, trace=None) -> dict:
@@ -348,6 +351,9 @@ def _print(res: dict) -> None:
     click.echo(f"wall time: Lava {res['lava_seconds']:.1f} s{extra}, spikec simulator "
                f"{res['spikec_seconds']:.2f} s "
                f"({res['spikec_seconds_per_sample']:.4f} s per sample)")
+    if res.get("timing"):
+        from spikec.estimate.timing_trace import format_trace_timing
+        click.echo(format_trace_timing(res["timing"]))
 
 
 @click.command()

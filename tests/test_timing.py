@@ -228,3 +228,76 @@ def test_report_has_the_timing_plots(tmp_path, small):
                    "estimate": {"timing": json.loads(json.dumps(j))}})
     assert "Cycle-level timing" in page and page.count("<svg") == 2
     assert page.count("<rect") >= m.total_cores * j["chip_steps"]
+
+
+def _trace_with_timing(out: Path, graph, x, step_s=None, energy_j=None) -> Path:
+    """A trace in the documented format (the simulator's values as the 'chip's'), with optional
+    per-step timing arrays."""
+    from spikec import __version__
+    from spikec.backends.lava.runtime.npzio import save_npz
+    from spikec.sim import Simulator
+
+    plan = json.loads((out / "lava" / "network.json").read_text())
+    manifest = json.loads((out / "lava" / "manifest.json").read_text())
+    res = Simulator(graph).run(x, record=[p["value"] for p in plan["probes"]])
+    arrays, layers = {}, []
+    for p in plan["probes"]:
+        v = res.values[p["value"]]
+        if p["kind"] == "readout":
+            op = graph.op(p["value"])
+            arrays["readout/" + p["value"]] = np.rint((v - op.offset) / op.scale).astype(np.int32)
+        else:
+            arrays["spikes/" + p["value"]] = np.moveaxis(v, 0, 1).astype(
+                np.uint8 if p["kind"] == "spike" else np.int32)
+        layers.append({"name": p["value"], "kind": p["kind"], "shape": p["shape"]})
+    arrays[f"inputs/{plan['inputs'][0]['value']}"] = x
+    if step_s is not None:
+        arrays["timing/step_s"] = step_s
+    if energy_j is not None:
+        arrays["timing/energy_j"] = energy_j
+    meta = {"format": "spikec-trace", "format_version": 1, "spikec_version": __version__,
+            "bundle_hash": manifest["bundle_hash"], "samples": len(x), "layers": layers,
+            "timesteps": plan["timesteps"], "seconds": {"wall": 1.0, "run": 0.5}}
+    arrays["meta"] = np.array(json.dumps(meta))
+    path = out / "trace.npz"
+    save_npz(path, arrays)
+    return path
+
+
+def test_validate_trace_compares_measured_timing(tmp_path, capsys):
+    from spikec.backends.lava import samples, write_bundle
+    from spikec.ir import dumps
+    from spikec.validate import validate_trace
+
+    graph = samples.spikformer_like(residual="add")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "compiled.spkc").write_bytes(dumps(graph))
+    write_bundle(graph, out, ssa="host", conv="lava")
+    x = samples.images(3)
+    plan = json.loads((out / "lava" / "network.json").read_text())
+    prof = load_profile(graph.meta.get("target") or "loihi2")
+    m = map_network(extract_network(graph, "host"), prof)
+    costs = cost_model(prof, "profile")
+    known = run_timing(graph, m, {plan["inputs"][0]["value"]: x}, prof, costs,
+                       depth=plan["depth"])
+    # a 'chip' 25% slower than predicted on every step, and twice as slow on one
+    step_s = known.step_ns * 1e-9 * 1.25
+    step_s[0, 1] *= 1.6
+    energy_j = known.energy_pj * 1e-12
+    assert validate_trace(out, _trace_with_timing(out, graph, x))["timing"] is None
+    res = validate_trace(out, _trace_with_timing(out, graph, x, step_s, energy_j))
+    t = res["timing"]
+    assert res["mismatches"] == 0 and t["chip_steps"] == plan["timesteps"] + plan["depth"]
+    e = t["latency"]["step_rel_error"]
+    assert e["compared"] == step_s.size
+    assert e["abs_p50"] == pytest.approx(0.2) and e["abs_max"] == pytest.approx(0.5)
+    assert t["latency"]["per_step"]["rel_error_mean"][0] == pytest.approx(-0.2)
+    assert t["energy"]["step_rel_error"]["abs_max"] == pytest.approx(0.0, abs=1e-6)
+    # the CLI prints the comparison; a wrongly shaped array is a one-line error
+    main(["validate", str(out), "--against", "trace", str(out / "trace.npz")])
+    assert "latency per step, predicted vs measured" in capsys.readouterr().out
+    bad = _trace_with_timing(out, graph, x, step_s[:, :-1])
+    with pytest.raises(SystemExit) as err:
+        main(["validate", str(out), "--against", "trace", str(bad)])
+    assert err.value.code == 2 and "timing/step_s" in capsys.readouterr().err

@@ -85,7 +85,8 @@ def _ssa_ops(values: dict, operands: dict) -> dict[str, np.ndarray]:
 
 def run_timing(graph, mapping: Mapping, images, profile, costs: CostModel,
                depth: int | None = None, batch_size: int = 64, progress=None) -> TimingRun:
-    """Simulate ``images`` bit-exactly and time every sample's chip steps.
+    """Simulate ``images`` (raw samples [N, ...], or a dict of them by input name) bit-exactly
+    and time every sample's chip steps.
 
     ``depth``: the Lava bundle's pipeline depth when known (chip steps ``T + depth``); the
     per-unit delays come from the mapping (``unit_depths``)."""
@@ -102,8 +103,11 @@ def run_timing(graph, mapping: Mapping, images, profile, costs: CostModel,
     busy = np.zeros((S, wiring.cores))
     total = None
     sync = 0.0
-    for s in range(0, len(images), batch_size):
-        res = sim.run(images[s:s + batch_size], record=names)
+    n = len(next(iter(images.values()))) if isinstance(images, dict) else len(images)
+    for s in range(0, n, batch_size):
+        batch = {k: v[s:s + batch_size] for k, v in images.items()} \
+            if isinstance(images, dict) else images[s:s + batch_size]
+        res = sim.run(batch, record=names)
         ev = core_events(wiring, mapping, _nonzero(graph, mapping, res.values), depths, S,
                          _ssa_ops(res.values, operands))
         st = schedule(ev, wiring, mapping, costs, upd)

@@ -97,6 +97,7 @@ def test_events_match_the_simulators_counts(small):
     from spikec.sim import Simulator
 
     res = Simulator(graph).run(images(), record=_recorded(graph, m)[0])
+    assert "c1" in res.values  # the neurons' input is recorded (active updates)
     depths = unit_depths(m)
     assert (depths["x"], depths["l1"], depths["l2"], depths["ro"]) == (0, 1, 2, 3)
     ev = core_events(w, m, _nonzero(graph, m, res.values), depths, 4 + 3)
@@ -109,6 +110,13 @@ def test_events_match_the_simulators_counts(small):
     l2 = m.layer("l2")
     assert ev.spikes[:, :2, l2.core_ids].sum() == 0
     assert run.step_ns.shape == (6, 4 + 3) and (run.step_ns > 0).all()
+    # active updates: exactly the neuron-steps with a nonzero input current, at the layer's steps
+    exact = core_events(w, m, _nonzero(graph, m, res.values), depths, 4 + 3,
+                        inputs={"l1": res.values["c1"] != 0})
+    l1 = m.layer("l1")
+    on = exact.active_updates[:, :, l1.core_ids]
+    assert on.sum() == np.count_nonzero(res.values["c1"]) and on[:, 0].sum() == 0
+    assert on[:, 1].sum() == np.count_nonzero(res.values["c1"][0])
 
 
 def _events(B, S, C, P):

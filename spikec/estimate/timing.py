@@ -98,7 +98,8 @@ class CoreEvents:
 
 def core_events(wiring: Wiring, mapping: Mapping, nonzero: dict[str, np.ndarray],
                 depths: dict[str, int], steps: int, cpu_ops: dict[str, np.ndarray] | None = None,
-                active: np.ndarray | None = None) -> CoreEvents:
+                active: np.ndarray | None = None,
+                inputs: dict[str, np.ndarray] | None = None) -> CoreEvents:
     """Per-core events from every sending unit's nonzero outputs.
 
     Parameters
@@ -107,9 +108,11 @@ def core_events(wiring: Wiring, mapping: Mapping, nonzero: dict[str, np.ndarray]
     depths : unit name -> chip-step delay (``unit_depths``).
     steps : chip steps ``S`` (at least ``T + max depth``).
     cpu_ops : host unit name -> [T, B] SSA multiply-accumulates.
-    active : optional [B, S, cores] active compartment updates; default: a core's
-        compartments with input in the previous step, ``n (1 - exp(-syn / n))`` (synaptic ops
-        spread at random over its neurons).
+    active : optional [B, S, cores] active compartment updates; default: the compartments of
+        a layer in ``inputs`` whose input is nonzero, else a core's compartments with input in
+        the previous step estimated as ``n (1 - exp(-syn / n))`` (synaptic ops spread at random
+        over its ``n`` compartments).
+    inputs : layer name -> [T, B, neurons], nonzero where a neuron's input current is.
     """
     T, B = next(iter(nonzero.values())).shape[:2]
     C, P = wiring.cores, wiring.pairs
@@ -142,6 +145,13 @@ def core_events(wiring: Wiring, mapping: Mapping, nonzero: dict[str, np.ndarray]
         lam = np.zeros_like(syn)
         lam[:, 1:] = syn[:, :-1] / np.maximum(n, 1)
         active = n * -np.expm1(-lam)
+        for name, x in (inputs or {}).items():  # exact where the neurons' input is known
+            lm, d = layers[name], depths.get(name, 0)
+            onehot = wiring.senders[name].matrix[:, -lm.cores:]
+            y = x.reshape(T * B, -1).astype(np.float32, copy=False) @ onehot
+            active[:, d:d + T, lm.core_ids] = y.reshape(T, B, -1).transpose(1, 0, 2)
+            active[:, :d, lm.core_ids] = 0.0
+            active[:, d + T:, lm.core_ids] = 0.0
     return CoreEvents(msgs, syn, spikes, active.astype(np.float32), cpu, first, last)
 
 

@@ -49,7 +49,22 @@ def _recorded(graph, mapping: Mapping) -> tuple[list[str], dict[str, tuple[str, 
             op = graph.op(u.name)
             operands[u.name] = (op.inputs[0], op.inputs[1])
             names += list(op.inputs)
+    names += list(_neuron_inputs(graph, mapping).values())
     return sorted(set(names)), operands
+
+
+def _neuron_inputs(graph, mapping: Mapping) -> dict[str, str]:
+    """Layer -> the value its neurons integrate (the input of a ``cuba_lif`` / ``readout`` op,
+    in the neurons' shape): where it is nonzero the compartment update is active."""
+    from spikec.ir.fixed import CubaLIF, Readout
+
+    out = {}
+    for lm in mapping.layers:
+        op = graph.op(lm.layer.name)
+        if isinstance(op, (CubaLIF, Readout)) and lm.tiling.fanin_split == 1 and \
+                int(np.prod(graph.spec(op.inputs[0]).shape)) == lm.layer.neurons:
+            out[lm.layer.name] = op.inputs[0]  # (a readout summing axes reads more elements)
+    return out
 
 
 def _nonzero(graph, mapping: Mapping, values: dict) -> dict[str, np.ndarray]:
@@ -98,6 +113,7 @@ def run_timing(graph, mapping: Mapping, images, profile, costs: CostModel,
     D = max(max(depths.values(), default=0), depth or 0)
     S = graph.timesteps + D
     names, operands = _recorded(graph, mapping)
+    neuron_in = _neuron_inputs(graph, mapping)
     upd = update_costs(profile, costs)
     parts: dict[str, list] = {k: [] for k in ("step", "energy", "crit", "traffic", "link")}
     busy = np.zeros((S, wiring.cores))
@@ -108,8 +124,10 @@ def run_timing(graph, mapping: Mapping, images, profile, costs: CostModel,
         batch = {k: v[s:s + batch_size] for k, v in images.items()} \
             if isinstance(images, dict) else images[s:s + batch_size]
         res = sim.run(batch, record=names)
+        inputs = {name: res.values[v].reshape(res.values[v].shape[0], res.values[v].shape[1],
+                                              -1) != 0 for name, v in neuron_in.items()}
         ev = core_events(wiring, mapping, _nonzero(graph, mapping, res.values), depths, S,
-                         _ssa_ops(res.values, operands))
+                         _ssa_ops(res.values, operands), inputs=inputs)
         st = schedule(ev, wiring, mapping, costs, upd)
         parts["step"].append(st.step_ns)
         parts["energy"].append(st.energy_pj)

@@ -61,7 +61,9 @@ def conv_fanout(n_in: int, n_out: int, k: int) -> np.ndarray:
     return ((i >= 0) & (i < k)).sum(axis=1)
 
 
-def sanafe_run(mapping, w1, w2, w3, spikes_in, steps):
+def sanafe_run(mapping, w1, w2, w3, spikes_in, steps, timing_model="detailed"):
+    """Run the network in SANA-FE; returns (result, spike counts per group, spikes per neuron
+    [steps, neurons] per layer)."""
     import sanafe
 
     arch = sanafe.load_loihi()
@@ -78,13 +80,15 @@ def sanafe_run(mapping, w1, w2, w3, spikes_in, steps):
     inp = net.create_neuron_group("x", H * W, log_spikes=True)
     h1, h2 = H - K + 1, H - 2 * (K - 1)
     g1 = net.create_neuron_group("l1", C1 * h1 * h1, model_attributes=lif, log_spikes=True,
+                                 log_potential=True,
                                  soma_hw_name="loihi_lif",
                                  default_synapse_hw_name="loihi_conv_synapse")
     g2 = net.create_neuron_group("l2", C2 * h2 * h2, model_attributes=lif, log_spikes=True,
+                                 log_potential=True,
                                  soma_hw_name="loihi_lif",
                                  default_synapse_hw_name="loihi_conv_synapse")
     g3 = net.create_neuron_group("l3", OUT, model_attributes=lif, soma_hw_name="loihi_lif",
-                                 log_spikes=True,
+                                 log_spikes=True, log_potential=True,
                                  default_synapse_hw_name="loihi_dense_synapse")
     # SANA-FE filters are [y][x][c_in][c_out]; spikec's are [c_out][c_in][y][x]
     inp.connect_neurons_conv2d(g1, {"weight": w1.transpose(2, 3, 1, 0).ravel().astype(float)},
@@ -106,16 +110,17 @@ def sanafe_run(mapping, w1, w2, w3, spikes_in, steps):
         neuron.map_to_core(host_core)
     chip = sanafe.SpikingChip(arch)
     chip.load(net)
-    res = chip.sim(steps, spike_trace=True, timing_model="detailed")
+    res = chip.sim(steps, spike_trace=True, timing_model=timing_model, perf_trace=True,
+                   potential_trace=True)
     counts: Counter = Counter()
-    per_neuron = {n: np.zeros(g, np.int64) for n, g in (("l1", C1 * h1 * h1),
-                                                        ("l2", C2 * h2 * h2), ("l3", OUT))}
-    for step in res["spike_trace"]:
+    per_neuron = {n: np.zeros((steps, g), bool) for n, g in (("l1", C1 * h1 * h1),
+                                                            ("l2", C2 * h2 * h2), ("l3", OUT))}
+    for t, step in enumerate(res["spike_trace"]):
         for addr in step:
             gname = addr.group_name
             counts[gname] += 1
             if gname in per_neuron:
-                per_neuron[gname][addr.neuron_offset] += 1
+                per_neuron[gname][t, addr.neuron_offset] = True
     return res, counts, per_neuron
 
 
@@ -126,6 +131,7 @@ def spikec_counts(spikes_in, per_neuron, steps) -> EventCounts:
     f1 = conv_fanout(h1, h2, K)
     fan_l1 = C2 * np.tile(np.outer(f1, f1).ravel(), C1)        # per l1 neuron (CHW)
     x_spk = spikes_in.sum(axis=0)
+    per_neuron = {k: v.sum(axis=0) for k, v in per_neuron.items()}
     units = {
         "x": UnitEvents(spikes=float(x_spk.sum())),
         "l1": UnitEvents(spikes=float(per_neuron["l1"].sum()),
@@ -138,11 +144,94 @@ def spikec_counts(spikes_in, per_neuron, steps) -> EventCounts:
     return EventCounts(timesteps=steps, units=units, source="SANA-FE spike trace")
 
 
+def updated_neurons(spikes_in, per_neuron, potentials) -> dict[str, np.ndarray]:
+    """Per layer, bool [steps, neurons]: SANA-FE's soma updates the neuron (not only accesses
+    it): it fires, it received a message (a presynaptic spike in the previous step; every
+    weight is nonzero), or its potential was nonzero."""
+    from numpy.lib.stride_tricks import sliding_window_view as windows
+
+    steps = spikes_in.shape[0]
+    h1, h2 = H - K + 1, H - 2 * (K - 1)
+    v = np.asarray(potentials, dtype=float)
+    sizes = {"l1": C1 * h1 * h1, "l2": C2 * h2 * h2, "l3": OUT}
+    before = np.zeros((steps, sum(sizes.values())), bool)
+    before[1:] = v[:-1] != 0
+    x = spikes_in.reshape(steps, 1, H, W)
+    l1 = per_neuron["l1"].reshape(steps, C1, h1, h1)
+    got = {"l1": np.broadcast_to(windows(x, (K, K), axis=(2, 3)).any(axis=(1, 4, 5))[:, None],
+                                 (steps, C1, h1, h1)).reshape(steps, -1),
+           "l2": np.broadcast_to(windows(l1, (K, K), axis=(2, 3)).any(axis=(1, 4, 5))[:, None],
+                                 (steps, C2, h2, h2)).reshape(steps, -1),
+           "l3": np.broadcast_to(per_neuron["l2"].any(axis=1)[:, None], (steps, OUT))}
+    out, start = {}, 0
+    for name, n in sizes.items():
+        inp = np.zeros((steps, n), bool)
+        inp[1:] = got[name][:-1]
+        out[name] = per_neuron[name] | inp | before[:, start:start + n]
+        start += n
+    return out
+
+
+def spikec_trace(mapping, profile, cost, spikes_in, per_neuron, updated):
+    """spikec's cycle-level timing of SANA-FE's spikes: (latency [steps] s, energy [steps] J)."""
+    from spikec.estimate.timing import NS, PJ, core_events, schedule, update_costs
+    from spikec.estimate.timing_wiring import build_wiring
+
+    steps = spikes_in.shape[0]
+    wiring = build_wiring(mapping)
+    nonzero = {"x": spikes_in[:, None, :].astype(np.float32)}
+    active = np.zeros((1, steps, wiring.cores), np.float32)
+    for name in ("l1", "l2", "l3"):
+        nonzero[name] = per_neuron[name][:, None, :].astype(np.float32)
+        lm = mapping.layer(name)
+        for t in range(steps):
+            active[0, t] += np.bincount(lm.element_core, weights=updated[name][t],
+                                        minlength=wiring.cores)
+    ev = core_events(wiring, mapping, nonzero, {}, steps, active=active)
+    costs = cost_model(profile, cost)
+    st = schedule(ev, wiring, mapping, costs, update_costs(profile, costs))
+    return st.step_ns[0] * NS, st.energy_pj[0] * PJ
+
+
+def input_train(kind: str, steps: int, rate: float, rng) -> np.ndarray:
+    """Input spikes [steps, H*W]: ``random`` at ``rate`` every step, or ``burst``: a tenth of
+    that rate, and four times it on three steps (the layers fire on those steps only)."""
+    if kind == "random":
+        return rng.random((steps, H * W)) < rate
+    p = np.full(steps, rate / 10)
+    p[[1, 2, steps // 2]] = min(1.0, 4 * rate)
+    return rng.random((steps, H * W)) < p[:, None]
+
+
+def compare_steps(name, timing_model, mapping, profile, weights, spikes_in) -> dict:
+    """One network in SANA-FE (``timing_model``) and in spikec's timing model, step by step."""
+    steps = spikes_in.shape[0]
+    res, _, per_neuron = sanafe_run(mapping, *weights, spikes_in, steps, timing_model)
+    updated = updated_neurons(spikes_in, per_neuron, res["potential_trace"])
+    lat, energy = spikec_trace(mapping, profile, "sanafe", spikes_in, per_neuron, updated)
+    ref_lat = np.asarray(res["perf_trace"]["sim_time"], float)
+    ref_e = np.asarray(res["perf_trace"]["total_energy"], float)
+    lif_updated = sum(int(u.sum()) for u in updated.values())
+    sanafe_updated = int(np.sum(res["perf_trace"]["updated"])) - int(spikes_in.sum())
+    return {"name": name, "sanafe_timing_model": timing_model, "steps": steps,
+            "per_step_latency_max_rel_error": float(np.max(np.abs(lat - ref_lat) / ref_lat)),
+            "mean_latency_rel_error": float(abs(lat.mean() - ref_lat.mean()) / ref_lat.mean()),
+            "energy_per_step_max_rel_error": float(np.max(np.abs(energy - ref_e) / ref_e)),
+            "sanafe_latency_s": ref_lat.tolist(), "spikec_latency_s": lat.tolist(),
+            "sanafe_energy_j": ref_e.tolist(), "spikec_energy_j": energy.tolist(),
+            "updated_neurons": {"spikec": lif_updated, "sanafe": sanafe_updated},
+            "spikes": {k: int(v.sum()) for k, v in per_neuron.items()}}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--rate", type=float, default=0.2, help="input spike probability per step")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--networks", default="random,burst",
+                    help="per-step comparison: input trains (random, burst; '' for none)")
+    ap.add_argument("--models", default="detailed,cycle",
+                    help="SANA-FE timing models for the per-step comparison")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     try:
@@ -155,16 +244,47 @@ def main(argv=None) -> int:
     w2 = rng.choice([-1, 1, 1], size=(C2, C1, K, K)).astype(np.int64)
     h2 = H - 2 * (K - 1)
     w3 = rng.choice([-1, 1, 1], size=(OUT, C2 * h2 * h2)).astype(np.int64)
-    spikes_in = rng.random((args.steps, H * W)) < args.rate
     T = args.steps
     profile = load_profile("loihi")
     mapping = map_network(extract_network(spikec_graph(w1, w2, w3, T)), profile)
-    res, spike_counts, per_neuron = sanafe_run(mapping, w1, w2, w3, spikes_in, args.steps)
-    counts = spikec_counts(spikes_in, per_neuron, args.steps)
+    trains = {kind: input_train(kind, T, args.rate, rng)
+              for kind in [n for n in args.networks.split(",") if n]}
+    spikes_in = trains.get("random", input_train("random", T, args.rate, rng))
+    meta, rows = analytic_rows(mapping, profile, (w1, w2, w3), spikes_in, args)
+    steps_rows = [compare_steps(kind, model, mapping, profile, (w1, w2, w3), train)
+                  for kind, train in trains.items()
+                  for model in [m for m in args.models.split(",") if m]]
+    if args.json:
+        for r in [meta, *rows, *steps_rows]:
+            print(json.dumps(r, sort_keys=True))
+        return 0
+    print(f"network: {meta['layers']} cores on {meta['tiles']} tiles, {args.steps} steps, "
+          f"input rate {args.rate}")
+    print(f"{'model':34s} {'energy/step':>12s} {'ratio':>6s} {'latency/step':>13s} {'ratio':>6s}")
+    for r in rows:
+        print(f"{r['name']:34s} {r['energy_per_step_j']:12.4e} {r.get('energy_ratio', 1):6.3f} "
+              f"{r['latency_per_step_s']:13.4e} {r.get('latency_ratio', 1):6.3f}")
+    if steps_rows:
+        print("\nper step, spikec's cycle-level timing vs SANA-FE (same figures, same spikes):")
+        print(f"{'input':8s} {'SANA-FE model':14s} {'latency max err':>16s} {'mean err':>9s} "
+              f"{'energy max err':>15s}")
+    for r in steps_rows:
+        print(f"{r['name']:8s} {r['sanafe_timing_model']:14s} "
+              f"{100 * r['per_step_latency_max_rel_error']:15.2f}% "
+              f"{100 * r['mean_latency_rel_error']:8.2f}% "
+              f"{100 * r['energy_per_step_max_rel_error']:14.2f}%")
+    return 0
+
+
+def analytic_rows(mapping, profile, weights, spikes_in, args):
+    """The analytic model (``latency.py``, ``energy.py``) against SANA-FE's totals."""
+    T = args.steps
+    res, spike_counts, per_neuron = sanafe_run(mapping, *weights, spikes_in, T)
+    counts = spikec_counts(spikes_in, per_neuron, T)
     tr = traffic(mapping, counts)
-    rows = [{"name": "sanafe", "energy_per_step_j": res["energy"]["total"] / args.steps,
-             "latency_per_step_s": res["sim_time"] / args.steps,
-             "energy_breakdown_j": {k: v / args.steps for k, v in res["energy"].items()},
+    rows = [{"name": "sanafe", "energy_per_step_j": res["energy"]["total"] / T,
+             "latency_per_step_s": res["sim_time"] / T,
+             "energy_breakdown_j": {k: v / T for k, v in res["energy"].items()},
              "spikes": dict(spike_counts)}]
     for cost in ("sanafe", "profile"):
         costs = cost_model(profile, cost)
@@ -181,23 +301,10 @@ def main(argv=None) -> int:
         r["energy_ratio"] = r["energy_per_step_j"] / ref["energy_per_step_j"]
         r["latency_ratio"] = r["latency_per_step_s"] / ref["latency_per_step_s"]
     meta = {"name": "setup", "cores": mapping.total_cores, "tiles": int(np.unique(
-        mapping.placement.tile).size), "steps": args.steps, "input_rate": args.rate,
+        mapping.placement.tile).size), "steps": T, "input_rate": args.rate,
         "layers": {lm.layer.name: lm.cores for lm in mapping.layers},
         "synaptic_events": {k: u.synaptic_events for k, u in counts.units.items()}}
-    if args.json:
-        for r in [meta, *rows]:
-            print(json.dumps(r, sort_keys=True))
-        return 0
-    print(f"network: {meta['layers']} cores on {meta['tiles']} tiles, {args.steps} steps, "
-          f"input rate {args.rate}")
-    print(f"spikes: {dict(spike_counts)}")
-    print(f"{'model':34s} {'energy/step':>12s} {'ratio':>6s} {'latency/step':>13s} {'ratio':>6s}")
-    for r in rows:
-        print(f"{r['name']:34s} {r['energy_per_step_j']:12.4e} {r.get('energy_ratio', 1):6.3f} "
-              f"{r['latency_per_step_s']:13.4e} {r.get('latency_ratio', 1):6.3f}")
-    for r in rows:
-        print(r["name"], {k: f"{v:.3e}" for k, v in r["energy_breakdown_j"].items()})
-    return 0
+    return meta, rows
 
 
 if __name__ == "__main__":

@@ -242,7 +242,14 @@ def render(report: dict) -> str:
             f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
             f"<h1>{html.escape(title)}</h1><p class=meta>{meta}</p>"
             + _accuracy_section(report) + _layers_section(report)
-            + _estimate_section(report.get("estimate")) + notes_html + "</body></html>\n")
+            + _estimate_section(report.get("estimate")) + _timing(report) + notes_html
+            + "</body></html>\n")
+
+
+def _timing(report: dict) -> str:
+    from spikec.estimate.timing_html import timing_section
+
+    return timing_section((report.get("estimate") or {}).get("timing"))
 
 
 def write_report(out_dir: str | os.PathLike) -> Path:

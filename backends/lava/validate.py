@@ -292,8 +292,12 @@ def validate_trace(out, trace_file, data: str | None = None, limit: int | None =
     predicted, sim_s, sim_setup = _simulate(graph, plan, inputs)
     res = compare(graph, plan, arrays, predicted)
     lava_s = float(meta.get("seconds", {}).get("wall", float("nan")))
-    return _result("trace", manifest, plan, meta, res, lava_s, sim_s, data, str(trace_file),
-                   setup=sim_setup)
+    result = _result("trace", manifest, plan, meta, res, lava_s, sim_s, data, str(trace_file),
+                     setup=sim_setup)
+    from spikec.estimate.timing_trace import trace_timing  # optional per-step timing (HIL)
+
+    result["timing"] = trace_timing(graph, arrays, inputs, manifest, plan)
+    return result
 
 
 def _result(against, manifest, plan, meta, res, lava_s, sim_s, data, trace=None,

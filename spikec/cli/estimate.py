@@ -97,12 +97,15 @@ def _cost_model_words(j: dict) -> str:
 @click.option("--sweep", "sweeps", multiple=True, metavar="FIELD=V1,V2",
               help="Design-space sweep of a numeric profile field (repeatable).")
 @click.option("--plot", "plot_path", type=click.Path(), help="PNG for the sweep's plot.")
+@click.option("--timing", type=click.Choice(["analytic", "cycle"]), default="analytic",
+              show_default=True, help="Latency model: analytic (mean events) or cycle (every "
+              "sample and step of --data through the cycle-level timing simulator).")
 @click.option("--no-save", is_flag=True, help="Do not store the estimate in OUT/report.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--arch", help="Registry architecture of a bare state_dict (model files).")
 @click.option("-T", "--timesteps", type=int, help="Time steps (model files).")
 def estimate(model_or_out, profile_name, chips, data_spec, limit, cost, rate, ssa, sweeps,
-             plot_path, no_save, as_json, arch, timesteps):
+             plot_path, timing, no_save, as_json, arch, timesteps):
     """Map MODEL_OR_OUT onto a chip's cores; estimate energy and latency per inference.
 
     MODEL_OR_OUT is a compiled output directory (compiled.spkc, report.json), a .spkc file, or a
@@ -112,8 +115,11 @@ def estimate(model_or_out, profile_name, chips, data_spec, limit, cost, rate, ss
 
     if chips is not None and chips < 1:
         raise click.BadParameter("--chips must be >= 1")
+    if timing == "cycle" and not data_spec:
+        raise click.UsageError("--timing cycle needs --data SET (it times every sample and step)")
     inp = driver.prepare(model_or_out, profile_name, chips=chips, data_spec=data_spec,
-                         limit=limit, ssa=ssa, arch=arch, timesteps=timesteps, progress=_bar)
+                         limit=limit, ssa=ssa, arch=arch, timesteps=timesteps, progress=_bar,
+                         timing=timing, cost=cost)
     if sweeps:
         _print_sweep(*driver.sweep(inp, sweeps, chips=chips, cost=cost, rate=rate,
                                    plot_path=plot_path, data_spec=data_spec, limit=limit,
@@ -138,6 +144,10 @@ def estimate(model_or_out, profile_name, chips, data_spec, limit, cost, rate, ss
         click.echo(_layer_table(j))
         click.echo("")
         click.echo(_summary(j))
+        if j.get("timing") is not None:
+            from spikec.estimate.timing_run import timing_table
+
+            click.echo("\n" + timing_table(j["timing"]))
     if not j["fits"]:
         raise CapacityError(j["reason"])
 

@@ -38,6 +38,10 @@ def _print(res: dict) -> None:
     if steady and res["spikec_steady_seconds_per_sample"]:
         click.echo(f"steady state: spikec {steady / res['spikec_steady_seconds_per_sample']:,.0f}x "
                    f"faster than Lava per sample")
+    if res.get("timing"):
+        from spikec.estimate.timing_trace import format_trace_timing
+
+        click.echo(format_trace_timing(res["timing"]))
 
 
 @click.command()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, ContextManager
 
 from spikec.atomic import write_atomic
-from spikec.errors import InputFileError, MissingEnvironmentError
+from spikec.errors import DataError, InputFileError, MissingEnvironmentError
 
 DEFAULT_PROFILE = "loihi2"
 
@@ -108,12 +108,14 @@ class EstimateInput:
     accuracy: float | None
     depth: int | None
     model_path: str | None
+    timing: dict | None = None
 
 
 def prepare(model_or_out: str, profile_name: str = DEFAULT_PROFILE, *, chips: int | None = None,
             data_spec: str | None = None, limit: int | None = None, ssa: str | None = None,
             arch: str | None = None, timesteps: int | None = None,
-            progress: ProgressBar | None = None) -> EstimateInput:
+            progress: ProgressBar | None = None, timing: str = "analytic",
+            cost: str = "profile") -> EstimateInput:
     """Load or compile MODEL_OR_OUT for ``profile_name`` and gather its event counts."""
     from spikec.target.profile import load_profile
 
@@ -127,14 +129,17 @@ def prepare(model_or_out: str, profile_name: str = DEFAULT_PROFILE, *, chips: in
         graph = compile_model(model_or_out, profile, LoadOptions(arch=arch, timesteps=timesteps))
     return prepare_graph(graph, profile, report=report, out_dir=out_dir, model_path=model_path,
                          chips=chips, data_spec=data_spec, limit=limit, ssa=ssa,
-                         progress=progress)
+                         progress=progress, timing=timing, cost=cost)
 
 
 def prepare_graph(graph, profile, *, report: dict | None = None, out_dir: Path | None = None,
                   model_path: str | None = None, chips: int | None = None, data_spec=None,
                   limit: int | None = None, ssa: str | None = None,
-                  progress: ProgressBar | None = None) -> EstimateInput:
-    """``prepare`` for a fixed graph already in memory (with its compile report, if any)."""
+                  progress: ProgressBar | None = None, timing: str = "analytic",
+                  cost: str = "profile") -> EstimateInput:
+    """``prepare`` for a fixed graph already in memory (with its compile report, if any).
+    ``timing``: ``analytic`` (mean events) or ``cycle`` (every sample and step of ``data_spec``
+    through the cycle-level timing simulator, ``spikec.estimate.timing``)."""
     from spikec.estimate.events import counts_from_report
     from spikec.estimate.mapping import map_network
     from spikec.estimate.network import extract_network
@@ -150,14 +155,25 @@ def prepare_graph(graph, profile, *, report: dict | None = None, out_dir: Path |
     net = extract_network(graph, ssa)
     accuracy = None
     counts = None
-    if data_spec is not None:
+    timing_j = None
+    if timing not in ("analytic", "cycle"):
+        raise DataError(f"--timing must be analytic or cycle, not {timing!r}")
+    if timing == "cycle" and data_spec is None:
+        raise DataError("--timing cycle needs --data SET (it times every sample and step)")
+    if timing == "cycle":
+        from spikec.estimate.timing_run import simulate_timing
+
+        mapping = map_network(net, profile, chips)
+        counts, accuracy, timing_j = simulate_timing(graph, mapping, profile, cost, data_spec,
+                                                     limit, depth, progress)
+    elif data_spec is not None:
         mapping = map_network(net, profile, chips)
         counts, accuracy = simulate_counts(graph, mapping, data_spec, limit, progress)
     elif report is not None:
         def counts(mapping, _r=report):  # noqa: E306 - counts depend on the mapping (relays)
             return counts_from_report(_r, mapping)
     return EstimateInput(net, profile, graph, report, out_dir, counts, accuracy, depth,
-                         model_path)
+                         model_path, timing_j)
 
 
 def estimate_one(inp: EstimateInput, *, chips: int | None = None, cost: str = "profile",
@@ -171,6 +187,8 @@ def estimate_one(inp: EstimateInput, *, chips: int | None = None, cost: str = "p
     j = est.to_json()
     if inp.accuracy is not None:
         j["accuracy"] = inp.accuracy
+    if inp.timing is not None:
+        j["timing"] = inp.timing
     return j
 
 

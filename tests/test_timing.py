@@ -274,8 +274,8 @@ def _trace_with_timing(out: Path, graph, x, step_s=None, energy_j=None) -> Path:
 
 def test_validate_trace_compares_measured_timing(tmp_path, capsys):
     from spikec.backends.lava import samples, write_bundle
+    from spikec.backends.lava.validate import validate_trace
     from spikec.ir import dumps
-    from spikec.validate import validate_trace
 
     graph = samples.spikformer_like(residual="add")
     out = tmp_path / "out"

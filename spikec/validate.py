@@ -18,7 +18,7 @@ AGAINST = {"lava": "lava",     # run OUT/lava's data files on Lava's CPU models 
 
 def validate_bundle(out: str | os.PathLike, against: str, *, data: str | None = None,
                     limit: int | None = None, trace_file: str | os.PathLike | None = None,
-                    batch: int = 100) -> dict:
+                    batch: int = 100, workers: int = 1, cluster: str | None = None) -> dict:
     """Validate OUT's bundle ``against`` a run (``lava``) or a trace file (``trace``).
 
     Returns the comparison (``samples``, ``spikes_compared``, ``mismatches``,
@@ -31,5 +31,8 @@ def validate_bundle(out: str | os.PathLike, against: str, *, data: str | None = 
         raise DataError(f"--against must be one of {', '.join(AGAINST)}, not {against!r}")
     if limit is not None and limit < 1:
         raise DataError(f"--limit must be >= 1, got {limit}")
+    if workers < 1:
+        raise DataError(f"--workers must be >= 1, got {workers}")
     return backend.get(AGAINST[against]).validate(out, against=against, data=data, limit=limit,
-                                                   trace_file=trace_file, batch=batch)
+                                                   trace_file=trace_file, batch=batch,
+                                                   workers=workers, cluster=cluster)

@@ -265,17 +265,70 @@ def _trace_inputs(arrays: dict, plan: dict, path) -> dict:
 
 
 def validate_lava(out, data: str, limit: int | None = None, *, batch: int = 0,
-                  python: str | None = None) -> dict:
-    """Run the bundle on Lava's CPU models and compare with the simulator (see the module doc)."""
+                  python: str | None = None, workers: int = 1, cluster: str | None = None) -> dict:
+    """Run the bundle on Lava's CPU models and compare with the simulator (see the module doc).
+
+    ``workers`` / ``cluster``: run shards of the samples (whole ``batch``es) as separate Lava
+    runs on local processes or a Dask cluster (``spikec.shards``; each worker needs the Lava
+    environment); their traces are joined in sample order, so the comparison is the same."""
     out = Path(out)
     manifest, plan, graph = _bundle(out)
-    py = python or find_lava_python()
     inputs = _load_inputs(graph, data, limit)
-    trace, lava_wall = run_bundle(out, inputs, python=py, batch=batch)
+    if workers == 1 and not cluster:
+        py = python or find_lava_python()
+        trace, lava_wall = run_bundle(out, inputs, python=py, batch=batch)
+    else:
+        trace, lava_wall = _run_sharded(out, inputs, python, batch, workers, cluster)
     meta = json.loads(str(trace["meta"]))
     predicted, sim_s, sim_setup = _simulate(graph, plan, inputs)
     res = compare(graph, plan, trace, predicted)
     return _result("lava", manifest, plan, meta, res, lava_wall, sim_s, data, setup=sim_setup)
+
+
+def _lava_shard(out: str, inputs: dict, python: str | None, batch: int) -> tuple[dict, float]:
+    """One shard of ``validate_lava`` on a worker: a Lava run of its samples."""
+    return run_bundle(Path(out), inputs, python=python or find_lava_python(), batch=batch)
+
+
+def _run_sharded(out: Path, inputs: dict, python, batch: int, workers: int, cluster):
+    from spikec import shards
+
+    n = len(next(iter(inputs.values())))
+    plan = shards.plan_shards(n, batch if batch > 0 else n, workers, batches_per_shard=1)
+    tasks = [shards.Task(_lava_shard, (str(out.resolve()),
+                                       {k: v[sh.start:sh.stop] for k, v in inputs.items()},
+                                       python, batch), sh.size) for sh in plan]
+    t0 = time.perf_counter()
+    with shards.Runner(workers, cluster) as runner:
+        parts = runner.run(tasks)
+    wall = time.perf_counter() - t0
+    return merge_traces([p for p, _ in parts]), wall
+
+
+def merge_traces(traces: list[dict]) -> dict:
+    """Traces of consecutive sample shards as one: arrays joined along the sample axis, the
+    meta's counts added (``samples``, ``steps``, seconds) and its steady seconds per step
+    averaged over the shards' steps."""
+    metas = [json.loads(str(t["meta"])) for t in traces]
+    meta = dict(metas[0])
+    meta["samples"] = sum(int(m["samples"]) for m in metas)
+    meta["steps"] = sum(int(m.get("steps") or 0) for m in metas)
+    seconds: dict = {}
+    for m in metas:
+        for k, v in (m.get("seconds") or {}).items():
+            if k not in ("steady_per_step", "steady_per_sample") and v is not None:
+                seconds[k] = seconds.get(k, 0.0) + v
+    steady = [(m["seconds"].get("steady_per_step"), int(m.get("steps") or 0)) for m in metas
+              if (m.get("seconds") or {}).get("steady_per_step") is not None]
+    steps = sum(k for _, k in steady)
+    if steps:
+        seconds["steady_per_step"] = sum(s * k for s, k in steady) / steps
+        seconds["steady_per_sample"] = seconds["steady_per_step"] * int(meta["timesteps"]) \
+            if meta.get("timesteps") else None
+    meta["seconds"] = seconds
+    merged = {k: np.concatenate([t[k] for t in traces]) for k in traces[0] if k != "meta"}
+    merged["meta"] = np.array(json.dumps(meta, sort_keys=True))
+    return merged
 
 
 def validate_trace(out, trace_file, data: str | None = None, limit: int | None = None) -> dict:
@@ -339,11 +392,15 @@ def rewrite_bundle(out, *, ssa: str = "host", conv: str = "lava") -> dict:
 
 
 def validate(out, *, against: str, data: str | None = None, limit: int | None = None,
-             trace_file=None, batch: int = 100) -> dict:
+             trace_file=None, batch: int = 100, workers: int = 1,
+             cluster: str | None = None) -> dict:
     """The backend's ``validate``: ``against='lava'`` runs the bundle on Lava's CPU models
     (``validate_lava``), ``against='trace'`` reads ``trace_file`` (``validate_trace``)."""
     if against == "lava":
-        return validate_lava(out, data, limit, batch=batch)
+        return validate_lava(out, data, limit, batch=batch, workers=workers, cluster=cluster)
+    if workers != 1 or cluster:
+        raise DataError("--workers/--cluster shard Lava runs (--against lava); a trace is read "
+                        "in one process")
     if against == "trace":
         return validate_trace(out, trace_file, data, limit)
     raise DataError(f"--against must be lava or trace, not {against!r}")

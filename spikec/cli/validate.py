@@ -55,8 +55,13 @@ def _print(res: dict) -> None:
 @click.option("--batch", type=int, default=100, show_default=True,
               help="Samples per Lava run (each run starts Lava's processes again; the probes of "
               "a run stay in memory until it ends). 0: all in one run.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run shards of the samples (whole --batch runs) as N Lava runs in parallel.")
+@click.option("--cluster", metavar="ADDRESS",
+              help="Run the Lava shards on an existing Dask cluster (workers need spikec and the "
+              "Lava environment).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def validate(out, against, trace_file, data, limit, batch, as_json):
+def validate(out, against, trace_file, data, limit, batch, workers, cluster, as_json):
     """Check bit for bit that OUT's Lava bundle (--against lava) or a chip trace (--against
     trace FILE) computes the spikes spikec's simulator predicts. Exit 1 on any mismatch."""
     if limit is not None and limit < 1:
@@ -69,7 +74,7 @@ def validate(out, against, trace_file, data, limit, batch, as_json):
     elif not trace_file:
         raise click.BadParameter("--against trace needs the trace FILE")
     res = validate_bundle(out, against, data=data, limit=limit, trace_file=trace_file,
-                          batch=batch)
+                          batch=batch, workers=workers, cluster=cluster)
     if as_json:
         click.echo(json.dumps(res, indent=2, sort_keys=True))
     else:

@@ -100,6 +100,19 @@ def test_validate_against_lava_cli(compiled, capsys):
     assert res["first_divergence"] is None and res["lava_seconds"] > res["spikec_seconds"]
 
 
+def test_sharded_validate_equals_one_lava_run(compiled):
+    """--workers 2: three one-sample Lava runs on two local processes, traces joined in sample
+    order; the comparison equals one run's, layer by layer."""
+    from spikec.backends.lava.validate import validate_lava
+
+    out, data, _, _ = compiled
+    one = validate_lava(out, str(data), batch=0)
+    two = validate_lava(out, str(data), batch=1, workers=2)
+    assert two["samples"] == one["samples"] == 3 and two["mismatches"] == one["mismatches"] == 0
+    for key in ("spikes_compared", "nonzero_compared", "readout_compared", "layers"):
+        assert two[key] == one[key], key
+
+
 def test_runner_refuses_hw_without_lava_loihi(compiled, tmp_path):
     out, _, trace, _ = compiled
     save_npz(tmp_path / "in.npz", {"images": samples.images(1)})

@@ -71,3 +71,27 @@ def test_matmul_every_kind_pair(ssa):
 def test_chain_with_dense_and_lava_conv():
     plan, _, _ = _check(samples.chain(T=2), {"x": samples.images(2)})
     assert {p["type"] for p in plan["processes"]} >= {"conv", "dense"}
+
+
+@pytest.mark.parametrize("kind", ["sdsa", "qk"])
+def test_spiking_attention_compiled_from_float(kind):
+    """The Spike-driven Transformer's SDSA and QKFormer's Q-K attention, compiled from a float
+    graph: each token/channel sum became its LIF's unit-weight dense synapse, the masks are
+    (broadcasting) ``and`` relays; Lava equals the simulator on every probed value."""
+    from spikec.pipeline import compile_graph
+
+    x = samples.images(4)
+    fixed = compile_graph(samples.attention_float(kind, T=2), "loihi2", calib=x).fixed
+    assert "reduce_sum" not in {op.OPCODE for op in fixed.ops}
+    plan, res, _ = _check(fixed, {"x": x}, ssa="host")
+    mask = "kv_s" if kind == "sdsa" else "a_s"
+    assert res["values"][mask].any() and res["values"]["attn"].any()
+    probed = {p["value"] for p in plan["probes"]}
+    assert {mask, "attn", "proj_s"} <= probed
+
+
+def test_reduce_sum_relays():
+    g = samples.reduce_sum_zoo(T=3)
+    plan, res, _ = _check(g, {"x": samples.sequences(3, 3)})
+    assert {"sum_n", "sum_grid", "sum_c"} <= {p["value"] for p in plan["probes"]}
+    assert res["values"]["sum_grid"].max() > 1          # a count, carried as a graded payload

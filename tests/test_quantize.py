@@ -500,3 +500,34 @@ def test_reduce_sum_read_by_a_lif_becomes_its_unit_weight_synapse():
         want = sj_lif(s.sum(axis=axes, keepdims=True), theta)
         assert np.array_equal(sim[n], want), n      # spikingjelly's LIF on the count, exactly
         assert sim[n].any() and not sim[n].all()
+
+
+@pytest.mark.parametrize("residual, reads", [("graded", ("j",)), ("fanin", ("s", "s2"))])
+def test_summed_count_reads_its_sources_by_fan_in(residual, reads):
+    """A token sum of the residual stream (a count) read by a LIF: the unit-weight synapse reads
+    the count (graded) or its two spike sources (fan-in); either way the LIF spikes as
+    spikingjelly's on the exact sum."""
+    rng = np.random.default_rng(7)
+    f = np.float32
+
+    def conv(name, src, cin):
+        return O.Conv2d(name, (src,), weight=rng.normal(0.4, 0.6, (2, cin, 3, 3)).astype(f),
+                        bias=np.zeros(2, f), padding=(1, 1))
+
+    g = Graph([
+        O.Input("x", (), shape=(1, 8, 8), pixel_scale=1 / 255),
+        conv("c", "x", 1), O.LIF("s", ("c",)), conv("c2", "s", 2), O.LIF("s2", ("c2",)),
+        O.Add("j", ("s", "s2")),
+        O.ReduceSum("tok_sum", ("j",), axes=(2,)),
+        O.LIF("tok_lif", ("tok_sum",), v_threshold=0.5),
+        O.Reshape("feat", ("tok_lif",), shape=(16,)),
+        O.Linear("head", ("feat",), weight=rng.normal(0, 1, (3, 16)).astype(f),
+                 bias=np.zeros(3, f)),
+        O.TimeMean("tm", ("head",)), O.Output("y", ("tm",))], timesteps=4)
+    raw = random_images(8, (1, 8, 8))
+    res = compile_graph(g, "loihi2", calib=raw, options=CompileOptions(residual=residual))
+    assert res.fixed.op("tok_sum").inputs == reads
+    from spikec.sim import Simulator
+    sim = Simulator(res.fixed).run(raw, record=["s", "s2", "tok_lif"]).values
+    count = (sim["s"].astype(np.float64) + sim["s2"]).sum(axis=4, keepdims=True)
+    assert np.array_equal(sim["tok_lif"], sj_lif(count, 0.5)) and sim["tok_lif"].any()

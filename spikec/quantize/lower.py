@@ -360,7 +360,7 @@ class _Lowering:
         wexp = 0 if gain <= w_max else int(math.log2(gain))
         wq = gain if gain <= w_max else 1
         if layer.summed is not None:
-            return self._summing_synapse(layer.summed, wq, wexp)
+            return self._summing_synapse(layer.summed, lif.name, wq, wexp)
         if gain == 1:
             return inp
         # a one-to-one synapse of weight `gain` over a size-1 axis: a_in = gain * count
@@ -378,14 +378,18 @@ class _Lowering:
             return self._copy(op)       # a count kept for its readers (graded payload)
         self._count_layer(layer, op.name)
 
-    def _summing_synapse(self, op: O.ReduceSum, wq: int, wexp: int) -> str:
+    def _summing_synapse(self, op: O.ReduceSum, lif: str, wq: int, wexp: int) -> str:
         """``reduce_sum -> [layout] -> lif`` on the chip: the sum is the synapses of the LIF,
         ``a_in = gain * sum_axis x`` (``wq << wexp = gain``; exact: integer weights, no rounding),
-        one dense synapse named like the sum so that the layout ops between still read it."""
+        one dense synapse named like the sum so that the layout ops between still read it. A
+        summed count reads its spike sources by fan-in where the residual lowering says so."""
         (x,) = op.inputs
         axis = op.axes[0] % len(self.specs[x].shape)
         n = self.specs[x].shape[axis]
-        self.out.append(F.DenseSynapse(op.name, (self.plan.alias.get(x, x),), axis=axis,
+        srcs = self.sources(self.plan.alias.get(x, x))
+        for src in srcs:
+            self._needs_graded(self.origin.get(src, src), lif)
+        self.out.append(F.DenseSynapse(op.name, tuple(srcs), axis=axis,
                                        weight=np.full((1, n), wq, np.int16),
                                        weight_exp=np.array([wexp], np.int8)))
         return op.name

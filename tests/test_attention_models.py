@@ -21,7 +21,8 @@ from spikec import interp  # noqa: E402
 from spikec.errors import UnsupportedOpError  # noqa: E402
 from spikec.frontends.torch import input_op, trace  # noqa: E402
 from spikec.models.activity import batchnorm_from_batch  # noqa: E402
-from spikec.models.qkformer import QKFormer, TokenSpikingTransformer  # noqa: E402
+from spikec.models.qkformer import (QKFormer, TokenQKAttention,  # noqa: E402
+                                     TokenSpikingTransformer)
 from spikec.models.sdt import MSSSAConv, SpikeDrivenTransformer  # noqa: E402
 from spikec.models.zoo import lif, repeat_over_time  # noqa: E402
 from spikec.pipeline import compile_graph  # noqa: E402
@@ -63,6 +64,32 @@ class SDSA(MSSSAConv):
         x = x.transpose(3, 4).reshape(T, B, C, H, W).contiguous()
         x = self.proj_bn(self.proj_conv(x.flatten(0, 1))).reshape(T, B, C, H, W).contiguous()
         return self.proj_lif(x)
+
+
+class ChannelQKAttention(TokenQKAttention):
+    """QKFormer's Q-K *channel* attention (the paper's other form): the registry's token
+    attention with Q summed over the tokens instead of a head's channels, ``a = attn_lif(sum_N q)``
+    (one spike per channel), ``out = a * k``."""
+
+    def forward(self, x):
+        T, B, C, H, W = x.shape
+        x = x.flatten(3)
+        N = x.shape[3]
+        x_for_qkv = x.flatten(0, 1)
+        q = self.q_lif(self.q_bn(self.q_conv(x_for_qkv)).reshape(T, B, C, N))
+        q = q.unsqueeze(2).reshape(T, B, self.num_heads, C // self.num_heads, N)
+        k = self.k_lif(self.k_bn(self.k_conv(x_for_qkv)).reshape(T, B, C, N))
+        k = k.unsqueeze(2).reshape(T, B, self.num_heads, C // self.num_heads, N)
+        attn = self.attn_lif(torch.sum(q, dim=4, keepdim=True))
+        x = torch.mul(attn, k).flatten(2, 3)
+        x = self.proj_bn(self.proj_conv(x.flatten(0, 1))).reshape(T, B, C, H, W)
+        return self.proj_lif(x)
+
+
+def _channel_block() -> nn.Module:
+    block = TokenSpikingTransformer(16, 2, 2.0, ("fc1", "fc2"))
+    block.tssa = ChannelQKAttention(16, 2)
+    return block
 
 
 class AttentionNet(nn.Module):
@@ -111,6 +138,7 @@ BLOCKS = {
     "sdt_sdsa": (lambda: SDSA(16, 2), "talking_heads_lif"),
     "qkformer_token_qk": (lambda: TokenSpikingTransformer(16, 2, 2.0, ("fc1", "fc2")),
                           "tssa.attn_lif"),
+    "qkformer_channel_qk": (_channel_block, "tssa.attn_lif"),
 }
 
 

@@ -139,12 +139,13 @@ def attention_float(kind: str = "sdsa", seed: int = 0, T: int = 2, heads: int = 
     q, k, v = LIF(linear over C); heads (h, d, N);
     ``sdsa`` (Spike-driven Transformer): ``kv = LIF_0.5(sum_N(k AND v))``, ``y = q AND kv``;
     ``qk`` (QKFormer token attention): ``a = LIF_0.5(sum_d q)``, ``y = a AND k``;
+    ``qk_channel`` (QKFormer channel attention): ``a = LIF_0.5(sum_N q)``, ``y = a AND k``;
     then proj linear -> LIF, the join ``tokens + y`` (a count) and a token-wise head summed over
     tokens (the read-out). Every ``reduce_sum`` feeds a LIF, so the quantizer makes it that LIF's
     unit-weight dense synapse.
     """
-    if kind not in ("sdsa", "qk"):
-        raise ValueError(f"kind must be 'sdsa' or 'qk', got {kind!r}")
+    if kind not in ("sdsa", "qk", "qk_channel"):
+        raise ValueError(f"kind must be 'sdsa', 'qk' or 'qk_channel', got {kind!r}")
     rng = np.random.default_rng(seed)
     f = np.float32
     C, N, d = 4, 16, 4 // heads
@@ -169,7 +170,7 @@ def attention_float(kind: str = "sdsa", seed: int = 0, T: int = 2, heads: int = 
                 O.LIF("kv_s", ("kv_sum",), v_threshold=0.5),
                 O.AND("attn", ("q_h", "kv_s"))]
     else:
-        ops += [O.ReduceSum("q_sum", ("q_h",), axes=(1,)),
+        ops += [O.ReduceSum("q_sum", ("q_h",), axes=(1 if kind == "qk" else 2,)),
                 O.LIF("a_s", ("q_sum",), v_threshold=0.5),
                 O.AND("attn", ("a_s", "k_h"))]
     ops += [

@@ -73,7 +73,7 @@ def test_chain_with_dense_and_lava_conv():
     assert {p["type"] for p in plan["processes"]} >= {"conv", "dense"}
 
 
-@pytest.mark.parametrize("kind", ["sdsa", "qk"])
+@pytest.mark.parametrize("kind", ["sdsa", "qk", "qk_channel"])
 def test_spiking_attention_compiled_from_float(kind):
     """The Spike-driven Transformer's SDSA and QKFormer's Q-K attention, compiled from a float
     graph: each token/channel sum became its LIF's unit-weight dense synapse, the masks are

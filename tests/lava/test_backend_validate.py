@@ -170,7 +170,7 @@ def test_python_api_validates_against_lava(tmp_path):
     assert res["samples"] == 2 and res["mismatches"] == 0 and res["spikes_compared"] > 0
 
 
-@pytest.mark.parametrize("kind", ["sdsa", "qk"])
+@pytest.mark.parametrize("kind", ["sdsa", "qk", "qk_channel"])
 def test_validate_spiking_attention_bundle_against_lava(kind, tmp_path, capsys):
     """The Spike-driven Transformer's SDSA and QKFormer's Q-K attention, compiled from a float
     graph and bundled: ``spikec validate --against lava`` finds no mismatch."""

@@ -145,6 +145,12 @@ def _and(op, a, s):
     return a * s
 
 
+@KERNELS.register(O.ReduceSum)
+def _reduce_sum(op: O.ReduceSum, x):
+    axes = tuple(a % (x.ndim - 1) + 1 for a in op.axes)
+    return x.sum(axis=axes, dtype=x.dtype, keepdims=True)
+
+
 @KERNELS.register(O.Scale)
 def _scale(op: O.Scale, x):
     return x * x.dtype.type(op.factor)

@@ -560,3 +560,26 @@ def test_sanafe_crosscheck_within_25_percent(capsys):
                                    if ln.startswith("{"))}
     same = rows["spikec (SANA-FE figures)"]
     assert abs(same["energy_ratio"] - 1) < 0.25 and abs(same["latency_ratio"] - 1) < 0.25
+
+
+def test_spiking_attention_and_reduce_sum_relays_are_placed(loihi2):
+    """SDSA / Q-K attention compiled from a float graph: the masks are ``and`` layers (one input
+    broadcast over tokens or channels: one synapse per neuron and input), each sum is its LIF's
+    dense synapse; a kept ``reduce_sum`` is a graded relay with one synapse per summed element."""
+    from spikec.backends.lava import samples
+    from spikec.pipeline import compile_graph
+
+    x = samples.images(4)
+    for kind, mask in (("sdsa", "kv_s"), ("qk", "a_s")):
+        fixed = compile_graph(samples.attention_float(kind, T=2), "loihi2", calib=x).fixed
+        m = map_network(extract_network(fixed), loihi2)
+        attn = m.layer("attn")
+        assert attn.layer.kind == "and" and int(attn.synapses.sum()) == 2 * 16 * 4
+        summed = 16 if kind == "sdsa" else 2             # tokens, or a head's channels
+        assert m.layer(mask).layer.kind == "lif"
+        assert int(m.layer(mask).synapses.sum()) == summed * fixed.spec(mask).size
+        _check_within_limits(m)
+    m = map_network(extract_network(samples.reduce_sum_zoo()), loihi2)
+    assert {m.layer(n).layer.kind for n in ("sum_n", "sum_grid", "sum_c")} == {"reduce_sum"}
+    assert int(m.layer("sum_grid").synapses.sum()) == 2 * 4 * 4   # every element, once
+    assert m.layer("sum_grid").layer.neurons == 2

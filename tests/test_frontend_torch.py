@@ -130,8 +130,8 @@ class EncoderLayer(nn.Module):
             x = self.attn(x) * (1.0 - x)  # IAND, written branch-first
             return (1 - x) * self.ff(x)
         if self.join == "and":
-            x = x * self.attn(x)
-            return self.ff(x) * x
+            x = x * self.attn(x)  # AND of spikes
+            return x * self.ff(x)
         x = x + self.attn(x)
         return x + self.ff(x)
 
@@ -195,14 +195,27 @@ def test_third_party_spikformer_matches_torch(T, join, calibrate, agreement, ima
     a.assert_same_logits(1e-4)
 
 
+class _TokenSum(nn.Module):
+    def __init__(self, body):
+        super().__init__()
+        self.body = body
+
+    def forward(self, img):
+        s = self.body(img.unsqueeze(0).repeat(2, 1, 1, 1, 1))     # [T, B, 4, 6, 6]
+        return s.flatten(3).sum(-1).mean(0)                        # a count per channel
+
+
 def test_every_float_op_is_produced_by_the_frontend():
-    """The third-party model (ADD, IAND and AND joins) exercises every op of the float IR."""
+    """The third-party model (ADD, IAND and AND joins) and a token sum exercise every op of the
+    float IR."""
     from spikec.ir.fixed import FIXED_ONLY_OPS
 
     produced = set()
     for join in ("add", "iand", "and"):
         model, inp = _third_party(T=1, join=join)
         produced |= {type(op) for op in trace(model, inp).ops}
+    summed = nn.Sequential(SeqToANN(nn.Conv2d(3, 4, 3)), MultiStepLIFNode())
+    produced |= {type(op) for op in trace(_TokenSum(summed), input_op((3, 8, 8), {})).ops}
     float_ops = {cls for cls in O.OP_TYPES.values() if cls not in FIXED_ONLY_OPS}
     assert float_ops - produced == set()
 
@@ -318,7 +331,7 @@ class _Block(nn.Module):
             return y @ y
         if self.kind == "real_product":      # spikes times real values (s * s is an AND)
             s = self.lif(y)
-            return s * y
+            return s * (s + s)
         if self.kind == "merged_lif":
             return self.lif(y.flatten(0, 1))
         raise AssertionError
@@ -338,7 +351,7 @@ class _Net(nn.Module):
     ("sigmoid", r"^blocks\.0 \(.*_Block\): tensor function torch\.sigmoid is not supported"),
     ("bias", r"^blocks\.0 \(.*_Block\): adding a constant"),
     ("real_matmul", r"^blocks\.0 \(.*_Block\): matmul of real .*only spike/count"),
-    ("real_product", r"^blocks\.0 \(.*_Block\): an elementwise product of two traced tensors"),
+    ("spike_product", r"^blocks\.0 \(.*_Block\): an elementwise product of a spike and a count"),
     ("merged_lif", r"^blocks\.0\.lif \(.*MultiStepLIFNode\): a multi-step neuron needs a \[T, B"),
 ])
 def test_unsupported_names_path_and_type(kind, message):

@@ -42,7 +42,10 @@ def float_graph() -> ir.Graph:
         O.LIF("attn", ("sc",), v_threshold=0.5),
         O.IAND("iand", ("attn", "attn")),
         O.AND("and", ("iand", "attn")),
-        O.Mean("m", ("and",), axes=(1,)),
+        O.ReduceSum("rs", ("and",), axes=(1,)),
+        O.LIF("rsl", ("rs",), v_threshold=0.5),
+        O.AND("mask", ("and", "rsl")),          # (8, 8) AND (8, 1): broadcast
+        O.Mean("m", ("mask",), axes=(1,)),
         O.TimeMean("tm", ("m",)),
         O.Linear("head", ("tm",), weight=f32(3, 8), bias=f32(3)),
         O.Output("y", ("head",)),
@@ -102,6 +105,8 @@ def test_value_kinds_and_rates():
     assert specs["kv"].kind is ir.Kind.COUNT and specs["kv"].shape == (8, 8)
     assert specs["sc"].kind is ir.Kind.REAL
     assert specs["tm"].rate is ir.Rate.FINAL and specs["y"].shape == (3,)
+    assert specs["rs"].kind is ir.Kind.COUNT and specs["rs"].shape == (8, 1)
+    assert specs["mask"].kind is ir.Kind.SPIKE and specs["mask"].shape == (8, 8)
     fx = fixed_graph().specs
     assert fx["c"].kind is ir.Kind.CURRENT and fx["ro"].shape == (3,)
 
@@ -116,6 +121,9 @@ def _replace(g, name, new):
     (lambda g: _replace(g, "kv", O.SpikeMatmul("kv", ("tok", "q"))), ShapeError, "real"),
     (lambda g: _replace(g, "s2", O.LIF("s2", ("ap",), fire_on="=>")), ShapeError, "fire_on"),
     (lambda g: _replace(g, "iand", O.IAND("iand", ("attn", "sc"))), ShapeError, "spike"),
+    (lambda g: _replace(g, "mask", O.AND("mask", ("and", "tok"))), ShapeError, "spike"),
+    (lambda g: _replace(g, "mask", O.AND("mask", ("and", "qs"))), ShapeError, "broadcast"),
+    (lambda g: _replace(g, "rs", O.ReduceSum("rs", ("and",), axes=(2,))), ShapeError, "axis 2"),
     (lambda g: _replace(g, "tok", O.Reshape("tok", ("res",), shape=(7, 16))), ShapeError, "reshape"),
     (lambda g: _replace(g, "mp", ir.CubaLIF("mp", ("s1",), vth=np.zeros(1, np.int32),
                                             bias_mant=np.zeros(1, np.int32),

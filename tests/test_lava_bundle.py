@@ -28,6 +28,7 @@ SAMPLES = {
     "iand": samples.spikformer_like(residual="iand"),
     "and": samples.spikformer_like(residual="and"),
     "zoo": samples.matmul_zoo(),
+    "reduce_sum": samples.reduce_sum_zoo(),
 }
 
 

@@ -446,3 +446,88 @@ def test_traced_spikformers_compile(arch, tmp_path):
     assert attn and all(res.notes["layers"][n]["exact"] for n in attn)
     # the float passes round differently: spikes via tests/floatcheck.py, logits to 1e-9
     assert_same_run(graph, res.folded, imgs)
+
+
+def _summed_graph(T: int = 4) -> Graph:
+    """conv -> LIF s (2, 4, 4); a token sum read by a LIF (fused), a grid sum read by a LIF (two
+    axes: kept, the count path) and a token sum read by a linear (kept, a graded count); the
+    three branches joined (counts) and read out."""
+    rng = np.random.default_rng(7)
+    f = np.float32
+
+    def lin(name, src, n_in, n_out):
+        return O.Linear(name, (src,), weight=rng.normal(0, 1.0, (n_out, n_in)).astype(f),
+                        bias=np.full(n_out, 0.8, f))
+
+    return Graph([
+        O.Input("x", (), shape=(1, 8, 8), pixel_scale=1 / 255),
+        O.Conv2d("c", ("x",), weight=rng.normal(0.4, 0.6, (2, 1, 3, 3)).astype(f),
+                 bias=np.zeros(2, f), stride=(2, 2), padding=(1, 1)),
+        O.LIF("s", ("c",)),
+        O.ReduceSum("tok_sum", ("s",), axes=(2,)),                      # (2, 4, 1)
+        O.LIF("tok_lif", ("tok_sum",), v_threshold=0.5),
+        O.Reshape("tok_feat", ("tok_lif",), shape=(8,)),
+        O.ReduceSum("grid_sum", ("s",), axes=(1, 2)),                   # (2, 1, 1)
+        O.LIF("grid_lif", ("grid_sum",), v_threshold=1.5),
+        O.Reshape("grid_feat", ("grid_lif",), shape=(2,)),
+        lin("g", "grid_feat", 2, 8), O.LIF("g_lif", ("g",)),
+        O.ReduceSum("row_sum", ("s",), axes=(1,)),                      # (2, 1, 4)
+        O.Reshape("rows", ("row_sum",), shape=(8,)),
+        lin("l", "rows", 8, 8), O.LIF("l_lif", ("l",)),
+        O.Add("j1", ("tok_feat", "g_lif")), O.Add("j2", ("j1", "l_lif")),
+        lin("head", "j2", 8, 3),
+        O.TimeMean("tm", ("head",)),
+        O.Output("y", ("tm",)),
+    ], timesteps=T)
+
+
+def test_reduce_sum_read_by_a_lif_becomes_its_unit_weight_synapse():
+    g = _summed_graph()
+    raw = random_images(8, (1, 8, 8))
+    res = compile_graph(g, "loihi2", calib=raw)
+    fixed = {op.name: op for op in res.fixed.ops}
+    fused = fixed["tok_sum"]                # one summed axis, sole reader a LIF
+    assert isinstance(fused, F.DenseSynapse) and fused.axis == 2 and fused.weight.shape == (1, 4)
+    gain = res.notes["layers"]["tok_lif"]["gain"]
+    assert np.all(fused.weight.astype(np.int64) << int(fused.weight_exp[0]) == gain)
+    assert res.notes["layers"]["tok_lif"]["exact"]
+    assert isinstance(fixed["grid_sum"], O.ReduceSum)       # two axes: kept, read as a count
+    assert isinstance(fixed["row_sum"], O.ReduceSum)        # read by a linear: a graded count
+    from spikec.sim import Simulator
+    sim = Simulator(res.fixed).run(raw, record=["s", "tok_lif", "grid_lif"]).values
+    s = sim["s"].astype(np.float64)         # [T, B, 2, 4, 4]: the chip's spikes, summed exactly
+    for n, axes, theta in (("tok_lif", (4,), 0.5), ("grid_lif", (3, 4), 1.5)):
+        want = sj_lif(s.sum(axis=axes, keepdims=True), theta)
+        assert np.array_equal(sim[n], want), n      # spikingjelly's LIF on the count, exactly
+        assert sim[n].any() and not sim[n].all()
+
+
+@pytest.mark.parametrize("residual, reads", [("graded", ("j",)), ("fanin", ("s", "s2"))])
+def test_summed_count_reads_its_sources_by_fan_in(residual, reads):
+    """A token sum of the residual stream (a count) read by a LIF: the unit-weight synapse reads
+    the count (graded) or its two spike sources (fan-in); either way the LIF spikes as
+    spikingjelly's on the exact sum."""
+    rng = np.random.default_rng(7)
+    f = np.float32
+
+    def conv(name, src, cin):
+        return O.Conv2d(name, (src,), weight=rng.normal(0.4, 0.6, (2, cin, 3, 3)).astype(f),
+                        bias=np.zeros(2, f), padding=(1, 1))
+
+    g = Graph([
+        O.Input("x", (), shape=(1, 8, 8), pixel_scale=1 / 255),
+        conv("c", "x", 1), O.LIF("s", ("c",)), conv("c2", "s", 2), O.LIF("s2", ("c2",)),
+        O.Add("j", ("s", "s2")),
+        O.ReduceSum("tok_sum", ("j",), axes=(2,)),
+        O.LIF("tok_lif", ("tok_sum",), v_threshold=0.5),
+        O.Reshape("feat", ("tok_lif",), shape=(16,)),
+        O.Linear("head", ("feat",), weight=rng.normal(0, 1, (3, 16)).astype(f),
+                 bias=np.zeros(3, f)),
+        O.TimeMean("tm", ("head",)), O.Output("y", ("tm",))], timesteps=4)
+    raw = random_images(8, (1, 8, 8))
+    res = compile_graph(g, "loihi2", calib=raw, options=CompileOptions(residual=residual))
+    assert res.fixed.op("tok_sum").inputs == reads
+    from spikec.sim import Simulator
+    sim = Simulator(res.fixed).run(raw, record=["s", "s2", "tok_lif"]).values
+    count = (sim["s"].astype(np.float64) + sim["s2"]).sum(axis=4, keepdims=True)
+    assert np.array_equal(sim["tok_lif"], sj_lif(count, 0.5)) and sim["tok_lif"].any()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from spikec.errors import DataError, IRError, ShapeError, StateOverflowError
-from spikec.ir import (AND, IAND, Add, ConvSynapse, CubaLIF, DenseSynapse, GradedInput, Graph,
+from spikec.ir import (AND, IAND, Add, ReduceSum, ConvSynapse, CubaLIF, DenseSynapse, GradedInput, Graph,
                        MaxPool2d, Output, Readout, Reshape, SpikeMatmul, Transpose)
 from spikec.sim import CubaLIFLayer, Simulator, simulate
 from spikec.sim import events as ev
@@ -352,6 +352,35 @@ def test_shared_ops_match_brute_force():
     assert list(res.stats["mm"].ssa_ops) == ops_ref
 
 
+def test_reduce_sum_and_broadcast_and_match_brute_force():
+    """SDSA on integers: kv = sum over tokens of k AND v (a count), a mask with a size-1 axis
+    ANDed with q (broadcast), and a sum of counts over two axes; carriers sized by BOUNDS."""
+    rng = np.random.default_rng(6)
+    B, T, h, N, d = 2, 3, 2, 5, 3
+    q, k, v = (rng.integers(0, 2, (B, T, h, N, d)) for _ in range(3))
+    m = rng.integers(0, 2, (B, T, h, 1, d))
+    gr = graph([
+        GradedInput("q", (), shape=(h, N, d), encoding="sequence", kind="spike"),
+        GradedInput("k", (), shape=(h, N, d), encoding="sequence", kind="spike"),
+        GradedInput("v", (), shape=(h, N, d), encoding="sequence", kind="spike"),
+        GradedInput("m", (), shape=(h, 1, d), encoding="sequence", kind="spike"),
+        AND("kv", ("k", "v")),
+        ReduceSum("kv_sum", ("kv",), axes=(1,)),
+        AND("masked", ("q", "m")),
+        Add("c", ("q", "k")),
+        ReduceSum("c_sum", ("c",), axes=(-1, 1)),
+        Output("o1", ("kv_sum",)), Output("o2", ("masked",)), Output("o3", ("c_sum",)),
+    ], T=T)
+    sim = Simulator(gr)
+    assert sim.bounds["kv_sum"] == N and sim.bounds["c_sum"] == 2 * N * d
+    res = sim.run({"q": q, "k": k, "v": v, "m": m})
+    for bb, t in itertools.product(range(B), range(T)):
+        assert np.array_equal(res.outputs["o1"][t, bb], (k[bb, t] * v[bb, t]).sum(1, keepdims=True))
+        assert np.array_equal(res.outputs["o2"][t, bb], q[bb, t] * m[bb, t])
+        assert np.array_equal(res.outputs["o3"][t, bb],
+                              (q[bb, t] + k[bb, t]).sum((1, 2), keepdims=True))
+
+
 # ----------------------------------------------------------------------------- whole graphs
 def small_net(T=4, residual=False):
     rng = np.random.default_rng(1)
@@ -504,7 +533,7 @@ def test_every_fixed_domain_op_has_a_kernel():
     from spikec.ir.fixed import FIXED_DOMAIN_OPS
 
     tested = {GradedInput, ConvSynapse, DenseSynapse, CubaLIF, Readout, Output, Reshape, Transpose,
-              MaxPool2d, Add, IAND, AND, SpikeMatmul}
+              MaxPool2d, Add, IAND, AND, ReduceSum, SpikeMatmul}
     assert set(FIXED_DOMAIN_OPS) <= tested
 
 

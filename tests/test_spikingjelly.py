@@ -231,20 +231,52 @@ def _refused(block, channels, match):
     assert "\n" not in str(e.value)
 
 
-def test_spike_driven_attention_needs_hadamard():
-    # K * V traces as AND; Q * kv broadcasts kv over the tokens, which AND does not yet
-    _refused(C.SpikeDrivenAttention(dim=8), 8,
-             r"^block \(corpus_spikingjelly\.SpikeDrivenAttention\): AND of per-sample shapes "
-             r"\(8, 16\) and \(8, 1\) \(broadcasting is not supported\)")
+def _traced_block(block, channels) -> set[str]:
+    """Trace ``block`` wrapped over tokens; the float stage equals torch's float64 forward."""
+    raw = raw_images(8)[:, :1].repeat(channels, 1)[:, :, :4, :4]
+    model = C.Wrap(block, 2)
+    batchnorm_from_batch(model, torch.from_numpy(raw.astype(np.float32) / 255), affine_seed=1)
+    graph = trace(model, input_op((channels, 4, 4), {}))
+    ours = interp.run(graph, raw, dtype=np.float64).logits
+    np.testing.assert_allclose(ours, torch_logits(model, raw), rtol=1e-9, atol=1e-9)
+    return opcodes(graph)
 
 
-def test_qk_attention_needs_reduce_sum_or_hadamard():
-    # a head of 6 channels: the sum of 6 spikes is a count only a new op can hold exactly
-    _refused(C.QKTokenAttention(dim=12, heads=2), 12,
-             r"^block \(.*QKTokenAttention\): a sum of 6 spike values .*'reduce_sum'")
-    # 8 channels: 8 * mean is exact, the LIF traces, then K masked by it is a Hadamard product
-    _refused(C.QKTokenAttention(dim=16, heads=2), 16,
-             r"^block \(.*QKTokenAttention\): AND of .* \(broadcasting is not supported\)")
+def test_spike_driven_attention_is_and_and_reduce_sum():
+    """SDSA: k * v and q * kv (kv summed over tokens: broadcast) are ANDs, the token sum a
+    reduce_sum (16 tokens: a power of two, still a count, not 16 * mean)."""
+    ops = _traced_block(C.SpikeDrivenAttention(dim=8), 8)
+    assert {"and", "reduce_sum"} <= ops
+
+
+@pytest.mark.parametrize("dim", [12, 16])
+def test_qk_attention_is_reduce_sum_and_a_broadcast_and(dim):
+    # heads of 6 and 8 channels: both a reduce_sum into a count
+    ops = _traced_block(C.QKTokenAttention(dim=dim, heads=2), dim)
+    assert {"and", "reduce_sum"} <= ops and "scale" not in ops
+
+
+class _Product(nn.Module):
+    def __init__(self, kind):
+        super().__init__()
+        self.kind = kind
+        self.conv = layer.Conv2d(3, 4, 1, step_mode="m")
+        self.lif = neuron.LIFNode(step_mode="m")
+
+    def forward(self, img):
+        s = self.lif(self.conv(img.unsqueeze(0).repeat(2, 1, 1, 1, 1)))
+        other = {"count": s + s, "real": self.conv(img.unsqueeze(0).repeat(2, 1, 1, 1, 1))}[
+            self.kind]
+        return (s * other).flatten(2).mean(0)
+
+
+@pytest.mark.parametrize("kind, match", [
+    ("count", r"product of a spike and a count tensor: only a product of two spike tensors"),
+    ("real", r"product of a spike and a real tensor"),
+])
+def test_products_that_are_not_an_and_are_refused(kind, match):
+    with pytest.raises(UnsupportedOpError, match=match):
+        trace(_Product(kind), input_op(SHAPE, {}))
 
 
 class _Ops(nn.Module):

@@ -14,6 +14,10 @@ readout            spikec Readout (accumulator read by the host)
 add                Sparse identities -> GradedVec(vth=0) (graded sum, one step)
 iand               Sparse +1 (s) and -1 (a) -> LIF(du=dv=4095, vth=0): fires iff s and not a
 and                Sparse +1 (a) and +1 (s) -> LIF(du=dv=4095, vth=1): fires iff a and s
+                   (a size-1 axis broadcasts: its synapses fan out along the other input's axis)
+reduce_sum         Sparse ones (each input to the output it is summed into) -> GradedVec(vth=0)
+                   (graded sum, one step); fed to a LIF the quantizer has already made it the
+                   LIF's dense synapse of unit weights, so it reaches here only for other readers
 maxpool2d          Sparse window sums -> LIF(du=dv=4095, vth=0): OR over the window (spikes)
 reshape/transpose  Lava virtual ports (no process), or re-indexing of a split value
 spike_matmul       ssa.py: spikec SpikeMatmul (host) or coincidence/gate/product neurons
@@ -364,9 +368,23 @@ class Lowering:
     @LOWER.register(O.AND)
     def and_(self, op: O.AND) -> None:
         a, s = (self.value(i) for i in op.inputs)
-        eye = SynapseMatrix.identity(a.size)
-        # v = (a + s) << 6 > 1 << 6  <=>  a and s
-        self._spike_relay(op, [(a, eye), (s, eye)], tuple(self.g.spec(op.name).shape), vth=1)
+        shape = tuple(self.g.spec(op.name).shape)
+        # v = (a + s) << 6 > 1 << 6  <=>  a and s (each output reads its broadcast inputs)
+        self._spike_relay(op, [(a, _broadcast_matrix(a.shape, shape)),
+                               (s, _broadcast_matrix(s.shape, shape))], shape, vth=1)
+
+    @LOWER.register(O.ReduceSum)
+    def reduce_sum(self, op: O.ReduceSum) -> None:
+        x = self.value(op.inputs[0])
+        shape = tuple(self.g.spec(op.name).shape)
+        arrive = x.depth + 1
+        relay = self.b.relay(op.name, shape, "count", arrive)
+        # the transpose of a broadcast: input element i adds into the output it is summed into
+        w = _broadcast_matrix(shape, x.shape)
+        w = SynapseMatrix(w.cols, w.rows, w.vals, (w.shape[1], w.shape[0])).canonical()
+        self.b.linear(x, w, [relay, "a_in", [], list(shape)], arrive=arrive, base=f"{op.name}_syn")
+        n = x.size // max(int(np.prod(shape, dtype=np.int64)), 1)
+        self._set(op.name, "count", x.bound * n, [Part(relay, "s_out", [], shape, None, arrive)])
 
     @LOWER.register(O.MaxPool2d)
     def maxpool(self, op: O.MaxPool2d) -> None:
@@ -421,5 +439,13 @@ class Lowering:
         self.outputs[op.name] = op.inputs[0]
 
 
+def _broadcast_matrix(src: tuple[int, ...], dst: tuple[int, ...]) -> SynapseMatrix:
+    """``[prod(dst), prod(src)]`` ones: output element ``j`` reads the input element that ``j``
+    broadcasts from (size-1 axes of ``src`` repeat; the identity when the shapes are equal)."""
+    n_out = int(np.prod(dst, dtype=np.int64))
+    cols = np.broadcast_to(np.arange(int(np.prod(src, dtype=np.int64))).reshape(src), dst).ravel()
+    return SynapseMatrix.build(np.arange(n_out), cols, 1, (n_out, int(np.prod(src, dtype=np.int64))))
+
+
 #: IR op types whose values are probed (compared with the simulator by ``spikec validate``).
-PROBED_OPS = (F.CubaLIF, F.Readout, O.Add, O.IAND, O.AND, O.MaxPool2d, O.SpikeMatmul)
+PROBED_OPS = (F.CubaLIF, F.Readout, O.Add, O.IAND, O.AND, O.ReduceSum, O.MaxPool2d, O.SpikeMatmul)

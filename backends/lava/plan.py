@@ -183,6 +183,8 @@ class PlanBuilder:
         mode = determine_sign_mode(data)
         if np.array_equal(dense_weights(data, self.fmt, mode), data):
             return [(w, mode)]
+        if np.array_equal(dense_weights(data, self.fmt, SignMode.MIXED), data):
+            return [(w, SignMode.MIXED)]    # e.g. only -256: beyond the inhibitory range
         pos, neg = w.keep(data > 0), w.keep(data < 0)
         pieces = [(m, s) for m, s in ((pos, SignMode.EXCITATORY), (neg, SignMode.INHIBITORY))
                   if m.nnz]

@@ -170,3 +170,70 @@ def sequences(n: int, T: int, shape=(2, 4, 4), seed: int = 0) -> np.ndarray:
     """Random binary per-step inputs [n, T, *shape] (uint8)."""
     rng = np.random.default_rng(seed + 2000)
     return (rng.random((n, T) + tuple(shape)) < 0.5).astype(np.uint8)
+
+
+def attention_float(kind: str = "sdsa", seed: int = 0, T: int = 2, heads: int = 2) -> Graph:
+    """A float graph of one spiking attention block, for compiling and validating against Lava.
+
+    stem: input 1x8x8 (pixels) -> conv 3x3 stride 2 (4 ch) -> LIF -> tokens (C=4, N=16);
+    q, k, v = LIF(linear over C); heads (h, d, N);
+    ``sdsa`` (Spike-driven Transformer): ``kv = LIF_0.5(sum_N(k AND v))``, ``y = q AND kv``;
+    ``qk`` (QKFormer token attention): ``a = LIF_0.5(sum_d q)``, ``y = a AND k``;
+    ``qk_channel`` (QKFormer channel attention): ``a = LIF_0.5(sum_N q)``, ``y = a AND k``;
+    then proj linear -> LIF, the join ``tokens + y`` (a count) and a token-wise head summed over
+    tokens (the read-out). Every ``reduce_sum`` feeds a LIF, so the quantizer makes it that LIF's
+    unit-weight dense synapse.
+    """
+    if kind not in ("sdsa", "qk", "qk_channel"):
+        raise ValueError(f"kind must be 'sdsa', 'qk' or 'qk_channel', got {kind!r}")
+    rng = np.random.default_rng(seed)
+    f = np.float32
+    C, N, d = 4, 16, 4 // heads
+
+    def lin(name, src, n_in, n_out, gain=2.0, bias=1.5):
+        return O.Linear(name, (src,), weight=(rng.normal(0, gain, (n_out, n_in))).astype(f),
+                        bias=rng.normal(bias, 0.5, n_out).astype(f), axis=0)
+
+    ops = [
+        O.Input("x", (), shape=(1, 8, 8), pixel_scale=1 / 255),
+        O.Conv2d("c0", ("x",), weight=rng.normal(0.3, 0.5, (C, 1, 3, 3)).astype(f),
+                 bias=np.zeros(C, f), stride=(2, 2), padding=(1, 1)),
+        O.LIF("s0", ("c0",)),
+        O.Reshape("tok", ("s0",), shape=(C, N)),
+    ]
+    for n in "qkv":
+        ops += [lin(f"{n}_lin", "tok", C, C), O.LIF(f"{n}_s", (f"{n}_lin",)),
+                O.Reshape(f"{n}_h", (f"{n}_s",), shape=(heads, d, N))]
+    if kind == "sdsa":
+        ops += [O.AND("kv_and", ("k_h", "v_h")),
+                O.ReduceSum("kv_sum", ("kv_and",), axes=(2,)),
+                O.LIF("kv_s", ("kv_sum",), v_threshold=0.5),
+                O.AND("attn", ("q_h", "kv_s"))]
+    else:
+        ops += [O.ReduceSum("q_sum", ("q_h",), axes=(1 if kind == "qk" else 2,)),
+                O.LIF("a_s", ("q_sum",), v_threshold=0.5),
+                O.AND("attn", ("a_s", "k_h"))]
+    ops += [
+        O.Reshape("attn_tok", ("attn",), shape=(C, N)),
+        lin("proj", "attn_tok", C, C, gain=3.0, bias=1.0), O.LIF("proj_s", ("proj",)),
+        O.Add("join", ("tok", "proj_s")),
+        lin("head", "join", C, 3, gain=0.5, bias=0.0),
+        O.Mean("tok_mean", ("head",), axes=(1,)),
+        O.TimeMean("tm", ("tok_mean",)),
+        O.Output("logits", ("tm",)),
+    ]
+    return Graph(ops, timesteps=T, meta={"sample": f"attention_{kind}"})
+
+
+def reduce_sum_zoo(T: int = 3) -> Graph:
+    """``reduce_sum`` kept as a graded relay (no LIF reads it): binary per-step x [2, 4, 4] summed
+    over the last axis, over the last two, and a count (x + x) summed over the first."""
+    ops = [
+        F.GradedInput("x", (), shape=(2, 4, 4), encoding="sequence", kind="spike", payload_bits=1),
+        O.ReduceSum("sum_n", ("x",), axes=(2,)),
+        O.ReduceSum("sum_grid", ("x",), axes=(1, 2)),
+        O.Add("c", ("x", "x")),
+        O.ReduceSum("sum_c", ("c",), axes=(0,)),
+        O.Output("out", ("sum_c",)),
+    ]
+    return Graph(ops, timesteps=T, domain="fixed", meta={"sample": "reduce_sum_zoo"})

@@ -317,6 +317,22 @@ class NIRBuilder:
                  c.node, meta={"op": "mean", "axes": list(op.axes)})
         self._set(op, op.name, (c.shape[0], 1, 1))
 
+    @EMIT.register(O.ReduceSum)
+    def _op_reduce_sum(self, op: O.ReduceSum):
+        x = self.specs[op.inputs[0]].shape
+        axes = sorted(a % len(x) for a in op.axes)
+        c = self.values[op.inputs[0]]
+        if not (len(c.shape) == 3 and ((len(x) == 2 and axes == [1]) or
+                                       (len(x) == 3 and axes == [1, 2]))):
+            raise UnsupportedOpError(
+                f"op {op.name!r} (reduce_sum): only a sum over the token grid of a (C, H, W) value "
+                f"maps to NIR (SumPool2d); got axes {op.axes} of {x} (NIR has no sum over other "
+                "axes, and no transpose to bring them there)")
+        k = np.array(c.shape[1:])
+        self.add(op.name, self.nir.SumPool2d(kernel_size=k, stride=k, padding=np.array([0, 0])),
+                 c.node, meta={"op": "reduce_sum", "axes": list(op.axes)})
+        self._set(op, op.name, (c.shape[0], 1, 1))
+
     def _junction(self, name: str, shape, sources, meta) -> None:
         """A sum of several values: NIR sums a node's inputs; Scale(1) makes the sum a node."""
         self.add(name, self.nir.Scale(scale=self.full(shape, 1.0)), *sources, meta=meta)
@@ -342,6 +358,10 @@ class NIRBuilder:
 
     @EMIT.register(O.AND)
     def _op_and(self, op: O.AND):
+        a, s = (self.specs[i].shape for i in op.inputs)
+        if a != s:
+            raise UnsupportedOpError(f"op {op.name!r} (and): inputs of shapes {a} and {s} "
+                                     "broadcast; NIR edges connect equal shapes only")
         shape = self.values[op.inputs[1]].shape
         # a s = [a + s > 1.5] for spikes a, s (NIR sums a node's inputs)
         self.add(op.name, self.nir.Threshold(threshold=self.full(shape, 1.5)),

@@ -50,7 +50,8 @@ COVERAGE = {
     "lif": ("export", "Sub, Div, Add, GreaterOrEqual|Greater, Cast, Where|Mul+Sub; state I/O"),
     "maxpool2d": ("export", "MaxPool"), "avgpool2d": ("export", "AveragePool(count_include_pad)"),
     "mean": ("export", "ReduceMean"), "time_mean": ("export", "Add to a state, Div by T"),
-    "add": ("export", "Add"), "iand": ("export", "Sub(1, a), Mul"), "and": ("export", "Mul"), "scale": ("export", "Mul"),
+    "add": ("export", "Add"), "iand": ("export", "Sub(1, a), Mul"), "and": ("export", "Mul (broadcasting)"),
+    "reduce_sum": ("export", "ReduceSum(keepdims=1)"), "scale": ("export", "Mul"),
     "spike_matmul": ("export", "MatMul"), "reshape": ("export", "Reshape"),
     "transpose": ("export", "Transpose"),
     "graded_input": ("refuse", _FIXED_WHY), "conv_synapse": ("refuse", _FIXED_WHY),
@@ -221,6 +222,12 @@ class _Builder:
         nd = len(self.specs[op.inputs[0]].shape)
         axes = sorted(a % nd + 1 for a in op.axes)
         self.node("ReduceMean", [op.inputs[0]], op.name, p + "ReduceMean", axes=axes, keepdims=0)
+
+    @EMIT.register(O.ReduceSum)
+    def _op_reduce_sum(self, op: O.ReduceSum, p):
+        nd = len(self.specs[op.inputs[0]].shape)
+        axes = self.const(p + "axes", sorted(a % nd + 1 for a in op.axes), np.int64)
+        self.node("ReduceSum", [op.inputs[0], axes], op.name, p + "ReduceSum", keepdims=1)
 
     @EMIT.register(O.TimeMean)
     def _op_time_mean(self, op: O.TimeMean, p):

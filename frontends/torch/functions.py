@@ -18,17 +18,20 @@ unsqueeze`` (leading axes classified by layout)        unchanged); ``flatten(0, 
 ``x * c``, ``c * x``, ``x / c``                        ``Scale``
 ``x + y`` (same per-sample shape)                      ``Add``
 ``(1 - a) * s`` of spikes                              ``IAND(a, s)``
+``s1 * s2`` of two spike tensors (broadcasting size-1   ``AND`` (the spike-driven attention's
+axes of the same rank)                                 Hadamard products, QKFormer's mask)
 ``x.mean(0)`` on ``[T, B, ...]``                       ``TimeMean`` (rate final)
 ``x.mean(dims)`` over per-sample axes                  ``Mean``
 ``x.sum(0)`` over time; ``x.sum(dims)`` of real values  ``TimeMean`` / ``Mean``, then ``Scale(n)``
-or of ``2**k`` spikes
+``x.sum(dims)`` of spikes or counts (per-sample axes)  ``ReduceSum`` (a count; ``Reshape`` unless
+                                                       ``keepdim``)
 ``out = out + y[t]`` in a loop over steps, ``out / T``  ``TimeMean(y)`` (``Scale`` unless 1)
 ``einsum`` that is a matrix product                    ``Transpose`` + ``SpikeMatmul``
 =====================================================  =============================================
 
 ``chunk``/``split``/indexing and ``stack``/``cat`` are in ``parts.py``. Constructs that need an IR op
-spikec does not have (a product of two spike tensors, a sum of spikes into a count, a max over an
-axis) are refused with the name of the missing op; see docs/frontend-torch.md.
+spikec does not have (a max over an axis, a concatenation) are refused with the name of the missing
+op; see docs/frontend-torch.md.
 """
 from __future__ import annotations
 
@@ -270,8 +273,7 @@ def _mul(tr: Tracer, args, kwargs, out):
     a, b = args[0], kwargs.get("other", args[1] if len(args) > 1 else None)
     va, vb = tr.lookup(a), tr.lookup(b)
     if va is not None and vb is not None:
-        both = not va.negated and not vb.negated
-        tr.bind(out, _and(tr, tr.value(a), tr.value(b)) if both else _iand(tr, a, b, va, vb))
+        tr.bind(out, _product(tr, a, b, va, vb))
         return
     v = va if va is not None else vb
     if v.layout is not Layout.ACCUM:
@@ -283,24 +285,29 @@ def _mul(tr: Tracer, args, kwargs, out):
     tr.bind(out, _scale(tr, v, c))
 
 
-def _and(tr: Tracer, va: TracedValue, vb: TracedValue) -> TracedValue:
-    """``a * s`` of two spike tensors -> ``AND(a, s)``."""
+def _product(tr: Tracer, a, b, va: TracedValue, vb: TracedValue) -> TracedValue:
+    """An elementwise product of two traced tensors: ``(1 - a) * s`` in either order ->
+    ``IAND(a, s)``; ``s1 * s2`` of spikes -> ``AND(s1, s2)`` (size-1 axes broadcast)."""
+    if va.negated != vb.negated:
+        return _iand(tr, a, b, va, vb)
+    if va.negated:
+        raise tr.unsupported("(1 - a) * (1 - b) of spikes: only (1 - a) * s (IAND) and a * b (AND)")
+    va, vb = tr.value(a), tr.value(b)
     if va.spec.kind is not Kind.SPIKE or vb.spec.kind is not Kind.SPIKE:
-        raise tr.unsupported("an elementwise product of two traced tensors; the IR supports the "
-                             "AND a * s and the IAND (1 - a) * s of spike tensors, got "
-                             f"{va.spec.kind.value} and {vb.spec.kind.value}")
-    _same_shape(tr, va, vb, "AND")
+        raise tr.unsupported(
+            f"an elementwise product of a {va.spec.kind.value} and a {vb.spec.kind.value} tensor: "
+            "only a product of two spike tensors (an AND) has an exact spiking form; a product "
+            "with a count or a real value would need a multiplier neuron")
+    if len(va.spec.shape) != len(vb.spec.shape) or any(
+            x != y and 1 not in (x, y) for x, y in zip(va.spec.shape, vb.spec.shape)):
+        raise tr.unsupported(f"a product of spike tensors of per-sample shapes {va.spec.shape} "
+                             f"and {vb.spec.shape} (they must have one rank and broadcast)")
     layout, step = _join_layout(tr, va, vb)
     return tr.emit(O.AND(tr.op_name("and"), (va.name, vb.name)), layout, step)
 
 
 def _iand(tr: Tracer, a, b, va: TracedValue, vb: TracedValue) -> TracedValue:
     """``(1 - a) * s`` in either order -> ``IAND(a, s)``."""
-    if va.negated == vb.negated:
-        kinds = f"{va.spec.kind.value} x {vb.spec.kind.value}"
-        raise tr.unsupported(
-            f"an elementwise product of two traced tensors ({kinds}); the IR supports the AND "
-            "a * s and the IAND (1 - a) * s of spike tensors")
     neg, other = (va, vb) if va.negated else (vb, va)
     other = tr.value(b if neg is va else a)
     base = TracedValue(neg.name, neg.layout, neg.spec)
@@ -345,9 +352,9 @@ def _reduce_dims(tr: Tracer, args, kwargs, what: str) -> tuple[list[int], bool]:
 
 @function(*_methods("mean", "sum"))
 def _mean(tr: Tracer, args, kwargs, out):
-    """``mean``: ``TimeMean`` over time, ``Mean`` over per-sample axes. ``sum``: the same times
-    the number of elements summed, for real values (``Scale(n)``); a sum of spikes into a count
-    is refused unless ``n`` is a power of two (then ``n * mean`` is exact)."""
+    """``mean``: ``TimeMean`` over time, ``Mean`` over per-sample axes. ``sum``: over time or of
+    real values the same times the number of elements summed (``Scale(n)``); of spikes or counts
+    over per-sample axes a ``ReduceSum`` (an exact count)."""
     v = _traced_input(tr, args)
     is_sum = tr.current_function.endswith("sum")
     dims, keepdim = _reduce_dims(tr, args, kwargs, "sum" if is_sum else "mean")
@@ -362,11 +369,12 @@ def _mean(tr: Tracer, args, kwargs, out):
                              "or over per-sample axes)")
     axes = tuple(d - lead for d in dims)
     n = int(np.prod([v.spec.shape[a] for a in axes]))
-    if is_sum and v.spec.kind.is_integer and n & (n - 1):
-        raise tr.unsupported(
-            f"a sum of {n} {v.spec.kind.value} values over axes {axes} (e.g. the spike-driven "
-            "attention's token sum) needs an IR op 'reduce_sum' (y = sum over axes, a count) that "
-            "spikec does not have yet")
+    if is_sum and v.spec.kind.is_integer:
+        y = tr.emit(O.ReduceSum(tr.op_name("reduce_sum"), (v.name,), axes=axes), v.layout, v.step)
+        if not keepdim:
+            y = tr.reshape(y, v.layout, tuple(out.shape[lead:]))
+        tr.bind(out, y)
+        return
     y = tr.emit(O.Mean(tr.op_name("mean"), (v.name,), axes=axes), v.layout, v.step)
     if is_sum:
         y = _scale(tr, y, float(n))
@@ -426,7 +434,7 @@ def _matmul_values(tr: Tracer, va: TracedValue, vb: TracedValue) -> TracedValue:
 def _einsum(tr: Tracer, args, kwargs, out):
     """``torch.einsum`` of two traced tensors that is a (batched) matrix product, with any axis
     order: transposes around one ``SpikeMatmul``. ``"...ij,...ij->...ij"`` (elementwise) is the
-    Hadamard product the IR lacks; other equations are refused."""
+    Hadamard product (``AND`` of spikes); other equations are refused."""
     eq, ops = args[0], args[1:]
     if len(ops) == 1 and isinstance(ops[0], (tuple, list)):
         ops = tuple(ops[0])
@@ -446,8 +454,9 @@ def _einsum(tr: Tracer, args, kwargs, out):
     free_a = [c for c in sa[lead:] if c not in sb]
     free_b = [c for c in sb[lead:] if c not in sa]
     summed = [c for c in sa[lead:] if c in sb and c not in res]
-    if not summed and not free_a and not free_b:
-        return _iand(tr, ops[0], ops[1], va, vb)  # raises: the Hadamard product
+    if not summed and not free_a and not free_b and sa == sb == res:
+        tr.bind(out, _product(tr, ops[0], ops[1], va, vb))  # the Hadamard product: AND
+        return
     if len(summed) != 1 or len(free_a) != 1 or len(free_b) != 1 or set(res[lead:]) != set(
             batch + free_a + free_b):
         raise tr.unsupported(f"einsum {eq!r} is not a matrix product (one summed axis, one free "

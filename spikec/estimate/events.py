@@ -161,10 +161,11 @@ def counts_from_entries(entries: list[dict], mapping: Mapping, T: int, source: s
     notes = []
     # Relays of integer values (residual adds, SSA products on the CPU or as relays) send one
     # graded message per nonzero value: the simulator's values_out where the report has it.
-    relays = [lm.layer.name for lm in mapping.layers if lm.layer.kind in ("add", "ssa_sum")]
+    relays = [lm.layer.name for lm in mapping.layers
+              if lm.layer.kind in ("add", "reduce_sum", "ssa_sum")]
     for name in relays + [u.name for u in mapping.network.host]:
         e = by.get(name)
-        if e is not None and e.get("op") in ("add", "spike_matmul") and \
+        if e is not None and e.get("op") in ("add", "reduce_sum", "spike_matmul") and \
                 e.get("values_out") is not None:
             units[name].spikes = val(e, "values_out")
             measured.add(name)

@@ -38,6 +38,7 @@ receives it on one axon.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -53,7 +54,8 @@ from spikec.ir.types import Domain, Kind
 from spikec.target.ssa import LOWERINGS, SSALowering, gate_operand, product_dims, term_indices, term_neuron
 
 #: ``Layer.kind`` values.
-LAYER_KINDS = ("lif", "readout", "maxpool", "add", "iand", "and", "ssa_term", "ssa_sum")
+LAYER_KINDS = ("lif", "readout", "maxpool", "add", "iand", "and", "reduce_sum", "ssa_term",
+               "ssa_sum")
 
 
 @dataclass(frozen=True)
@@ -342,10 +344,13 @@ def _conv_layer(name, kind, syn: ConvSynapse | O.MaxPool2d, prod, graph, shape) 
 
 
 def _dense_layer(name, kind, syn: DenseSynapse | None, inputs, prod, graph, shape,
-                 reduce_axes=()) -> Layer:
+                 reduce_axes=(), in_shape=None) -> Layer:
     """Dense (``syn``) or identity (``syn`` None) connectivity, with ``reduce_axes`` of the synapse
-    output summed into each neuron (the readout)."""
+    output summed into each neuron (the readout, ``reduce_sum``). ``in_shape``: the shape the
+    inputs broadcast to (``and`` with a size-1 axis; default the first input's)."""
     x = graph.spec(inputs[0])
+    if in_shape is not None:
+        x = dataclasses.replace(x, shape=tuple(in_shape))
     nd = len(x.shape)
     red = sorted({a % nd for a in reduce_axes}) if nd else []
     if syn is not None:
@@ -361,6 +366,7 @@ def _dense_layer(name, kind, syn: DenseSynapse | None, inputs, prod, graph, shap
     front = ([axis] if axis is not None else []) + red
 
     def canon(idx: np.ndarray) -> np.ndarray:
+        idx = np.broadcast_to(idx, x.shape)
         moved = np.transpose(idx, front + kept) if nd else idx
         return moved.reshape(geo.fan_in, positions, 1)
 
@@ -491,8 +497,16 @@ def _place_maxpool(x: _Extraction, op) -> None:
 @PLACE.register(O.Add, O.IAND, O.AND)
 def _place_join(x: _Extraction, op) -> None:
     kind = op.OPCODE                    # a layer kind: "add", "iand" or "and"
-    x.layers.append(_dense_layer(op.name, kind, None, op.inputs, x.prod, x.graph,
-                                 x.specs[op.name].shape))
+    shape = x.specs[op.name].shape      # "and" broadcasts size-1 axes
+    x.layers.append(_dense_layer(op.name, kind, None, op.inputs, x.prod, x.graph, shape,
+                                 in_shape=shape))
+
+
+@PLACE.register(O.ReduceSum)
+def _place_reduce_sum(x: _Extraction, op) -> None:
+    # a graded relay per output; each reads the elements summed into it (weight 1)
+    x.layers.append(_dense_layer(op.name, "reduce_sum", None, op.inputs, x.prod, x.graph,
+                                 x.specs[op.name].shape, reduce_axes=op.axes))
 
 
 @PLACE.register(GradedInput)

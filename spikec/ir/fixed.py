@@ -2,7 +2,7 @@
 
 A quantized graph holds only these ops plus the integer-exact float-IR ops that need no
 parameters (``output``, ``reshape``, ``transpose``, ``maxpool2d`` on spikes/counts, ``add`` and
-``spike_matmul`` on integers, ``iand``, ``and``): see ``FIXED_DOMAIN_OPS``. Every array is an integer array;
+``spike_matmul`` on integers, ``iand``, ``and``, ``reduce_sum``): see ``FIXED_DOMAIN_OPS``. Every array is an integer array;
 the exact arithmetic (bit widths, shifts, wrap and clip rules) is the target's, read from the
 hardware profile's number formats by ``spikec.target`` and the bit-exact simulator.
 
@@ -213,6 +213,7 @@ class Readout(Op):
 FIXED_DOMAIN_OPS: frozenset[type[Op]] = frozenset({
     GradedInput, ConvSynapse, DenseSynapse, CubaLIF, Readout,
     O.Output, O.Reshape, O.Transpose, O.MaxPool2d, O.Add, O.IAND, O.AND, O.SpikeMatmul,
+    O.ReduceSum,
 })
 
 #: Op types that exist only in fixed-point graphs.

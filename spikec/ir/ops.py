@@ -417,20 +417,54 @@ class IAND(Op):
 @dataclass(eq=False)
 class AND(Op):
     """SEW's AND residual join, and the Hadamard product of two spike tensors:
-    ``y = a * s = a AND s`` for spikes ``a`` and ``s`` of one shape."""
+    ``y = a * s = a AND s`` for spikes ``a`` and ``s``.
+
+    The shapes have the same number of axes and broadcast (an axis of size 1 in one input is
+    repeated along the other's): the spike-driven attention's mask ``Q * kv`` with ``kv`` summed
+    over tokens (size 1 there) is one ``and``. Kind ``spike``.
+    """
 
     ARITY: ClassVar[int | None] = 2
 
     def infer(self, specs):
         a, s = specs
-        if a.shape != s.shape:
-            raise self._fail(f"shapes differ: {a.shape} and {s.shape}")
         if a.kind is not Kind.SPIKE or s.kind is not Kind.SPIKE:
             raise self._fail(f"needs two spike inputs, got {a.kind.value} and {s.kind.value}")
-        return ValueSpec(a.shape, Kind.SPIKE, _same_rate(self, specs))
+        return ValueSpec(broadcast_shape(self, a.shape, s.shape), Kind.SPIKE,
+                         _same_rate(self, specs))
 
     def dense_ops(self, specs, out):
         return out.size
+
+
+def broadcast_shape(op: Op, a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape two inputs of one rank broadcast to (size-1 axes repeat); raises otherwise."""
+    if len(a) != len(b) or any(x != y and 1 not in (x, y) for x, y in zip(a, b)):
+        raise op._fail(f"shapes {a} and {b} do not broadcast (same rank, axes equal or 1)")
+    return tuple(max(x, y) for x, y in zip(a, b))
+
+
+@register_op("reduce_sum")
+@dataclass(eq=False)
+class ReduceSum(Op):
+    """Sum over per-sample axes, the summed axes kept with size 1:
+    ``y[..., 0, ...] = sum_{axes} x``. Kind ``count`` for spike or count inputs (a sum of spikes
+    is an exact integer: the spike-driven attention's token sum, QKFormer's channel sum), else
+    ``real``.
+    """
+
+    axes: tuple[int, ...] = ()
+
+    def infer(self, specs):
+        (x,) = specs
+        axes = {_norm_axis(self, a, len(x.shape)) for a in self.axes}
+        if not axes:
+            raise self._fail("no axes to sum")
+        shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+        return ValueSpec(shape, Kind.COUNT if x.kind.is_integer else Kind.REAL, x.rate)
+
+    def dense_ops(self, specs, out):
+        return specs[0].size
 
 
 @register_op("scale")
@@ -515,4 +549,5 @@ def op_type(opcode: str) -> type[Op]:
 
 __all__ = ["OP_TYPES", "register_op", "op_type", "Op", "Input", "Output", "Conv2d", "Linear",
            "BatchNorm", "LIF", "MaxPool2d", "AvgPool2d", "Mean", "TimeMean", "Add", "IAND", "AND",
+           "ReduceSum",
            "Scale", "SpikeMatmul", "Reshape", "Transpose"]

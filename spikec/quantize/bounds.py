@@ -16,7 +16,8 @@ def integer_bounds(graph: Graph, pixel_max: float) -> dict[str, float]:
     """Largest value each integer-valued (or raw-pixel) value can take, from the graph alone.
 
     Spikes: 1. Raw pixels (an input with ``pixel_scale`` 1): ``pixel_max``. ``add``: the sum of its
-    inputs' bounds; ``spike_matmul``: inner size x the product; max-pool and layout ops keep the
+    inputs' bounds; ``spike_matmul``: inner size x the product; ``reduce_sum``: the number of
+    terms x its input's; max-pool and layout ops keep the
     bound; ``scale``: ``|c|`` times it. Real values that are none of these are absent.
     """
     specs = graph.specs
@@ -32,6 +33,9 @@ def integer_bounds(graph: Graph, pixel_max: float) -> dict[str, float]:
         elif isinstance(op, O.SpikeMatmul):
             a, b = op.inputs
             out[op.name] = specs[a].shape[-1] * out[a] * out[b]
+        elif isinstance(op, O.ReduceSum) and op.inputs[0] in out:
+            x = specs[op.inputs[0]].shape
+            out[op.name] = float(np.prod([x[a] for a in op.axes])) * out[op.inputs[0]]
         elif isinstance(op, (O.MaxPool2d, O.Reshape, O.Transpose)) and op.inputs[0] in out:
             out[op.name] = out[op.inputs[0]]
         elif isinstance(op, O.Scale) and op.inputs[0] in out:

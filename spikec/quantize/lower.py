@@ -9,7 +9,10 @@ name)::
                                            -> layout* [reshape, dense_synapse (gain), reshape] -> cuba_lif
     linear [-> mean] -> time_mean -> output -> dense_synapse -> readout -> output
     add (count) read by synapses           -> kept (graded payload) or dissolved into fan-in inputs
-    maxpool2d, spike_matmul, iand, and, reshape, transpose, output -> unchanged
+    reduce_sum (one axis) -> layout* [scale] -> lif
+                                           -> dense_synapse (unit weights times the gain, along
+                                              the summed axis) -> layout* -> cuba_lif
+    maxpool2d, spike_matmul, iand, and, reduce_sum, reshape, transpose, output -> unchanged
 """
 from __future__ import annotations
 
@@ -56,6 +59,7 @@ class _Layer:
     syn: O.Op | None = None           # conv2d / linear driving the LIF
     count: str | None = None          # or: the integer value read directly
     factor: float = 1.0               # a non-power-of-two scale folded into the threshold
+    summed: O.ReduceSum | None = None  # the count is this token/channel sum: fused into a synapse
     params: object = None             # NeuronParams, once the driver is quantized
 
 
@@ -107,6 +111,9 @@ def _plan(graph: Graph) -> _Plan:
             plan.by_synapse[cur.name] = layer
         elif specs[cur.name].kind.is_integer:
             layer = _Layer(lif, chain, count=cur.name, factor=factor)
+            if isinstance(cur, O.ReduceSum) and len(cur.axes) == 1 \
+                    and len(cons.get(cur.name, ())) == 1:
+                layer.summed = cur          # lowered by _reduce_sum, before the chain
         else:
             raise UnsupportedOpError(
                 f"LIF {lif.name!r} is driven by {cur.OPCODE} {cur.name!r}; spikec maps a LIF fed by a "
@@ -325,7 +332,7 @@ class _Lowering:
     def _lif(self, lif: O.LIF):
         layer = self.plan.layers[lif.name]
         inp = layer.chain[-1].name if layer.chain else (layer.syn.name if layer.syn else layer.count)
-        if layer.syn is None:
+        if layer.syn is None and layer.summed is None:
             inp = self._count_layer(layer, inp)
         p = layer.params
         self.out.append(F.CubaLIF(lif.name, (inp,), du=p.du, dv=p.dv, vth=p.vth,
@@ -333,31 +340,59 @@ class _Lowering:
 
     def _count_layer(self, layer: _Layer, inp: str) -> str:
         lif = layer.lif
-        self._needs_graded(layer.count, lif.name)
+        if layer.summed is None:
+            self._needs_graded(layer.count, lif.name)
         static = self.bounds.get(layer.count, math.inf)
         cal = self.cal.values.get(layer.count) if self.cal is not None else None
         bound = min(static, cal * self.opts.calib_margin) if cal is not None else static
         shape = self.specs[lif.name].shape
         gain, params, notes = quantize_count_layer(lif, layer.factor, bound, cal is not None,
                                                    self.fmt, self.opts, self.T, shape)
-        notes.update(op="cuba_lif", reads=f"count {layer.count!r} directly",
+        reads = f"count {layer.count!r} directly" if layer.summed is None else \
+            f"spikes summed over axis {layer.summed.axes[0]} by unit-weight synapses"
+        notes.update(op="cuba_lif", reads=reads,
                      a_in_worst_case=int(gain * static) if math.isfinite(static) else None,
                      tau=float(lif.tau))
         layer.params = params
         self._risks(lif.name, notes, tau=float(lif.tau))
         self.notes_layers[lif.name] = notes
-        if gain == 1:
-            return inp
-        # a one-to-one synapse of weight `gain` over a size-1 axis: a_in = gain * count
         w_max = (1 << self.fmt.weight_bits) - 1
         wexp = 0 if gain <= w_max else int(math.log2(gain))
         wq = gain if gain <= w_max else 1
+        if layer.summed is not None:
+            return self._summing_synapse(layer.summed, lif.name, wq, wexp)
+        if gain == 1:
+            return inp
+        # a one-to-one synapse of weight `gain` over a size-1 axis: a_in = gain * count
         a, b, c = (f"{lif.name}.gain_in", f"{lif.name}.gain", f"{lif.name}.gain_out")
         self.out += [O.Reshape(a, (inp,), shape=tuple(shape) + (1,)),
                      F.DenseSynapse(b, (a,), weight=np.array([[wq]], np.int16),
                                     weight_exp=np.array([wexp], np.int8), axis=-1),
                      O.Reshape(c, (b,), shape=tuple(shape))]
         return c
+
+    @LOWER.register(O.ReduceSum)
+    def _reduce_sum(self, op: O.ReduceSum):
+        layer = next((lay for lay in self.plan.layers.values() if lay.summed is op), None)
+        if layer is None:
+            return self._copy(op)       # a count kept for its readers (graded payload)
+        self._count_layer(layer, op.name)
+
+    def _summing_synapse(self, op: O.ReduceSum, lif: str, wq: int, wexp: int) -> str:
+        """``reduce_sum -> [layout] -> lif`` on the chip: the sum is the synapses of the LIF,
+        ``a_in = gain * sum_axis x`` (``wq << wexp = gain``; exact: integer weights, no rounding),
+        one dense synapse named like the sum so that the layout ops between still read it. A
+        summed count reads its spike sources by fan-in where the residual lowering says so."""
+        (x,) = op.inputs
+        axis = op.axes[0] % len(self.specs[x].shape)
+        n = self.specs[x].shape[axis]
+        srcs = self.sources(self.plan.alias.get(x, x))
+        for src in srcs:
+            self._needs_graded(self.origin.get(src, src), lif)
+        self.out.append(F.DenseSynapse(op.name, tuple(srcs), axis=axis,
+                                       weight=np.full((1, n), wq, np.int16),
+                                       weight_exp=np.array([wexp], np.int8)))
+        return op.name
 
     def _risks(self, layer: str, notes: dict, tau: float | None):
         fmt = self.fmt

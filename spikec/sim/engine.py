@@ -195,6 +195,12 @@ def _bound_add(sim, op, ins) -> int:
     return ins[0] + ins[1]
 
 
+@BOUNDS.register(O.ReduceSum)
+def _bound_reduce_sum(sim, op, ins) -> int:
+    x = sim.specs[op.inputs[0]].shape
+    return ins[0] * int(np.prod([x[a] for a in op.axes]))
+
+
 @BOUNDS.register(O.SpikeMatmul)
 def _bound_matmul(sim, op, ins) -> int:
     return sim.specs[op.inputs[0]].shape[-1] * ins[0] * ins[1]
@@ -442,6 +448,15 @@ class Simulator:
     def _k_and(self, op, args, stats):
         a, s = args                   # spikes: a * s == a AND s
         return np.logical_and(a != 0, s != 0)
+
+    @KERNELS.register(O.ReduceSum)
+    def _k_reduce_sum(self, op, args, stats):
+        x = args[0]                   # [T, B, ...]: integers, summed exactly in the carrier
+        dt = self._carrier(self.bounds[op.name])
+        axes = tuple(a % (x.ndim - 2) + 2 for a in op.axes)
+        y = la.as_carrier(x, dt).sum(axis=axes, dtype=dt, keepdims=True)
+        stats.add("values_out", ev.nonzero_per_step(y))
+        return y
 
     @KERNELS.register(O.MaxPool2d)
     def _k_maxpool2d(self, op, args, stats):

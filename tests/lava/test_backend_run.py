@@ -109,3 +109,26 @@ def test_conv_model_is_lavas_fixed_pt_conv_plus_exponent(kernel, stride, padding
     for e in (-3, -1, 2):
         shifted = np.floor(want * 2.0 ** e).astype(np.int64)
         assert np.array_equal(procs.shift_wrap(got, e), utils.signed_clamp(shifted, bits=24))
+
+@pytest.mark.parametrize("kind", ["sdsa", "qk", "qk_channel"])
+def test_spiking_attention_compiled_from_float(kind):
+    """The Spike-driven Transformer's SDSA and QKFormer's Q-K attention, compiled from a float
+    graph: each token/channel sum became its LIF's unit-weight dense synapse, the masks are
+    (broadcasting) ``and`` relays; Lava equals the simulator on every probed value."""
+    from spikec.pipeline import compile_graph
+
+    x = samples.images(4)
+    fixed = compile_graph(samples.attention_float(kind, T=2), "loihi2", calib=x).fixed
+    assert "reduce_sum" not in {op.OPCODE for op in fixed.ops}
+    plan, res, _ = _check(fixed, {"x": x}, ssa="host")
+    mask = "kv_s" if kind == "sdsa" else "a_s"
+    assert res["values"][mask].any() and res["values"]["attn"].any()
+    probed = {p["value"] for p in plan["probes"]}
+    assert {mask, "attn", "proj_s"} <= probed
+
+
+def test_reduce_sum_relays():
+    g = samples.reduce_sum_zoo(T=3)
+    plan, res, _ = _check(g, {"x": samples.sequences(3, 3)})
+    assert {"sum_n", "sum_grid", "sum_c"} <= {p["value"] for p in plan["probes"]}
+    assert res["values"]["sum_grid"].max() > 1          # a count, carried as a graded payload

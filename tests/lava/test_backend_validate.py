@@ -181,3 +181,24 @@ def test_python_api_validates_against_lava(tmp_path):
     c = spikec.compile(tmp_path / "small.spkc", data=str(data))
     res = c.validate(against="lava", data=str(data))
     assert res["samples"] == 2 and res["mismatches"] == 0 and res["spikes_compared"] > 0
+
+
+@pytest.mark.parametrize("kind", ["sdsa", "qk", "qk_channel"])
+def test_validate_spiking_attention_bundle_against_lava(kind, tmp_path, capsys):
+    """The Spike-driven Transformer's SDSA and QKFormer's Q-K attention, compiled from a float
+    graph and bundled: ``spikec validate --against lava`` finds no mismatch."""
+    from spikec.pipeline import compile_graph
+
+    x = samples.images(4)
+    fixed = compile_graph(samples.attention_float(kind, T=2), "loihi2", calib=x).fixed
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "compiled.spkc").write_bytes(dumps(fixed))
+    write_bundle(fixed, out, ssa="host")
+    data = tmp_path / "data.npz"
+    np.savez(data, images=x, labels=np.zeros(len(x), np.int64))
+    code, stdout, err = _cli(["validate", str(out), "--against", "lava", "--data", str(data),
+                              "--limit", "4", "--json"], capsys)
+    assert code == 0, err
+    res = json.loads(stdout)
+    assert res["samples"] == 4 and res["spikes_compared"] > 0 and res["mismatches"] == 0

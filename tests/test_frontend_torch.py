@@ -329,7 +329,7 @@ class _Block(nn.Module):
         y = self.conv(x.flatten(0, 1)).reshape(T, B, 2, 4, 4)
         if self.kind == "real_matmul":
             return y @ y
-        if self.kind == "real_product":      # spikes times real values (s * s is an AND)
+        if self.kind == "spike_product":     # spikes times a count (s * s is an AND)
             s = self.lif(y)
             return s * (s + s)
         if self.kind == "merged_lif":

@@ -99,27 +99,49 @@ def quantize_synaptic_layer(syn: O.Op, lif: O.LIF, out_shape: tuple[int, ...], c
     """
     w = syn.weight.astype(np.float64)
     cout = w.shape[0]
+    ax = _channel_axis(syn, len(out_shape))
+    b = np.zeros(cout) if syn.bias is None else syn.bias.astype(np.float64)
+    chan = apply_layout(_per_neuron(np.arange(cout), ax, out_shape), chain)
+    bias_full = apply_layout(_per_neuron(b, ax, out_shape) if bias_map is None else bias_map, chain)
     rows = w.reshape(cout, -1)
+    weight, wexp, params, notes = quantize_current_sum(
+        syn.name, rows, [(rows.shape[1], ranges.x_max)], chan, bias_full, lif, ranges, fmt, opts, T)
+    return weight.reshape(w.shape), wexp, params, notes
+
+
+def quantize_current_sum(synapse: str, rows: np.ndarray, columns: list[tuple[int, float]],
+                         chan: np.ndarray, bias_full: np.ndarray, lif: O.LIF, ranges: Ranges,
+                         fmt: NumberFormats, opts: CompileOptions, T: int):
+    """Integer weights, exponents and neuron parameters for neurons fed by the sum of synapses.
+
+    ``rows``: ``[C_out, n]`` float weights of every summed synapse side by side (one synapse:
+    its own rows); ``columns``: ``(width, x_max)`` of each synapse's block of columns, in order;
+    ``chan``: per neuron (in the LIF's shape) its output channel; ``bias_full``: per neuron the
+    summed float bias. Every synapse of a channel shares its scale ``K`` and weight exponent (one
+    ``vth`` per neuron). Returns ``(weight rows [int16], weight_exp [C_out, int8], NeuronParams,
+    notes)``.
+    """
+    cout = rows.shape[0]
     theta = float(lif.v_threshold)
     if not theta > 0:
         raise FormatError(f"layer {lif.name!r}: threshold {theta} must be positive on Loihi")
-    ax = _channel_axis(syn, len(out_shape))
-    b = np.zeros(cout) if syn.bias is None else syn.bias.astype(np.float64)
-    bias_full = _per_neuron(b, ax, out_shape) if bias_map is None else bias_map
-    bmax_o = np.abs(np.moveaxis(bias_full, ax, 0).reshape(cout, -1)).max(axis=1)
+    bmax_o = np.zeros(cout)
+    np.maximum.at(bmax_o, chan.ravel(), np.abs(bias_full).ravel())
 
     r_o = np.array([max_weight_scale(rows[o], sign_mode_of(rows[o]), fmt) for o in range(cout)])
     labels = group_channels(r_o, 1 if opts.scale_mode == "layer" else opts.threshold_groups)
     groups = [np.flatnonzero(labels == g) for g in range(labels.max() + 1)]
     k_max = [_k_limit(ranges.sums[idx], bmax_o[idx], theta, fmt) for idx in groups]
     scales, snaps = _group_scales(rows, groups, k_max, opts, fmt)
-    weight, wexp, k_o, modes = _mantissas(w, groups, labels, scales, fmt)
+    weight, wexp, k_o, modes = _mantissas(rows, groups, labels, scales, fmt)
 
-    # thresholds, biases (per neuron, in the synapse's output shape, then laid out like the LIF)
-    k_full = _per_neuron(k_o, ax, out_shape)
+    # thresholds and biases per neuron, in the LIF's shape
+    k_full = k_o[chan]
     vth = threshold_mantissa(k_full * theta, lif.fire_on, fmt)
     if vth.min() < 1 or vth.max() > fmt.vth_max:
-        bad = int(np.argmin(np.min(np.moveaxis(vth, ax, 0).reshape(cout, -1), axis=1)))
+        low = np.full(cout, np.inf)
+        np.minimum.at(low, chan.ravel(), vth.ravel())
+        bad = int(np.argmin(low))
         raise FormatError(
             f"layer {lif.name!r}: the threshold cannot be encoded (vth {int(vth.min())}.."
             f"{int(vth.max())}, format 1..{fmt.vth_max}): weights up to {np.abs(rows[bad]).max():.3g} "
@@ -131,21 +153,25 @@ def quantize_synaptic_layer(syn: O.Op, lif: O.LIF, out_shape: tuple[int, ...], c
     if opts.truncation_compensation:
         comp = np.array([0.0 if ok else truncation_offset(int(e), fmt)
                          for e, ok in zip(wexp, shift_exact)]) * ranges.sources
-    bias_v = k_full * bias_full + _per_neuron(comp, ax, out_shape)
+    bias_v = k_full * bias_full + comp[chan]
     mant, bexp, clipped = encode_bias(bias_v, fmt)
     du, dv, dv_exact = lif_decays(lif, fmt)
-    params = NeuronParams(du, dv, apply_layout(vth.astype(np.int32), chain),
-                          apply_layout(mant.astype(np.int16), chain),
-                          apply_layout(bexp.astype(np.int8), chain))
+    params = NeuronParams(du, dv, np.ascontiguousarray(vth.astype(np.int32)),
+                          np.ascontiguousarray(mant.astype(np.int16)),
+                          np.ascontiguousarray(bexp.astype(np.int8)))
 
     # --- facts for the notes
     s = fmt.weight_shift
-    r_per_row = (k_o / 2.0 ** (s + wexp)).reshape((-1,) + (1,) * (w.ndim - 1))
-    err = float(np.sqrt(np.mean((weight / r_per_row - w) ** 2))
-                / max(np.sqrt(np.mean(w ** 2)), 1e-30))
-    irows = weight.reshape(cout, -1)
-    wc_int = np.maximum(np.clip(irows, 0, None).sum(1), -np.clip(irows, None, 0).sum(1)) \
-        * ranges.x_max
+    r_per_row = (k_o / 2.0 ** (s + wexp))[:, None]
+    err = float(np.sqrt(np.mean((weight / r_per_row - rows) ** 2))
+                / max(np.sqrt(np.mean(rows ** 2)), 1e-30))
+    pos, neg, at = np.zeros(cout), np.zeros(cout), 0
+    for width, x_max in columns:
+        block = weight[:, at:at + width]
+        at += width
+        pos = pos + np.clip(block, 0, None).sum(1) * x_max
+        neg = neg + -np.clip(block, None, 0).sum(1) * x_max
+    wc_int = np.maximum(pos, neg)
     a_worst = np.array([_shift(int(math.ceil(v)), int(e)) for v, e in zip(wc_int, wexp)])
     a_used = np.ceil(k_o * ranges.sums / (1 << s) - 1e-6)  # K = k_max may land on the limit
     b_eff = mant.astype(np.int64) << bexp.astype(np.int64)
@@ -156,7 +182,7 @@ def quantize_synaptic_layer(syn: O.Op, lif: O.LIF, out_shape: tuple[int, ...], c
     vth_i = vth.astype(np.int64) + (1 if lif.fire_on == FireOn.GE else 0)
     vth_exact = bool(np.all(vth_i << fmt.vth_shift == k_full * theta))
     notes = {
-        "synapse": syn.name, "neurons": int(np.prod(params.vth.shape)), "groups": len(groups),
+        "synapse": synapse, "neurons": int(np.prod(params.vth.shape)), "groups": len(groups),
         "weight_exp": sorted({int(e) for e in wexp}),
         "weight_scale": [float(sc.r) for sc in scales],
         "k": [float(sc.k) for sc in scales],

@@ -194,15 +194,35 @@ def test_max_pool_before_the_neuron():
 
 
 def test_membrane_shortcut():
-    """Currents added before a neuron trace and run in the float stage; the loihi2 lowering does
-    not map a LIF whose conv also feeds an add yet (issue 12, section 2) and names it."""
+    """MS-ResNet style currents added before a neuron (issue 12, section 2): traced, float-exact,
+    compiled for loihi2 with the summed synapses as several inputs of one cuba_lif, bit-exact
+    stage close to the float stage."""
     raw = raw_images()
     torch.manual_seed(0)
-    s = stages(prepared(C.MembraneShortcutNet(), raw), 2, raw, compile=False)
+    s = stages(prepared(C.MembraneShortcutNet(), raw), 2, raw)
     add = next(op for op in s["graph"].ops if isinstance(op, O.Add))
     assert s["graph"].spec(add.name).kind.value == "real"
-    with pytest.raises(UnsupportedOpError, match=r"LIF 'block_lif' is driven by"):
-        compile_graph(s["graph"], "loihi2", calib=raw)
+    assert close_enough(s), s
+    fixed, notes = s["result"].fixed, s["result"].notes
+    assert len(fixed.op("out_lif").inputs) == 2 and len(fixed.op("block_lif").inputs) == 1
+    assert notes["layers"]["out_lif"]["op"] == "membrane_sum"
+    assert not any(op.OPCODE == "add" for op in fixed.ops)
+
+
+def test_registry_spikingformer_readout_of_currents_is_refused():
+    """The registry's Spikingformer: its membrane shortcuts compile; its head reads the mean of the
+    residual currents (no neuron before it), which the read-out cannot take yet: one line naming
+    the layer."""
+    from spikec import models
+
+    torch.manual_seed(0)
+    m = models.create("spikingformer_cifar_4_384", embed_dim=32, depth=1, num_heads=2, T=2,
+                      img_size=16, num_classes=5)
+    raw = raw_images(4)
+    batchnorm_from_batch(m, torch.from_numpy(raw.astype(np.float32) / 255), affine_seed=1)
+    graph = trace(m, input_op(SHAPE, {}), timesteps=2)
+    with pytest.raises(UnsupportedOpError, match=r"'block\.0\.mlp\.mlp2_conv'.*read-out"):
+        compile_graph(graph, "loihi2", calib=raw)
 
 
 def test_clock_driven_models_in_a_subprocess():

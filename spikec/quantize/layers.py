@@ -12,9 +12,9 @@ from spikec.ir import ops as O
 from spikec.ir.types import FireOn
 from spikec.quantize.numbers import (Scale, bias_limit, choose_scale, encode_bias, group_channels,
                                      max_weight_scale, round_weights, sign_mode_of,
-                                     threshold_mantissa, truncation_offset)
+                                     threshold_mantissa, truncation_offset, weight_grid)
 from spikec.quantize.options import CompileOptions
-from spikec.target.formats import NumberFormats
+from spikec.target.formats import NumberFormats, SignMode
 
 
 @dataclass
@@ -111,7 +111,8 @@ def quantize_synaptic_layer(syn: O.Op, lif: O.LIF, out_shape: tuple[int, ...], c
 
 def quantize_current_sum(synapse: str, rows: np.ndarray, columns: list[tuple[int, float]],
                          chan: np.ndarray, bias_full: np.ndarray, lif: O.LIF, ranges: Ranges,
-                         fmt: NumberFormats, opts: CompileOptions, T: int):
+                         fmt: NumberFormats, opts: CompileOptions, T: int,
+                         synapse_copy: bool = False):
     """Integer weights, exponents and neuron parameters for neurons fed by the sum of synapses.
 
     ``rows``: ``[C_out, n]`` float weights of every summed synapse side by side (one synapse:
@@ -119,7 +120,8 @@ def quantize_current_sum(synapse: str, rows: np.ndarray, columns: list[tuple[int
     ``chan``: per neuron (in the LIF's shape) its output channel; ``bias_full``: per neuron the
     summed float bias. Every synapse of a channel shares its scale ``K`` and weight exponent (one
     ``vth`` per neuron). Returns ``(weight rows [int16], weight_exp [C_out, int8], NeuronParams,
-    notes)``.
+    notes)``. ``synapse_copy``: one synapse that also feeds other neurons (its own copy here):
+    the symmetric mixed grid as for several synapses.
     """
     cout = rows.shape[0]
     theta = float(lif.v_threshold)
@@ -128,12 +130,19 @@ def quantize_current_sum(synapse: str, rows: np.ndarray, columns: list[tuple[int
     bmax_o = np.zeros(cout)
     np.maximum.at(bmax_o, chan.ravel(), np.abs(bias_full).ravel())
 
-    r_o = np.array([max_weight_scale(rows[o], sign_mode_of(rows[o]), fmt) for o in range(cout)])
+    # each synapse is its own target process: its own sign mode per exponent
+    blocks = np.split(np.arange(rows.shape[1]), np.cumsum([wd for wd, _ in columns])[:-1])
+    r_o = np.array([min(max_weight_scale(rows[o, b], sign_mode_of(rows[o, b]), fmt)
+                        for b in blocks) for o in range(cout)])
+    symmetric = len(blocks) > 1 or synapse_copy
+    if symmetric:  # mixed grids without their lowest value (a one-sign piece cannot hold it)
+        hi = weight_grid(SignMode.MIXED, fmt)[1]
+        r_o = np.minimum(r_o, hi / np.maximum(np.abs(rows).max(axis=1), 1e-300))
     labels = group_channels(r_o, 1 if opts.scale_mode == "layer" else opts.threshold_groups)
     groups = [np.flatnonzero(labels == g) for g in range(labels.max() + 1)]
     k_max = [_k_limit(ranges.sums[idx], bmax_o[idx], theta, fmt) for idx in groups]
     scales, snaps = _group_scales(rows, groups, k_max, opts, fmt)
-    weight, wexp, k_o, modes = _mantissas(rows, groups, labels, scales, fmt)
+    weight, wexp, k_o, modes = _mantissas(rows, groups, labels, scales, fmt, blocks, symmetric)
 
     # thresholds and biases per neuron, in the LIF's shape
     k_full = k_o[chan]
@@ -249,23 +258,33 @@ def _group_scales(rows: np.ndarray, groups: list[np.ndarray], k_max: list[float]
     return scales, snaps
 
 
-def _mantissas(w: np.ndarray, groups: list[np.ndarray], labels: np.ndarray, scales: list[Scale],
-               fmt: NumberFormats):
-    """``(weight, weight_exp, K, sign modes)`` per output channel.
+def _mantissas(rows: np.ndarray, groups: list[np.ndarray], labels: np.ndarray,
+               scales: list[Scale], fmt: NumberFormats, blocks: list[np.ndarray],
+               symmetric: bool = False):
+    """``(weight, weight_exp, K, sign modes)`` per output channel; ``rows`` ``[C_out, n]``,
+    ``blocks``: the columns of each synapse (one per summed synapse).
 
-    A target process holds every channel of one exponent (Lava: one Dense per weight_exp) and Lava
-    infers one sign mode per process: groups sharing an exponent with a mixed-sign group use the
-    mixed grid too, so that Lava's truncation leaves every weight unchanged.
+    A target process holds every channel of one exponent of one synapse (Lava: one Dense per
+    weight_exp) and Lava infers one sign mode per process: groups sharing an exponent with a
+    mixed-sign group use the mixed grid too, so that Lava's truncation leaves every weight
+    unchanged. Several synapses: modes per group joined by ``+``. ``symmetric``: the mixed grid
+    without its lowest value, so that a process holding only some rows (a threshold group) whose
+    weights are all negative keeps them exactly.
     """
-    rows = w.reshape(len(w), -1)
-    weight = np.zeros(w.shape, np.int64)
+    weight = np.zeros(rows.shape, np.int64)
     wexp = np.array([sc.weight_exp for sc in scales])[labels]
     k_o = np.array([sc.k for sc in scales])[labels]
     modes = []
     for idx, sc in zip(groups, scales):
-        mode = sign_mode_of(rows[wexp == sc.weight_exp])
-        modes.append(mode.name)
-        weight[idx] = round_weights(w[idx] * sc.r, mode, fmt)
+        names = []
+        for b in blocks:
+            mode = sign_mode_of(rows[wexp == sc.weight_exp][:, b])
+            names.append(mode.name)
+            q = round_weights(rows[np.ix_(idx, b)] * sc.r, mode, fmt)
+            if symmetric and mode is SignMode.MIXED:
+                q = np.maximum(q, -weight_grid(mode, fmt)[1])
+            weight[np.ix_(idx, b)] = q
+        modes.append("+".join(names))
     return weight, wexp, k_o, modes
 
 

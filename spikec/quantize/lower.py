@@ -5,6 +5,8 @@ name)::
 
     input (raw pixels)                     -> graded_input (8-bit graded spikes)
     conv2d | linear -> layout* -> lif      -> conv_synapse | dense_synapse -> layout* -> cuba_lif
+    add(conv2d | linear, ...) -> layout* -> lif   (membrane shortcut: currents summed before it)
+                                           -> per term: synapse -> layout* ; cuba_lif(all terms)
     (integer value) -> layout* [scale] -> lif
                                            -> layout* [reshape, dense_synapse (gain), reshape] -> cuba_lif
     linear [-> mean] -> time_mean -> output -> dense_synapse -> readout -> output
@@ -29,7 +31,8 @@ from spikec.ir.types import Domain, Encoding, Kind
 from spikec.passes.rewrite import LAYOUT_OPS, consumers, producers, sole_consumer
 from spikec.passes.structure import eliminate_dead_ops
 from spikec.quantize.bounds import Calibration, calibrate, integer_bounds, worst_case_sums
-from spikec.quantize.layers import (Ranges, quantize_count_layer, quantize_readout,
+from spikec.quantize.layers import (Ranges, _per_neuron, apply_layout, quantize_count_layer,
+                                    quantize_current_sum, quantize_readout,
                                     quantize_synaptic_layer)
 from spikec.quantize.options import CompileOptions, ResidualLowering
 
@@ -57,6 +60,8 @@ class _Layer:
     count: str | None = None          # or: the integer value read directly
     factor: float = 1.0               # a non-power-of-two scale folded into the threshold
     params: object = None             # NeuronParams, once the driver is quantized
+    # or: a sum of synapse outputs (membrane shortcut): (synapse, layout ops to the LIF) per term
+    terms: list[tuple[O.Op, list[O.Op]]] | None = None
 
 
 @dataclass
@@ -107,10 +112,14 @@ def _plan(graph: Graph) -> _Plan:
             plan.by_synapse[cur.name] = layer
         elif specs[cur.name].kind.is_integer:
             layer = _Layer(lif, chain, count=cur.name, factor=factor)
+        elif factor == 1.0 and (terms := _current_terms(cur.name, prod, specs)) is not None:
+            layer = _Layer(lif, chain, terms=[(syn, inner + chain) for syn, inner in terms])
+            plan.absorbed |= {op.name for op in chain} | _tree_ops(cur.name, prod, specs)
         else:
             raise UnsupportedOpError(
                 f"LIF {lif.name!r} is driven by {cur.OPCODE} {cur.name!r}; spikec maps a LIF fed by a "
-                "conv2d/linear (after batch-norm folding) or by an integer value only")
+                "conv2d/linear (after batch-norm folding), a sum of their outputs, or an integer "
+                "value only")
         plan.layers[lif.name] = layer
     for out in graph.outputs:
         tm = prod[out.inputs[0]]
@@ -125,6 +134,31 @@ def _plan(graph: Graph) -> _Plan:
             if mean is not None:
                 plan.absorbed.add(mean.name)
     return plan
+
+
+def _current_terms(value: str, prod, specs) -> list[tuple[O.Op, list[O.Op]]] | None:
+    """The synapses whose outputs ``value`` sums (a membrane shortcut), each with the layout ops
+    between it and ``value``; None when ``value`` is not such a sum."""
+    op = prod[value]
+    if isinstance(op, (O.Conv2d, O.Linear)):
+        return [(op, [])]
+    if specs[value].kind is not Kind.REAL:
+        return None
+    if isinstance(op, O.Add):
+        a, b = (_current_terms(i, prod, specs) for i in op.inputs)
+        return None if a is None or b is None else a + b
+    if isinstance(op, LAYOUT_OPS):
+        inner = _current_terms(op.inputs[0], prod, specs)
+        return None if inner is None else [(syn, ops + [op]) for syn, ops in inner]
+    return None
+
+
+def _tree_ops(value: str, prod, specs) -> set[str]:
+    """The adds and layout ops of a sum of synapse outputs (they get no fixed twin)."""
+    op = prod[value]
+    if isinstance(op, (O.Conv2d, O.Linear)):
+        return set()
+    return {op.name}.union(*(_tree_ops(i, prod, specs) for i in op.inputs))
 
 
 def _check_shapes(graph: Graph, calib: np.ndarray) -> np.ndarray:
@@ -157,6 +191,9 @@ class _Lowering:
         self.origin: dict[str, str] = {}  # fan-in layout copy -> the float value it copies
         self.notes_layers: dict[str, dict] = {}
         self.residual_reads: dict[str, list[str]] = {}
+        self.residual_inputs: dict[str, str] = {}  # fixed synapse -> the float value it reads
+        self.membrane_synapses = {syn.name for lay in self.plan.layers.values()
+                                  for syn, _ in (lay.terms or ())}
         self.real_input: dict | None = None
 
     # -- fan-in sources ---------------------------------------------------------------------
@@ -246,6 +283,8 @@ class _Lowering:
                 "cannot dissolve) need a target with graded spikes such as loihi2")
 
     def _synapse(self, syn: O.Op):
+        if syn.name in self.membrane_synapses:
+            return  # quantized with the neuron that sums it (``_membrane``)
         srcs = self.sources(syn.inputs[0])
         for src in srcs:
             self._needs_graded(self.origin.get(src, src), syn.name)
@@ -324,11 +363,15 @@ class _Lowering:
     @LOWER.register(O.LIF)
     def _lif(self, lif: O.LIF):
         layer = self.plan.layers[lif.name]
-        inp = layer.chain[-1].name if layer.chain else (layer.syn.name if layer.syn else layer.count)
-        if layer.syn is None:
-            inp = self._count_layer(layer, inp)
+        if layer.terms is not None:
+            inputs = self._membrane(layer)
+        else:
+            inp = layer.chain[-1].name if layer.chain else (layer.syn.name if layer.syn else layer.count)
+            if layer.syn is None:
+                inp = self._count_layer(layer, inp)
+            inputs = (inp,)
         p = layer.params
-        self.out.append(F.CubaLIF(lif.name, (inp,), du=p.du, dv=p.dv, vth=p.vth,
+        self.out.append(F.CubaLIF(lif.name, inputs, du=p.du, dv=p.dv, vth=p.vth,
                                   bias_mant=p.bias_mant, bias_exp=p.bias_exp))
 
     def _count_layer(self, layer: _Layer, inp: str) -> str:
@@ -358,6 +401,85 @@ class _Lowering:
                                     weight_exp=np.array([wexp], np.int8), axis=-1),
                      O.Reshape(c, (b,), shape=tuple(shape))]
         return c
+
+    def _membrane(self, layer: _Layer) -> tuple[str, ...]:
+        """A neuron fed by a sum of synapse outputs (membrane shortcut): one fixed synapse per
+        term, all at the neuron's scale (per output channel one ``K`` and one weight exponent
+        shared by every term), laid out like the LIF, all into one ``cuba_lif``."""
+        lif = layer.lif
+        shape = tuple(self.specs[lif.name].shape)
+        chan, bias = None, np.zeros(shape)
+        rows, columns, srcs_of, ranges_of = [], [], [], []
+        for syn, chain in layer.terms:
+            out_shape = tuple(self.specs[syn.name].shape)
+            cout = syn.weight.shape[0]
+            ax = 0 if isinstance(syn, O.Conv2d) else syn.axis % len(out_shape)
+            c = apply_layout(_per_neuron(np.arange(cout), ax, out_shape), chain)
+            if chan is None:
+                chan = c
+            elif c.shape != chan.shape or not np.array_equal(c, chan):
+                raise UnsupportedOpError(
+                    f"LIF {lif.name!r} sums synapses {layer.terms[0][0].name!r} and {syn.name!r} "
+                    "whose output channels reach different neurons; spikec maps a membrane "
+                    "shortcut whose summed synapses share their output channels")
+            b = np.zeros(cout) if syn.bias is None else syn.bias.astype(np.float64)
+            bias_map = self._input_mean_bias(syn, out_shape)
+            bias = bias + apply_layout(_per_neuron(b, ax, out_shape) if bias_map is None
+                                       else bias_map, chain)
+            srcs = self.sources(syn.inputs[0])
+            for src in srcs:
+                self._needs_graded(self.origin.get(src, src), lif.name)
+            r = self.ranges(syn, len(srcs))
+            rows.append(syn.weight.astype(np.float64).reshape(cout, -1))
+            columns.append((rows[-1].shape[1], r.x_max))
+            srcs_of.append(srcs)
+            ranges_of.append(r)
+        ranges = Ranges(sum(r.sums for r in ranges_of), sum(r.worst for r in ranges_of),
+                        max(r.x_max for r in ranges_of), sum(len(s) for s in srcs_of),
+                        calibrated=all(r.calibrated for r in ranges_of))
+        names = [self._fresh(f"{lif.name}.in{k}") for k in range(len(layer.terms))]
+        for _ in range(4):
+            w, e, params, notes = quantize_current_sum(
+                ", ".join(names), np.hstack(rows), columns, chan, bias, lif, ranges, self.fmt,
+                self.opts, self.T, synapse_copy=True)
+            over = notes["a_in_worst_case"] / self.fmt.a_in_max
+            if ranges.calibrated or over <= 1.0:
+                break
+            ranges = Ranges(ranges.sums * over * 1.01, ranges.worst, ranges.x_max, ranges.sources)
+        inputs, at = [], 0
+        for name, (syn, chain), srcs, (width, _) in zip(names, layer.terms, srcs_of, columns):
+            wk = w[:, at:at + width].reshape(syn.weight.shape)
+            at += width
+            if isinstance(syn, O.Conv2d):
+                fop = F.ConvSynapse(name, tuple(srcs), weight=wk, weight_exp=e,
+                                    stride=tuple(syn.stride), padding=tuple(syn.padding),
+                                    dilation=tuple(syn.dilation), groups=syn.groups)
+            else:
+                fop = F.DenseSynapse(name, tuple(srcs), weight=wk, weight_exp=e, axis=syn.axis)
+            self.out.append(fop)
+            if self.specs[syn.inputs[0]].kind is Kind.COUNT:
+                self.residual_reads[name] = srcs
+                self.residual_inputs[name] = syn.inputs[0]
+            value = name
+            for op in chain:
+                copy = type(op)(self._fresh(f"{name}.{op.name}"), (value,), **op.attributes())
+                self.out.append(copy)
+                value = copy.name
+            inputs.append(value)
+        notes.update(op="membrane_sum", reads=", ".join(self._reads(syn, s) for (syn, _), s
+                                                        in zip(layer.terms, srcs_of)),
+                     terms={n: syn.name for n, (syn, _) in zip(names, layer.terms)},
+                     tau=float(lif.tau))
+        self._risks(lif.name, notes, tau=float(lif.tau))
+        self.notes_layers[lif.name] = notes
+        layer.params = params
+        return tuple(inputs)
+
+    def _fresh(self, name: str) -> str:
+        while name in self.names:
+            name += "_"
+        self.names.add(name)
+        return name
 
     def _risks(self, layer: str, notes: dict, tau: float | None):
         fmt = self.fmt
@@ -423,8 +545,9 @@ def residual_cost(lowering: _Lowering, fixed: Graph) -> dict:
     syn_ops = {op.name: op for op in fixed.ops if isinstance(op, (F.ConvSynapse, F.DenseSynapse))}
     if lowering.residual == ResidualLowering.GRADED:
         info["relay_neurons"] = int(sum(specs[a.name].size for a in adds if a.name in live))
-        info["graded_values_per_step"] = int(sum(specs[lowering.g.op(n).inputs[0]].size
-                                                 for n in reads))
+        info["graded_values_per_step"] = int(sum(
+            specs[lowering.residual_inputs.get(n) or lowering.g.op(n).inputs[0]].size
+            for n in reads))
         info["extra_weights"] = 0
     else:
         extra = sum((len(srcs) - 1) * int(syn_ops[n].weight.size) for n, srcs in reads.items()

@@ -342,13 +342,14 @@ class Lowering:
     def readout(self, op: F.Readout) -> None:
         in_shape = tuple(self.g.spec(op.inputs[0]).shape)
         out_shape = tuple(self.g.spec(op.name).shape)
-        arrive = self._arrive(op.inputs[0])
+        arrive = max(self._arrive(i) for i in op.inputs)
         name = self.b.add_process("readout", op.name, neurons=int(np.prod(out_shape)),
                                   in_shape=list(in_shape), sum_axes=[int(a) for a in op.sum_axes],
                                   act_shift=self.b.fmt.weight_shift,
                                   state_bits=self.b.fmt.state_bits, depth=arrive)
-        self.current(op.inputs[0], [name, "a_in", [], list(in_shape)], None, arrive,
-                     base=f"{op.name}_syn")
+        for k, src in enumerate(op.inputs):
+            self.current(src, [name, "a_in", [], list(in_shape)], None, arrive,
+                         base=f"{op.name}_syn" if k == 0 else f"{op.name}_syn{k}")
         lv = LValue(op.name, out_shape or (1,), "count", 0,
                     [Part(name, "s_out", [], out_shape or (1,), None, arrive)])
         self.b.values[op.name] = lv

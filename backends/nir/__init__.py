@@ -65,7 +65,8 @@ COVERAGE = {
     "dense_synapse": ("quantized", "Affine/1x1 Conv2d with weights W * 2**weight_exp"),
     "cuba_lif": ("quantized", "CubaLIF in chip units (decay truncation not carried); "
                              "several inputs (membrane shortcut): one edge each"),
-    "readout": ("quantized", "Output of its synapse; host sum, scale and offset in metadata"),
+    "readout": ("quantized", "Output of its synapse; host sum, scale and offset in metadata; "
+                           "several synapses (a head over a membrane-shortcut sum) refused"),
 }
 
 __all__ = ["export", "to_nir", "prepare", "EXPORT_PASSES", "SSA_MODES", "FILE_NAME", "read", "COVERAGE",

@@ -135,6 +135,11 @@ class QuantizedBuilder(NIRBuilder):
 
     @QEMIT.register(F.Readout)
     def _op_readout(self, op):
+        if len(op.inputs) > 1:
+            raise UnsupportedOpError(
+                f"op {op.name!r} (readout) sums {len(op.inputs)} synapse ops (a head over a "
+                "membrane-shortcut sum); the quantized NIR export carries one; export the float "
+                "graph instead")
         src = op.inputs[0]
         self.readout_meta[op.name] = {"op": "readout", "scale": op.scale,
                                       "offset": op.offset.tolist(), "sum_axes": list(op.sum_axes),

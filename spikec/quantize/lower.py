@@ -31,6 +31,8 @@ from spikec.ir.types import Domain, Encoding, Kind
 from spikec.passes.rewrite import LAYOUT_OPS, consumers, producers, sole_consumer
 from spikec.passes.structure import eliminate_dead_ops
 from spikec.quantize.bounds import Calibration, calibrate, integer_bounds, worst_case_sums
+from spikec.quantize.numbers import weight_grid
+from spikec.target.formats import SignMode
 from spikec.quantize.layers import (Ranges, _per_neuron, apply_layout, quantize_count_layer,
                                     quantize_current_sum, quantize_readout,
                                     quantize_synaptic_layer)
@@ -70,6 +72,8 @@ class _Readout:
     mean: O.Mean | None               # the token mean (None: no token axes)
     tmean: O.TimeMean
     fixed: F.Readout | None = None
+    # or: the head reads a sum of synapse outputs (Spikingformer): (synapse, layout ops) per term
+    terms: list[tuple[O.Op, list[O.Op]]] | None = None
 
 
 @dataclass
@@ -130,7 +134,12 @@ def _plan(graph: Graph) -> _Plan:
             mean = None
         syn = prod[(mean or tm).inputs[0]]
         if isinstance(syn, O.Linear) and sole_consumer(cons, syn.name) is (mean or tm):
-            plan.readouts[syn.name] = _Readout(syn, mean, tm)
+            terms = None
+            if specs[syn.inputs[0]].kind is Kind.REAL:
+                terms = _current_terms(syn.inputs[0], prod, specs)
+                if terms is not None:
+                    plan.absorbed |= _tree_ops(syn.inputs[0], prod, specs)
+            plan.readouts[syn.name] = _Readout(syn, mean, tm, terms=terms)
             if mean is not None:
                 plan.absorbed.add(mean.name)
     return plan
@@ -159,6 +168,72 @@ def _tree_ops(value: str, prod, specs) -> set[str]:
     if isinstance(op, (O.Conv2d, O.Linear)):
         return set()
     return {op.name}.union(*(_tree_ops(i, prod, specs) for i in op.inputs))
+
+
+def _term_mantissas(w: np.ndarray, k: float, fmt):
+    """One summed synapse of a read-out at the read-out's scale ``k``: its own exponent (the
+    widest mantissas with ``r = k / 2**(s + e)``), the symmetric mixed grid (exact in every Lava
+    sign mode). Returns ``(mantissas, weight_exp [C_out], truncation offset, squared error)``."""
+    from spikec.quantize.layers import _valuation
+    from spikec.quantize.numbers import max_weight_scale, round_weights, sign_mode_of, \
+        truncation_offset
+
+    s = fmt.weight_shift
+    rows = w.astype(np.float64).reshape(w.shape[0], -1)
+    mode = sign_mode_of(rows)
+    hi = weight_grid(SignMode.MIXED, fmt)[1]
+    r_max = min(max_weight_scale(rows, mode, fmt), hi / max(float(np.abs(rows).max()), 1e-300))
+    e = fmt.weight_exp_min if not np.isfinite(r_max) else \
+        min(max(math.ceil(math.log2(k / ((1 << s) * r_max))), fmt.weight_exp_min), fmt.weight_exp_max)
+    r = k / 2.0 ** (s + e)
+    q = round_weights(rows * r, mode, fmt)
+    if mode is SignMode.MIXED:
+        q = np.maximum(q, -hi)
+    comp = truncation_offset(e, fmt) if e + _valuation(q) < 0 else 0.0
+    sq = float(np.sum((q / r - rows) ** 2))
+    return (q.reshape(w.shape).astype(np.int16), np.full(w.shape[0], e, np.int8), comp, sq)
+
+
+def _compose_head(head: O.Linear, syn: O.Op, chain: list[O.Op], name: str, specs):
+    """``head(layout*(syn(x)))`` as one synapse op ``name`` on ``x`` and its layout ops (the
+    channel count replaced by the class count), or None when the layout does not carry the
+    synapse's channel axis onto the head's feature axis as a whole axis."""
+    H = head.weight.astype(np.float64)
+    shape = tuple(specs[syn.name].shape)
+    ax = 0 if isinstance(syn, O.Conv2d) else syn.axis % len(shape)
+    layout, prev = [], name
+    for op in chain:
+        if isinstance(op, O.Reshape):
+            new = tuple(op.shape)
+            pre, post = int(np.prod(shape[:ax])), int(np.prod(shape[ax + 1:]))
+            js = [j for j in range(len(new)) if new[j] == shape[ax]
+                  and int(np.prod(new[:j])) == pre and int(np.prod(new[j + 1:])) == post]
+            if not js:
+                return None
+            ax, shape = js[0], new
+            resized = list(new)
+            resized[ax] = H.shape[0]
+            layout.append(O.Reshape(f"{name}.{op.name}", (prev,), shape=tuple(resized)))
+        else:
+            perm = [int(p) for p in op.perm]
+            ax, shape = perm.index(ax), tuple(shape[p] for p in perm)
+            layout.append(O.Transpose(f"{name}.{op.name}", (prev,), perm=tuple(perm)))
+        prev = layout[-1].name
+    if ax != head.axis % len(shape):
+        return None
+    w = syn.weight.astype(np.float64)
+    if isinstance(syn, O.Conv2d):
+        g, cout = syn.groups, w.shape[0]
+        full = np.zeros((cout, w.shape[1] * g) + w.shape[2:])
+        for i in range(g):  # a grouped conv as a dense one (zero blocks)
+            rows = slice(i * cout // g, (i + 1) * cout // g)
+            full[rows, i * w.shape[1]:(i + 1) * w.shape[1]] = w[rows]
+        op = O.Conv2d(name, syn.inputs, weight=np.tensordot(H, full, axes=(1, 0)), bias=None,
+                      stride=tuple(syn.stride), padding=tuple(syn.padding),
+                      dilation=tuple(syn.dilation), groups=1)
+    else:
+        op = O.Linear(name, syn.inputs, weight=H @ w, bias=None, axis=syn.axis)
+    return op, layout
 
 
 def _check_shapes(graph: Graph, calib: np.ndarray) -> np.ndarray:
@@ -192,7 +267,8 @@ class _Lowering:
         self.notes_layers: dict[str, dict] = {}
         self.residual_reads: dict[str, list[str]] = {}
         self.residual_inputs: dict[str, str] = {}  # fixed synapse -> the float value it reads
-        self.membrane_synapses = {syn.name for lay in self.plan.layers.values()
+        self.membrane_synapses = {syn.name for lay in [*self.plan.layers.values(),
+                                                       *self.plan.readouts.values()]
                                   for syn, _ in (lay.terms or ())}
         self.real_input: dict | None = None
 
@@ -342,6 +418,8 @@ class _Lowering:
 
     def _readout_synapse(self, syn: O.Linear, srcs):
         ro = self.plan.readouts[syn.name]
+        if ro.terms is not None:
+            return self._readout_of_currents(ro)
         ranges = self.ranges(syn, len(srcs))
         tok_axes = [a % len(self.specs[syn.name].shape) for a in (ro.mean.axes if ro.mean else ())]
         tokens = int(np.prod([self.specs[syn.name].shape[a] for a in tok_axes]))
@@ -355,6 +433,98 @@ class _Lowering:
         ro.fixed = F.Readout(ro.tmean.name, (syn.name,), scale=scale, offset=offset,
                              sum_axes=tuple(tok_axes))
         notes.update(op="readout", reads=self._reads(syn, srcs))
+        if notes["accumulator_bound"] > self.fmt.state_max:
+            notes.setdefault("overflow_risks", []).append("accumulator")
+        self._risks(ro.tmean.name, notes, tau=None)
+        self.notes_layers[ro.tmean.name] = notes
+
+    def _readout_of_currents(self, ro: _Readout) -> None:
+        """The head reads a sum of synapse outputs (Spikingformer's ``head(mean(x))``, no neuron
+        before it): the head is composed with every term (``H W_k``, a conv stays a conv with one
+        output channel per class), the terms' biases go to the host offset, and every composed
+        synapse feeds the read-out (``readout`` with several inputs, one ``K``, one exponent)."""
+        head = ro.syn
+        out_shape = tuple(self.specs[head.name].shape)
+        tok_axes = [a % len(out_shape) for a in (ro.mean.axes if ro.mean else ())]
+        tokens = int(np.prod([out_shape[a] for a in tok_axes]))
+        offset = np.zeros(out_shape) + (0.0 if head.bias is None else
+                                        _per_neuron(head.bias.astype(np.float64),
+                                                    head.axis % len(out_shape), out_shape))
+        composed, worst, x_max, n_src = [], 0.0, 0.0, 0
+        term_bias = np.zeros(out_shape)  # the terms' biases through the head, per output
+        for k, (syn, chain) in enumerate(ro.terms):
+            name = self._fresh(f"{head.name}.in{k}")
+            made = _compose_head(head, syn, chain, name, self.specs)
+            if made is None:
+                raise UnsupportedOpError(
+                    f"read-out {head.name!r} reads the sum of currents through a layout that "
+                    f"moves {syn.name!r}'s channels off its feature axis; spikec composes the head "
+                    "with each summed synapse only along their channel axis")
+            op, layout = made
+            syn_shape = tuple(self.specs[syn.name].shape)
+            ax = 0 if isinstance(syn, O.Conv2d) else syn.axis % len(syn_shape)
+            bias_map = self._input_mean_bias(syn, syn_shape)
+            b = np.zeros(syn.weight.shape[0]) if syn.bias is None else syn.bias.astype(np.float64)
+            bias_in = apply_layout(_per_neuron(b, ax, syn_shape) if bias_map is None else bias_map,
+                                   chain)
+            term_bias = term_bias + interp.linear(bias_in[None], head.weight.astype(np.float64),
+                                                  None, head.axis)[0]
+            srcs = self.sources(syn.inputs[0])
+            xm = self.bounds.get(syn.inputs[0])
+            if xm is None:
+                raise UnsupportedOpError(f"synapse {syn.name!r} reads {syn.inputs[0]!r}, a real "
+                                         "value; synapses read spikes, counts or the raw input only")
+            worst = worst + worst_case_sums(op, xm) * len(srcs)
+            x_max, n_src = max(x_max, xm), n_src + len(srcs)
+            composed.append((op, layout, srcs))
+        offset = offset + term_bias
+        offset = offset.mean(axis=tuple(tok_axes)) if tok_axes else offset
+        rows = np.hstack([op.weight.astype(np.float64).reshape(op.weight.shape[0], -1)
+                          for op, _, _ in composed])
+        combined = O.Linear(head.name, (head.inputs[0],), weight=rows, bias=None, axis=head.axis)
+        ranges = Ranges(worst, worst, x_max, n_src, calibrated=False)
+        acc = worst * tokens * self.T
+        if self.cal is not None and head.name in self.cal.sums:
+            # the float head saw the terms' biases too: |sum W'x| <= |H x - h_b| + |H b_terms|
+            hax = head.axis % len(out_shape)
+            b_abs = np.abs(np.moveaxis(term_bias, hax, 0).reshape(len(worst), -1)).max(axis=1)
+            margin = self.opts.calib_margin
+            ranges = Ranges(np.minimum((self.cal.sums[head.name] + b_abs) * margin, worst),
+                            worst, x_max, n_src, calibrated=True)
+            acc = np.minimum((self.cal.accumulated[head.name] + self.T * tokens * b_abs) * margin,
+                             acc)
+        w, e, scale, off, notes = quantize_readout(combined, tokens, ranges, acc, self.fmt,
+                                                   self.opts, self.T)
+        k = float(notes["k"][0])
+        off, exps, err_num = np.zeros_like(off), [], 0.0
+        inputs = []
+        for op, layout, srcs in composed:
+            wk, e, comp, sq = _term_mantissas(op.weight, k, self.fmt)
+            exps.append(int(e[0]))
+            err_num += sq
+            if self.opts.truncation_compensation:
+                off = off + comp * len(srcs) / k
+            if isinstance(op, O.Conv2d):
+                self.out.append(F.ConvSynapse(op.name, tuple(srcs), weight=wk, weight_exp=e,
+                                              stride=tuple(op.stride), padding=tuple(op.padding),
+                                              dilation=tuple(op.dilation), groups=1))
+            else:
+                self.out.append(F.DenseSynapse(op.name, tuple(srcs), weight=wk, weight_exp=e,
+                                               axis=op.axis))
+            value = op.name
+            for lay in layout:
+                lay = type(lay)(lay.name, (value,), **lay.attributes())
+                self.out.append(lay)
+                value = lay.name
+            inputs.append(value)
+        ro.fixed = F.Readout(ro.tmean.name, tuple(inputs), scale=scale,
+                             offset=np.asarray(off + offset, np.float64),
+                             sum_axes=tuple(tok_axes))
+        notes.update(weight_exp=exps, weight_rel_rms_error=float(
+            np.sqrt(err_num / rows.size) / max(np.sqrt(np.mean(rows ** 2)), 1e-30)))
+        notes.update(op="readout", synapse=", ".join(op.name for op, _, _ in composed),
+                     reads="sum of currents (head composed with each synapse)",
+                     terms={op.name: syn.name for (op, _, _), (syn, _) in zip(composed, ro.terms)})
         if notes["accumulator_bound"] > self.fmt.state_max:
             notes.setdefault("overflow_risks", []).append("accumulator")
         self._risks(ro.tmean.name, notes, tau=None)

@@ -331,7 +331,7 @@ class Simulator:
                         layer.reset_state(args[0].shape[1:])
                     y = layer.step(_a_in([a[0] for a in args]), t)[None]
                 elif isinstance(op, F.Readout):
-                    neurons[op.name].step(args[0][0], t)
+                    neurons[op.name].step(_a_in([a[0] for a in args]), t)
                     y = None
                 else:
                     y = self._apply(op, args, ev.LayerStats(op.name, op.OPCODE, 0, 1))
@@ -413,7 +413,8 @@ class Simulator:
     def _k_readout(self, op, args, stats):
         stats.add("neuron_updates", np.full(self.T, int(np.prod(self.specs[op.name].shape))
                                             * args[0].shape[1], dtype=np.int64))
-        return ReadoutLayer(op, self.fmt, strict=self.strict).run(args[0])
+        return ReadoutLayer(op, self.fmt, strict=self.strict).run(
+            args[0] if len(args) == 1 else _a_in(args))
 
     @KERNELS.register(O.SpikeMatmul)
     def _k_spike_matmul(self, op, args, stats):

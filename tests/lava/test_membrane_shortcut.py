@@ -18,9 +18,10 @@ from spikec.sim import Simulator
 pytestmark = pytest.mark.lava
 
 
-def ms_resnet_like(seed: int = 0, T: int = 3, ch: int = 4) -> Graph:
+def ms_resnet_like(seed: int = 0, T: int = 3, ch: int = 4, current_head: bool = False) -> Graph:
     """stem conv (raw pixels) -> x; x = x + conv(lif(x)) twice (the second through a 1x1 conv of
-    different shape); head on lif(x): the last neuron sums three synapse ops of three depths."""
+    different shape); head on lif(x) (or, ``current_head``, on the sum of currents itself, as
+    Spikingformer's): the last neuron sums three synapse ops of three depths."""
     rng = np.random.default_rng(seed)
 
     def conv(name, src, cin, k, pad, scale=0.5):
@@ -33,9 +34,17 @@ def ms_resnet_like(seed: int = 0, T: int = 3, ch: int = 4) -> Graph:
            O.Add("x1", ("stem", "c1")),
            O.LIF("l2", ("x1",)), conv("c2", "l2", ch, 1, 0, 0.8),
            O.Add("x2", ("x1", "c2")),
-           O.LIF("l3", ("x2",)), O.Reshape("flat", ("l3",), shape=(ch * 64,)),
-           O.Linear("head", ("flat",), weight=rng.normal(size=(5, ch * 64)), bias=np.zeros(5)),
-           O.TimeMean("tm", ("head",)), O.Output("y", ("tm",))]
+           O.LIF("l3", ("x2",))]
+    if current_head:  # Spikingformer: head(mean over tokens of the currents)
+        ops += [O.Reshape("tokens", ("x2",), shape=(ch, 64)),
+                O.Linear("head", ("tokens",), weight=rng.normal(size=(5, ch)), bias=np.zeros(5),
+                         axis=0),
+                O.Mean("mean", ("head",), axes=(1,)), O.TimeMean("tm", ("mean",))]
+    else:
+        ops += [O.Reshape("flat", ("l3",), shape=(ch * 64,)),
+                O.Linear("head", ("flat",), weight=rng.normal(size=(5, ch * 64)), bias=np.zeros(5)),
+                O.TimeMean("tm", ("head",))]
+    ops.append(O.Output("y", ("tm",)))
     return Graph(ops, timesteps=T)
 
 
@@ -75,3 +84,13 @@ def test_membrane_shortcut_matches_lava(conv):
                if c["dst"][0].startswith("l3") and c["dst"][1] == "a_in"}
     terms = {src.split("_")[1] for src in into_l3 if src.startswith("l3_syn")}
     assert terms >= {"syn", "syn1", "syn2"}, into_l3
+
+
+def test_head_on_summed_currents_matches_lava():
+    """Spikingformer's head reads the residual currents: the head composed with each synapse, one
+    read-out with three synapse inputs of three depths."""
+    data = samples.images(4)
+    res = compile_graph(ms_resnet_like(current_head=True, T=2), "loihi2", calib=data)
+    ro = res.fixed.op("tm")
+    assert isinstance(ro, F.Readout) and len(ro.inputs) == 3
+    _check(res.fixed, data, ssa="host", conv="lava")

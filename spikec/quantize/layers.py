@@ -52,10 +52,15 @@ def lif_decays(lif: O.LIF, fmt: NumberFormats) -> tuple[int, int, bool]:
     if lif.decay_input:
         raise UnsupportedOpError(f"LIF {lif.name!r} is not canonical (decay_input=True); run "
                                  "spikec.passes.canonicalize_lif first")
-    if lif.v_reset is None or lif.v_reset != 0.0:
+    if lif.v_reset is None:
+        raise UnsupportedOpError(
+            f"LIF {lif.name!r}: soft reset (v_reset=None: v -= v_th on a spike) has no exact "
+            "form on Lava 0.10's LIF, whose every fixed_pt model resets v to 0; train with a hard "
+            "reset (v_reset=0.0)")
+    if lif.v_reset != 0.0:
         raise UnsupportedOpError(
             f"LIF {lif.name!r}: Loihi's CUBA neuron resets v to 0; v_reset={lif.v_reset!r} "
-            "(soft or nonzero reset) has no equivalent")
+            "has no equivalent")
     du = fmt.decay_unity - fmt.u_decay_offset
     dv_real = fmt.decay_unity / float(lif.tau) - fmt.v_decay_offset
     dv = int(min(max(round(dv_real), 0), fmt.decay_max))

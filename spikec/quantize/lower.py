@@ -118,6 +118,11 @@ def _plan(graph: Graph) -> _Plan:
         elif factor == 1.0 and (terms := current_terms(cur.name, prod, specs)) is not None:
             layer = _Layer(lif, chain, terms=[(syn, inner + chain) for syn, inner in terms])
             plan.absorbed |= {op.name for op in chain} | tree_ops(cur.name, prod, specs)
+        elif isinstance(cur, O.MaxPool2d):
+            raise UnsupportedOpError(
+                f"LIF {lif.name!r} is driven by maxpool2d {cur.name!r} of real-valued currents, "
+                "which a chip cannot take exactly (synapses sum, they do not compare); pool after "
+                "the neuron instead (a max of spikes is an OR, which spikec maps)")
         else:
             raise UnsupportedOpError(
                 f"LIF {lif.name!r} is driven by {cur.OPCODE} {cur.name!r}; spikec maps a LIF fed by a "

@@ -9,43 +9,12 @@ import pytest
 
 from spikec.backends.lava import build_plan, samples
 from spikec.backends.lava.runtime import network
+from spikec.backends.lava.samples import ms_resnet_like
 from spikec.ir import fixed as F
-from spikec.ir import ops as O
-from spikec.ir.graph import Graph
 from spikec.pipeline import compile_graph
 from spikec.sim import Simulator
 
 pytestmark = pytest.mark.lava
-
-
-def ms_resnet_like(seed: int = 0, T: int = 3, ch: int = 4, current_head: bool = False) -> Graph:
-    """stem conv (raw pixels) -> x; x = x + conv(lif(x)) twice (the second through a 1x1 conv of
-    different shape); head on lif(x) (or, ``current_head``, on the sum of currents itself, as
-    Spikingformer's): the last neuron sums three synapse ops of three depths."""
-    rng = np.random.default_rng(seed)
-
-    def conv(name, src, cin, k, pad, scale=0.5):
-        return O.Conv2d(name, (src,), weight=rng.normal(size=(ch, cin, k, k)) * scale,
-                        bias=rng.normal(size=ch) * 0.2, padding=(pad, pad))
-
-    ops = [O.Input("x", (), shape=(1, 8, 8), pixel_scale=1 / 255),
-           conv("stem", "x", 1, 3, 1, 1.5),
-           O.LIF("l1", ("stem",)), conv("c1", "l1", ch, 3, 1),
-           O.Add("x1", ("stem", "c1")),
-           O.LIF("l2", ("x1",)), conv("c2", "l2", ch, 1, 0, 0.8),
-           O.Add("x2", ("x1", "c2")),
-           O.LIF("l3", ("x2",))]
-    if current_head:  # Spikingformer: head(mean over tokens of the currents)
-        ops += [O.Reshape("tokens", ("x2",), shape=(ch, 64)),
-                O.Linear("head", ("tokens",), weight=rng.normal(size=(5, ch)), bias=np.zeros(5),
-                         axis=0),
-                O.Mean("mean", ("head",), axes=(1,)), O.TimeMean("tm", ("mean",))]
-    else:
-        ops += [O.Reshape("flat", ("l3",), shape=(ch * 64,)),
-                O.Linear("head", ("flat",), weight=rng.normal(size=(5, ch * 64)), bias=np.zeros(5)),
-                O.TimeMean("tm", ("head",))]
-    ops.append(O.Output("y", ("tm",)))
-    return Graph(ops, timesteps=T)
 
 
 def _check(graph, data, **kw):

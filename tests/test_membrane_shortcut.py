@@ -27,9 +27,9 @@ def test_summed_synapses_share_the_neurons_scale(compiled):
     l3 = res.fixed.op("l3")
     syns = [res.fixed.op(i) for i in l3.inputs]
     assert all(isinstance(s, F.ConvSynapse) for s in syns) and len(syns) == 3
-    # one exponent per output channel, the same in every term; one vth per neuron
-    for s in syns[1:]:
-        assert np.array_equal(s.weight_exp, syns[0].weight_exp)
+    # one K (so one vth) per channel; each term its own exponent at that K: the raw-pixel stem
+    # (small weights) a smaller one than the spike-fed convs
+    assert np.all(syns[0].weight_exp < syns[1].weight_exp)
     notes = res.notes["layers"]["l3"]
     assert notes["op"] == "membrane_sum" and set(notes["terms"].values()) == {"stem", "c1", "c2"}
     # the stem feeds l1 too: each neuron has its own copy at its own scale
@@ -53,15 +53,18 @@ def test_cuba_lif_sums_its_inputs(compiled):
 
 
 def test_state_close_to_the_float_stage(compiled):
-    """Measured 0.997 (l1), 0.916 (l2), 0.915 (l3): l2 and l3 sum the stem's raw-pixel synapse
-    (weights ~1/255 of the others after the pixel scale is folded) at the common exponent of
-    their channel, so the stem's term keeps few mantissa bits (docs/compiler.md)."""
+    """l2 and l3 sum the stem's raw-pixel synapse (weights ~1/255 of the others once the pixel
+    scale is folded) with spike-fed ones: at one exponent per channel the stem's term kept few
+    mantissa bits (0.92 state agreement); each term's own exponent at the shared K gives 0.99."""
     res, data = compiled
     names = ["l1", "l2", "l3"]
     flt = interp.run(res.folded, data, dtype=np.float64, record=names).values
     bits = Simulator(res.fixed).run(data, record=names).values
     agree = {n: np.mean(flt[n].astype(bool) == bits[n].astype(bool)) for n in names}
-    assert agree["l1"] > 0.99 and min(agree.values()) > 0.9, agree
+    assert min(agree.values()) > 0.98, agree
+    l2 = res.fixed.op("l2")
+    stem, c1 = (res.fixed.op(i) for i in l2.inputs)
+    assert np.all(stem.weight_exp < c1.weight_exp)   # the small-weight term: a smaller exponent
 
 
 def test_head_on_summed_currents_is_one_readout():

@@ -110,22 +110,24 @@ def quantize_synaptic_layer(syn: O.Op, lif: O.LIF, out_shape: tuple[int, ...], c
     bias_full = apply_layout(_per_neuron(b, ax, out_shape) if bias_map is None else bias_map, chain)
     rows = w.reshape(cout, -1)
     weight, wexp, params, notes = quantize_current_sum(
-        syn.name, rows, [(rows.shape[1], ranges.x_max)], chan, bias_full, lif, ranges, fmt, opts, T)
-    return weight.reshape(w.shape), wexp, params, notes
+        syn.name, rows, [(rows.shape[1], ranges.x_max, ranges.sources)], chan, bias_full, lif,
+        ranges, fmt, opts, T)
+    return weight.reshape(w.shape), wexp[0], params, notes
 
 
-def quantize_current_sum(synapse: str, rows: np.ndarray, columns: list[tuple[int, float]],
+def quantize_current_sum(synapse: str, rows: np.ndarray, columns: list[tuple[int, float, int]],
                          chan: np.ndarray, bias_full: np.ndarray, lif: O.LIF, ranges: Ranges,
                          fmt: NumberFormats, opts: CompileOptions, T: int,
                          synapse_copy: bool = False):
     """Integer weights, exponents and neuron parameters for neurons fed by the sum of synapses.
 
     ``rows``: ``[C_out, n]`` float weights of every summed synapse side by side (one synapse:
-    its own rows); ``columns``: ``(width, x_max)`` of each synapse's block of columns, in order;
-    ``chan``: per neuron (in the LIF's shape) its output channel; ``bias_full``: per neuron the
-    summed float bias. Every synapse of a channel shares its scale ``K`` and weight exponent (one
-    ``vth`` per neuron). Returns ``(weight rows [int16], weight_exp [C_out, int8], NeuronParams,
-    notes)``. ``synapse_copy``: one synapse that also feeds other neurons (its own copy here):
+    its own rows); ``columns``: ``(width, x_max, sources)`` of each synapse's block of columns,
+    in order; ``chan``: per neuron (in the LIF's shape) its output channel; ``bias_full``: per
+    neuron the summed float bias. Every synapse of a channel shares its scale ``K`` (one ``vth``
+    per neuron); each synapse takes its own exponent per channel (the widest mantissas at that
+    ``K``: Lava runs one process per synapse and exponent). Returns ``(weight rows [int16],
+    weight_exp [synapses, C_out] int8, NeuronParams, notes)``. ``synapse_copy``: one synapse that also feeds other neurons (its own copy here):
     the symmetric mixed grid as for several synapses.
     """
     cout = rows.shape[0]
@@ -136,7 +138,7 @@ def quantize_current_sum(synapse: str, rows: np.ndarray, columns: list[tuple[int
     np.maximum.at(bmax_o, chan.ravel(), np.abs(bias_full).ravel())
 
     # each synapse is its own target process: its own sign mode per exponent
-    blocks = np.split(np.arange(rows.shape[1]), np.cumsum([wd for wd, _ in columns])[:-1])
+    blocks = np.split(np.arange(rows.shape[1]), np.cumsum([c[0] for c in columns])[:-1])
     r_o = np.array([min(max_weight_scale(rows[o, b], sign_mode_of(rows[o, b]), fmt)
                         for b in blocks) for o in range(cout)])
     symmetric = len(blocks) > 1 or synapse_copy
@@ -162,11 +164,15 @@ def quantize_current_sum(synapse: str, rows: np.ndarray, columns: list[tuple[int
             f"against a threshold of {theta:.3g} (channel {bad}) do not fit {fmt.weight_bits}-bit "
             f"mantissas even at weight_exp {fmt.weight_exp_max}; rescale the layer or reduce its "
             "weights")
-    shift_exact, inc_val = _shift_exactness(weight, wexp, groups, fmt)
+    shift_exact, inc_val = np.ones(cout, bool), np.full(cout, 1 << 20, np.int64)
     comp = np.zeros(cout)
-    if opts.truncation_compensation:
-        comp = np.array([0.0 if ok else truncation_offset(int(e), fmt)
-                         for e, ok in zip(wexp, shift_exact)]) * ranges.sources
+    for b, e_b, (_, _, sources) in zip(blocks, wexp, columns):
+        ok_b, val_b = _shift_exactness(weight[:, b], e_b, groups, fmt)
+        shift_exact &= ok_b
+        inc_val = np.minimum(inc_val, val_b)
+        if opts.truncation_compensation:
+            comp = comp + np.array([0.0 if ok else truncation_offset(int(e), fmt)
+                                    for e, ok in zip(e_b, ok_b)]) * sources
     bias_v = k_full * bias_full + comp[chan]
     mant, bexp, clipped = encode_bias(bias_v, fmt)
     du, dv, dv_exact = lif_decays(lif, fmt)
@@ -176,17 +182,15 @@ def quantize_current_sum(synapse: str, rows: np.ndarray, columns: list[tuple[int
 
     # --- facts for the notes
     s = fmt.weight_shift
-    r_per_row = (k_o / 2.0 ** (s + wexp))[:, None]
-    err = float(np.sqrt(np.mean((weight / r_per_row - rows) ** 2))
-                / max(np.sqrt(np.mean(rows ** 2)), 1e-30))
-    pos, neg, at = np.zeros(cout), np.zeros(cout), 0
-    for width, x_max in columns:
-        block = weight[:, at:at + width]
-        at += width
-        pos = pos + np.clip(block, 0, None).sum(1) * x_max
-        neg = neg + -np.clip(block, None, 0).sum(1) * x_max
-    wc_int = np.maximum(pos, neg)
-    a_worst = np.array([_shift(int(math.ceil(v)), int(e)) for v, e in zip(wc_int, wexp)])
+    recon = np.empty(rows.shape)
+    a_worst = np.zeros(cout, np.int64)
+    for b, e_b, (_, x_max, _) in zip(blocks, wexp, columns):
+        recon[:, b] = weight[:, b] / (k_o / 2.0 ** (s + e_b))[:, None]
+        block = weight[:, b]
+        wc_int = np.maximum(np.clip(block, 0, None).sum(1), -np.clip(block, None, 0).sum(1)) * x_max
+        a_worst = a_worst + np.array([_shift(int(math.ceil(v)), int(e))
+                                      for v, e in zip(wc_int, e_b)])
+    err = float(np.sqrt(np.mean((recon - rows) ** 2)) / max(np.sqrt(np.mean(rows ** 2)), 1e-30))
     a_used = np.ceil(k_o * ranges.sums / (1 << s) - 1e-6)  # K = k_max may land on the limit
     b_eff = mant.astype(np.int64) << bexp.astype(np.int64)
     exact_steps = None
@@ -197,7 +201,7 @@ def quantize_current_sum(synapse: str, rows: np.ndarray, columns: list[tuple[int
     vth_exact = bool(np.all(vth_i << fmt.vth_shift == k_full * theta))
     notes = {
         "synapse": synapse, "neurons": int(np.prod(params.vth.shape)), "groups": len(groups),
-        "weight_exp": sorted({int(e) for e in wexp}),
+        "weight_exp": sorted({int(e) for e in wexp.ravel()}),
         "weight_scale": [float(sc.r) for sc in scales],
         "k": [float(sc.k) for sc in scales],
         "vth": sorted({int(v) for v in np.unique(vth)})[:16],
@@ -277,17 +281,30 @@ def _mantissas(rows: np.ndarray, groups: list[np.ndarray], labels: np.ndarray,
     weights are all negative keeps them exactly.
     """
     weight = np.zeros(rows.shape, np.int64)
-    wexp = np.array([sc.weight_exp for sc in scales])[labels]
+    common = np.array([sc.weight_exp for sc in scales])[labels]
+    wexp = np.repeat(common[None], len(blocks), axis=0)
     k_o = np.array([sc.k for sc in scales])[labels]
+    hi = weight_grid(SignMode.MIXED, fmt)[1]
     modes = []
     for idx, sc in zip(groups, scales):
         names = []
-        for b in blocks:
-            mode = sign_mode_of(rows[wexp == sc.weight_exp][:, b])
+        for j, b in enumerate(blocks):
+            part = rows[np.ix_(idx, b)]
+            mode = sign_mode_of(rows[common == sc.weight_exp][:, b])
             names.append(mode.name)
-            q = round_weights(rows[np.ix_(idx, b)] * sc.r, mode, fmt)
+            e, r = sc.weight_exp, sc.r
+            if len(blocks) > 1:  # this synapse's widest mantissas at the group's K
+                r_max = max_weight_scale(part, mode, fmt)
+                if symmetric:
+                    r_max = min(r_max, hi / max(float(np.abs(part).max(initial=0.0)), 1e-300))
+                if math.isfinite(r_max):
+                    e = math.ceil(math.log2(sc.k / ((1 << fmt.weight_shift) * r_max)))
+                    e = min(max(e, fmt.weight_exp_min), sc.weight_exp)
+                    r = sc.k / 2.0 ** (fmt.weight_shift + e)
+            wexp[j, idx] = e
+            q = round_weights(part * r, mode, fmt)
             if symmetric and mode is SignMode.MIXED:
-                q = np.maximum(q, -weight_grid(mode, fmt)[1])
+                q = np.maximum(q, -hi)
             weight[np.ix_(idx, b)] = q
         modes.append("+".join(names))
     return weight, wexp, k_o, modes
@@ -297,6 +314,7 @@ def _shift_exactness(weight: np.ndarray, wexp: np.ndarray, groups: list[np.ndarr
                      fmt: NumberFormats) -> tuple[np.ndarray, np.ndarray]:
     """Per channel: whether the exponent's right shift is exact (the mantissas carry enough
     trailing zeros), and the 2-adic valuation of ``a_in << weight_shift``."""
+    weight = weight.reshape(len(wexp), -1)
     shift_exact = np.zeros(len(wexp), bool)
     inc_val = np.zeros(len(wexp), np.int64)
     for idx in groups:

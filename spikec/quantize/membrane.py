@@ -143,7 +143,7 @@ def lower_membrane(low, layer) -> tuple[str, ...]:
             low._needs_graded(low.origin.get(src, src), lif.name)
         r = low.ranges(syn, len(srcs))
         rows.append(syn.weight.astype(np.float64).reshape(cout, -1))
-        columns.append((rows[-1].shape[1], r.x_max))
+        columns.append((rows[-1].shape[1], r.x_max, len(srcs)))
         srcs_of.append(srcs)
         ranges_of.append(r)
     ranges = Ranges(sum(r.sums for r in ranges_of), sum(r.worst for r in ranges_of),
@@ -159,15 +159,16 @@ def lower_membrane(low, layer) -> tuple[str, ...]:
             break
         ranges = Ranges(ranges.sums * over * 1.01, ranges.worst, ranges.x_max, ranges.sources)
     inputs, at = [], 0
-    for name, (syn, chain), srcs, (width, _) in zip(names, layer.terms, srcs_of, columns):
+    for name, (syn, chain), srcs, (width, _, _), e_k in zip(names, layer.terms, srcs_of,
+                                                            columns, e):
         wk = w[:, at:at + width].reshape(syn.weight.shape)
         at += width
         if isinstance(syn, O.Conv2d):
-            fop = F.ConvSynapse(name, tuple(srcs), weight=wk, weight_exp=e,
+            fop = F.ConvSynapse(name, tuple(srcs), weight=wk, weight_exp=e_k,
                                 stride=tuple(syn.stride), padding=tuple(syn.padding),
                                 dilation=tuple(syn.dilation), groups=syn.groups)
         else:
-            fop = F.DenseSynapse(name, tuple(srcs), weight=wk, weight_exp=e, axis=syn.axis)
+            fop = F.DenseSynapse(name, tuple(srcs), weight=wk, weight_exp=e_k, axis=syn.axis)
         low.out.append(fop)
         if low.specs[syn.inputs[0]].kind is Kind.COUNT:
             low.residual_reads[name] = srcs

@@ -9,7 +9,8 @@ conv_synapse       proc.conv.Conv when one exponent, one whole aligned input and
                    one process per (input term, exponent group, threshold group)
 dense_synapse      proc.dense.Dense on 1-d values, proc.sparse.Sparse (token-wise weights)
                    otherwise; DelayDense/DelaySparse where the input must wait
-cuba_lif           proc.lif.LIFReset, one process per distinct vth (Lava: one vth per process)
+cuba_lif           proc.lif.LIFReset, one process per distinct vth (Lava: one vth per process);
+                   every input's synapses connect into its a_in (Lava sums them)
 readout            spikec Readout (accumulator read by the host)
 add                Sparse identities -> GradedVec(vth=0) (graded sum, one step)
 iand               Sparse +1 (s) and -1 (a) -> LIF(du=dv=4095, vth=0): fires iff s and not a
@@ -295,7 +296,8 @@ class Lowering:
     @LOWER.register(F.CubaLIF)
     def cuba_lif(self, op: F.CubaLIF) -> None:
         shape = tuple(self.g.spec(op.name).shape)
-        arrive = self._arrive(op.inputs[0])
+        # several inputs (a membrane shortcut): every synapse into the same a_in, delay-balanced
+        arrive = max(self._arrive(i) for i in op.inputs)
         vth = np.asarray(op.vth).ravel()
         groups = np.unique(vth)
         parts = []
@@ -307,8 +309,9 @@ class Lowering:
             name = self.b.lif(op.name if groups.size == 1 else f"{op.name}_vth{g}", pshape,
                               du=op.du, dv=op.dv, vth=int(g), bias_mant=sel(op.bias_mant),
                               bias_exp=sel(op.bias_exp), depth=arrive, ir=op.name)
-            self.current(op.inputs[0], [name, "a_in", [], list(pshape)], rows, arrive,
-                         base=f"{op.name}_syn")
+            for k, src in enumerate(op.inputs):
+                self.current(src, [name, "a_in", [], list(pshape)], rows, arrive,
+                             base=f"{op.name}_syn" if k == 0 else f"{op.name}_syn{k}")
             parts.append(Part(name, "s_out", [], pshape, rows, arrive))
         if groups.size > 1:
             self.b.notes.append(f"{op.name}: {groups.size} LIF processes (one per threshold)")
@@ -318,13 +321,14 @@ class Lowering:
     def readout(self, op: F.Readout) -> None:
         in_shape = tuple(self.g.spec(op.inputs[0]).shape)
         out_shape = tuple(self.g.spec(op.name).shape)
-        arrive = self._arrive(op.inputs[0])
+        arrive = max(self._arrive(i) for i in op.inputs)
         name = self.b.add_process("readout", op.name, neurons=int(np.prod(out_shape)),
                                   in_shape=list(in_shape), sum_axes=[int(a) for a in op.sum_axes],
                                   act_shift=self.b.fmt.weight_shift,
                                   state_bits=self.b.fmt.state_bits, depth=arrive)
-        self.current(op.inputs[0], [name, "a_in", [], list(in_shape)], None, arrive,
-                     base=f"{op.name}_syn")
+        for k, src in enumerate(op.inputs):
+            self.current(src, [name, "a_in", [], list(in_shape)], None, arrive,
+                         base=f"{op.name}_syn" if k == 0 else f"{op.name}_syn{k}")
         lv = LValue(op.name, out_shape or (1,), "count", 0,
                     [Part(name, "s_out", [], out_shape or (1,), None, arrive)])
         self.b.values[op.name] = lv

@@ -1,5 +1,7 @@
 """Small hand-made fixed-point graphs for the Lava backend's tests and examples.
 
+``ms_resnet_like`` is a float graph (compile it first): the membrane-shortcut residual.
+
 Random but deterministic integer weights inside Lava's representable sets (even mixed-sign
 weights), thresholds and biases small enough that no state saturates: the bundle and the bit-exact
 simulator must then agree spike for spike.
@@ -237,3 +239,32 @@ def reduce_sum_zoo(T: int = 3) -> Graph:
         O.Output("out", ("sum_c",)),
     ]
     return Graph(ops, timesteps=T, domain="fixed", meta={"sample": "reduce_sum_zoo"})
+
+def ms_resnet_like(seed: int = 0, T: int = 3, ch: int = 4, current_head: bool = False) -> Graph:
+    """stem conv (raw pixels) -> x; x = x + conv(lif(x)) twice (the second through a 1x1 conv of
+    different shape); head on lif(x) (or, ``current_head``, on the sum of currents itself, as
+    Spikingformer's): the last neuron sums three synapse ops of three depths."""
+    rng = np.random.default_rng(seed)
+
+    def conv(name, src, cin, k, pad, scale=0.5):
+        return O.Conv2d(name, (src,), weight=rng.normal(size=(ch, cin, k, k)) * scale,
+                        bias=rng.normal(size=ch) * 0.2, padding=(pad, pad))
+
+    ops = [O.Input("x", (), shape=(1, 8, 8), pixel_scale=1 / 255),
+           conv("stem", "x", 1, 3, 1, 1.5),
+           O.LIF("l1", ("stem",)), conv("c1", "l1", ch, 3, 1),
+           O.Add("x1", ("stem", "c1")),
+           O.LIF("l2", ("x1",)), conv("c2", "l2", ch, 1, 0, 0.8),
+           O.Add("x2", ("x1", "c2")),
+           O.LIF("l3", ("x2",))]
+    if current_head:  # Spikingformer: head(mean over tokens of the currents)
+        ops += [O.Reshape("tokens", ("x2",), shape=(ch, 64)),
+                O.Linear("head", ("tokens",), weight=rng.normal(size=(5, ch)), bias=np.zeros(5),
+                         axis=0),
+                O.Mean("mean", ("head",), axes=(1,)), O.TimeMean("tm", ("mean",))]
+    else:
+        ops += [O.Reshape("flat", ("l3",), shape=(ch * 64,)),
+                O.Linear("head", ("flat",), weight=rng.normal(size=(5, ch * 64)), bias=np.zeros(5)),
+                O.TimeMean("tm", ("head",))]
+    ops.append(O.Output("y", ("tm",)))
+    return Graph(ops, timesteps=T)

@@ -64,8 +64,10 @@ COVERAGE = {
     "graded_input": ("quantized", "Input of raw integers"),
     "conv_synapse": ("quantized", "Conv2d with weights W * 2**weight_exp"),
     "dense_synapse": ("quantized", "Affine/1x1 Conv2d with weights W * 2**weight_exp"),
-    "cuba_lif": ("quantized", "CubaLIF in chip units (decay truncation not carried)"),
-    "readout": ("quantized", "Output of its synapse; host sum, scale and offset in metadata"),
+    "cuba_lif": ("quantized", "CubaLIF in chip units (decay truncation not carried); "
+                             "several inputs (membrane shortcut): one edge each"),
+    "readout": ("quantized", "Output of its synapse; host sum, scale and offset in metadata; "
+                           "several synapses (a head over a membrane-shortcut sum) refused"),
 }
 
 __all__ = ["export", "to_nir", "prepare", "EXPORT_PASSES", "SSA_MODES", "FILE_NAME", "read", "COVERAGE",

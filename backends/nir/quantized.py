@@ -125,7 +125,9 @@ class QuantizedBuilder(NIRBuilder):
             tau_syn=full(tau_syn), tau_mem=full(tau_mem), r=full(tau_mem),
             v_leak=full(bias * tau_mem), v_threshold=full(op.vth.astype(np.float64) * (1 << f.vth_shift)),
             v_reset=full(0.0), w_in=full(a_in * tau_syn))
-        self.add(op.name, node, c.node, meta={"op": "cuba_lif", "du": op.du, "dv": op.dv,
+        # several inputs (a membrane shortcut): one edge each, NIR sums a node's inputs
+        srcs = [self.values[i].node for i in op.inputs]
+        self.add(op.name, node, *srcs, meta={"op": "cuba_lif", "du": op.du, "dv": op.dv,
                                               "vth_shift": f.vth_shift, "act_shift": f.weight_shift,
                                               "input_shift": a_in != 1.0})
         self.neurons[op.name] = int(np.prod(shape))
@@ -133,6 +135,11 @@ class QuantizedBuilder(NIRBuilder):
 
     @QEMIT.register(F.Readout)
     def _op_readout(self, op):
+        if len(op.inputs) > 1:
+            raise UnsupportedOpError(
+                f"op {op.name!r} (readout) sums {len(op.inputs)} synapse ops (a head over a "
+                "membrane-shortcut sum); the quantized NIR export carries one; export the float "
+                "graph instead")
         src = op.inputs[0]
         self.readout_meta[op.name] = {"op": "readout", "scale": op.scale,
                                       "offset": op.offset.tolist(), "sum_axes": list(op.sum_axes),

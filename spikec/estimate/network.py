@@ -458,6 +458,10 @@ PLACE.refuse(set(O.OP_TYPES.values()) - FIXED_DOMAIN_OPS,
 @PLACE.register(CubaLIF, Readout)
 def _place_neurons(x: _Extraction, op) -> None:
     prod, graph, specs = x.prod, x.graph, x.specs
+    if len(op.inputs) > 1:
+        raise UnsupportedOpError(
+            f"op {op.name!r}: a neuron summing {len(op.inputs)} synapse ops (membrane shortcut) is "
+            "not mapped by the estimator yet (one geometry per layer); simulate or validate it")
     shape = specs[op.name].shape
     kind = "lif" if isinstance(op, CubaLIF) else "readout"
     red = tuple(op.sum_axes) if isinstance(op, Readout) else ()

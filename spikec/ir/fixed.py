@@ -145,7 +145,10 @@ class DenseSynapse(Op):
 class CubaLIF(Op):
     """Loihi's current-based LIF compartment (Lava ``PyLifModelBitAcc``), one per input element.
 
-    Per step, integer arithmetic, state ``u = v = 0`` at t = 0, widths from the profile::
+    ``a_in = sum_k x_k`` over its inputs (all of one shape): several synapse ops into the same
+    compartment, as Lava sums every connection into one ``a_in`` port (the membrane-shortcut
+    residual: ``lif(conv_a(x) + conv_b(y))``). Per step, integer arithmetic, state ``u = v = 0`` at
+    t = 0, widths from the profile::
 
         u = wrap(decay(u, du + 1) + (a_in << act_shift))          # current, 24-bit wrap
         v = clip(decay(v, dv) + u + shift(bias_mant, bias_exp))   # voltage, 24-bit clip
@@ -164,11 +167,17 @@ class CubaLIF(Op):
     bias_mant: np.ndarray = None
     bias_exp: np.ndarray = None
     STATEFUL: ClassVar[bool] = True
+    ARITY: ClassVar[int | None] = None
 
     def infer(self, specs):
-        (x,) = specs
-        if x.kind not in (Kind.CURRENT, Kind.COUNT, Kind.SPIKE) or x.rate is not Rate.STEP:
-            raise self._fail(f"reads a per-step integer input, got {x}")
+        if not specs:
+            raise self._fail("needs at least one input")
+        x = specs[0]
+        for s in specs:
+            if s.kind not in (Kind.CURRENT, Kind.COUNT, Kind.SPIKE) or s.rate is not Rate.STEP:
+                raise self._fail(f"reads a per-step integer input, got {s}")
+            if s.shape != x.shape:
+                raise self._fail(f"inputs differ in shape: {x.shape} and {s.shape}")
         for nm in ("vth", "bias_mant", "bias_exp"):
             arr = getattr(self, nm)
             _int_array(self, nm, arr)
@@ -186,7 +195,7 @@ class Readout(Op):
     """Output accumulator read by the host after the last step.
 
     An integrator compartment (no threshold) sums its input over the T steps,
-    ``acc = clip(acc + (a_in << act_shift))`` (24-bit clip like ``v``); the host then computes
+    ``acc = clip(acc + (a_in << act_shift))`` with ``a_in = sum_k x_k`` over its inputs (24-bit clip like ``v``); the host then computes
     ``y = scale * acc + offset`` (``offset``: float ``[shape]``). ``sum_axes``: input axes also
     summed into one accumulator (the token axis: every token's synapses reach the same class
     compartment). Output rate ``final``, kind ``real``: the logits. This folds token mean, time
@@ -197,11 +206,17 @@ class Readout(Op):
     offset: np.ndarray = None
     sum_axes: tuple[int, ...] = ()
     STATEFUL: ClassVar[bool] = True
+    ARITY: ClassVar[int | None] = None
 
     def infer(self, specs):
-        (x,) = specs
-        if x.kind is Kind.REAL or x.rate is not Rate.STEP:
-            raise self._fail(f"reads a per-step integer input, got {x}")
+        if not specs:
+            raise self._fail("needs at least one input")
+        x = specs[0]
+        for s in specs:
+            if s.kind is Kind.REAL or s.rate is not Rate.STEP:
+                raise self._fail(f"reads a per-step integer input, got {s}")
+            if s.shape != x.shape:
+                raise self._fail(f"inputs differ in shape: {x.shape} and {s.shape}")
         axes = {O._norm_axis(self, a, len(x.shape)) for a in self.sum_axes}
         shape = tuple(d for i, d in enumerate(x.shape) if i not in axes)
         if self.offset is None or self.offset.shape != shape:

@@ -12,9 +12,9 @@ from spikec.ir import ops as O
 from spikec.ir.types import FireOn
 from spikec.quantize.numbers import (Scale, bias_limit, choose_scale, encode_bias, group_channels,
                                      max_weight_scale, round_weights, sign_mode_of,
-                                     threshold_mantissa, truncation_offset)
+                                     threshold_mantissa, truncation_offset, weight_grid)
 from spikec.quantize.options import CompileOptions
-from spikec.target.formats import NumberFormats
+from spikec.target.formats import NumberFormats, SignMode
 
 
 @dataclass
@@ -52,10 +52,15 @@ def lif_decays(lif: O.LIF, fmt: NumberFormats) -> tuple[int, int, bool]:
     if lif.decay_input:
         raise UnsupportedOpError(f"LIF {lif.name!r} is not canonical (decay_input=True); run "
                                  "spikec.passes.canonicalize_lif first")
-    if lif.v_reset is None or lif.v_reset != 0.0:
+    if lif.v_reset is None:
+        raise UnsupportedOpError(
+            f"LIF {lif.name!r}: soft reset (v_reset=None: v -= v_th on a spike) has no exact "
+            "form on Lava 0.10's LIF, whose every fixed_pt model resets v to 0; train with a hard "
+            "reset (v_reset=0.0)")
+    if lif.v_reset != 0.0:
         raise UnsupportedOpError(
             f"LIF {lif.name!r}: Loihi's CUBA neuron resets v to 0; v_reset={lif.v_reset!r} "
-            "(soft or nonzero reset) has no equivalent")
+            "has no equivalent")
     du = fmt.decay_unity - fmt.u_decay_offset
     dv_real = fmt.decay_unity / float(lif.tau) - fmt.v_decay_offset
     dv = int(min(max(round(dv_real), 0), fmt.decay_max))
@@ -99,54 +104,93 @@ def quantize_synaptic_layer(syn: O.Op, lif: O.LIF, out_shape: tuple[int, ...], c
     """
     w = syn.weight.astype(np.float64)
     cout = w.shape[0]
+    ax = _channel_axis(syn, len(out_shape))
+    b = np.zeros(cout) if syn.bias is None else syn.bias.astype(np.float64)
+    chan = apply_layout(_per_neuron(np.arange(cout), ax, out_shape), chain)
+    bias_full = apply_layout(_per_neuron(b, ax, out_shape) if bias_map is None else bias_map, chain)
     rows = w.reshape(cout, -1)
+    weight, wexp, params, notes = quantize_current_sum(
+        syn.name, rows, [(rows.shape[1], ranges.x_max, ranges.sources)], chan, bias_full, lif,
+        ranges, fmt, opts, T)
+    return weight.reshape(w.shape), wexp[0], params, notes
+
+
+def quantize_current_sum(synapse: str, rows: np.ndarray, columns: list[tuple[int, float, int]],
+                         chan: np.ndarray, bias_full: np.ndarray, lif: O.LIF, ranges: Ranges,
+                         fmt: NumberFormats, opts: CompileOptions, T: int,
+                         synapse_copy: bool = False):
+    """Integer weights, exponents and neuron parameters for neurons fed by the sum of synapses.
+
+    ``rows``: ``[C_out, n]`` float weights of every summed synapse side by side (one synapse:
+    its own rows); ``columns``: ``(width, x_max, sources)`` of each synapse's block of columns,
+    in order; ``chan``: per neuron (in the LIF's shape) its output channel; ``bias_full``: per
+    neuron the summed float bias. Every synapse of a channel shares its scale ``K`` (one ``vth``
+    per neuron); each synapse takes its own exponent per channel (the widest mantissas at that
+    ``K``: Lava runs one process per synapse and exponent). Returns ``(weight rows [int16],
+    weight_exp [synapses, C_out] int8, NeuronParams, notes)``. ``synapse_copy``: one synapse that also feeds other neurons (its own copy here):
+    the symmetric mixed grid as for several synapses.
+    """
+    cout = rows.shape[0]
     theta = float(lif.v_threshold)
     if not theta > 0:
         raise FormatError(f"layer {lif.name!r}: threshold {theta} must be positive on Loihi")
-    ax = _channel_axis(syn, len(out_shape))
-    b = np.zeros(cout) if syn.bias is None else syn.bias.astype(np.float64)
-    bias_full = _per_neuron(b, ax, out_shape) if bias_map is None else bias_map
-    bmax_o = np.abs(np.moveaxis(bias_full, ax, 0).reshape(cout, -1)).max(axis=1)
+    bmax_o = np.zeros(cout)
+    np.maximum.at(bmax_o, chan.ravel(), np.abs(bias_full).ravel())
 
-    r_o = np.array([max_weight_scale(rows[o], sign_mode_of(rows[o]), fmt) for o in range(cout)])
+    # each synapse is its own target process: its own sign mode per exponent
+    blocks = np.split(np.arange(rows.shape[1]), np.cumsum([c[0] for c in columns])[:-1])
+    r_o = np.array([min(max_weight_scale(rows[o, b], sign_mode_of(rows[o, b]), fmt)
+                        for b in blocks) for o in range(cout)])
+    symmetric = len(blocks) > 1 or synapse_copy
+    if symmetric:  # mixed grids without their lowest value (a one-sign piece cannot hold it)
+        hi = weight_grid(SignMode.MIXED, fmt)[1]
+        r_o = np.minimum(r_o, hi / np.maximum(np.abs(rows).max(axis=1), 1e-300))
     labels = group_channels(r_o, 1 if opts.scale_mode == "layer" else opts.threshold_groups)
     groups = [np.flatnonzero(labels == g) for g in range(labels.max() + 1)]
     k_max = [_k_limit(ranges.sums[idx], bmax_o[idx], theta, fmt) for idx in groups]
     scales, snaps = _group_scales(rows, groups, k_max, opts, fmt)
-    weight, wexp, k_o, modes = _mantissas(w, groups, labels, scales, fmt)
+    weight, wexp, k_o, modes = _mantissas(rows, groups, labels, scales, fmt, blocks, symmetric)
 
-    # thresholds, biases (per neuron, in the synapse's output shape, then laid out like the LIF)
-    k_full = _per_neuron(k_o, ax, out_shape)
+    # thresholds and biases per neuron, in the LIF's shape
+    k_full = k_o[chan]
     vth = threshold_mantissa(k_full * theta, lif.fire_on, fmt)
     if vth.min() < 1 or vth.max() > fmt.vth_max:
-        bad = int(np.argmin(np.min(np.moveaxis(vth, ax, 0).reshape(cout, -1), axis=1)))
+        low = np.full(cout, np.inf)
+        np.minimum.at(low, chan.ravel(), vth.ravel())
+        bad = int(np.argmin(low))
         raise FormatError(
             f"layer {lif.name!r}: the threshold cannot be encoded (vth {int(vth.min())}.."
             f"{int(vth.max())}, format 1..{fmt.vth_max}): weights up to {np.abs(rows[bad]).max():.3g} "
             f"against a threshold of {theta:.3g} (channel {bad}) do not fit {fmt.weight_bits}-bit "
             f"mantissas even at weight_exp {fmt.weight_exp_max}; rescale the layer or reduce its "
             "weights")
-    shift_exact, inc_val = _shift_exactness(weight, wexp, groups, fmt)
+    shift_exact, inc_val = np.ones(cout, bool), np.full(cout, 1 << 20, np.int64)
     comp = np.zeros(cout)
-    if opts.truncation_compensation:
-        comp = np.array([0.0 if ok else truncation_offset(int(e), fmt)
-                         for e, ok in zip(wexp, shift_exact)]) * ranges.sources
-    bias_v = k_full * bias_full + _per_neuron(comp, ax, out_shape)
+    for b, e_b, (_, _, sources) in zip(blocks, wexp, columns):
+        ok_b, val_b = _shift_exactness(weight[:, b], e_b, groups, fmt)
+        shift_exact &= ok_b
+        inc_val = np.minimum(inc_val, val_b)
+        if opts.truncation_compensation:
+            comp = comp + np.array([0.0 if ok else truncation_offset(int(e), fmt)
+                                    for e, ok in zip(e_b, ok_b)]) * sources
+    bias_v = k_full * bias_full + comp[chan]
     mant, bexp, clipped = encode_bias(bias_v, fmt)
     du, dv, dv_exact = lif_decays(lif, fmt)
-    params = NeuronParams(du, dv, apply_layout(vth.astype(np.int32), chain),
-                          apply_layout(mant.astype(np.int16), chain),
-                          apply_layout(bexp.astype(np.int8), chain))
+    params = NeuronParams(du, dv, np.ascontiguousarray(vth.astype(np.int32)),
+                          np.ascontiguousarray(mant.astype(np.int16)),
+                          np.ascontiguousarray(bexp.astype(np.int8)))
 
     # --- facts for the notes
     s = fmt.weight_shift
-    r_per_row = (k_o / 2.0 ** (s + wexp)).reshape((-1,) + (1,) * (w.ndim - 1))
-    err = float(np.sqrt(np.mean((weight / r_per_row - w) ** 2))
-                / max(np.sqrt(np.mean(w ** 2)), 1e-30))
-    irows = weight.reshape(cout, -1)
-    wc_int = np.maximum(np.clip(irows, 0, None).sum(1), -np.clip(irows, None, 0).sum(1)) \
-        * ranges.x_max
-    a_worst = np.array([_shift(int(math.ceil(v)), int(e)) for v, e in zip(wc_int, wexp)])
+    recon = np.empty(rows.shape)
+    a_worst = np.zeros(cout, np.int64)
+    for b, e_b, (_, x_max, _) in zip(blocks, wexp, columns):
+        recon[:, b] = weight[:, b] / (k_o / 2.0 ** (s + e_b))[:, None]
+        block = weight[:, b]
+        wc_int = np.maximum(np.clip(block, 0, None).sum(1), -np.clip(block, None, 0).sum(1)) * x_max
+        a_worst = a_worst + np.array([_shift(int(math.ceil(v)), int(e))
+                                      for v, e in zip(wc_int, e_b)])
+    err = float(np.sqrt(np.mean((recon - rows) ** 2)) / max(np.sqrt(np.mean(rows ** 2)), 1e-30))
     a_used = np.ceil(k_o * ranges.sums / (1 << s) - 1e-6)  # K = k_max may land on the limit
     b_eff = mant.astype(np.int64) << bexp.astype(np.int64)
     exact_steps = None
@@ -156,8 +200,8 @@ def quantize_synaptic_layer(syn: O.Op, lif: O.LIF, out_shape: tuple[int, ...], c
     vth_i = vth.astype(np.int64) + (1 if lif.fire_on == FireOn.GE else 0)
     vth_exact = bool(np.all(vth_i << fmt.vth_shift == k_full * theta))
     notes = {
-        "synapse": syn.name, "neurons": int(np.prod(params.vth.shape)), "groups": len(groups),
-        "weight_exp": sorted({int(e) for e in wexp}),
+        "synapse": synapse, "neurons": int(np.prod(params.vth.shape)), "groups": len(groups),
+        "weight_exp": sorted({int(e) for e in wexp.ravel()}),
         "weight_scale": [float(sc.r) for sc in scales],
         "k": [float(sc.k) for sc in scales],
         "vth": sorted({int(v) for v in np.unique(vth)})[:16],
@@ -223,23 +267,46 @@ def _group_scales(rows: np.ndarray, groups: list[np.ndarray], k_max: list[float]
     return scales, snaps
 
 
-def _mantissas(w: np.ndarray, groups: list[np.ndarray], labels: np.ndarray, scales: list[Scale],
-               fmt: NumberFormats):
-    """``(weight, weight_exp, K, sign modes)`` per output channel.
+def _mantissas(rows: np.ndarray, groups: list[np.ndarray], labels: np.ndarray,
+               scales: list[Scale], fmt: NumberFormats, blocks: list[np.ndarray],
+               symmetric: bool = False):
+    """``(weight, weight_exp, K, sign modes)`` per output channel; ``rows`` ``[C_out, n]``,
+    ``blocks``: the columns of each synapse (one per summed synapse).
 
-    A target process holds every channel of one exponent (Lava: one Dense per weight_exp) and Lava
-    infers one sign mode per process: groups sharing an exponent with a mixed-sign group use the
-    mixed grid too, so that Lava's truncation leaves every weight unchanged.
+    A target process holds every channel of one exponent of one synapse (Lava: one Dense per
+    weight_exp) and Lava infers one sign mode per process: groups sharing an exponent with a
+    mixed-sign group use the mixed grid too, so that Lava's truncation leaves every weight
+    unchanged. Several synapses: modes per group joined by ``+``. ``symmetric``: the mixed grid
+    without its lowest value, so that a process holding only some rows (a threshold group) whose
+    weights are all negative keeps them exactly.
     """
-    rows = w.reshape(len(w), -1)
-    weight = np.zeros(w.shape, np.int64)
-    wexp = np.array([sc.weight_exp for sc in scales])[labels]
+    weight = np.zeros(rows.shape, np.int64)
+    common = np.array([sc.weight_exp for sc in scales])[labels]
+    wexp = np.repeat(common[None], len(blocks), axis=0)
     k_o = np.array([sc.k for sc in scales])[labels]
+    hi = weight_grid(SignMode.MIXED, fmt)[1]
     modes = []
     for idx, sc in zip(groups, scales):
-        mode = sign_mode_of(rows[wexp == sc.weight_exp])
-        modes.append(mode.name)
-        weight[idx] = round_weights(w[idx] * sc.r, mode, fmt)
+        names = []
+        for j, b in enumerate(blocks):
+            part = rows[np.ix_(idx, b)]
+            mode = sign_mode_of(rows[common == sc.weight_exp][:, b])
+            names.append(mode.name)
+            e, r = sc.weight_exp, sc.r
+            if len(blocks) > 1:  # this synapse's widest mantissas at the group's K
+                r_max = max_weight_scale(part, mode, fmt)
+                if symmetric:
+                    r_max = min(r_max, hi / max(float(np.abs(part).max(initial=0.0)), 1e-300))
+                if math.isfinite(r_max):
+                    e = math.ceil(math.log2(sc.k / ((1 << fmt.weight_shift) * r_max)))
+                    e = min(max(e, fmt.weight_exp_min), sc.weight_exp)
+                    r = sc.k / 2.0 ** (fmt.weight_shift + e)
+            wexp[j, idx] = e
+            q = round_weights(part * r, mode, fmt)
+            if symmetric and mode is SignMode.MIXED:
+                q = np.maximum(q, -hi)
+            weight[np.ix_(idx, b)] = q
+        modes.append("+".join(names))
     return weight, wexp, k_o, modes
 
 
@@ -247,6 +314,7 @@ def _shift_exactness(weight: np.ndarray, wexp: np.ndarray, groups: list[np.ndarr
                      fmt: NumberFormats) -> tuple[np.ndarray, np.ndarray]:
     """Per channel: whether the exponent's right shift is exact (the mantissas carry enough
     trailing zeros), and the 2-adic valuation of ``a_in << weight_shift``."""
+    weight = weight.reshape(len(wexp), -1)
     shift_exact = np.zeros(len(wexp), bool)
     inc_val = np.zeros(len(wexp), np.int64)
     for idx in groups:

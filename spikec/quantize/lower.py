@@ -5,6 +5,8 @@ name)::
 
     input (raw pixels)                     -> graded_input (8-bit graded spikes)
     conv2d | linear -> layout* -> lif      -> conv_synapse | dense_synapse -> layout* -> cuba_lif
+    add(conv2d | linear, ...) -> layout* -> lif   (membrane shortcut: currents summed before it)
+                                           -> per term: synapse -> layout* ; cuba_lif(all terms)
     (integer value) -> layout* [scale] -> lif
                                            -> layout* [reshape, dense_synapse (gain), reshape] -> cuba_lif
     linear [-> mean] -> time_mean -> output -> dense_synapse -> readout -> output
@@ -34,6 +36,8 @@ from spikec.passes.structure import eliminate_dead_ops
 from spikec.quantize.bounds import Calibration, calibrate, integer_bounds, worst_case_sums
 from spikec.quantize.layers import (Ranges, quantize_count_layer, quantize_readout,
                                     quantize_synaptic_layer)
+from spikec.quantize.membrane import (current_terms, lower_membrane, lower_readout_of_currents,
+                                      tree_ops)
 from spikec.quantize.options import CompileOptions, ResidualLowering
 
 #: Bits of a raw pixel sent as a graded spike (uint8 images).
@@ -61,6 +65,8 @@ class _Layer:
     factor: float = 1.0               # a non-power-of-two scale folded into the threshold
     summed: O.ReduceSum | None = None  # the count is this token/channel sum: fused into a synapse
     params: object = None             # NeuronParams, once the driver is quantized
+    # or: a sum of synapse outputs (membrane shortcut): (synapse, layout ops to the LIF) per term
+    terms: list[tuple[O.Op, list[O.Op]]] | None = None
 
 
 @dataclass
@@ -69,6 +75,8 @@ class _Readout:
     mean: O.Mean | None               # the token mean (None: no token axes)
     tmean: O.TimeMean
     fixed: F.Readout | None = None
+    # or: the head reads a sum of synapse outputs (Spikingformer): (synapse, layout ops) per term
+    terms: list[tuple[O.Op, list[O.Op]]] | None = None
 
 
 @dataclass
@@ -114,10 +122,19 @@ def _plan(graph: Graph) -> _Plan:
             if isinstance(cur, O.ReduceSum) and len(cur.axes) == 1 \
                     and len(cons.get(cur.name, ())) == 1:
                 layer.summed = cur          # lowered by _reduce_sum, before the chain
+        elif factor == 1.0 and (terms := current_terms(cur.name, prod, specs)) is not None:
+            layer = _Layer(lif, chain, terms=[(syn, inner + chain) for syn, inner in terms])
+            plan.absorbed |= {op.name for op in chain} | tree_ops(cur.name, prod, specs)
+        elif isinstance(cur, O.MaxPool2d):
+            raise UnsupportedOpError(
+                f"LIF {lif.name!r} is driven by maxpool2d {cur.name!r} of real-valued currents, "
+                "which a chip cannot take exactly (synapses sum, they do not compare); pool after "
+                "the neuron instead (a max of spikes is an OR, which spikec maps)")
         else:
             raise UnsupportedOpError(
                 f"LIF {lif.name!r} is driven by {cur.OPCODE} {cur.name!r}; spikec maps a LIF fed by a "
-                "conv2d/linear (after batch-norm folding) or by an integer value only")
+                "conv2d/linear (after batch-norm folding), a sum of their outputs, or an integer "
+                "value only")
         plan.layers[lif.name] = layer
     for out in graph.outputs:
         tm = prod[out.inputs[0]]
@@ -128,7 +145,12 @@ def _plan(graph: Graph) -> _Plan:
             mean = None
         syn = prod[(mean or tm).inputs[0]]
         if isinstance(syn, O.Linear) and sole_consumer(cons, syn.name) is (mean or tm):
-            plan.readouts[syn.name] = _Readout(syn, mean, tm)
+            terms = None
+            if specs[syn.inputs[0]].kind is Kind.REAL:
+                terms = current_terms(syn.inputs[0], prod, specs)
+                if terms is not None:
+                    plan.absorbed |= tree_ops(syn.inputs[0], prod, specs)
+            plan.readouts[syn.name] = _Readout(syn, mean, tm, terms=terms)
             if mean is not None:
                 plan.absorbed.add(mean.name)
     return plan
@@ -164,6 +186,10 @@ class _Lowering:
         self.origin: dict[str, str] = {}  # fan-in layout copy -> the float value it copies
         self.notes_layers: dict[str, dict] = {}
         self.residual_reads: dict[str, list[str]] = {}
+        self.residual_inputs: dict[str, str] = {}  # fixed synapse -> the float value it reads
+        self.membrane_synapses = {syn.name for lay in [*self.plan.layers.values(),
+                                                       *self.plan.readouts.values()]
+                                  for syn, _ in (lay.terms or ())}
         self.real_input: dict | None = None
 
     # -- fan-in sources ---------------------------------------------------------------------
@@ -253,6 +279,8 @@ class _Lowering:
                 "cannot dissolve) need a target with graded spikes such as loihi2")
 
     def _synapse(self, syn: O.Op):
+        if syn.name in self.membrane_synapses:
+            return  # quantized with the neuron that sums it (``_membrane``)
         srcs = self.sources(syn.inputs[0])
         for src in srcs:
             self._needs_graded(self.origin.get(src, src), syn.name)
@@ -310,6 +338,8 @@ class _Lowering:
 
     def _readout_synapse(self, syn: O.Linear, srcs):
         ro = self.plan.readouts[syn.name]
+        if ro.terms is not None:
+            return self._readout_of_currents(ro)
         ranges = self.ranges(syn, len(srcs))
         tok_axes = [a % len(self.specs[syn.name].shape) for a in (ro.mean.axes if ro.mean else ())]
         tokens = int(np.prod([self.specs[syn.name].shape[a] for a in tok_axes]))
@@ -331,11 +361,15 @@ class _Lowering:
     @LOWER.register(O.LIF)
     def _lif(self, lif: O.LIF):
         layer = self.plan.layers[lif.name]
-        inp = layer.chain[-1].name if layer.chain else (layer.syn.name if layer.syn else layer.count)
-        if layer.syn is None and layer.summed is None:
-            inp = self._count_layer(layer, inp)
+        if layer.terms is not None:
+            inputs = self._membrane(layer)
+        else:
+            inp = layer.chain[-1].name if layer.chain else (layer.syn.name if layer.syn else layer.count)
+            if layer.syn is None and layer.summed is None:
+                inp = self._count_layer(layer, inp)
+            inputs = (inp,)
         p = layer.params
-        self.out.append(F.CubaLIF(lif.name, (inp,), du=p.du, dv=p.dv, vth=p.vth,
+        self.out.append(F.CubaLIF(lif.name, inputs, du=p.du, dv=p.dv, vth=p.vth,
                                   bias_mant=p.bias_mant, bias_exp=p.bias_exp))
 
     def _count_layer(self, layer: _Layer, inp: str) -> str:
@@ -393,6 +427,18 @@ class _Lowering:
                                        weight=np.full((1, n), wq, np.int16),
                                        weight_exp=np.array([wexp], np.int8)))
         return op.name
+
+    def _membrane(self, layer: _Layer) -> tuple[str, ...]:
+        return lower_membrane(self, layer)
+
+    def _readout_of_currents(self, ro: _Readout) -> None:
+        lower_readout_of_currents(self, ro)
+
+    def _fresh(self, name: str) -> str:
+        while name in self.names:
+            name += "_"
+        self.names.add(name)
+        return name
 
     def _risks(self, layer: str, notes: dict, tau: float | None):
         fmt = self.fmt
@@ -458,8 +504,9 @@ def residual_cost(lowering: _Lowering, fixed: Graph) -> dict:
     syn_ops = {op.name: op for op in fixed.ops if isinstance(op, (F.ConvSynapse, F.DenseSynapse))}
     if lowering.residual == ResidualLowering.GRADED:
         info["relay_neurons"] = int(sum(specs[a.name].size for a in adds if a.name in live))
-        info["graded_values_per_step"] = int(sum(specs[lowering.g.op(n).inputs[0]].size
-                                                 for n in reads))
+        info["graded_values_per_step"] = int(sum(
+            specs[lowering.residual_inputs.get(n) or lowering.g.op(n).inputs[0]].size
+            for n in reads))
         info["extra_weights"] = 0
     else:
         extra = sum((len(srcs) - 1) * int(syn_ops[n].weight.size) for n, srcs in reads.items()

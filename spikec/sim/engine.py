@@ -174,6 +174,14 @@ BOUNDS.refuse(set(O.OP_TYPES.values()) - F.FIXED_DOMAIN_OPS,
               "a float op: compile the graph to fixed point first (spikec.pipeline.compile_graph)")
 
 
+def _a_in(args: list) -> np.ndarray:
+    """A compartment's ``a_in``: the sum of every synapse op feeding it (int64)."""
+    total = la.to_int64(args[0])
+    for x in args[1:]:
+        total = total + la.to_int64(x)
+    return total
+
+
 @BOUNDS.register(F.GradedInput)
 def _bound_input(sim, op, ins) -> int:
     return 1 if op.kind == Kind.SPIKE else (1 << op.payload_bits) - 1
@@ -338,9 +346,9 @@ class Simulator:
                     layer = neurons[op.name]
                     if t == 0:
                         layer.reset_state(args[0].shape[1:])
-                    y = layer.step(la.to_int64(args[0][0]), t)[None]
+                    y = layer.step(_a_in([a[0] for a in args]), t)[None]
                 elif isinstance(op, F.Readout):
-                    neurons[op.name].step(args[0][0], t)
+                    neurons[op.name].step(_a_in([a[0] for a in args]), t)
                     y = None
                 else:
                     y = self._apply(op, args, ev.LayerStats(op.name, op.OPCODE, 0, 1))
@@ -416,7 +424,7 @@ class Simulator:
         if layer is None:       # parameters prepared once; ``run`` resets the state
             layer = self._layers[op.name] = CubaLIFLayer(op, self.fmt, strict=self.strict,
                                                          fast=self.fast)
-        y = layer.run(args[0])
+        y = layer.run(args[0] if len(args) == 1 else _a_in(args))
         layer.u = layer.v = None        # the final state is not read: free it
         stats.add("spikes", ev.nonzero_per_step(y))
         stats.add("neuron_updates", np.full(self.T, y[0].size, dtype=np.int64))
@@ -426,7 +434,8 @@ class Simulator:
     def _k_readout(self, op, args, stats):
         stats.add("neuron_updates", np.full(self.T, int(np.prod(self.specs[op.name].shape))
                                             * args[0].shape[1], dtype=np.int64))
-        return ReadoutLayer(op, self.fmt, strict=self.strict).run(args[0])
+        return ReadoutLayer(op, self.fmt, strict=self.strict).run(
+            args[0] if len(args) == 1 else _a_in(args))
 
     @KERNELS.register(O.SpikeMatmul)
     def _k_spike_matmul(self, op, args, stats):

@@ -133,3 +133,19 @@ def test_an_unreachable_cluster_is_one_line(compiled_out):
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert "cannot reach a Dask scheduler" in r.stderr
+
+
+def test_a_sweep_on_two_workers_equals_one_process(compiled_out):
+    out, _ = compiled_out
+
+    def sweep(*extra):
+        r = subprocess.run([sys.executable, "-m", "spikec.cli", "estimate", str(out), "--profile",
+                            "loihi2", "--sweep", "neurons_per_core=512,1024,2048,4096",
+                            "--no-save", "--json", *extra], capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    one, two = sweep(), sweep("--workers", "2")
+    assert len(one["sweep"]) == 4
+    assert two == one

@@ -100,12 +100,16 @@ def _cost_model_words(j: dict) -> str:
 @click.option("--timing", type=click.Choice(["analytic", "cycle"]), default="analytic",
               show_default=True, help="Latency model: analytic (mean events) or cycle (every "
               "sample and step of --data through the cycle-level timing simulator).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Evaluate --sweep points on N local processes (rows identical to one process).")
+@click.option("--cluster", metavar="ADDRESS",
+              help="Evaluate --sweep points on an existing Dask cluster (scheduler address).")
 @click.option("--no-save", is_flag=True, help="Do not store the estimate in OUT/report.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--arch", help="Registry architecture of a bare state_dict (model files).")
 @click.option("-T", "--timesteps", type=int, help="Time steps (model files).")
 def estimate(model_or_out, profile_name, chips, data_spec, limit, cost, rate, ssa, sweeps,
-             plot_path, timing, no_save, as_json, arch, timesteps):
+             plot_path, timing, workers, cluster, no_save, as_json, arch, timesteps):
     """Map MODEL_OR_OUT onto a chip's cores; estimate energy and latency per inference.
 
     MODEL_OR_OUT is a compiled output directory (compiled.spkc, report.json), a .spkc file, or a
@@ -123,7 +127,8 @@ def estimate(model_or_out, profile_name, chips, data_spec, limit, cost, rate, ss
     if sweeps:
         _print_sweep(*driver.sweep(inp, sweeps, chips=chips, cost=cost, rate=rate,
                                    plot_path=plot_path, data_spec=data_spec, limit=limit,
-                                   load_args=(arch, timesteps), progress=_bar),
+                                   load_args=(arch, timesteps), progress=_bar, workers=workers,
+                                   cluster=cluster),
                      inp, as_json)
         return
     try:

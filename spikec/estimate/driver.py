@@ -6,7 +6,9 @@
 """
 from __future__ import annotations
 
+
 import contextlib
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ContextManager
@@ -169,9 +171,8 @@ def prepare_graph(graph, profile, *, report: dict | None = None, out_dir: Path |
     elif data_spec is not None:
         mapping = map_network(net, profile, chips)
         counts, accuracy = simulate_counts(graph, mapping, data_spec, limit, progress)
-    elif report is not None:
-        def counts(mapping, _r=report):  # noqa: E306 - counts depend on the mapping (relays)
-            return counts_from_report(_r, mapping)
+    elif report is not None:   # counts depend on the mapping (relays); a partial pickles
+        counts = functools.partial(counts_from_report, report)
     return EstimateInput(net, profile, graph, report, out_dir, counts, accuracy, depth,
                          model_path, timing_j)
 
@@ -195,8 +196,12 @@ def estimate_one(inp: EstimateInput, *, chips: int | None = None, cost: str = "p
 def sweep(inp: EstimateInput, sweeps, *, chips: int | None = None, cost: str = "profile",
           rate: float = 0.1, plot_path: str | None = None, data_spec: str | None = None,
           limit: int | None = None, load_args=(None, None),
-          progress: ProgressBar | None = None) -> tuple[list[dict], str | None]:
-    """A design-space sweep (``--sweep FIELD=V1,V2``): (rows, plot path or None)."""
+          progress: ProgressBar | None = None, workers: int = 1,
+          cluster: str | None = None) -> tuple[list[dict], str | None]:
+    """A design-space sweep (``--sweep FIELD=V1,V2``): (rows, plot path or None); ``workers`` /
+    ``cluster``: evaluate the points on local processes or a Dask cluster (``spikec.shards``)."""
+    from spikec.shards import Runner
+
     from spikec.estimate.dse import check_sweeps, parse_sweeps, plot_sweep, run_sweep
 
     grid = parse_sweeps(sweeps)
@@ -207,10 +212,11 @@ def sweep(inp: EstimateInput, sweeps, *, chips: int | None = None, cost: str = "
     n = 1
     for _, v in grid:
         n *= len(v)
-    with (progress or _no_progress)(n, "sweep") as bar:
+    with Runner(workers, cluster) as runner, (progress or _no_progress)(n, "sweep") as bar:
         rows = run_sweep(inp.net, inp.profile, grid, counts=inp.counts, chips=chips, cost=cost,
                          rate=rate, ssa=inp.net.ssa, requantize=requantize,
-                         base_accuracy=inp.accuracy, progress=None if bar is None else bar.update)
+                         base_accuracy=inp.accuracy, progress=None if bar is None else bar.update,
+                         runner=None if workers == 1 and not cluster else runner)
     if plot_path is None and inp.out_dir is not None:
         plot_path = str(inp.out_dir / "sweep.png")
     if plot_path:
@@ -233,16 +239,18 @@ def save_estimate(out_dir: Path, report: dict | None, j: dict) -> None:
 
 
 def requantizer(model_path, data_spec, limit, load_args, ssa):
-    """Compile the model again for a point's formats, simulate it, and return its accuracy."""
+    """``requantize(profile) -> (graph, counts, accuracy)``: compile the model again for a point's
+    formats and simulate it (a partial of a module-level function, so sweep workers can run it)."""
     arch, timesteps = load_args
+    return functools.partial(_requantize, model_path, data_spec, limit, arch, timesteps, ssa)
 
-    def run(prof):
-        from spikec.estimate.mapping import map_network
-        from spikec.estimate.network import extract_network
-        from spikec.frontends import LoadOptions
 
-        graph = compile_model(model_path, prof, LoadOptions(arch=arch, timesteps=timesteps))
-        mapping = map_network(extract_network(graph, ssa), prof)
-        counts, acc = simulate_counts(graph, mapping, data_spec, limit)
-        return graph, counts, acc
-    return run
+def _requantize(model_path, data_spec, limit, arch, timesteps, ssa, prof):
+    from spikec.estimate.mapping import map_network
+    from spikec.estimate.network import extract_network
+    from spikec.frontends import LoadOptions
+
+    graph = compile_model(model_path, prof, LoadOptions(arch=arch, timesteps=timesteps))
+    mapping = map_network(extract_network(graph, ssa), prof)
+    counts, acc = simulate_counts(graph, mapping, data_spec, limit)
+    return graph, counts, acc

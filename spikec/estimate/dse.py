@@ -60,47 +60,61 @@ def check_sweeps(profile, sweeps: list[tuple[str, list]], rate: float = 0.1) -> 
 def run_sweep(graph, profile, sweeps: list[tuple[str, list]], *, counts=None, chips=None,
               cost: str = "profile", rate: float = 0.1, ssa: str = "host",
               requantize: Callable | None = None, base_accuracy: float | None = None,
-              progress=None) -> list[dict]:
+              progress=None, runner=None) -> list[dict]:
     """One row per grid point: the point's values and the estimate's headline numbers.
 
     ``counts``: EventCounts (or a function of the Mapping) for the base network;
     ``ssa``: the SSA lowering of a graph (a re-quantized one too; a ``Network`` keeps its own);
     ``requantize(profile) -> (graph, counts, accuracy)`` for points that change a format;
-    ``base_accuracy``: the measured accuracy of the base network (points with its formats).
+    ``base_accuracy``: the measured accuracy of the base network (points with its formats);
+    ``runner``: a ``spikec.shards.Runner`` to evaluate the points on local workers or a cluster
+    (``counts`` and ``requantize`` must then pickle: module-level functions or partials); the
+    rows come back in grid order either way.
     """
     names = [n for n, _ in sweeps]
     check_sweeps(profile, sweeps, rate)
-    rows = []
-    for combo in itertools.product(*[v for _, v in sweeps]):
-        point = dict(zip(names, combo))
-        prof = profile.with_overrides(point)
-        formats_changed = prof.formats != profile.formats
-        g, c, acc, note = graph, counts, None, ""
-        if not formats_changed:
-            acc = base_accuracy  # same integer network: same accuracy
-        if formats_changed and requantize is not None:
-            g, c, acc = requantize(prof)
-        elif formats_changed:
-            note = "formats changed: mapping only (no re-quantization available)"
-        row = {"point": point}
-        try:
-            est = estimate(g, prof, counts=c, chips=chips, cost=cost, rate=rate, ssa=ssa)
-            j = est.to_json()
-            row.update({"fits": j["fits"], "chips": j["chips"], "cores": j["cores"],
-                        "energy_profile_j": j["energy_per_inference_j"]["profile"],
-                        "energy_paper_45nm_j": j["energy_per_inference_j"]["paper_45nm"],
-                        "latency_per_step_s": j["latency_per_step_s"], "reason": j["reason"]})
-        except CapacityError as e:
-            row.update({"fits": False, "chips": None, "cores": None, "energy_profile_j": None,
-                        "energy_paper_45nm_j": None, "latency_per_step_s": None,
-                        "reason": str(e)})
-        row["accuracy"] = acc
-        if note:
-            row["note"] = note
-        rows.append(row)
-        if progress:
-            progress(1)
-    return rows
+    points = [dict(zip(names, combo)) for combo in itertools.product(*[v for _, v in sweeps])]
+    args = (graph, profile, counts, chips, cost, rate, ssa, requantize, base_accuracy)
+    if runner is None:
+        rows = []
+        for point in points:
+            rows.append(sweep_point(point, *args))
+            if progress:
+                progress(1)
+        return rows
+    from spikec.shards import Task
+
+    return runner.run([Task(sweep_point, (point, *args)) for point in points], progress)
+
+
+def sweep_point(point: dict, graph, profile, counts, chips, cost, rate, ssa, requantize,
+                base_accuracy) -> dict:
+    """The row of one grid point (module level, so that workers can run it)."""
+    prof = profile.with_overrides(point)
+    formats_changed = prof.formats != profile.formats
+    g, c, acc, note = graph, counts, None, ""
+    if not formats_changed:
+        acc = base_accuracy  # same integer network: same accuracy
+    if formats_changed and requantize is not None:
+        g, c, acc = requantize(prof)
+    elif formats_changed:
+        note = "formats changed: mapping only (no re-quantization available)"
+    row = {"point": point}
+    try:
+        est = estimate(g, prof, counts=c, chips=chips, cost=cost, rate=rate, ssa=ssa)
+        j = est.to_json()
+        row.update({"fits": j["fits"], "chips": j["chips"], "cores": j["cores"],
+                    "energy_profile_j": j["energy_per_inference_j"]["profile"],
+                    "energy_paper_45nm_j": j["energy_per_inference_j"]["paper_45nm"],
+                    "latency_per_step_s": j["latency_per_step_s"], "reason": j["reason"]})
+    except CapacityError as e:
+        row.update({"fits": False, "chips": None, "cores": None, "energy_profile_j": None,
+                    "energy_paper_45nm_j": None, "latency_per_step_s": None,
+                    "reason": str(e)})
+    row["accuracy"] = acc
+    if note:
+        row["note"] = note
+    return row
 
 
 def sweep_table_rows(rows: list[dict]) -> tuple[list[str], list[list]]:

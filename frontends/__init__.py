@@ -44,15 +44,37 @@ def load_model(path: str | Path, options: LoadOptions | None = None):
     suffix = p.suffix.lower()
     if suffix == ".nir":
         from spikec.frontends.nir import load as load_nir
-        return load_nir(p, options)
+        return check_finite(load_nir(p, options), p)
     if suffix == ".onnx":
         from spikec.frontends.onnx import load as load_onnx
-        return load_onnx(p, options)
+        return check_finite(load_onnx(p, options), p)
     if suffix == ".spkc":
         from spikec.ir import load
         return load(p)
     from spikec.frontends.torch import load as load_torch
     return load_torch(p, options)
+
+
+def check_finite(graph, source):
+    """``graph``, or a one-line ``CheckpointError`` naming the first op parameter with a NaN/Inf
+    entry (interchange files are not checked by their readers; a NaN would fail deep inside the
+    quantizer instead)."""
+    import numpy as np
+
+    from spikec.errors import CheckpointError
+
+    for op in graph.ops:
+        for field, value in vars(op).items():
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f" \
+                    and not np.isfinite(value).all():
+                bad = int((~np.isfinite(value)).sum())
+                raise CheckpointError(f"{source}: op {op.name!r} ({op.OPCODE}) has {bad} "
+                                      f"non-finite value(s) in {field!r}; the model cannot be "
+                                      "compiled")
+            if isinstance(value, float) and not np.isfinite(value) and field != "tau":
+                raise CheckpointError(f"{source}: op {op.name!r} ({op.OPCODE}) has {field} = "
+                                      f"{value}; the model cannot be compiled")
+    return graph
 
 
 def load_module(module, options: LoadOptions | None = None):

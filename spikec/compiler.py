@@ -194,7 +194,10 @@ def compile_loaded(graph: Graph, model_name: str, model_sha256: str, *, target: 
 
     evaluation = None
     if ds is not None:
+        from spikec.memory import require_simulation_memory
+
         evaluation = Evaluation(graph, folded, fixed, Simulator(fixed, prof.formats))
+        require_simulation_memory(fixed, evaluation.batch_size(batch_size), where="--data")
         update = progress(len(ds)) if progress else None
         for sl in batches(len(ds), evaluation.batch_size(batch_size)):
             evaluation.batch(ds.images[sl], ds.labels[sl])

@@ -156,3 +156,17 @@ def test_spikingjelly_nir_export_imports_and_runs_as_spikingjelly_does(tmp_path)
         assert flips <= 1e-3 * mine.size, (name, flips, mine.size)
         assert 0.01 < mine.mean() < 0.9, (name, mine.mean())
     assert compile_graph(graph, "loihi2").fixed.domain == "fixed"
+
+
+def test_non_finite_weights_in_a_nir_file_are_one_clear_error(tmp_path):
+    from spikec.errors import CheckpointError
+
+    w = np.ones((3, 4), np.float32)
+    w[1, 2] = np.nan
+    g = nir.NIRGraph.from_list(nir.Input(input_type=np.array([4])),
+                               nir.Affine(weight=w, bias=np.zeros(3, np.float32)),
+                               nir.Output(output_type=np.array([3])))
+    path = tmp_path / "nan.nir"
+    nir.write(path, g)
+    with pytest.raises(CheckpointError, match=r"has 1 non-finite value\(s\) in 'weight'"):
+        load_model(path)

@@ -141,7 +141,10 @@ def _simulate(graph, plan, inputs: dict) -> tuple[dict, float, float]:
     start-up)."""
     from spikec.sim import Simulator
 
+    from spikec.memory import require_simulation_memory
+
     names = [p["value"] for p in plan["probes"]]
+    require_simulation_memory(graph, min(32, len(next(iter(inputs.values())))), where="validate")
     t0 = time.perf_counter()
     sim = Simulator(graph)
     sim.prepare()

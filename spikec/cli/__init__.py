@@ -152,10 +152,20 @@ def _number(text: str) -> float:
     return float(num) / float(den) if sep else float(num)
 
 
+def progress_shown() -> bool:
+    """Progress bars are for a person at a terminal: on a pipe or a log file stderr stays free
+    for the one-line error (and nothing half-drawn precedes it)."""
+    return sys.stderr.isatty()
+
+
 def _progress(bars: list, label: str = "evaluating"):
     """A ``progress(total) -> update(n)`` factory drawing click progress bars on stderr: samples
-    done, samples per second and time left (over all workers of a sharded run)."""
+    done, samples per second and time left (over all workers of a sharded run). None where
+    stderr is not a terminal."""
     import time
+
+    if not progress_shown():
+        return None
 
     def start(total: int):
         t0 = time.monotonic()

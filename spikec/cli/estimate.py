@@ -12,6 +12,13 @@ from spikec.table import format_table
 
 
 def _bar(total: int, label: str):
+    """A progress bar on stderr where it is a terminal, else nothing (``progress_shown``)."""
+    from contextlib import nullcontext
+
+    from spikec.cli import progress_shown
+
+    if not progress_shown():
+        return nullcontext()
     return click.progressbar(length=total, label=label, file=sys.stderr)
 
 

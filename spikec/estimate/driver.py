@@ -206,6 +206,10 @@ def sweep(inp: EstimateInput, sweeps, *, chips: int | None = None, cost: str = "
 
     grid = parse_sweeps(sweeps)
     check_sweeps(inp.profile, grid, rate)   # every value, before the sweep starts
+    if plot_path is not None:               # and where its plot goes
+        parent = Path(plot_path).resolve().parent
+        if not parent.is_dir():
+            raise InputFileError(f"--plot {plot_path}: {parent} is not a directory")
     requantize = None
     if inp.model_path is not None and data_spec:
         requantize = requantizer(inp.model_path, data_spec, limit, load_args, inp.net.ssa)

@@ -1,7 +1,11 @@
 """Artifacts of the shipped checkpoints are byte-identical to the pinned ones.
 
-The hashes below were produced on branch h-dispatch BEFORE the dispatch/rewrite/enum refactor
-(commit e82f332 of main), with, for every ``examples/checkpoints/NAME.pt``::
+The first pins were produced before the dispatch/rewrite/enum refactor of issue 11 (commit
+e82f332 of main), and the refactored code reproduced them byte for byte. They were re-pinned once
+afterwards, on purpose, for the changes of issue 14 and 13 that alter artifacts (``.spkc``
+format 2 with its SHA-256, the output marker ``.spikec-output.json``, the Lava runner moved into
+``spikec_lava/runner.py``, the bundle's format 2 with weight-shared convolutions), with
+``scripts/repin_artifact_hashes.py``, which runs, for every ``examples/checkpoints/NAME.pt``::
 
     spikec compile NAME.pt --target loihi2 --ssa host|decompose -o NAME-host|NAME-decompose
     spikec compile NAME.pt --target nir --ssa host|decompose -o NAME-nir-host|NAME-nir-decompose
@@ -11,7 +15,7 @@ run in the repository root (the graph's meta records the checkpoint path as give
 ``sha256sum`` of every file written (no ``--data``/``--calib``: the result does not depend on
 float summation order). V1's NIR export is refused (a transpose outside attention), so it has no
 NIR rows. A change that alters an artifact on purpose (a new header field, a checksum) re-pins
-them: rerun the commands above and paste the new hashes.
+them: run ``scripts/repin_artifact_hashes.py`` and review the diff.
 """
 from __future__ import annotations
 
@@ -28,284 +32,336 @@ ROOT = Path(__file__).resolve().parents[1]
 
 PINNED: dict[str, dict[str, str]] = {
     "spikformer_v1_fmnist-decompose": {
+        ".spikec-output.json":
+            "115c0b1e004d1cf82a27dfa77450b834a008c55cdb985ee812ee9ecca4b9bfcc",
         "compiled.spkc":
-            "9f1b6b36d328838660c30ce8f6bf3efcbdc509f820879dc4d2c6a829eb3aa031",
+            "777a6e488ac9145acd81d7bb9089198324bf0e55a67c41dcc1d97019e110f845",
         "float.spkc":
-            "b098c03f3a477ea70a4d19f1441389d62a604f87b6150c598c765a7995b26c4a",
+            "4aa997bd454a63ce8b736d458afb2f31a0cfec1935b51c5a4e7796810736c511",
         "folded.spkc":
-            "d5dde36dd554b3e73ec9b97cfffc22cf0cda24f49bf76514724e586a207091b4",
+            "fcb7df459e0701ec8546689a50a7fb1242cb2671891d8503140d2e47941b32e3",
         "lava/README.md":
-            "495a4a88a471e1896646b94631bbb491f9344082ec7523918b2359d83919a5da",
+            "f2bf64670f694dd4feb058448a49941ce3c15b7b670543de76b4ca6731b9c292",
         "lava/manifest.json":
-            "f68d80432b9bccec30f280df951ea73f0293d152b4f6d56147e450ada67f8b22",
+            "128c156baf6eb8ac59b114fe8de18cb8a31bf5b8be6c598e42102397d045fcfd",
         "lava/network.json":
-            "a6b245c068f0d53531577b21ca4f630912008c939646d95b81c1be523011e9ee",
+            "86904c0690a31a22ea6b1251633c3ae11e1aa81075147a2229a08dee3314e739",
         "lava/network.npz":
-            "e9f9279763ca9e6a03d7c601e8628b365b237225a97a583af8f0398692fa0cfa",
+            "b4d942cd2499586294c2a79b26200a7b467855a6fd644e67ca6c0c2c6f81a626",
         "lava/run_lava.py":
-            "7dbfd127b55e999ca8d9c9fed32c7b97e7191f819cbb97e03912508475b07ca1",
+            "33de87441e3f0e5b010555db2356d155958e7e58849d98ce2d51f441be35dceb",
         "lava/spikec_lava/__init__.py":
             "2cd593323bb7e4161ffde684e6189acc5775ff4bc1e4eec3b99c70aba82f3a66",
         "lava/spikec_lava/network.py":
-            "f29de794f1dcda082621a36d5b9868fbcde6fa18cc70421909c15d71881e91bd",
+            "4e7e2f49333f9b8e1fe73a89ced8f8d918e8a1cbdb11bbfad870e4c1d9487e04",
         "lava/spikec_lava/npzio.py":
-            "d55a1b82199f52085252882d621d71fa34dd198b31a8e6c65559274cbe1c2558",
+            "0cf8b3b24e940d1ebca28d8a5433e452759d64f52c11ec34a9097306f25abd83",
         "lava/spikec_lava/procs.py":
-            "005b1823ce46caa588f944ec4362e1202e7300b6af2ef0c1ba4a725f91855729",
+            "aad8eb2079276e1879d246d75b54c41cd44df67df5db761caa126c134e0f58b1",
+        "lava/spikec_lava/runner.py":
+            "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "4ba52eb3288b7e8aaff36d706a0618c6d0a14181611cb39dfb2d4e02cfc8f872",
+            "77f669a24f5726788ab5ee53d23726490604b493260df34fb5f09ea82c4eb9a8",
     },
     "spikformer_v1_fmnist-host": {
+        ".spikec-output.json":
+            "115c0b1e004d1cf82a27dfa77450b834a008c55cdb985ee812ee9ecca4b9bfcc",
         "compiled.spkc":
-            "9f1b6b36d328838660c30ce8f6bf3efcbdc509f820879dc4d2c6a829eb3aa031",
+            "777a6e488ac9145acd81d7bb9089198324bf0e55a67c41dcc1d97019e110f845",
         "float.spkc":
-            "b098c03f3a477ea70a4d19f1441389d62a604f87b6150c598c765a7995b26c4a",
+            "4aa997bd454a63ce8b736d458afb2f31a0cfec1935b51c5a4e7796810736c511",
         "folded.spkc":
-            "d5dde36dd554b3e73ec9b97cfffc22cf0cda24f49bf76514724e586a207091b4",
+            "fcb7df459e0701ec8546689a50a7fb1242cb2671891d8503140d2e47941b32e3",
         "lava/README.md":
-            "aa6315a68b59466d8901751c967e93d170c42fb7d6e22949f37f90a320711961",
+            "2a8de24f489c97b94240bdf191481ed653aead54c4d2273a8f9fb178815107df",
         "lava/manifest.json":
-            "ace1c6adcec74c3fae7466ddca4570e08f4da755b00cdfc0a37ce5be9df19ddb",
+            "905f0809a3732ae729ecf44c4e59831cb8da70f8245a18c422dd455a71727eb1",
         "lava/network.json":
-            "1bb7381908899a8d9d152badbdc45e6a0adef36bc32ed25ad0ce002a18a3c2ab",
+            "92ee58003b5c0314fac1b347cec1615233e8fa7cfd3078d0076e7e84bf1b2641",
         "lava/network.npz":
-            "78047473e5b9394f79a4259c5562db2f359b28f737bb5bdbfd39ab4b120558d8",
+            "e0f28d79a79ed5eea9a27c15d0db30c8e0a9649c6805b2c1acecbcda0c283c30",
         "lava/run_lava.py":
-            "7dbfd127b55e999ca8d9c9fed32c7b97e7191f819cbb97e03912508475b07ca1",
+            "33de87441e3f0e5b010555db2356d155958e7e58849d98ce2d51f441be35dceb",
         "lava/spikec_lava/__init__.py":
             "2cd593323bb7e4161ffde684e6189acc5775ff4bc1e4eec3b99c70aba82f3a66",
         "lava/spikec_lava/network.py":
-            "f29de794f1dcda082621a36d5b9868fbcde6fa18cc70421909c15d71881e91bd",
+            "4e7e2f49333f9b8e1fe73a89ced8f8d918e8a1cbdb11bbfad870e4c1d9487e04",
         "lava/spikec_lava/npzio.py":
-            "d55a1b82199f52085252882d621d71fa34dd198b31a8e6c65559274cbe1c2558",
+            "0cf8b3b24e940d1ebca28d8a5433e452759d64f52c11ec34a9097306f25abd83",
         "lava/spikec_lava/procs.py":
-            "005b1823ce46caa588f944ec4362e1202e7300b6af2ef0c1ba4a725f91855729",
+            "aad8eb2079276e1879d246d75b54c41cd44df67df5db761caa126c134e0f58b1",
+        "lava/spikec_lava/runner.py":
+            "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "1e954d84dea80328e55dd6ec418c8d49e9f5eff1e28edc595160e451d828e7a1",
+            "98154ffb85344b4c01ff07177cf3d13492dcc61c9708ce6f70cb6ae1fa8324b2",
     },
     "spikformer_v1_fmnist-onnx": {
+        ".spikec-output.json":
+            "1402ad043b9f7c0e0388b3ac1a0dad864c8ecb92ee0a710f566265adfe6a8cd7",
         "export.json":
             "2619f3d62f31060293e0c519a068cd55624c59425b15ba88f190769350fa8534",
         "model.onnx":
             "d2f9198b43dd20ead5b3bc4f3d7a9154e46b592301963b8f1c3eefce2b70da30",
     },
     "spikformer_v2_fmnist-decompose": {
+        ".spikec-output.json":
+            "115c0b1e004d1cf82a27dfa77450b834a008c55cdb985ee812ee9ecca4b9bfcc",
         "compiled.spkc":
-            "bafbabc5886b45d59db2086fc127c07108ff352af74b088a96fdd609c1cd87f2",
+            "4ab9d112a671f86f4e47c0b5b120d2003689259204907d750c92d178fc8571d9",
         "float.spkc":
-            "61a9d52a610890b255498e19a4f37d117f7388e53cd828c0144807de710323f6",
+            "47ba4e93682acf89a7d04f6204b1c446e26095131f0befcb447a84831d912bda",
         "folded.spkc":
-            "85203097dc7909f3e01d8eff3df1bde0725de51f5bd38c7cbc720c6377273331",
+            "3d1689f34288225078745b49d6c250c21ed2f5530dc7d092c1fa5609d2c9f597",
         "lava/README.md":
-            "af6c35ccd2f2759a2bf496f19fa86d9437aff044d9adffbb7645969700f001ef",
+            "8973cc9ae06071a97b31779558fd06e9ca8aa73fd382bf0f57c703b6099aa84d",
         "lava/manifest.json":
-            "687b889cd29a832b6f0680047038152d742b12bf15d6a9a90d7c076091ebd3e8",
+            "94b3b2c8eab1e01cddeedff2cb715ca334034d2e1b819e4a40d332a8e49f88de",
         "lava/network.json":
-            "480da02d30154101dc2beb107060f79bc5768f8f89c973c1e4c825beba77e029",
+            "c2d394942138586b836544c813b0e81d7d34f0f09015375377c3cb4bd251b841",
         "lava/network.npz":
-            "c317f20026547a489a92c33663ea79ad6282e808ba97f2e0e0d8f8b89449c1ec",
+            "95c3f1cbb36248bdcdfa82307e7843ee290e916d1bb435063fedb77d79b0dc5f",
         "lava/run_lava.py":
-            "7dbfd127b55e999ca8d9c9fed32c7b97e7191f819cbb97e03912508475b07ca1",
+            "33de87441e3f0e5b010555db2356d155958e7e58849d98ce2d51f441be35dceb",
         "lava/spikec_lava/__init__.py":
             "2cd593323bb7e4161ffde684e6189acc5775ff4bc1e4eec3b99c70aba82f3a66",
         "lava/spikec_lava/network.py":
-            "f29de794f1dcda082621a36d5b9868fbcde6fa18cc70421909c15d71881e91bd",
+            "4e7e2f49333f9b8e1fe73a89ced8f8d918e8a1cbdb11bbfad870e4c1d9487e04",
         "lava/spikec_lava/npzio.py":
-            "d55a1b82199f52085252882d621d71fa34dd198b31a8e6c65559274cbe1c2558",
+            "0cf8b3b24e940d1ebca28d8a5433e452759d64f52c11ec34a9097306f25abd83",
         "lava/spikec_lava/procs.py":
-            "005b1823ce46caa588f944ec4362e1202e7300b6af2ef0c1ba4a725f91855729",
+            "aad8eb2079276e1879d246d75b54c41cd44df67df5db761caa126c134e0f58b1",
+        "lava/spikec_lava/runner.py":
+            "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "28d86fd48996b964c517443e68d3029ab1777fe040a47b36f86783215f3910d4",
+            "09a88f1709485b9523876161f6df43fd1caa31b893c455adf5bc6f2a0f511e38",
     },
     "spikformer_v2_fmnist-host": {
+        ".spikec-output.json":
+            "115c0b1e004d1cf82a27dfa77450b834a008c55cdb985ee812ee9ecca4b9bfcc",
         "compiled.spkc":
-            "bafbabc5886b45d59db2086fc127c07108ff352af74b088a96fdd609c1cd87f2",
+            "4ab9d112a671f86f4e47c0b5b120d2003689259204907d750c92d178fc8571d9",
         "float.spkc":
-            "61a9d52a610890b255498e19a4f37d117f7388e53cd828c0144807de710323f6",
+            "47ba4e93682acf89a7d04f6204b1c446e26095131f0befcb447a84831d912bda",
         "folded.spkc":
-            "85203097dc7909f3e01d8eff3df1bde0725de51f5bd38c7cbc720c6377273331",
+            "3d1689f34288225078745b49d6c250c21ed2f5530dc7d092c1fa5609d2c9f597",
         "lava/README.md":
-            "0649b22bc6f4f959c2c73fd80d18639674c4f08f17eb403369e6aff7906e9bda",
+            "a88073f7c80446cbc7c374cad0c7b97337df503e190e1610c8e81cedae56d606",
         "lava/manifest.json":
-            "268ee5a88ec41da654921a95f8dacceba8c5e22219f6c2829ab1c69dc0fbb83e",
+            "4aee5dd17d370085e08cebbf732331ad5fc0f86956935aea89760fcd0b5e8885",
         "lava/network.json":
-            "f63f6e2ba65318ae3f2449ccca509f2aa5da097eacc78714017f8a6d3bb3b997",
+            "2ba89e8f722404dda3b3ea85d81e7671c5740b4a775e38a7f82cbbd2cd13c957",
         "lava/network.npz":
-            "cf71c2a9180cdf519a9146185f689a4fe99b83bac0913b7d9e5adfdead29fbbe",
+            "0f21e538ff1e4b3c0b50bfb35d86fe66253820215ee05d76b666122f77660507",
         "lava/run_lava.py":
-            "7dbfd127b55e999ca8d9c9fed32c7b97e7191f819cbb97e03912508475b07ca1",
+            "33de87441e3f0e5b010555db2356d155958e7e58849d98ce2d51f441be35dceb",
         "lava/spikec_lava/__init__.py":
             "2cd593323bb7e4161ffde684e6189acc5775ff4bc1e4eec3b99c70aba82f3a66",
         "lava/spikec_lava/network.py":
-            "f29de794f1dcda082621a36d5b9868fbcde6fa18cc70421909c15d71881e91bd",
+            "4e7e2f49333f9b8e1fe73a89ced8f8d918e8a1cbdb11bbfad870e4c1d9487e04",
         "lava/spikec_lava/npzio.py":
-            "d55a1b82199f52085252882d621d71fa34dd198b31a8e6c65559274cbe1c2558",
+            "0cf8b3b24e940d1ebca28d8a5433e452759d64f52c11ec34a9097306f25abd83",
         "lava/spikec_lava/procs.py":
-            "005b1823ce46caa588f944ec4362e1202e7300b6af2ef0c1ba4a725f91855729",
+            "aad8eb2079276e1879d246d75b54c41cd44df67df5db761caa126c134e0f58b1",
+        "lava/spikec_lava/runner.py":
+            "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "fe42efb75f9712ce820d074634ce9d7ed4e86d1ad5280fd395c06ca110dcf7e6",
+            "a58ebdd9e1f8152938c2540b9645eb806bb8006aa2c67a62733ae79602d61143",
     },
     "spikformer_v2_fmnist-nir-decompose": {
+        ".spikec-output.json":
+            "01b38c73b9338efc7553eabe951742fb59ccef8a5a7b45679644ab10d9c4c2c1",
         "export.json":
-            "7934cb5d38391bead2d46c8c53c4e1addfc8a2a6bb0386fbb6561f13ebd2d838",
+            "86260e0afee46aa40a1d28d8b03dfe31fac6cc5bef1f92942792a570c2044a03",
         "model.nir":
-            "003983f6e30aac8a60db00abb09139c00de0974f00ef156a78880b0e4c25b8d1",
+            "81a3eef3819de2b950efdab7b16137b937784fa75cbaf59f0bb7ef1768329b0d",
     },
     "spikformer_v2_fmnist-nir-host": {
+        ".spikec-output.json":
+            "01b38c73b9338efc7553eabe951742fb59ccef8a5a7b45679644ab10d9c4c2c1",
         "export.json":
             "ee9ac689575bbc537197963cf9227fe3997850915268f2f8455d83f36b952e57",
         "model.nir":
             "7d33b7fb3feb97d6af80b720d15b11c555fba9647c03d8e2feaf481e6f2ab974",
     },
     "spikformer_v2_fmnist-onnx": {
+        ".spikec-output.json":
+            "1402ad043b9f7c0e0388b3ac1a0dad864c8ecb92ee0a710f566265adfe6a8cd7",
         "export.json":
             "c36a9434329a3cb0a3aa32e32787be9a1fcd5ef11f1cdcf5eb1495247ed87949",
         "model.onnx":
             "80775309a97b24cb2c0e0683fb9a03ac6ee5d32e0f79f3b19f82ff2df5771d79",
     },
     "spikformer_v2_fmnist_iand-decompose": {
+        ".spikec-output.json":
+            "115c0b1e004d1cf82a27dfa77450b834a008c55cdb985ee812ee9ecca4b9bfcc",
         "compiled.spkc":
-            "8a313ac363781667612134680c9a69d5a399045ef528f38a358f199748374c95",
+            "285ffef89ff906ed546d25c85efc156b64f8d51f00a9a467519eef5fe5d1d8fe",
         "float.spkc":
-            "3d347861f3c7324e411a8090257d7c9160b1f7043f246662aad80606e67c4633",
+            "9cbd5d020d6adb8fc661cda9e5d47f400ad3e8edaa67359124db575ff81b0dca",
         "folded.spkc":
-            "f27a5ecc78f444d56104b594ae28835a04459a562244cb8081ebe06552299898",
+            "4426d62ae04460fc483ede35a8d281a3c5c46585e98a4deca14d46033f9ecde8",
         "lava/README.md":
-            "2b23933761b5db32723be86844c83038153908b33c01ab4d405e645e14b34a0a",
+            "d19e410fc76b9182e6c82a52e03580ae58075ec6b0afc68b331eed086423fc73",
         "lava/manifest.json":
-            "07533b9b716d1dd0ed1dcd5d7429945126971daf52f7dc56688a53129d5f370d",
+            "639af122c0e3bacdff7aa6964cec650b8ff794f18b30186ecbc70e05dd6c5e4e",
         "lava/network.json":
-            "2a85a08632dbdbd3d6d9fce4c4f5b0e4539abde60729c2415cba3c2ce91c8dde",
+            "aa83c4f8c58d406627c767002d3c33f904ae7f8b4837605bbc1cf6e111331203",
         "lava/network.npz":
-            "ccace96e04e43e3901cea7347ed0b93e97120ae118ff826614e9196a05e1fbb6",
+            "3c5f5dc540efbdd39f779236695da681a72dac669a9b1d60b6cf990c598ec2f3",
         "lava/run_lava.py":
-            "7dbfd127b55e999ca8d9c9fed32c7b97e7191f819cbb97e03912508475b07ca1",
+            "33de87441e3f0e5b010555db2356d155958e7e58849d98ce2d51f441be35dceb",
         "lava/spikec_lava/__init__.py":
             "2cd593323bb7e4161ffde684e6189acc5775ff4bc1e4eec3b99c70aba82f3a66",
         "lava/spikec_lava/network.py":
-            "f29de794f1dcda082621a36d5b9868fbcde6fa18cc70421909c15d71881e91bd",
+            "4e7e2f49333f9b8e1fe73a89ced8f8d918e8a1cbdb11bbfad870e4c1d9487e04",
         "lava/spikec_lava/npzio.py":
-            "d55a1b82199f52085252882d621d71fa34dd198b31a8e6c65559274cbe1c2558",
+            "0cf8b3b24e940d1ebca28d8a5433e452759d64f52c11ec34a9097306f25abd83",
         "lava/spikec_lava/procs.py":
-            "005b1823ce46caa588f944ec4362e1202e7300b6af2ef0c1ba4a725f91855729",
+            "aad8eb2079276e1879d246d75b54c41cd44df67df5db761caa126c134e0f58b1",
+        "lava/spikec_lava/runner.py":
+            "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "866193fabee09b43e4ff742ffaa3616e4904b2f1c040576610da8d6966b1f937",
+            "7cbf08e0ea988162d9c87297e1c574738448af0166958675b8bec8afcb1b34da",
     },
     "spikformer_v2_fmnist_iand-host": {
+        ".spikec-output.json":
+            "115c0b1e004d1cf82a27dfa77450b834a008c55cdb985ee812ee9ecca4b9bfcc",
         "compiled.spkc":
-            "8a313ac363781667612134680c9a69d5a399045ef528f38a358f199748374c95",
+            "285ffef89ff906ed546d25c85efc156b64f8d51f00a9a467519eef5fe5d1d8fe",
         "float.spkc":
-            "3d347861f3c7324e411a8090257d7c9160b1f7043f246662aad80606e67c4633",
+            "9cbd5d020d6adb8fc661cda9e5d47f400ad3e8edaa67359124db575ff81b0dca",
         "folded.spkc":
-            "f27a5ecc78f444d56104b594ae28835a04459a562244cb8081ebe06552299898",
+            "4426d62ae04460fc483ede35a8d281a3c5c46585e98a4deca14d46033f9ecde8",
         "lava/README.md":
-            "5ea5b850b562c5a4ca65ba934fd2ce62bcde30821e0abf7ea53c200e8b28169c",
+            "d0360a8ad8afc68909f6c065d5b19c5ea63dbcc1853ec79cf2ff8d55e4d13e49",
         "lava/manifest.json":
-            "96dfda3718b5a9bf684f101540d51f80773d94bbb41a3d0b6c12e95d6a03d118",
+            "bbf7e53fdf4ab83e359355500d80eb05fff4bdaaab730f9b78c33347b7240c44",
         "lava/network.json":
-            "3c29cc6f01b2f00592fc20317b8491c83649cf41fd7e2923071e552bf761f492",
+            "e31fce417cb1de76af393e82baf67e3298f3c1fa7ce661aae928486fe78c36df",
         "lava/network.npz":
-            "5f10e37ce812ae3c6b8582372188e9af2fd8e81bdc235c226724a91f8012a5e2",
+            "dcbf185d663a0b441c3953ebd9637939f9ce1d27766b0633c8404800ebcc2c2a",
         "lava/run_lava.py":
-            "7dbfd127b55e999ca8d9c9fed32c7b97e7191f819cbb97e03912508475b07ca1",
+            "33de87441e3f0e5b010555db2356d155958e7e58849d98ce2d51f441be35dceb",
         "lava/spikec_lava/__init__.py":
             "2cd593323bb7e4161ffde684e6189acc5775ff4bc1e4eec3b99c70aba82f3a66",
         "lava/spikec_lava/network.py":
-            "f29de794f1dcda082621a36d5b9868fbcde6fa18cc70421909c15d71881e91bd",
+            "4e7e2f49333f9b8e1fe73a89ced8f8d918e8a1cbdb11bbfad870e4c1d9487e04",
         "lava/spikec_lava/npzio.py":
-            "d55a1b82199f52085252882d621d71fa34dd198b31a8e6c65559274cbe1c2558",
+            "0cf8b3b24e940d1ebca28d8a5433e452759d64f52c11ec34a9097306f25abd83",
         "lava/spikec_lava/procs.py":
-            "005b1823ce46caa588f944ec4362e1202e7300b6af2ef0c1ba4a725f91855729",
+            "aad8eb2079276e1879d246d75b54c41cd44df67df5db761caa126c134e0f58b1",
+        "lava/spikec_lava/runner.py":
+            "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "d5cbae8c1c5241daab20c616276588fc79dc2b9a8f87aeaf8d42a2420c690223",
+            "fb97f4b5dd82adb2eaf222b53bdb5e249541c1af6c56f83c14aa6a43c510523f",
     },
     "spikformer_v2_fmnist_iand-nir-decompose": {
+        ".spikec-output.json":
+            "01b38c73b9338efc7553eabe951742fb59ccef8a5a7b45679644ab10d9c4c2c1",
         "export.json":
-            "d7c1b7af8647e3219da76bd499b73c3456b0eb33690da7550b6391c5913f3737",
+            "df3ecabb07a91794d6f8607b811fe1c3f2a38f1650e25156e08033eb61c298a0",
         "model.nir":
-            "ccaac5c2fa2d5b178ca086fb1ebdaa9350a541f170b25c9140987fe823b5f341",
+            "9a74b5c7fc0de3ef7feae1d258acced048fe954c2dd6f32e40fa555aacef27fe",
     },
     "spikformer_v2_fmnist_iand-nir-host": {
+        ".spikec-output.json":
+            "01b38c73b9338efc7553eabe951742fb59ccef8a5a7b45679644ab10d9c4c2c1",
         "export.json":
             "477e2bb14c60b0a46945c7bd0a7592ce1fdacf85040fa7c03e3c1e9359439f1b",
         "model.nir":
             "fa6f3b035d682d83c9a7968db10d0be44f8e05a9398438071efce4defd50868d",
     },
     "spikformer_v2_fmnist_iand-onnx": {
+        ".spikec-output.json":
+            "1402ad043b9f7c0e0388b3ac1a0dad864c8ecb92ee0a710f566265adfe6a8cd7",
         "export.json":
             "fd2bd56b5bd4f0da31ace1ebceecad2f94f616d0da20ff976c548ac9699cc9b5",
         "model.onnx":
             "4d43de7db8faf9bb79571551dfe26fe4473d0b81c8bc08e5a21bbac3d45219c1",
     },
     "spikformer_v2_mnist5k-decompose": {
+        ".spikec-output.json":
+            "115c0b1e004d1cf82a27dfa77450b834a008c55cdb985ee812ee9ecca4b9bfcc",
         "compiled.spkc":
-            "3c5cd3bffa1a891b2d3b22feb93df14a98316dddd5e85f6f4bb3983b54ec2c4b",
+            "2ebf7d6d8e58e8a0ac40786f0cbd18708b67a6327f99236b8a9fe428103cff0b",
         "float.spkc":
-            "633ed37b6884b53447f0a90802dabbfb610798215801e8aa14eb1c3cffa064a6",
+            "31456de38413c6f0547cb8707308807c83d2318a949d4e7ece0b2e3b8481db15",
         "folded.spkc":
-            "2120d97718645a6d504c667eb078967aec39c4341734315e41d0943606024fa8",
+            "fcc73f876833068e59ff96716a52506a3bff21b1ca75bd8d5465efd58cbd35fa",
         "lava/README.md":
-            "59c0a1a6abb145f1b425116d9bfed21605e8ffac5e96a3c9149f9d7c9344c26b",
+            "aa2966c466e8f01f41afbda5575d1477531ec5d41ec14dfe1569868e2325eca7",
         "lava/manifest.json":
-            "cd7725401ce90cc9c09e71ff2059c043ffce2f5419b3e05014807f738123fa7c",
+            "07239586e1350be7920d0eeedec390f4dbf7fc206e074a67b811e77e5aa4a1e2",
         "lava/network.json":
-            "c34d7e593290995864859edfe9fd9c9c9b26e9ebfe8e6cb206351b5096273d8c",
+            "a18bb69c3428dd701559c2fbcb5e21ed37feaecbd9b884c424b38c754196d25f",
         "lava/network.npz":
-            "ff74f1de7ac9a1db6e9b42db1cc093101e6a4194a33318331394f51bb9629c5d",
+            "059f3ce6c159e3a0fb2085eec4a782c8e4a192103020fb7d60fd0420df252e67",
         "lava/run_lava.py":
-            "7dbfd127b55e999ca8d9c9fed32c7b97e7191f819cbb97e03912508475b07ca1",
+            "33de87441e3f0e5b010555db2356d155958e7e58849d98ce2d51f441be35dceb",
         "lava/spikec_lava/__init__.py":
             "2cd593323bb7e4161ffde684e6189acc5775ff4bc1e4eec3b99c70aba82f3a66",
         "lava/spikec_lava/network.py":
-            "f29de794f1dcda082621a36d5b9868fbcde6fa18cc70421909c15d71881e91bd",
+            "4e7e2f49333f9b8e1fe73a89ced8f8d918e8a1cbdb11bbfad870e4c1d9487e04",
         "lava/spikec_lava/npzio.py":
-            "d55a1b82199f52085252882d621d71fa34dd198b31a8e6c65559274cbe1c2558",
+            "0cf8b3b24e940d1ebca28d8a5433e452759d64f52c11ec34a9097306f25abd83",
         "lava/spikec_lava/procs.py":
-            "005b1823ce46caa588f944ec4362e1202e7300b6af2ef0c1ba4a725f91855729",
+            "aad8eb2079276e1879d246d75b54c41cd44df67df5db761caa126c134e0f58b1",
+        "lava/spikec_lava/runner.py":
+            "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "0be423b97843f6817f68993e95894001ece62d9d351e78ccdfddcfae3fd122cd",
+            "39fecad76ea43ed668ff8309ffb3162f7904f5d3ad0e38793b27d54473137c25",
     },
     "spikformer_v2_mnist5k-host": {
+        ".spikec-output.json":
+            "115c0b1e004d1cf82a27dfa77450b834a008c55cdb985ee812ee9ecca4b9bfcc",
         "compiled.spkc":
-            "3c5cd3bffa1a891b2d3b22feb93df14a98316dddd5e85f6f4bb3983b54ec2c4b",
+            "2ebf7d6d8e58e8a0ac40786f0cbd18708b67a6327f99236b8a9fe428103cff0b",
         "float.spkc":
-            "633ed37b6884b53447f0a90802dabbfb610798215801e8aa14eb1c3cffa064a6",
+            "31456de38413c6f0547cb8707308807c83d2318a949d4e7ece0b2e3b8481db15",
         "folded.spkc":
-            "2120d97718645a6d504c667eb078967aec39c4341734315e41d0943606024fa8",
+            "fcc73f876833068e59ff96716a52506a3bff21b1ca75bd8d5465efd58cbd35fa",
         "lava/README.md":
-            "ff89a2ef7db03230f6701eb6580de19908e45b766341c9efda9eae1dba237c60",
+            "d64f74e7b1b32b42d66718d2036c1bea1d3cf39bac85b2c1b86bc63abced7b80",
         "lava/manifest.json":
-            "68298f1cd8aae67af2c72ade21ee5ea8a6720c4cbf46967f72f50ba4edca6857",
+            "7e33b16256c18b656ac6c9a800e6ad04d3b173b8c38fef40075511b10cc8c146",
         "lava/network.json":
-            "b99f713a550e6e8b81f4682f3efd16f0d1422a0f19c4a0c5d57650b9a3eb080a",
+            "d0e5fb295ec1eeed9326de7cb11c97fa5dcc96f8280cf3cf81f56062953ebcf1",
         "lava/network.npz":
-            "43c210ef06965da28d8c8b114e39e3c60ed66cd601ef20585923ebd3bbed3688",
+            "57933d2a141569c5edc034357deeff41605e2a89b46563054098c3bd6d0077d4",
         "lava/run_lava.py":
-            "7dbfd127b55e999ca8d9c9fed32c7b97e7191f819cbb97e03912508475b07ca1",
+            "33de87441e3f0e5b010555db2356d155958e7e58849d98ce2d51f441be35dceb",
         "lava/spikec_lava/__init__.py":
             "2cd593323bb7e4161ffde684e6189acc5775ff4bc1e4eec3b99c70aba82f3a66",
         "lava/spikec_lava/network.py":
-            "f29de794f1dcda082621a36d5b9868fbcde6fa18cc70421909c15d71881e91bd",
+            "4e7e2f49333f9b8e1fe73a89ced8f8d918e8a1cbdb11bbfad870e4c1d9487e04",
         "lava/spikec_lava/npzio.py":
-            "d55a1b82199f52085252882d621d71fa34dd198b31a8e6c65559274cbe1c2558",
+            "0cf8b3b24e940d1ebca28d8a5433e452759d64f52c11ec34a9097306f25abd83",
         "lava/spikec_lava/procs.py":
-            "005b1823ce46caa588f944ec4362e1202e7300b6af2ef0c1ba4a725f91855729",
+            "aad8eb2079276e1879d246d75b54c41cd44df67df5db761caa126c134e0f58b1",
+        "lava/spikec_lava/runner.py":
+            "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "01c68632a4137753eb98827af9ed9a58fb72871775a59135112ce18d871023f5",
+            "42e9764af63d3eb8a5f2071e8c9df5dfc2ff2d16d580ceac767c3c47c21b4819",
     },
     "spikformer_v2_mnist5k-nir-decompose": {
+        ".spikec-output.json":
+            "01b38c73b9338efc7553eabe951742fb59ccef8a5a7b45679644ab10d9c4c2c1",
         "export.json":
-            "401d7c64b21ac88812a20c48b65297ea8d6b8a5121439bf517cd9cd54636f029",
+            "df89b52064158f73695d2338e667c63aefe6742a8f8751f00bf782bf9bf580ea",
         "model.nir":
-            "3f68fefaa24933d6f37a105e8520010f1aceeffbb413e05cc5c6c15c8f221e85",
+            "211dffd936c10d5d47a4dd6ddcc8a9bde9ca245afbc97e4f2b607970291a3031",
     },
     "spikformer_v2_mnist5k-nir-host": {
+        ".spikec-output.json":
+            "01b38c73b9338efc7553eabe951742fb59ccef8a5a7b45679644ab10d9c4c2c1",
         "export.json":
             "b14e70362b45b49f211e37962f5305b100f1930ea1f5bc08c5496b3dc52cc1cc",
         "model.nir":
             "5fb5be48b62f4a55919204a365911761f8ee077daa1b4b29df1ee793a7129f5d",
     },
     "spikformer_v2_mnist5k-onnx": {
+        ".spikec-output.json":
+            "1402ad043b9f7c0e0388b3ac1a0dad864c8ecb92ee0a710f566265adfe6a8cd7",
         "export.json":
             "7095434eff0d4437a65a03228430e04e87185dcc4334d8112ef1801c5f3ef818",
         "model.onnx":

@@ -142,7 +142,16 @@ def _span_max(g: ConvGeometry, t: int) -> int:
 
 def worst_tile(layer: Layer, tile: tuple[int, int, int], limits: CoreLimits, f: int = 1) -> dict:
     """Upper bounds of one core's neurons, synaptic memory (bits) and input axons for ``tile``
-    (interior tiles, every tap inside the input), with the fan-in split ``f`` ways."""
+    (interior tiles, every tap inside the input), with the fan-in split ``f`` ways. A layer with
+    ``parts`` (several synapse ops) holds every part's synapses and axons on each core."""
+    if layer.parts:
+        out = {"neurons": tile[0] * tile[1] * tile[2], "synaptic_memory": 0, "input_axons": 0}
+        for part in layer.parts:
+            w = worst_tile(part, tile, limits, f) if layer.aligned(part) else \
+                _part_bound(part, out["neurons"], limits, f)
+            out["synaptic_memory"] += w["synaptic_memory"]
+            out["input_axons"] += w["input_axons"]
+        return out
     g = layer.geometry
     c_t, h_t, w_t = tile
     n = c_t * h_t * w_t
@@ -165,6 +174,43 @@ def worst_tile(layer: Layer, tile: tuple[int, int, int], limits: CoreLimits, f: 
     return {"neurons": n, "synaptic_memory": memory, "input_axons": axons}
 
 
+def _part_bound(part: Layer, n: int, limits: CoreLimits, f: int) -> dict:
+    """Bounds for a part laid out otherwise than its layer's tiles: ``n`` neurons anywhere in
+    the part's canonical layout (every neuron its full fan-in, no input read twice by
+    neighbours unless the whole input is read)."""
+    g = part.geometry
+    fan = -(-g.fan_in // f)
+    syn = n * fan
+    per_channel = g.weights_per_channel if isinstance(g, ConvGeometry) else g.weights_per_feature
+    if shares_weights(part, limits):
+        memory = min(n, g.out[0]) * -(-per_channel // f) * limits.weight_bits
+    else:
+        memory = syn * synapse_bits(part, limits)
+    axons = 0
+    for t in part.terms:
+        if t.shared:
+            every = int(np.unique(t.index[t.index >= 0]).size)
+        elif isinstance(g, ConvGeometry):
+            every = int(np.prod(g.inp))
+        else:
+            every = min(n, g.positions) * g.fan_in
+        axons += min(syn, -(-every // f))
+    return {"neurons": n, "synaptic_memory": memory * len(part.terms), "input_axons": axons}
+
+
+def part_region(layer: Layer, part: Layer, r: tuple[int, ...]):
+    """Where the neurons of ``layer``'s tile ``r`` sit in ``part``'s canonical layout:
+    ``(region, positions)``, the region ``r`` itself and None for an aligned part, else the
+    bounding box of the neurons' flat canonical positions ``positions`` in the part."""
+    if part is layer or layer.aligned(part):
+        return r, None
+    c0, c1, h0, h1, w0, w1 = r
+    ids = layer.neuron_of_canonical[c0:c1, h0:h1, w0:w1].ravel()
+    pos = part.canonical_of_neuron[ids]
+    co = np.unravel_index(pos, part.geometry.out)
+    return tuple(int(v) for a in co for v in (a.min(), a.max() + 1)), pos
+
+
 def shared_reads(term, rows: int) -> int:
     """The most distinct source elements that one tile of ``rows`` consecutive positions of a
     dense layer reads through ``term`` (tiles aligned at multiples of ``rows``)."""
@@ -179,6 +225,8 @@ def _fits(w: dict, limits: CoreLimits) -> bool:
 
 
 def _fanin_units(layer: Layer) -> int:
+    if layer.parts:
+        return max(_fanin_units(p) for p in layer.parts)
     g = layer.geometry
     return g.cin_per_group if isinstance(g, ConvGeometry) else g.fan_in
 

@@ -181,3 +181,48 @@ def test_spikec_estimate_on_registry_spikingformer(profile, tmp_path, capsys):
     for name in summed:
         want = sum(brute_synapses(fixed.op(s), fixed) for s in summed[name])
         assert multi[name]["synapses"] == want
+    # the LIF's dense token term is laid out otherwise than its conv term: input axons per core
+    # against the distinct sources its neurons read, connection by connection
+    mapping = map_network(extract_network(fixed), load_profile(profile))
+    lm = mapping.layer("block.0.mlp.mlp1_lif")
+    assert not all(lm.layer.aligned(p) for p in lm.layer.parts) and lm.tiling.fanin_split == 1
+    reads = brute_reads(fixed, lm.layer.name)
+    for core in range(lm.cores):
+        held = np.nonzero(lm.element_core == lm.first_core + core)[0]
+        assert lm.input_axons[core] == len(set().union(*(reads[n] for n in held)))
+
+
+def brute_reads(graph, name: str) -> list[set]:
+    """Per neuron of ``name``: the (source op, element) pairs its synapses read."""
+    from spikec.estimate.network import _producers, _source_index
+
+    prod = _producers(graph)
+    op = graph.op(name)
+    out = [set() for _ in range(graph.spec(name).size)]
+    for v in op.inputs:
+        syn_name, idx = _source_index(v, prod, graph)
+        syn = graph.op(syn_name)
+        src, src_idx = _source_index(syn.inputs[0], prod, graph)
+        src_idx = src_idx.ravel()
+        in_shape = graph.spec(syn.inputs[0]).shape
+        syn_shape = graph.spec(syn_name).shape
+        for n, e in enumerate(idx.ravel()):
+            co = list(np.unravel_index(e, syn_shape))
+            if isinstance(syn, ConvSynapse):
+                o, i, j = co
+                _, cin_g, kh, kw = syn.weight.shape
+                g0 = o // (syn.weight.shape[0] // syn.groups) * cin_g
+                for c in range(g0, g0 + cin_g):
+                    for u in range(kh):
+                        for w in range(kw):
+                            y = i * syn.stride[0] - syn.padding[0] + u * syn.dilation[0]
+                            x = j * syn.stride[1] - syn.padding[1] + w * syn.dilation[1]
+                            if 0 <= y < in_shape[1] and 0 <= x < in_shape[2]:
+                                flat = np.ravel_multi_index((c, y, x), in_shape)
+                                out[n].add((src, int(src_idx[flat])))
+            else:
+                a = syn.axis % len(syn_shape)
+                for k in range(syn.weight.shape[1]):
+                    co[a] = k
+                    out[n].add((src, int(src_idx[np.ravel_multi_index(co, in_shape)])))
+    return out

@@ -278,8 +278,9 @@ def _part_tile(part: Layer, r, pos, counts: np.ndarray, limits: CoreLimits, f: i
                dst: str) -> tuple[int, int, int]:
     """Synapses, synaptic memory (bits) and input axons that ``part`` puts on tile ``ti``
     (region ``r`` of its canonical layout, or its flat positions ``pos`` where the part is laid
-    out otherwise than the tiles: axons then counted over their bounding box ``r``), and its
-    links from each stream's source to the tile's cores."""
+    out otherwise than the tiles: a dense part's axons then counted on those positions, a conv
+    part's over their bounding box ``r``), and its links from each stream's source to the
+    tile's cores."""
     g = part.geometry
     c0, c1, h0, h1, w0, w1 = r
     if pos is None:
@@ -294,6 +295,8 @@ def _part_tile(part: Layer, r, pos, counts: np.ndarray, limits: CoreLimits, f: i
     mem = channels * per_channel * limits.weight_bits * terms if shares_weights(part, limits) \
         else syn * synapse_bits(part, limits)
     chans, rows, cols = receptive_field(part, r)
+    if pos is not None and isinstance(g, DenseGeometry):  # exactly the positions it holds
+        rows = np.unique(pos % g.positions)
     ax = 0
     for t in part.terms:
         sl = t.index[np.ix_(chans, rows, cols)].ravel()

@@ -204,6 +204,18 @@ class Layer:
         inverse[self.neuron_of_canonical.ravel()] = np.arange(self.neurons, dtype=np.int64)
         return inverse
 
+    @cached_property
+    def part_axes(self) -> list[tuple[tuple[int, ...], ...]]:
+        """Per part, per axis of its canonical layout: the axes of the layer's canonical layout
+        along which that coordinate of the neurons varies."""
+        out = []
+        for part in self.parts:
+            flat = part.canonical_of_neuron[self.neuron_of_canonical]
+            coords = np.unravel_index(flat, part.geometry.out)
+            out.append(tuple(tuple(a for a in range(3) if self.geometry.out[a] > 1 and
+                                   np.any(np.diff(c, axis=a) != 0)) for c in coords))
+        return out
+
     def aligned(self, part: "Layer") -> bool:
         """Whether ``part`` lays the neurons out as the layer does (same tiles in both)."""
         return part.geometry.out == self.geometry.out and \

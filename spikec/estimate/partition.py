@@ -146,9 +146,9 @@ def worst_tile(layer: Layer, tile: tuple[int, int, int], limits: CoreLimits, f: 
     ``parts`` (several synapse ops) holds every part's synapses and axons on each core."""
     if layer.parts:
         out = {"neurons": tile[0] * tile[1] * tile[2], "synaptic_memory": 0, "input_axons": 0}
-        for part in layer.parts:
+        for part, axes in zip(layer.parts, layer.part_axes):
             w = worst_tile(part, tile, limits, f) if layer.aligned(part) else \
-                _part_bound(part, out["neurons"], limits, f)
+                _part_bound(part, axes, tile, limits, f)
             out["synaptic_memory"] += w["synaptic_memory"]
             out["input_axons"] += w["input_axons"]
         return out
@@ -174,28 +174,19 @@ def worst_tile(layer: Layer, tile: tuple[int, int, int], limits: CoreLimits, f: 
     return {"neurons": n, "synaptic_memory": memory, "input_axons": axons}
 
 
-def _part_bound(part: Layer, n: int, limits: CoreLimits, f: int) -> dict:
-    """Bounds for a part laid out otherwise than its layer's tiles: ``n`` neurons anywhere in
-    the part's canonical layout (every neuron its full fan-in, no input read twice by
-    neighbours unless the whole input is read)."""
+def _part_bound(part: Layer, axes, tile: tuple[int, int, int], limits: CoreLimits,
+                f: int) -> dict:
+    """Bounds for a part laid out otherwise than its layer's tiles: a tile's neurons span, on
+    each axis of the part's layout, at most the tile's extent along the layer axes that this
+    coordinate follows (``Layer.part_axes``), taken as a box of the part's layout."""
     g = part.geometry
-    fan = -(-g.fan_in // f)
-    syn = n * fan
-    per_channel = g.weights_per_channel if isinstance(g, ConvGeometry) else g.weights_per_feature
-    if shares_weights(part, limits):
-        memory = min(n, g.out[0]) * -(-per_channel // f) * limits.weight_bits
-    else:
-        memory = syn * synapse_bits(part, limits)
-    axons = 0
-    for t in part.terms:
-        if t.shared:
-            every = int(np.unique(t.index[t.index >= 0]).size)
-        elif isinstance(g, ConvGeometry):
-            every = int(np.prod(g.inp))
-        else:
-            every = min(n, g.positions) * g.fan_in
-        axons += min(syn, -(-every // f))
-    return {"neurons": n, "synaptic_memory": memory * len(part.terms), "input_axons": axons}
+    box = tuple(min(g.out[k], int(np.prod([tile[a] for a in axes[k]]))) for k in range(3))
+    w = worst_tile(part, box, limits, f)
+    n = tile[0] * tile[1] * tile[2]
+    if not shares_weights(part, limits):  # every neuron its own synapses: at most n of them
+        w["synaptic_memory"] = min(w["synaptic_memory"], n * -(-g.fan_in // f) *
+                                   synapse_bits(part, limits) * len(part.terms))
+    return w
 
 
 def part_region(layer: Layer, part: Layer, r: tuple[int, ...]):

@@ -39,11 +39,15 @@ def paper_energy(mapping: Mapping, counts: EventCounts) -> dict:
         layer = lm.layer
         if layer.synapse is None and layer.kind != "readout":
             continue  # relays, OR-pools, identity inputs, decomposed SSA: not counted as synapses
-        if layer.first_layer:
-            op = g.op(layer.synapse)
-            first_macs += op.dense_ops([g.spec(i) for i in op.inputs], g.spec(op.name)) * T
-        else:
-            sops_synapses += counts.get(layer.name).synaptic_events
+        ev = counts.get(layer.name)
+        for part in layer.inputs:  # a membrane shortcut: each synapse op on its own
+            if part.first_layer:
+                op = g.op(part.synapse)
+                first_macs += op.dense_ops([g.spec(i) for i in op.inputs], g.spec(op.name)) * T
+            elif part is layer:
+                sops_synapses += ev.synaptic_events
+            else:
+                sops_synapses += ev.synaptic_by_part.get(part.name, 0.0)
     rates = {lm.layer.name: counts.get(lm.layer.name).spikes / max(1, lm.layer.neurons * T)
              for lm in mapping.layers}
     binary = {lm.layer.name for lm in mapping.layers if lm.layer.kind in ("lif", "maxpool",
@@ -106,6 +110,11 @@ def profile_energy(mapping: Mapping, counts: EventCounts, costs: CostModel, tr: 
         if lm.tiling.fanin_split > 1:
             events += lm.layer.neurons * lm.tiling.fanin_split * T  # partial sums combined
         e_syn = events * costs.e("synaptic_op_conv" if is_conv(lm) else "synaptic_op")
+        for part in lm.layer.parts:  # each synapse op at its own kind's cost
+            e = ev.synaptic_by_part.get(part.name, 0.0)
+            conv = isinstance(part.geometry, ConvGeometry)
+            e_syn += e * (costs.e("synaptic_op_conv" if conv else "synaptic_op")
+                          - costs.e("synaptic_op_conv" if is_conv(lm) else "synaptic_op"))
         a, i = upd[lm.layer.name]
         e_upd = a * costs.e("neuron_update_active") + i * costs.e("neuron_update_inactive")
         e_spk = ev.spikes * costs.e("spike_generate")

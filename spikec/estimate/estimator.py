@@ -49,6 +49,7 @@ class Estimate:
             chips = sorted({int(x) for x in m.placement.chip[lm.core_ids]})
             layers.append({
                 "name": lm.layer.name, "kind": lm.layer.kind, "synapse": lm.layer.synapse,
+                "synapse_ops": lm.layer.synapse_ops,
                 "cores": lm.cores, "neurons": lm.layer.neurons,
                 "compartments": int(lm.neurons.sum()),
                 "synapses": int(lm.synapses.sum()),

@@ -32,6 +32,8 @@ class UnitEvents:
     ssa_ops : float
         Integer multiply-accumulates of a ``spike_matmul`` on nonzero operand pairs (its host
         unit, or its relay layer under the ``decompose`` lowering).
+    synaptic_by_part : dict
+        A layer fed by several synapse ops (``Layer.parts``): ``synaptic_events`` per op.
     """
 
     spikes: float = 0.0
@@ -39,6 +41,7 @@ class UnitEvents:
     neuron_updates: float | None = None
     active_updates: float | None = None
     ssa_ops: float = 0.0
+    synaptic_by_part: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -83,21 +86,31 @@ def assumed_counts(mapping: Mapping, rate: float = 0.1) -> EventCounts:
     for lm in mapping.layers:
         layer = lm.layer
         per_element[layer.name] = float(T) if layer.kind == "ssa_sum" else rate * T
-        events = sum(stream_events(lm, per_element.get(t.source, rate * T)) for t in layer.terms)
+        by_stream = [stream_events(lm, i, per_element.get(t.source, rate * T))
+                     for i, t in enumerate(layer.terms)]
         units[layer.name] = UnitEvents(spikes=layer.neurons * per_element[layer.name],
-                                       synaptic_events=events)
+                                       synaptic_events=sum(by_stream),
+                                       synaptic_by_part=_by_part(layer, by_stream))
     for p in net.products:
         units[p.name].ssa_ops = p.dense_ops * T * rate
     return EventCounts(timesteps=T, units=units, source=f"assumed firing rate {rate:g}",
                        assumed_rate=rate)
 
 
-def stream_events(lm, events_per_element: float) -> float:
-    """Synaptic events of one input stream (``Term``) of a layer: the stream's synapses (a
-    layer's streams have as many each) times the events each source element sends (every source
-    element of a stream has the same fan-out)."""
-    parts = float(lm.synapses[:lm.tiling.tiles * lm.tiling.fanin_split].sum())
-    return parts / max(1, len(lm.layer.terms)) * events_per_element
+def stream_events(lm, index: int, events_per_element: float) -> float:
+    """Synaptic events of input stream ``index`` (``Term``) of a layer: the stream's synapses
+    times the events each source element sends (every source element of a stream has the same
+    fan-out)."""
+    return float(lm.stream_synapses[index]) * events_per_element
+
+
+def _by_part(layer, by_stream: list[float]) -> dict[str, float]:
+    """Per synapse op of a layer with ``parts``: the synaptic events of its streams."""
+    out, i = {}, 0
+    for part in layer.parts:
+        out[part.name] = float(sum(by_stream[i:i + len(part.terms)]))
+        i += len(part.terms)
+    return out
 
 
 def counts_from_report(report: dict, mapping: Mapping) -> EventCounts | None:
@@ -147,8 +160,12 @@ def counts_from_entries(entries: list[dict], mapping: Mapping, T: int, source: s
         if layer.product is not None:  # decomposed SSA: see _fill_synaptic_events
             units[layer.name] = UnitEvents()
             continue
-        e_n, e_s = by.get(layer.name), by.get(layer.synapse) if layer.synapse else None
-        u = UnitEvents(spikes=val(e_n, "spikes"), synaptic_events=val(e_s, "synaptic_events"))
+        e_n = by.get(layer.name)
+        parts = {p.name: val(by.get(p.synapse), "synaptic_events") for p in layer.parts}
+        e_s = by.get(layer.synapse) if layer.synapse else None
+        u = UnitEvents(spikes=val(e_n, "spikes"), synaptic_by_part=parts,
+                       synaptic_events=sum(parts.values()) if parts else
+                       val(e_s, "synaptic_events"))
         if e_n is not None and e_n.get("neuron_updates") is not None:
             u.neuron_updates = val(e_n, "neuron_updates")
         if e_n is not None and e_n.get("spikes") is not None and layer.kind in ("lif",):
@@ -170,10 +187,10 @@ def counts_from_entries(entries: list[dict], mapping: Mapping, T: int, source: s
             units[name].spikes = val(e, "values_out")
             measured.add(name)
     # Senders the simulator does not count: take what their single-input readers received.
-    for lm in mapping.layers:
-        e_s = by.get(lm.layer.synapse) if lm.layer.synapse else None
-        if len(lm.layer.terms) == 1 and e_s is not None and e_s.get("input_events") is not None:
-            src = lm.layer.terms[0].source
+    for part in (p for lm in mapping.layers for p in lm.layer.inputs):
+        e_s = by.get(part.synapse) if part.synapse else None
+        if len(part.terms) == 1 and e_s is not None and e_s.get("input_events") is not None:
+            src = part.terms[0].source
             if src not in measured and src in units:
                 units[src].spikes = val(e_s, "input_events")
                 measured.add(src)
@@ -206,11 +223,12 @@ def _fill_synaptic_events(mapping: Mapping, units: dict[str, UnitEvents]) -> Non
         layer, u = lm.layer, units[lm.layer.name]
         if layer.synapse is not None:
             continue
-        u.synaptic_events = sum(stream_events(lm, per_element(t.source)) for t in layer.terms)
+        u.synaptic_events = sum(stream_events(lm, i, per_element(t.source))
+                                for i, t in enumerate(layer.terms))
         if layer.kind == "ssa_term":
             p = mapping.network.product(layer.product)
             u.spikes = units[p.name].ssa_ops if p.gate is None else \
-                stream_events(lm, per_element(layer.terms[p.gate].source))
+                stream_events(lm, p.gate, per_element(layer.terms[p.gate].source))
 
 
 def active_fraction(synaptic_events: float, neurons: int, fan_in_events_per_step: float) -> float:

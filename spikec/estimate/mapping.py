@@ -14,10 +14,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from spikec.errors import CapacityError
-from spikec.estimate.network import ConvGeometry, Layer, Network
+from spikec.estimate.network import ConvGeometry, DenseGeometry, Layer, Network
 from spikec.estimate.partition import (LIMITS, LIMIT_FIELDS, CoreLimits, Tiling, conv_valid_taps,
-                                       receptive_field, search_tiling, shares_weights,
-                                       synapse_bits, tile_ranges)
+                                       part_region, receptive_field, search_tiling,
+                                       shares_weights, synapse_bits, tile_ranges)
 
 #: Pseudo core id of the host / embedded CPUs (graded input, SSA on the host).
 HOST = -1
@@ -112,6 +112,8 @@ class LayerMapping:
     input_axons: np.ndarray
     output_axons: np.ndarray
     element_core: np.ndarray  # flat neuron index -> global id of the core that sends its spikes
+    #: synapses of each input stream (``layer.terms`` order) over the layer's cores
+    stream_synapses: list[int] = field(default_factory=list)
 
     @property
     def cores(self) -> int:
@@ -214,49 +216,30 @@ def _evaluate_layer(layer: Layer, tiling: Tiling, first: int, limits: CoreLimits
     memory = np.zeros(n_cores, np.int64)
     axons = np.zeros(n_cores, np.int64)
     element_core = np.empty(layer.neurons, np.int64)
-    terms = len(layer.terms)
     sb = synapse_bits(layer, limits)
-    shared = shares_weights(layer, limits)
-    if isinstance(g, ConvGeometry):
-        taps_h = conv_valid_taps(g.out[1], g.inp[1], g.kernel[0], g.stride[0], g.padding[0],
-                                 g.dilation[0])
-        taps_w = conv_valid_taps(g.out[2], g.inp[2], g.kernel[1], g.stride[1], g.padding[1],
-                                 g.dilation[1])
     lm = LayerMapping(layer, tiling, first, neurons, synapses, memory, axons,
                       np.zeros(n_cores, np.int64), element_core)
+    per_part = [_synapses_per_position(p) for p in layer.inputs]
+    part_synapses = [0] * len(per_part)
     for ti, r in enumerate(tile_ranges(tiling, g.out)):
         c0, c1, h0, h1, w0, w1 = r
         n = (c1 - c0) * (h1 - h0) * (w1 - w0)
-        if isinstance(g, ConvGeometry):
-            syn = (c1 - c0) * g.cin_per_group * int(taps_h[h0:h1].sum()) * int(taps_w[w0:w1].sum())
-            kept = (c1 - c0) * g.weights_per_channel
-        else:
-            syn = n * g.fan_in
-            kept = (c1 - c0) * g.weights_per_feature
-        syn *= terms
-        mem = kept * limits.weight_bits * terms if shared else syn * sb
-        chans, rows, cols = receptive_field(layer, r)
-        ax = 0
         cores = slice(ti * f, ti * f + f)
-        for t in layer.terms:
-            sl = t.index[np.ix_(chans, rows, cols)].ravel()
-            sl = np.unique(sl[sl >= 0]) if t.shared else sl[sl >= 0]
-            ax += sl.size
-            src = sources.get(t.source)
-            if src is not None:
-                hist = np.bincount(src.element_core[sl] - src.first_core)
-                nz = np.nonzero(hist)[0]
-                vals = hist[nz] / f
-            else:
-                nz, vals = np.zeros(1, np.int64), np.array([sl.size / f])
-            for core in range(ti * f, ti * f + f):
-                links.add((t.source, layer.name), src, nz, lm, core, vals)
+        syn = mem = ax = 0
+        for k, (part, counts) in enumerate(zip(layer.inputs, per_part)):
+            rp, pos = part_region(layer, part, r)
+            s_, m_, a_ = _part_tile(part, rp, pos, counts, limits, f, sources, links, lm, ti,
+                                    layer.name)
+            syn, mem, ax = syn + s_, mem + m_, ax + a_
+            part_synapses[k] += s_
         neurons[cores] = n
         synapses[cores] = -(-syn // f)
         memory[cores] = -(-mem // f)
         axons[cores] = -(-ax // f)
         ids = layer.neuron_of_canonical[c0:c1, h0:h1, w0:w1].ravel()
         element_core[ids] = first + ti
+    lm.stream_synapses = [total // len(part.terms) for part, total in
+                          zip(layer.inputs, part_synapses) for _ in part.terms]
     if f > 1:
         order = layer.neuron_of_canonical.ravel()
         tile_of = element_core.copy()  # neuron -> its tile (first + ti)
@@ -275,6 +258,60 @@ def _evaluate_layer(layer: Layer, tiling: Tiling, first: int, limits: CoreLimits
                       np.repeat(tiles[nz].astype(float), f))
             element_core[ids] = first + core
     return lm
+
+
+def _synapses_per_position(part: Layer) -> np.ndarray:
+    """Synapses of each neuron of ``part`` (per stream), in its canonical layout."""
+    g = part.geometry
+    if isinstance(g, DenseGeometry):
+        return np.full(g.out, g.fan_in, np.int64)
+    taps_h = conv_valid_taps(g.out[1], g.inp[1], g.kernel[0], g.stride[0], g.padding[0],
+                             g.dilation[0])
+    taps_w = conv_valid_taps(g.out[2], g.inp[2], g.kernel[1], g.stride[1], g.padding[1],
+                             g.dilation[1])
+    per = g.cin_per_group * taps_h[:, None] * taps_w[None, :]
+    return np.broadcast_to(per[None], g.out)
+
+
+def _part_tile(part: Layer, r, pos, counts: np.ndarray, limits: CoreLimits, f: int,
+               sources: dict[str, LayerMapping], links: _Links, lm: LayerMapping, ti: int,
+               dst: str) -> tuple[int, int, int]:
+    """Synapses, synaptic memory (bits) and input axons that ``part`` puts on tile ``ti``
+    (region ``r`` of its canonical layout, or its flat positions ``pos`` where the part is laid
+    out otherwise than the tiles: a dense part's axons then counted on those positions, a conv
+    part's over their bounding box ``r``), and its links from each stream's source to the
+    tile's cores."""
+    g = part.geometry
+    c0, c1, h0, h1, w0, w1 = r
+    if pos is None:
+        syn = int(counts[c0:c1, h0:h1, w0:w1].sum())
+        channels = c1 - c0
+    else:
+        syn = int(counts.ravel()[pos].sum())
+        channels = np.unique(pos // (g.out[1] * g.out[2])).size
+    per_channel = g.weights_per_channel if isinstance(g, ConvGeometry) else g.weights_per_feature
+    terms = len(part.terms)
+    syn *= terms
+    mem = channels * per_channel * limits.weight_bits * terms if shares_weights(part, limits) \
+        else syn * synapse_bits(part, limits)
+    chans, rows, cols = receptive_field(part, r)
+    if pos is not None and isinstance(g, DenseGeometry):  # exactly the positions it holds
+        rows = np.unique(pos % g.positions)
+    ax = 0
+    for t in part.terms:
+        sl = t.index[np.ix_(chans, rows, cols)].ravel()
+        sl = np.unique(sl[sl >= 0]) if t.shared or pos is not None else sl[sl >= 0]
+        ax += sl.size
+        src = sources.get(t.source)
+        if src is not None:
+            hist = np.bincount(src.element_core[sl] - src.first_core)
+            nz = np.nonzero(hist)[0]
+            vals = hist[nz] / f
+        else:
+            nz, vals = np.zeros(1, np.int64), np.array([sl.size / f])
+        for core in range(ti * f, ti * f + f):
+            links.add((t.source, dst), src, nz, lm, core, vals)
+    return syn, mem, ax
 
 
 def _evaluate(network: Network, tilings: dict[str, Tiling], limits: CoreLimits,

@@ -174,6 +174,12 @@ class Layer:
         It reads the host's graded input directly (the real-valued first layer of the papers).
     product : str or None
         The ``spike_matmul`` an ``ssa_term`` / ``ssa_sum`` layer computes (``Network.product``).
+    parts : list of Layer
+        A neuron that sums several synapse ops (membrane shortcut, ``a_in = sum_k x_k``): one
+        part per synapse op (named after it), each with its own ``synapse``, ``geometry``,
+        ``terms`` and ``neuron_of_canonical`` over the same neurons. The layer itself then takes
+        the first part's geometry (its neurons are tiled in that layout) and all parts' terms.
+        Empty for a layer fed by one synapse op.
     """
 
     name: str
@@ -185,10 +191,45 @@ class Layer:
     neuron_of_canonical: np.ndarray
     first_layer: bool = False
     product: str | None = None
+    parts: list["Layer"] = field(default_factory=list)
 
     @property
     def neurons(self) -> int:
         return int(np.prod(self.shape))
+
+    @cached_property
+    def canonical_of_neuron(self) -> np.ndarray:
+        """Flat canonical position of each neuron (the inverse of ``neuron_of_canonical``)."""
+        inverse = np.empty(self.neurons, np.int64)
+        inverse[self.neuron_of_canonical.ravel()] = np.arange(self.neurons, dtype=np.int64)
+        return inverse
+
+    @cached_property
+    def part_axes(self) -> list[tuple[tuple[int, ...], ...]]:
+        """Per part, per axis of its canonical layout: the axes of the layer's canonical layout
+        along which that coordinate of the neurons varies."""
+        out = []
+        for part in self.parts:
+            flat = part.canonical_of_neuron[self.neuron_of_canonical]
+            coords = np.unravel_index(flat, part.geometry.out)
+            out.append(tuple(tuple(a for a in range(3) if self.geometry.out[a] > 1 and
+                                   np.any(np.diff(c, axis=a) != 0)) for c in coords))
+        return out
+
+    def aligned(self, part: "Layer") -> bool:
+        """Whether ``part`` lays the neurons out as the layer does (same tiles in both)."""
+        return part.geometry.out == self.geometry.out and \
+            np.array_equal(part.neuron_of_canonical, self.neuron_of_canonical)
+
+    @property
+    def inputs(self) -> list["Layer"]:
+        """The synapse groups on the layer's cores: its ``parts``, or the layer itself."""
+        return self.parts or [self]
+
+    @property
+    def synapse_ops(self) -> list[str]:
+        """The synapse ops feeding the layer (one per part; none for relays)."""
+        return [p.synapse for p in self.inputs if p.synapse is not None]
 
 
 @dataclass
@@ -457,32 +498,46 @@ PLACE.refuse(set(O.OP_TYPES.values()) - FIXED_DOMAIN_OPS,
 
 @PLACE.register(CubaLIF, Readout)
 def _place_neurons(x: _Extraction, op) -> None:
-    prod, graph, specs = x.prod, x.graph, x.specs
-    if len(op.inputs) > 1:
-        raise UnsupportedOpError(
-            f"op {op.name!r}: a neuron summing {len(op.inputs)} synapse ops (membrane shortcut) is "
-            "not mapped by the estimator yet (one geometry per layer); simulate or validate it")
-    shape = specs[op.name].shape
+    shape = tuple(x.specs[op.name].shape)
     kind = "lif" if isinstance(op, CubaLIF) else "readout"
+    if len(op.inputs) == 1:
+        layer = _neuron_input(x, op, op.inputs[0], op.inputs, kind, shape)
+        layer.name = op.name
+        x.layers.append(layer)
+        return
+    # membrane shortcut: every summed synapse op lands on the neuron's cores (``Layer.parts``)
+    parts = [_neuron_input(x, op, v, (v,), kind, shape) for v in op.inputs]
+    first = parts[0]
+    x.layers.append(Layer(name=op.name, kind=kind, synapse=first.synapse, shape=shape,
+                          geometry=first.geometry, terms=[t for p in parts for t in p.terms],
+                          neuron_of_canonical=first.neuron_of_canonical, parts=parts))
+
+
+def _neuron_input(x: _Extraction, op, value: str, values: tuple, kind: str, shape) -> Layer:
+    """The layer of neuron op ``op`` fed by the synapse op behind ``value`` (``values``: the
+    op's inputs when it reads spikes or counts directly), named after that synapse op."""
+    prod, graph, specs = x.prod, x.graph, x.specs
     red = tuple(op.sum_axes) if isinstance(op, Readout) else ()
     # the synapse may sit behind reshapes/transposes (token layouts)
-    src_name, perm = _source_index(op.inputs[0], prod, graph)
+    src_name, perm = _source_index(value, prod, graph)
     src = prod[src_name]
     moved = not np.array_equal(perm.ravel(), np.arange(perm.size))
-    if isinstance(src, (ConvSynapse, DenseSynapse)) and moved and red:
+    if isinstance(src, DenseSynapse) and moved and red:
         raise UnsupportedOpError(f"op {op.name!r}: a readout behind a reshape of its "
                                  "synapses is not supported by the mapper")
     syn_shape = specs[src_name].shape
+    if isinstance(src, ConvSynapse) and red:
+        return _summed_conv_layer(op, src, perm, red, x, shape)
     if isinstance(src, ConvSynapse):
-        if red:
-            raise UnsupportedOpError(f"op {op.name!r}: a readout that sums a convolution's "
-                                     "output is not supported by the mapper")
-        layer = _conv_layer(op.name, kind, src, prod, graph, syn_shape)
+        layer = _conv_layer(src_name, kind, src, prod, graph, syn_shape)
     elif isinstance(src, DenseSynapse):
-        layer = _dense_layer(op.name, kind, src, src.inputs, prod, graph,
+        layer = _dense_layer(src_name, kind, src, src.inputs, prod, graph,
                              syn_shape if not red else shape, red)
     else:
-        layer = _dense_layer(op.name, kind, None, op.inputs, prod, graph, shape, red)
+        if len(op.inputs) > 1:
+            raise UnsupportedOpError(f"op {op.name!r}: input {value!r} of a neuron summing "
+                                     "several inputs is not a synapse op")
+        layer = _dense_layer(op.name, kind, None, values, prod, graph, shape, red)
         moved = False
     if moved:
         # canonical positions index the synapse's output; neurons follow the op's layout
@@ -490,7 +545,46 @@ def _place_neurons(x: _Extraction, op) -> None:
         inverse[perm.ravel()] = np.arange(perm.size)
         layer.neuron_of_canonical = inverse[layer.neuron_of_canonical]
     layer.shape = tuple(shape)
-    x.layers.append(layer)
+    return layer
+
+
+def _summed_conv_layer(op, syn: ConvSynapse, perm: np.ndarray, red: tuple, x: _Extraction,
+                       shape) -> Layer:
+    """A readout that sums a convolution's output over all its positions (a head composed with
+    a conv term, Spikingformer): one compartment per output channel, its synapses every
+    ``(input channel, tap, position)`` inside the input, as a dense layer of one position whose
+    stream names each input element once per synapse (``Term.shared``: one axon per element)."""
+    cout, cin_g, kh, kw = syn.weight.shape
+    c, h, w = x.specs[syn.name].shape
+    nd = perm.ndim
+    red = sorted({a % nd for a in red})
+    kept = [a for a in range(nd) if a not in red]
+    rows = np.transpose(perm, kept + red).reshape(int(np.prod(shape)), -1)
+    chans = rows // (h * w)
+    if syn.groups != 1 or rows.shape[1] != h * w or rows.shape[0] != cout or \
+            not np.array_equal(np.sort(chans[:, 0]), np.arange(cout)) or \
+            not (chans == chans[:, :1]).all():
+        raise UnsupportedOpError(f"op {op.name!r}: a readout that sums {syn.name!r} other than "
+                                 "over all positions of each channel (ungrouped) is not "
+                                 "supported by the mapper")
+    src, idx = _source_index(syn.inputs[0], x.prod, x.graph)
+    _, h_in, w_in = idx.shape
+
+    def taps(n_out, n_in, k, s, p, d):  # input row of every (output row, tap) inside the input
+        i = np.arange(n_out)[:, None] * s - p + np.arange(k)[None, :] * d
+        return i[(i >= 0) & (i < n_in)]
+
+    r = taps(h, h_in, kh, syn.stride[0], syn.padding[0], syn.dilation[0])
+    q = taps(w, w_in, kw, syn.stride[1], syn.padding[1], syn.dilation[1])
+    reads = idx[:, r][:, :, q].reshape(-1, 1, 1)
+    geo = DenseGeometry(features=cout, positions=1, fan_in=reads.shape[0],
+                        weights_per_feature=cin_g * kh * kw)
+    term = Term(value=syn.inputs[0], source=src, index=reads,
+                graded=x.graph.spec(syn.inputs[0]).kind is Kind.COUNT, shared=True)
+    noc = np.empty(cout, np.int64)
+    noc[chans[:, 0]] = np.arange(cout)
+    return Layer(name=syn.name, kind="readout", synapse=syn.name, shape=tuple(shape),
+                 geometry=geo, terms=[term], neuron_of_canonical=noc.reshape(geo.out))
 
 
 @PLACE.register(O.MaxPool2d)
@@ -554,10 +648,10 @@ def extract_network(graph: Graph, ssa: str = "host") -> Network:
     x = _Extraction(graph, ssa, _producers(graph), graph.specs)
     for op in graph.ops:
         PLACE.lookup(op)(x, op)
-    host_names = {u.name for u in x.host}
+    graded = {u.name for u in x.host if u.kind == "graded_input"}
     for layer in x.layers:
-        layer.first_layer = layer.product is None and any(
-            t.source in host_names and next(u for u in x.host if u.name == t.source).kind ==
-            "graded_input" for t in layer.terms)
+        for part in [layer] + layer.parts:
+            part.first_layer = part.product is None and any(t.source in graded
+                                                            for t in part.terms)
     return Network(layers=x.layers, host=x.host, timesteps=graph.timesteps, graph=graph,
                    products=x.products, ssa=ssa)

@@ -142,7 +142,16 @@ def _span_max(g: ConvGeometry, t: int) -> int:
 
 def worst_tile(layer: Layer, tile: tuple[int, int, int], limits: CoreLimits, f: int = 1) -> dict:
     """Upper bounds of one core's neurons, synaptic memory (bits) and input axons for ``tile``
-    (interior tiles, every tap inside the input), with the fan-in split ``f`` ways."""
+    (interior tiles, every tap inside the input), with the fan-in split ``f`` ways. A layer with
+    ``parts`` (several synapse ops) holds every part's synapses and axons on each core."""
+    if layer.parts:
+        out = {"neurons": tile[0] * tile[1] * tile[2], "synaptic_memory": 0, "input_axons": 0}
+        for part, axes in zip(layer.parts, layer.part_axes):
+            w = worst_tile(part, tile, limits, f) if layer.aligned(part) else \
+                _part_bound(part, axes, tile, limits, f)
+            out["synaptic_memory"] += w["synaptic_memory"]
+            out["input_axons"] += w["input_axons"]
+        return out
     g = layer.geometry
     c_t, h_t, w_t = tile
     n = c_t * h_t * w_t
@@ -165,6 +174,34 @@ def worst_tile(layer: Layer, tile: tuple[int, int, int], limits: CoreLimits, f: 
     return {"neurons": n, "synaptic_memory": memory, "input_axons": axons}
 
 
+def _part_bound(part: Layer, axes, tile: tuple[int, int, int], limits: CoreLimits,
+                f: int) -> dict:
+    """Bounds for a part laid out otherwise than its layer's tiles: a tile's neurons span, on
+    each axis of the part's layout, at most the tile's extent along the layer axes that this
+    coordinate follows (``Layer.part_axes``), taken as a box of the part's layout."""
+    g = part.geometry
+    box = tuple(min(g.out[k], int(np.prod([tile[a] for a in axes[k]]))) for k in range(3))
+    w = worst_tile(part, box, limits, f)
+    n = tile[0] * tile[1] * tile[2]
+    if not shares_weights(part, limits):  # every neuron its own synapses: at most n of them
+        w["synaptic_memory"] = min(w["synaptic_memory"], n * -(-g.fan_in // f) *
+                                   synapse_bits(part, limits) * len(part.terms))
+    return w
+
+
+def part_region(layer: Layer, part: Layer, r: tuple[int, ...]):
+    """Where the neurons of ``layer``'s tile ``r`` sit in ``part``'s canonical layout:
+    ``(region, positions)``, the region ``r`` itself and None for an aligned part, else the
+    bounding box of the neurons' flat canonical positions ``positions`` in the part."""
+    if part is layer or layer.aligned(part):
+        return r, None
+    c0, c1, h0, h1, w0, w1 = r
+    ids = layer.neuron_of_canonical[c0:c1, h0:h1, w0:w1].ravel()
+    pos = part.canonical_of_neuron[ids]
+    co = np.unravel_index(pos, part.geometry.out)
+    return tuple(int(v) for a in co for v in (a.min(), a.max() + 1)), pos
+
+
 def shared_reads(term, rows: int) -> int:
     """The most distinct source elements that one tile of ``rows`` consecutive positions of a
     dense layer reads through ``term`` (tiles aligned at multiples of ``rows``)."""
@@ -179,6 +216,8 @@ def _fits(w: dict, limits: CoreLimits) -> bool:
 
 
 def _fanin_units(layer: Layer) -> int:
+    if layer.parts:
+        return max(_fanin_units(p) for p in layer.parts)
     g = layer.geometry
     return g.cin_per_group if isinstance(g, ConvGeometry) else g.fan_in
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from spikec.estimate.mapping import Mapping
 from spikec.estimate.network import ConvGeometry
-from spikec.estimate.partition import tile_ranges
+from spikec.estimate.partition import part_region, tile_ranges
 
 #: Sender ids after the global cores: the host (graded input) and the embedded CPUs.
 HOST_SENDER, CPU_SENDER = 0, 1
@@ -128,35 +128,37 @@ def build_wiring(mapping: Mapping) -> Wiring:
 
     sizes: dict[str, int] = {lm.layer.name: lm.layer.neurons for lm in mapping.layers}
     sizes.update({u.name: u.elements for u in mapping.network.host})
-    for lm in mapping.layers:
+    streams = [(lm, part, term) for lm in mapping.layers for part in lm.layer.inputs
+               for term in part.terms]
+    for lm, part, term in streams:
         f = lm.tiling.fanin_split
-        for term in lm.layer.terms:
-            if term.source not in sizes:
+        if term.source not in sizes:
+            continue
+        E = sizes[term.source]
+        idx = term.index.ravel()
+        ok = idx >= 0
+        src = layers.get(term.source)
+        ec = src.element_core if src is not None else np.zeros(E, np.int64)
+        for ti, r in enumerate(tile_ranges(lm.tiling, lm.layer.geometry.out)):
+            # a membrane shortcut's part laid out otherwise: its bounding box (approximate)
+            w = tile_synapses(part.geometry, part_region(lm.layer, part, r)[0]).ravel()
+            syn = np.bincount(idx[ok], weights=w[ok], minlength=E)
+            reach = syn > 0
+            if not reach.any():
                 continue
-            E = sizes[term.source]
-            idx = term.index.ravel()
-            ok = idx >= 0
-            src = layers.get(term.source)
-            ec = src.element_core if src is not None else np.zeros(E, np.int64)
-            for ti, r in enumerate(tile_ranges(lm.tiling, lm.layer.geometry.out)):
-                w = tile_synapses(lm.layer.geometry, r).ravel()
-                syn = np.bincount(idx[ok], weights=w[ok], minlength=E)
-                reach = syn > 0
-                if not reach.any():
-                    continue
-                elems = np.nonzero(reach)[0]
-                snd = sender_id(term.source, ec[elems])
-                for core in lm.first_core + ti * f + np.arange(f):
-                    cols = []
-                    for s in np.unique(snd):
-                        key = (int(s), int(core), bool(term.graded))
-                        cols.append(pair_index.setdefault(key, len(pair_index)))
-                    col_of = dict(zip(np.unique(snd).tolist(), cols))
-                    pcols = np.array([col_of[int(s)] for s in snd])
-                    blocks.setdefault(term.source, []).append(
-                        ("pair", elems, pcols, np.ones(elems.size)))
-                    blocks[term.source].append(
-                        ("syn", elems, np.full(elems.size, core), syn[elems] / f))
+            elems = np.nonzero(reach)[0]
+            snd = sender_id(term.source, ec[elems])
+            for core in lm.first_core + ti * f + np.arange(f):
+                cols = []
+                for s in np.unique(snd):
+                    key = (int(s), int(core), bool(term.graded))
+                    cols.append(pair_index.setdefault(key, len(pair_index)))
+                col_of = dict(zip(np.unique(snd).tolist(), cols))
+                pcols = np.array([col_of[int(s)] for s in snd])
+                blocks.setdefault(term.source, []).append(
+                    ("pair", elems, pcols, np.ones(elems.size)))
+                blocks[term.source].append(
+                    ("syn", elems, np.full(elems.size, core), syn[elems] / f))
     for unit in mapping.network.host:  # operands travel to the embedded CPUs
         for src_name, _ in unit.inputs:
             src = layers.get(src_name)

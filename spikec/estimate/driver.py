@@ -65,16 +65,11 @@ def compile_model(path: str, profile, opts):
     return getattr(result, "fixed", result)
 
 
-def simulate_counts(graph, mapping, data_spec: str, limit: int | None,
-                    progress: ProgressBar | None = None):
-    """Run the bit-exact simulator on ``data_spec`` and return (EventCounts, accuracy).
-    ``progress(total, label)``: a context manager giving an object with ``update(n)``."""
-    import numpy as np
-
+def evaluation_data(graph, data_spec, limit: int | None):
+    """The samples of ``data_spec`` (a spec, a ``Dataset`` or ``(images, labels)``; the first
+    ``limit``) checked against ``graph``'s classes and the memory their simulation needs."""
     from spikec import data as datasets
-    from spikec.estimate.events import counts_from_sim
     from spikec.memory import require_simulation_memory
-    from spikec.sim import simulate
 
     if isinstance(data_spec, str):
         ds = datasets.load(data_spec, limit)
@@ -84,6 +79,19 @@ def simulate_counts(graph, mapping, data_spec: str, limit: int | None,
         ds = as_dataset(data_spec, "data").subset(limit)
     datasets.check_labels(ds, graph)
     require_simulation_memory(graph, min(32, max(len(ds), 1)), where=ds.name)
+    return ds
+
+
+def simulate_counts(graph, mapping, data_spec: str, limit: int | None,
+                    progress: ProgressBar | None = None):
+    """Run the bit-exact simulator on ``data_spec`` and return (EventCounts, accuracy).
+    ``progress(total, label)``: a context manager giving an object with ``update(n)``."""
+    import numpy as np
+
+    from spikec.estimate.events import counts_from_sim
+    from spikec.sim import simulate
+
+    ds = evaluation_data(graph, data_spec, limit)
     with (progress or _no_progress)(len(ds), f"simulating {ds.name}") as bar:
         res = simulate(graph, ds.images, progress=None if bar is None else bar.update)
     acc = float(np.mean(np.argmax(res.logits, axis=-1) == ds.labels)) if len(ds) else None

@@ -29,23 +29,28 @@ from spikec.estimate.mapping import Mapping
 NS = 1e-9
 
 
-def pipeline_depth(mapping: Mapping) -> int:
-    """Steps of delay on the longest input-to-readout path: one per layer on cores (the Lava
-    bundle's ``pipeline_depth``, so an inference of T steps ends after T + depth steps)."""
+def unit_depths(mapping: Mapping) -> dict[str, int]:
+    """Chip-step delay of every core layer and host unit: a layer on cores adds one step (the
+    Lava bundle's rule), a product on the CPU answers within the step its operands arrive (the
+    ``host`` lowering: delay 0), the host input is 0."""
     net = mapping.network
     depth: dict[str, int] = {u.name: 0 for u in net.host if u.kind == "graded_input"}
     order = {op.name: i for i, op in enumerate(net.graph.ops)}
     # (graph position, then layer order: a decomposed product's terms before its relay)
     stages = [(order[lm.layer.product or lm.layer.name], i, lm.layer.name,
                [t.source for t in lm.layer.terms]) for i, lm in enumerate(mapping.layers)]
-    # a product on the CPU answers within the step its operands arrive (the Lava backend's
-    # ``host`` lowering: delay 0); a layer on cores adds one step
     stages += [(order[u.name], 0, u.name, [s for s, _ in u.inputs]) for u in net.host
                if u.kind == "spike_matmul"]
     host = {u.name for u in net.host}
     for _, _, name, srcs in sorted(stages):
         depth[name] = int(name not in host) + max((depth.get(s, 0) for s in srcs), default=0)
-    return max(depth.values(), default=0)
+    return depth
+
+
+def pipeline_depth(mapping: Mapping) -> int:
+    """Steps of delay on the longest input-to-readout path: one per layer on cores (the Lava
+    bundle's ``pipeline_depth``, so an inference of T steps ends after T + depth steps)."""
+    return max(unit_depths(mapping).values(), default=0)
 
 
 def core_times(mapping: Mapping, counts: EventCounts, costs: CostModel, tr: Traffic,

@@ -32,27 +32,12 @@ import numpy as np
 
 from spikec.estimate.costs import CostModel
 from spikec.estimate.energy import is_conv
+from spikec.estimate.latency import unit_depths  # noqa: F401 - re-exported (timing_run)
 from spikec.estimate.mapping import Mapping
 from spikec.estimate.timing_wiring import CPU_SENDER, HOST_SENDER, Wiring
 
 NS, PJ = 1e-9, 1e-12
 PERCENTILES = (50, 95, 99)
-
-
-def unit_depths(mapping: Mapping) -> dict[str, int]:
-    """Chip-step delay of every core layer and host unit (``latency.pipeline_depth``'s rule:
-    a layer on cores adds one step, an SSA product on the CPU none; the host input is 0)."""
-    net = mapping.network
-    depth: dict[str, int] = {u.name: 0 for u in net.host if u.kind == "graded_input"}
-    order = {op.name: i for i, op in enumerate(net.graph.ops)}
-    stages = [(order[lm.layer.product or lm.layer.name], i, lm.layer.name,
-               [t.source for t in lm.layer.terms]) for i, lm in enumerate(mapping.layers)]
-    stages += [(order[u.name], 0, u.name, [s for s, _ in u.inputs]) for u in net.host
-               if u.kind == "spike_matmul"]
-    host = {u.name for u in net.host}
-    for _, _, name, srcs in sorted(stages):
-        depth[name] = int(name not in host) + max((depth.get(s, 0) for s in srcs), default=0)
-    return depth
 
 
 def update_costs(profile, costs: CostModel) -> dict[str, float]:
@@ -105,7 +90,7 @@ def core_events(wiring: Wiring, mapping: Mapping, nonzero: dict[str, np.ndarray]
     Parameters
     ----------
     nonzero : unit name -> [T, B, elements], nonzero (or True) where the element sends an event.
-    depths : unit name -> chip-step delay (``unit_depths``).
+    depths : unit name -> chip-step delay (``latency.unit_depths``).
     steps : chip steps ``S`` (at least ``T + max depth``).
     cpu_ops : host unit name -> [T, B] SSA multiply-accumulates.
     active : optional [B, S, cores] active compartment updates; default: the compartments of

@@ -233,19 +233,11 @@ def simulate_timing(graph, mapping: Mapping, profile, cost: str, data_spec,
     ``progress(total, label)``: a context manager giving an object with ``update(n)`` (or None)."""
     from contextlib import nullcontext
 
-    from spikec import data as datasets
     from spikec.estimate.costs import cost_model
+    from spikec.estimate.driver import evaluation_data
     from spikec.estimate.events import counts_from_sim
-    from spikec.memory import require_simulation_memory
 
-    if isinstance(data_spec, str):
-        ds = datasets.load(data_spec, limit)
-    else:
-        from spikec.evaluate import as_dataset
-
-        ds = as_dataset(data_spec, "data").subset(limit)
-    datasets.check_labels(ds, graph)
-    require_simulation_memory(graph, min(32, max(len(ds), 1)), where=ds.name)
+    ds = evaluation_data(graph, data_spec, limit)
     costs = cost_model(profile, cost)
     bar_cm = progress(len(ds), f"simulating and timing {ds.name}") if progress else nullcontext()
     with bar_cm as bar:

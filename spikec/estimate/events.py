@@ -78,8 +78,8 @@ def assumed_counts(mapping: Mapping, rate: float = 0.1) -> EventCounts:
     units: dict[str, UnitEvents] = {}
     per_element: dict[str, float] = {}
     for unit in net.host:
-        units[unit.name] = UnitEvents(spikes=unit.elements * T)
-        per_element[unit.name] = float(T)
+        per_element[unit.name] = rate * T if unit.kind == "host_layer" else float(T)
+        units[unit.name] = UnitEvents(spikes=unit.elements * per_element[unit.name])
     for lm in mapping.layers:
         layer = lm.layer
         per_element[layer.name] = float(T) if layer.kind == "ssa_sum" else rate * T

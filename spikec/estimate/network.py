@@ -11,6 +11,10 @@ synapses that feed it:
 
 A *host unit* is work off the neuro-cores: ``graded_input`` (pixels injected by the host as graded
 spikes) and ``spike_matmul`` (the SSA product, on the embedded CPUs under the ``host`` lowering).
+The compiled input encoding (``graph.meta["input_encoding"]``, docs/compiler.md) changes the input:
+``bitplane`` gives eight ``bitplane_input`` units (``INPUT.plane0`` .. ``INPUT.plane7``, binary
+spikes), each read through its own copy of the first layer's synapses; ``host`` moves the first
+layer itself off the cores into a ``host_layer`` unit (named like the LIF) that sends its spikes.
 
 Under the ``decompose`` lowering (``spikec.target.ssa``) a ``spike_matmul`` becomes two core
 layers instead: ``NAME.terms`` (``ssa_term``), one term neuron per term ``(z, m, k, n)`` with a
@@ -52,6 +56,12 @@ from spikec.ir.fixed import (FIXED_DOMAIN_OPS, ConvSynapse, CubaLIF, DenseSynaps
 from spikec.ir.graph import Graph
 from spikec.ir.types import Domain, Kind
 from spikec.target.ssa import LOWERINGS, SSALowering, gate_operand, product_dims, term_indices, term_neuron
+
+#: Bits of a raw pixel: the planes of a ``bitplane`` input.
+INPUT_PLANES = 8
+
+#: Host-unit kinds that the host (not the embedded CPUs) sends from, at pipeline depth 0.
+HOST_INPUT_KINDS = ("graded_input", "bitplane_input", "host_layer")
 
 #: ``Layer.kind`` values.
 LAYER_KINDS = ("lif", "readout", "maxpool", "add", "iand", "and", "reduce_sum", "ssa_term",
@@ -197,13 +207,15 @@ class HostUnit:
     CPUs.
 
     ``inputs``: the core layers / host units whose outputs it reads (with element counts);
-    ``dense_ops``: multiply-accumulates per step if every product were computed."""
+    ``dense_ops``: multiply-accumulates per step if every product were computed (embedded CPUs);
+    ``host_macs``: multiply-accumulates per step of a first layer computed on the host."""
 
     name: str
-    kind: str  # "graded_input" | "spike_matmul"
+    kind: str  # "graded_input" | "bitplane_input" | "host_layer" | "spike_matmul"
     shape: tuple[int, ...]
     inputs: list[tuple[str, int]] = field(default_factory=list)
     dense_ops: int = 0
+    host_macs: int = 0
 
     @property
     def elements(self) -> int:
@@ -550,6 +562,7 @@ def extract_network(graph: Graph, ssa: str = "host") -> Network:
     x = _Extraction(graph, ssa, _producers(graph), graph.specs)
     for op in graph.ops:
         PLACE.lookup(op)(x, op)
+    _apply_input_encoding(x, graph.meta.get("input_encoding", "graded"))
     host_names = {u.name for u in x.host}
     for layer in x.layers:
         layer.first_layer = layer.product is None and any(
@@ -557,3 +570,43 @@ def extract_network(graph: Graph, ssa: str = "host") -> Network:
             "graded_input" for t in layer.terms)
     return Network(layers=x.layers, host=x.host, timesteps=graph.timesteps, graph=graph,
                    products=x.products, ssa=ssa)
+
+
+def _apply_input_encoding(x: _Extraction, encoding: str) -> None:
+    """Rewrite the graded input units for the compiled input encoding (see the module notes)."""
+    if encoding == "graded":
+        return
+    if encoding not in ("bitplane", "host"):
+        raise UnsupportedOpError(f"unknown input encoding {encoding!r} in the graph's meta")
+    for unit in [u for u in x.host if u.kind == "graded_input"]:
+        at = x.host.index(unit)
+        readers = [lay for lay in x.layers if any(t.source == unit.name for t in lay.terms)]
+        if encoding == "bitplane":
+            planes = [HostUnit(f"{unit.name}.plane{k}", "bitplane_input", unit.shape)
+                      for k in range(INPUT_PLANES)]
+            x.host[at:at + 1] = planes
+            for lay in readers:
+                lay.terms = _plane_terms(lay.terms, unit.name, planes)
+            continue
+        moved = []
+        for lay in readers:
+            if len(lay.terms) != 1 or lay.kind != "lif":
+                raise UnsupportedOpError(f"layer {lay.name!r}: the host input encoding runs the "
+                                         "first synapse and LIF on the host; this layer reads "
+                                         "more than the input")
+            geo = lay.geometry
+            per_neuron = geo.weights_per_channel if isinstance(geo, ConvGeometry) else geo.fan_in
+            moved.append(HostUnit(lay.name, "host_layer", lay.shape,
+                                  host_macs=lay.neurons * int(per_neuron)))
+            x.layers.remove(lay)
+        x.host[at:at + 1] = moved
+
+
+def _plane_terms(terms: list[Term], source: str, planes: list[HostUnit]) -> list[Term]:
+    out = []
+    for t in terms:
+        if t.source != source:
+            out.append(t)
+            continue
+        out += [dataclasses.replace(t, source=p.name, graded=False) for p in planes]
+    return out

@@ -33,6 +33,7 @@ import numpy as np
 from spikec.estimate.costs import CostModel
 from spikec.estimate.energy import is_conv
 from spikec.estimate.mapping import Mapping
+from spikec.estimate.network import HOST_INPUT_KINDS
 from spikec.estimate.timing_wiring import CPU_SENDER, HOST_SENDER, Wiring
 
 NS, PJ = 1e-9, 1e-12
@@ -43,7 +44,7 @@ def unit_depths(mapping: Mapping) -> dict[str, int]:
     """Chip-step delay of every core layer and host unit (``latency.pipeline_depth``'s rule:
     a layer on cores adds one step, an SSA product on the CPU none; the host input is 0)."""
     net = mapping.network
-    depth: dict[str, int] = {u.name: 0 for u in net.host if u.kind == "graded_input"}
+    depth: dict[str, int] = {u.name: 0 for u in net.host if u.kind in HOST_INPUT_KINDS}
     order = {op.name: i for i, op in enumerate(net.graph.ops)}
     stages = [(order[lm.layer.product or lm.layer.name], i, lm.layer.name,
                [t.source for t in lm.layer.terms]) for i, lm in enumerate(mapping.layers)]

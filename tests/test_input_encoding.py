@@ -178,3 +178,18 @@ def test_backends_refuse_a_non_graded_input():
     g = _with_encoding(conv_net(), "bitplane")
     with pytest.raises(UnsupportedOpError, match="input-encoding bitplane"):
         build_plan(g)
+
+
+def test_host_layer_sends_the_spikes_the_simulator_counts():
+    from spikec.estimate import extract_network, map_network
+    from spikec.estimate.events import counts_from_sim
+    from spikec.sim import simulate
+
+    prof = load_profile("loihi")
+    fixed = compile_graph(conv_snn(), prof, options=CompileOptions(input_encoding="host")).fixed
+    first = next(u for u in extract_network(fixed).host if u.kind == "host_layer")
+    images = random_images(5, (1, 12, 12))
+    res = simulate(fixed, images, record=[first.name])
+    counts = counts_from_sim(res, map_network(extract_network(fixed), prof), "test")
+    spikes = np.count_nonzero(res.values[first.name]) / len(images)
+    assert spikes > 0 and counts.get(first.name).spikes == pytest.approx(spikes)

@@ -156,6 +156,10 @@ def counts_from_entries(entries: list[dict], mapping: Mapping, T: int, source: s
         units[layer.name] = u
     for unit in mapping.network.host:
         units[unit.name] = UnitEvents()
+        e = by.get(unit.name)  # a first layer on the host (input encoding host): its LIF's spikes
+        if unit.kind == "host_layer" and e is not None and e.get("spikes") is not None:
+            units[unit.name].spikes = val(e, "spikes")
+            measured.add(unit.name)
     for p in mapping.network.products:
         units[p.name].ssa_ops = val(by.get(p.name), "ssa_ops")
     notes = []

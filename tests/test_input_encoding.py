@@ -151,6 +151,7 @@ def test_bitplane_input_is_eight_binary_sources_of_the_first_layer(profile):
     # every plane sends every pixel each step under the assumed rate: 8x the graded input's
     assert sum(h["events_sent"] for h in bj["host"]) == 8 * gj["host"][0]["events_sent"]
     first_g, first_b = gj["layers"][0], bj["layers"][0]
+    assert first_b["first_layer"] and first_g["first_layer"]
     assert first_b["synapses"] == 8 * first_g["synapses"]
     assert first_b["synaptic_events"] == 8 * first_g["synaptic_events"]
     if profile == "loihi":  # no weight sharing: every plane's synapses are stored
@@ -170,6 +171,9 @@ def test_host_input_moves_the_first_layer_off_the_cores():
     assert hj["totals"]["neurons"] == gj["totals"]["neurons"] - 4 * 8 * 8
     assert hj["cores"] <= gj["cores"]
     assert hj["pipeline_depth"] == gj["pipeline_depth"] - 1
+    # the papers' formula charges the first layer as MACs wherever it runs
+    assert hj["energy"]["paper_45nm"]["first_layer_macs"] == \
+        gj["energy"]["paper_45nm"]["first_layer_macs"] > 0
 
 
 def test_backends_refuse_a_non_graded_input():

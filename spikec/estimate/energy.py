@@ -44,6 +44,7 @@ def paper_energy(mapping: Mapping, counts: EventCounts) -> dict:
             first_macs += op.dense_ops([g.spec(i) for i in op.inputs], g.spec(op.name)) * T
         else:
             sops_synapses += counts.get(layer.name).synaptic_events
+    first_macs += sum(u.host_macs for u in net.host) * T  # a first layer run on the host
     rates = {lm.layer.name: counts.get(lm.layer.name).spikes / max(1, lm.layer.neurons * T)
              for lm in mapping.layers}
     binary = {lm.layer.name for lm in mapping.layers if lm.layer.kind in ("lif", "maxpool",

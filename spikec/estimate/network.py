@@ -566,8 +566,8 @@ def extract_network(graph: Graph, ssa: str = "host") -> Network:
     host_names = {u.name for u in x.host}
     for layer in x.layers:
         layer.first_layer = layer.product is None and any(
-            t.source in host_names and next(u for u in x.host if u.name == t.source).kind ==
-            "graded_input" for t in layer.terms)
+            t.source in host_names and next(u for u in x.host if u.name == t.source).kind in
+            ("graded_input", "bitplane_input") for t in layer.terms)
     return Network(layers=x.layers, host=x.host, timesteps=graph.timesteps, graph=graph,
                    products=x.products, ssa=ssa)
 

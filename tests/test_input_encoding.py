@@ -197,3 +197,23 @@ def test_host_layer_sends_the_spikes_the_simulator_counts():
     counts = counts_from_sim(res, map_network(extract_network(fixed), prof), "test")
     spikes = np.count_nonzero(res.values[first.name]) / len(images)
     assert spikes > 0 and counts.get(first.name).spikes == pytest.approx(spikes)
+
+
+def test_estimate_cli_takes_the_encoding_and_checks_a_compiled_one(tmp_path, capsys):
+    from spikec.cli import main
+    from spikec.ir import save
+
+    spkc = tmp_path / "net.spkc"
+    save(compile_graph(conv_snn(), "loihi", options=CompileOptions(input_encoding="host")).fixed,
+         spkc)
+    with pytest.raises(SystemExit) as e:
+        main(["estimate", str(spkc), "--profile", "loihi", "--input-encoding", "bitplane"])
+    assert e.value.code != 0
+    assert "compiled with input encoding 'host', not 'bitplane'" in capsys.readouterr().err
+    try:
+        main(["estimate", str(spkc), "--profile", "loihi", "--input-encoding", "host", "--json"])
+    except SystemExit as e:
+        assert not e.code
+    import json
+    j = json.loads(capsys.readouterr().out)
+    assert [h["kind"] for h in j["host"]] == ["host_layer"]

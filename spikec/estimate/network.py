@@ -562,7 +562,9 @@ def extract_network(graph: Graph, ssa: str = "host") -> Network:
     x = _Extraction(graph, ssa, _producers(graph), graph.specs)
     for op in graph.ops:
         PLACE.lookup(op)(x, op)
-    _apply_input_encoding(x, graph.meta.get("input_encoding", "graded"))
+    from spikec.estimate.input_encoding import apply_input_encoding
+
+    apply_input_encoding(x, graph.meta.get("input_encoding", "graded"))
     host_names = {u.name for u in x.host}
     for layer in x.layers:
         layer.first_layer = layer.product is None and any(
@@ -571,42 +573,3 @@ def extract_network(graph: Graph, ssa: str = "host") -> Network:
     return Network(layers=x.layers, host=x.host, timesteps=graph.timesteps, graph=graph,
                    products=x.products, ssa=ssa)
 
-
-def _apply_input_encoding(x: _Extraction, encoding: str) -> None:
-    """Rewrite the graded input units for the compiled input encoding (see the module notes)."""
-    if encoding == "graded":
-        return
-    if encoding not in ("bitplane", "host"):
-        raise UnsupportedOpError(f"unknown input encoding {encoding!r} in the graph's meta")
-    for unit in [u for u in x.host if u.kind == "graded_input"]:
-        at = x.host.index(unit)
-        readers = [lay for lay in x.layers if any(t.source == unit.name for t in lay.terms)]
-        if encoding == "bitplane":
-            planes = [HostUnit(f"{unit.name}.plane{k}", "bitplane_input", unit.shape)
-                      for k in range(INPUT_PLANES)]
-            x.host[at:at + 1] = planes
-            for lay in readers:
-                lay.terms = _plane_terms(lay.terms, unit.name, planes)
-            continue
-        moved = []
-        for lay in readers:
-            if len(lay.terms) != 1 or lay.kind != "lif":
-                raise UnsupportedOpError(f"layer {lay.name!r}: the host input encoding runs the "
-                                         "first synapse and LIF on the host; this layer reads "
-                                         "more than the input")
-            geo = lay.geometry
-            per_neuron = geo.weights_per_channel if isinstance(geo, ConvGeometry) else geo.fan_in
-            moved.append(HostUnit(lay.name, "host_layer", lay.shape,
-                                  host_macs=lay.neurons * int(per_neuron)))
-            x.layers.remove(lay)
-        x.host[at:at + 1] = moved
-
-
-def _plane_terms(terms: list[Term], source: str, planes: list[HostUnit]) -> list[Term]:
-    out = []
-    for t in terms:
-        if t.source != source:
-            out.append(t)
-            continue
-        out += [dataclasses.replace(t, source=p.name, graded=False) for p in planes]
-    return out

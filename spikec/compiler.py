@@ -97,7 +97,8 @@ def compile_model(model: str | os.PathLike, out: str | os.PathLike, *, target: s
                   profile: str | None = None, load_options=None, data: str | None = None,
                   calib: str | None = None, limit: int | None = None, residual: str = "auto",
                   batch_size: int = 32, progress: Callable[[int], Progress] | None = None,
-                  ssa: str = "host", force: bool = False) -> CompileOutcome:
+                  ssa: str = "host", force: bool = False,
+                  input_encoding: str = "auto") -> CompileOutcome:
     """Compile ``model`` for ``target`` into the directory ``out`` (see the module docstring).
 
     Parameters
@@ -111,6 +112,7 @@ def compile_model(model: str | os.PathLike, out: str | os.PathLike, *, target: s
     calib : calibration set spec (its first ``CALIB_SAMPLES`` samples).
     limit : first N samples of ``data``.
     residual : lowering of count-valued synapse inputs, ``graded`` or ``fanin``.
+    input_encoding : how raw pixels reach the first layer (``CompileOptions.input_encoding``).
     ssa : lowering of spiking self-attention in the Lava bundle (``host`` or ``decompose``); the
         bundle (``OUT/lava/``) is written for targets whose arithmetic is Lava's (loihi2).
     progress : ``progress(total)`` returns a callback ``update(n)`` called after each batch.
@@ -127,7 +129,7 @@ def compile_model(model: str | os.PathLike, out: str | os.PathLike, *, target: s
         outcome = compile_loaded(graph, model.name, file_sha256(model), target=target,
                                  profile=profile, data=data, calib=calib, limit=limit,
                                  residual=residual, batch_size=batch_size, progress=progress,
-                                 ssa=ssa)
+                                 ssa=ssa, input_encoding=input_encoding)
         target_dir.write(outcome.files)
     outcome.out = Path(out)
     return outcome
@@ -168,7 +170,7 @@ def compile_loaded(graph: Graph, model_name: str, model_sha256: str, *, target: 
                    profile: str | None = None, data=None, calib=None, limit: int | None = None,
                    residual: str = "auto", batch_size: int = 32,
                    progress: Callable[[int], Progress] | None = None,
-                   ssa: str = "host") -> CompileOutcome:
+                   ssa: str = "host", input_encoding: str = "auto") -> CompileOutcome:
     """Compile a loaded float ``graph`` in memory (``compile_model`` without the files): the
     report, the graphs and the files an OUT would hold (``out`` None).
 
@@ -189,7 +191,7 @@ def compile_loaded(graph: Graph, model_name: str, model_sha256: str, *, target: 
         check_labels(ds, graph)
     cal = load_data(calib, CALIB_SAMPLES, inp, "--calib") if calib is not None else None
     result = compile_graph(graph, profile=prof, calib=None if cal is None else cal.images,
-                           options=CompileOptions(residual=residual))
+                           options=CompileOptions(residual=residual, input_encoding=input_encoding))
     fixed, folded = result.fixed, result.folded
 
     evaluation = None

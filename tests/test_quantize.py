@@ -337,8 +337,8 @@ def test_notes_schema_and_serialization():
 
 def test_loihi_refuses_graded_input_naming_the_layer():
     g = spikformer_like(2)
-    with pytest.raises(FormatError, match="conv.*graded spikes"):
-        compile_graph(g, "loihi")
+    with pytest.raises(FormatError, match="conv.*graded spikes.*--input-encoding bitplane or host"):
+        compile_graph(g, "loihi", options=CompileOptions(input_encoding="graded"))
 
 
 def test_weights_too_large_for_any_exponent():

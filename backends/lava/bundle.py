@@ -60,6 +60,10 @@ def build_plan(graph: Graph, *, ssa: str = "host", conv: str = "lava",
     if graph.domain != "fixed":
         raise UnsupportedOpError("the Lava backend needs a fixed-point graph (spikec compile "
                                  f"--target loihi2 writes one); got a {graph.domain} graph")
+    if graph.meta.get("input_encoding", "graded") != "graded":
+        raise UnsupportedOpError(f"the Lava backend sends the input as graded spikes only; this graph "
+                                 f"was compiled with --input-encoding {graph.meta['input_encoding']} "
+                                 "(use --input-encoding graded for loihi2)")
     verify(graph)
     b = PlanBuilder(graph.timesteps, fmt)
     low = Lowering(graph, b, ssa, conv)

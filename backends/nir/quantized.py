@@ -167,6 +167,9 @@ def to_nir_quantized(fixed: Graph, ssa: str | None = None, notes: dict | None = 
 
     if fixed.domain != Domain.FIXED:
         raise UnsupportedOpError("--quantized exports a fixed-point graph (spikec compile's result)")
+    if fixed.meta.get("input_encoding", "graded") != "graded":
+        raise UnsupportedOpError(f"--quantized NIR export writes a graded input only; this graph was "
+                                 f"compiled with --input-encoding {fixed.meta['input_encoding']}")
     regions = find_regions(fixed)
     if regions and ssa != SSALowering.DECOMPOSE:
         raise UnsupportedOpError(

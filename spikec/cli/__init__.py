@@ -230,6 +230,10 @@ def _accuracy_line(acc: dict) -> str:
               show_default=True, help="Lowering of integer-valued (count) synapse inputs.")
 @click.option("--profile", "profile_path", type=click.Path(),
               help="Hardware profile file (replaces --target's).")
+@click.option("--input-encoding", type=click.Choice(["auto", "graded", "bitplane", "rate", "host"]), default="auto",
+              show_default=True, help="How raw pixels reach the first layer: graded spikes, 8 "
+              "binary bit planes (exact), or the first layer on the host; auto = graded where the "
+              "target has graded spikes, else bitplane. rate is refused (not exact).")
 @click.option("--preprocess", help="Input preprocessing of a model that records none "
               "(default pixel_scale=1/255; e.g. 'pixel_scale=1/255,mean=0.5,std=0.5').")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Samples per simulated batch.")
@@ -240,8 +244,8 @@ def _accuracy_line(acc: dict) -> str:
               "default, a model with attention needs one.")
 @click.option("--quantized", is_flag=True, help="--target nir: export the quantized values.")
 def compile_cmd(model, arch, trust_pickle, input_shape, timesteps, sets, target, out, force, data,
-                calib, limit, residual, profile_path, preprocess, batch_size, as_json, ssa,
-                quantized):
+                calib, limit, residual, profile_path, input_encoding, preprocess, batch_size,
+                as_json, ssa, quantized):
     """Compile MODEL for a Loihi target into OUT (compiled.spkc, folded.spkc, float.spkc,
     report.json); with --data, check top-1 of the float model, the folded graph and the bit-exact
     simulation on the same samples, and per-layer spike agreement. --target nir|onnx writes
@@ -276,7 +280,8 @@ def compile_cmd(model, arch, trust_pickle, input_shape, timesteps, sets, target,
         outcome = compile_model(model, out, target=target, profile=profile_path, load_options=options,
                                 data=data, calib=calib, limit=limit, residual=residual,
                                 batch_size=batch_size, progress=_progress(bars),
-                                ssa=ssa or "host", force=force)
+                                ssa=ssa or "host", force=force,
+                                input_encoding=input_encoding)
     finally:
         _close(bars)
     r = outcome.report

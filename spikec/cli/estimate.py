@@ -115,8 +115,13 @@ def _cost_model_words(j: dict) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--arch", help="Registry architecture of a bare state_dict (model files).")
 @click.option("-T", "--timesteps", type=int, help="Time steps (model files).")
+@click.option("--input-encoding", type=click.Choice(["auto", "graded", "bitplane", "rate", "host"]),
+              help="How raw pixels reach the first layer of a model file (spikec compile "
+                   "--input-encoding; default auto: graded where the profile has graded spikes, "
+                   "else bitplane). host: the first layer on the host, its spikes sent in.")
 def estimate(model_or_out, profile_name, chips, data_spec, limit, cost, rate, ssa, sweeps,
-             plot_path, timing, workers, cluster, no_save, as_json, arch, timesteps):
+             plot_path, timing, workers, cluster, no_save, as_json, arch, timesteps,
+             input_encoding):
     """Map MODEL_OR_OUT onto a chip's cores; estimate energy and latency per inference.
 
     MODEL_OR_OUT is a compiled output directory (compiled.spkc, report.json), a .spkc file, or a
@@ -130,7 +135,7 @@ def estimate(model_or_out, profile_name, chips, data_spec, limit, cost, rate, ss
         raise click.UsageError("--timing cycle needs --data SET (it times every sample and step)")
     inp = driver.prepare(model_or_out, profile_name, chips=chips, data_spec=data_spec,
                          limit=limit, ssa=ssa, arch=arch, timesteps=timesteps, progress=_bar,
-                         timing=timing, cost=cost)
+                         timing=timing, cost=cost, input_encoding=input_encoding)
     if sweeps:
         _print_sweep(*driver.sweep(inp, sweeps, chips=chips, cost=cost, rate=rate,
                                    plot_path=plot_path, data_spec=data_spec, limit=limit,

@@ -50,10 +50,11 @@ def load_input(path: str):
     return None, None, None
 
 
-def compile_model(path: str, profile, opts):
-    """Compile a model file for ``profile`` (``spikec.pipeline.compile_graph``)."""
+def compile_model(path: str, profile, opts, input_encoding: str = "auto"):
+    """Compile a model file for ``profile`` (``spikec.pipeline.compile_graph``) with the input
+    encoding ``input_encoding`` (``CompileOptions.input_encoding``)."""
     try:
-        from spikec.pipeline import compile_graph
+        from spikec.pipeline import CompileOptions, compile_graph
     except ImportError:
         raise MissingEnvironmentError(
             "estimating a model file needs spikec.pipeline (the compiler); compile it with "
@@ -61,7 +62,7 @@ def compile_model(path: str, profile, opts):
     from spikec.frontends import load_model
 
     graph = load_model(path, opts)
-    result = compile_graph(graph, profile)
+    result = compile_graph(graph, profile, options=CompileOptions(input_encoding=input_encoding))
     return getattr(result, "fixed", result)
 
 
@@ -125,8 +126,10 @@ def prepare(model_or_out: str, profile_name: str = DEFAULT_PROFILE, *, chips: in
             data_spec: str | None = None, limit: int | None = None, ssa: str | None = None,
             arch: str | None = None, timesteps: int | None = None,
             progress: ProgressBar | None = None, timing: str = "analytic",
-            cost: str = "profile") -> EstimateInput:
-    """Load or compile MODEL_OR_OUT for ``profile_name`` and gather its event counts."""
+            cost: str = "profile", input_encoding: str | None = None) -> EstimateInput:
+    """Load or compile MODEL_OR_OUT for ``profile_name`` and gather its event counts.
+    ``input_encoding``: how a model file's first layer gets its input (default ``auto``); for a
+    compiled input it must be the one it was compiled with."""
     from spikec.target.profile import load_profile
 
     profile = load_profile(profile_name)
@@ -136,7 +139,12 @@ def prepare(model_or_out: str, profile_name: str = DEFAULT_PROFILE, *, chips: in
         from spikec.frontends import LoadOptions
 
         model_path = model_or_out
-        graph = compile_model(model_or_out, profile, LoadOptions(arch=arch, timesteps=timesteps))
+        graph = compile_model(model_or_out, profile, LoadOptions(arch=arch, timesteps=timesteps),
+                              input_encoding or "auto")
+    elif input_encoding not in (None, "auto", graph.meta.get("input_encoding", "graded")):
+        raise DataError(f"{model_or_out}: compiled with input encoding "
+                        f"{graph.meta.get('input_encoding', 'graded')!r}, not {input_encoding!r}; "
+                        "recompile it with spikec compile --input-encoding, or pass the model file")
     return prepare_graph(graph, profile, report=report, out_dir=out_dir, model_path=model_path,
                          chips=chips, data_spec=data_spec, limit=limit, ssa=ssa,
                          progress=progress, timing=timing, cost=cost)

@@ -48,6 +48,7 @@ def paper_energy(mapping: Mapping, counts: EventCounts) -> dict:
                 sops_synapses += ev.synaptic_events
             else:
                 sops_synapses += ev.synaptic_by_part.get(part.name, 0.0)
+    first_macs += sum(u.host_macs for u in net.host) * T  # a first layer run on the host
     rates = {lm.layer.name: counts.get(lm.layer.name).spikes / max(1, lm.layer.neurons * T)
              for lm in mapping.layers}
     binary = {lm.layer.name for lm in mapping.layers if lm.layer.kind in ("lif", "maxpool",

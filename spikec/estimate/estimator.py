@@ -15,7 +15,7 @@ from spikec.estimate.energy import paper_energy, profile_energy
 from spikec.estimate.events import EventCounts, assumed_counts, check_rate
 from spikec.estimate.latency import pipeline_depth, step_latency
 from spikec.estimate.mapping import Mapping, map_network
-from spikec.estimate.network import Network, extract_network
+from spikec.estimate.network import HOST_INPUT_KINDS, Network, extract_network
 from spikec.ir.graph import Graph
 
 SCHEMA = "spikec.estimate/1"
@@ -65,9 +65,9 @@ class Estimate:
                 "energy_j": self.energy["per_layer_j"].get(lm.layer.name, 0.0),
             })
         host = [{"name": u.name, "kind": u.kind, "elements": u.elements,
-                 "where": "host" if u.kind == "graded_input" else "embedded_cpu",
+                 "where": "host" if u.kind in HOST_INPUT_KINDS else "embedded_cpu",
                  "events_sent": c.get(u.name).spikes, "ssa_ops": c.get(u.name).ssa_ops,
-                 "dense_ops_per_step": u.dense_ops}
+                 "dense_ops_per_step": u.dense_ops, "host_macs_per_step": u.host_macs}
                 for u in m.network.host]
         chips = []
         pl = m.placement

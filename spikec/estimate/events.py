@@ -81,8 +81,8 @@ def assumed_counts(mapping: Mapping, rate: float = 0.1) -> EventCounts:
     units: dict[str, UnitEvents] = {}
     per_element: dict[str, float] = {}
     for unit in net.host:
-        units[unit.name] = UnitEvents(spikes=unit.elements * T)
-        per_element[unit.name] = float(T)
+        per_element[unit.name] = rate * T if unit.kind == "host_layer" else float(T)
+        units[unit.name] = UnitEvents(spikes=unit.elements * per_element[unit.name])
     for lm in mapping.layers:
         layer = lm.layer
         per_element[layer.name] = float(T) if layer.kind == "ssa_sum" else rate * T
@@ -173,6 +173,10 @@ def counts_from_entries(entries: list[dict], mapping: Mapping, T: int, source: s
         units[layer.name] = u
     for unit in mapping.network.host:
         units[unit.name] = UnitEvents()
+        e = by.get(unit.name)  # a first layer on the host (input encoding host): its LIF's spikes
+        if unit.kind == "host_layer" and e is not None and e.get("spikes") is not None:
+            units[unit.name].spikes = val(e, "spikes")
+            measured.add(unit.name)
     for p in mapping.network.products:
         units[p.name].ssa_ops = val(by.get(p.name), "ssa_ops")
     notes = []

@@ -25,6 +25,7 @@ from spikec.estimate.costs import CostModel, Traffic
 from spikec.estimate.energy import is_conv, neuron_updates
 from spikec.estimate.events import EventCounts
 from spikec.estimate.mapping import Mapping
+from spikec.estimate.network import HOST_INPUT_KINDS
 
 NS = 1e-9
 
@@ -34,7 +35,7 @@ def unit_depths(mapping: Mapping) -> dict[str, int]:
     Lava bundle's rule), a product on the CPU answers within the step its operands arrive (the
     ``host`` lowering: delay 0), the host input is 0."""
     net = mapping.network
-    depth: dict[str, int] = {u.name: 0 for u in net.host if u.kind == "graded_input"}
+    depth: dict[str, int] = {u.name: 0 for u in net.host if u.kind in HOST_INPUT_KINDS}
     order = {op.name: i for i, op in enumerate(net.graph.ops)}
     # (graph position, then layer order: a decomposed product's terms before its relay)
     stages = [(order[lm.layer.product or lm.layer.name], i, lm.layer.name,

@@ -11,6 +11,10 @@ synapses that feed it:
 
 A *host unit* is work off the neuro-cores: ``graded_input`` (pixels injected by the host as graded
 spikes) and ``spike_matmul`` (the SSA product, on the embedded CPUs under the ``host`` lowering).
+The compiled input encoding (``graph.meta["input_encoding"]``, docs/compiler.md) changes the input:
+``bitplane`` gives eight ``bitplane_input`` units (``INPUT.plane0`` .. ``INPUT.plane7``, binary
+spikes), each read through its own copy of the first layer's synapses; ``host`` moves the first
+layer itself off the cores into a ``host_layer`` unit (named like the LIF) that sends its spikes.
 
 Under the ``decompose`` lowering (``spikec.target.ssa``) a ``spike_matmul`` becomes two core
 layers instead: ``NAME.terms`` (``ssa_term``), one term neuron per term ``(z, m, k, n)`` with a
@@ -52,6 +56,12 @@ from spikec.ir.fixed import (FIXED_DOMAIN_OPS, ConvSynapse, CubaLIF, DenseSynaps
 from spikec.ir.graph import Graph
 from spikec.ir.types import Domain, Kind
 from spikec.target.ssa import LOWERINGS, SSALowering, gate_operand, product_dims, term_indices, term_neuron
+
+#: Bits of a raw pixel: the planes of a ``bitplane`` input.
+INPUT_PLANES = 8
+
+#: Host-unit kinds that the host (not the embedded CPUs) sends from, at pipeline depth 0.
+HOST_INPUT_KINDS = ("graded_input", "bitplane_input", "host_layer")
 
 #: ``Layer.kind`` values.
 LAYER_KINDS = ("lif", "readout", "maxpool", "add", "iand", "and", "reduce_sum", "ssa_term",
@@ -238,13 +248,15 @@ class HostUnit:
     CPUs.
 
     ``inputs``: the core layers / host units whose outputs it reads (with element counts);
-    ``dense_ops``: multiply-accumulates per step if every product were computed."""
+    ``dense_ops``: multiply-accumulates per step if every product were computed (embedded CPUs);
+    ``host_macs``: multiply-accumulates per step of a first layer computed on the host."""
 
     name: str
-    kind: str  # "graded_input" | "spike_matmul"
+    kind: str  # "graded_input" | "bitplane_input" | "host_layer" | "spike_matmul"
     shape: tuple[int, ...]
     inputs: list[tuple[str, int]] = field(default_factory=list)
     dense_ops: int = 0
+    host_macs: int = 0
 
     @property
     def elements(self) -> int:
@@ -648,10 +660,14 @@ def extract_network(graph: Graph, ssa: str = "host") -> Network:
     x = _Extraction(graph, ssa, _producers(graph), graph.specs)
     for op in graph.ops:
         PLACE.lookup(op)(x, op)
-    graded = {u.name for u in x.host if u.kind == "graded_input"}
+    from spikec.estimate.input_encoding import apply_input_encoding
+
+    apply_input_encoding(x, graph.meta.get("input_encoding", "graded"))
+    pixels = {u.name for u in x.host if u.kind in ("graded_input", "bitplane_input")}
     for layer in x.layers:
-        for part in [layer] + layer.parts:
-            part.first_layer = part.product is None and any(t.source in graded
+        for part in [layer] + layer.parts:   # a membrane shortcut: each synapse op on its own
+            part.first_layer = part.product is None and any(t.source in pixels
                                                             for t in part.terms)
     return Network(layers=x.layers, host=x.host, timesteps=graph.timesteps, graph=graph,
                    products=x.products, ssa=ssa)
+

@@ -34,6 +34,7 @@ from spikec.estimate.costs import CostModel
 from spikec.estimate.energy import is_conv
 from spikec.estimate.latency import unit_depths  # noqa: F401 - re-exported (timing_run)
 from spikec.estimate.mapping import Mapping
+from spikec.estimate.network import HOST_INPUT_KINDS
 from spikec.estimate.timing_wiring import CPU_SENDER, HOST_SENDER, Wiring
 
 NS, PJ = 1e-9, 1e-12

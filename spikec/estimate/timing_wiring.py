@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from spikec.estimate.mapping import Mapping
-from spikec.estimate.network import ConvGeometry
+from spikec.estimate.network import HOST_INPUT_KINDS, ConvGeometry
 from spikec.estimate.partition import part_region, tile_ranges
 
 #: Sender ids after the global cores: the host (graded input) and the embedded CPUs.
@@ -123,7 +123,7 @@ def build_wiring(mapping: Mapping) -> Wiring:
     def sender_id(unit: str, src_core: np.ndarray) -> np.ndarray:
         if unit in layers:
             return src_core
-        return np.full_like(src_core, n_cores + (HOST_SENDER if host_kind[unit] == "graded_input"
+        return np.full_like(src_core, n_cores + (HOST_SENDER if host_kind[unit] in HOST_INPUT_KINDS
                                                  else CPU_SENDER))
 
     sizes: dict[str, int] = {lm.layer.name: lm.layer.neurons for lm in mapping.layers}

@@ -14,14 +14,26 @@ from spikec.ir.graph import Graph
 from spikec.ir.types import Domain, Kind
 from spikec.quantize.bounds import calibrate
 from spikec.quantize.lower import _check_shapes, _Lowering, residual_cost
-from spikec.quantize.options import CompileOptions, ResidualLowering
+from spikec.quantize.options import CompileOptions, InputEncoding, ResidualLowering
 from spikec.target.profile import HardwareProfile, load_profile
 
-__all__ = ["quantize", "CompileOptions", "resolve_profile"]
+__all__ = ["quantize", "CompileOptions", "resolve_profile", "resolve_input_encoding"]
 
 
 def resolve_profile(profile: HardwareProfile | str) -> HardwareProfile:
     return load_profile(profile) if isinstance(profile, str) else profile
+
+
+def resolve_input_encoding(encoding: str, prof: HardwareProfile) -> str:
+    """The input encoding ``auto`` stands for on ``prof`` (graded where it has graded spikes, else
+    bitplane); refuses ``rate`` (one line). ``graded`` on a chip without graded spikes is refused
+    by the quantizer, naming the layer, where the model reads real-valued input."""
+    if encoding == InputEncoding.AUTO:
+        return InputEncoding.GRADED if prof.formats.graded_spikes else InputEncoding.BITPLANE
+    if encoding == InputEncoding.RATE:
+        raise FormatError("input_encoding='rate' is refused: a rate code over T steps is not the "
+                          "input the model was trained on (not exact); use bitplane or host")
+    return encoding
 
 
 def quantize(graph: Graph, profile: HardwareProfile | str = "loihi2", *,
@@ -63,23 +75,26 @@ def quantize(graph: Graph, profile: HardwareProfile | str = "loihi2", *,
         if counts:
             raise FormatError(f"residual='graded' needs graded spikes, which {prof.name!r} lacks "
                               f"(layers {', '.join(counts[:3])} read counts); use residual='fanin'")
+    encoding = resolve_input_encoding(opts.input_encoding, prof)
     cal = None
     if calib is not None and len(calib):
         calib = _check_shapes(graph, calib)
-        low0 = _Lowering(graph, fmt, opts, residual, None)
+        low0 = _Lowering(graph, fmt, opts, residual, None, encoding)
         cal = calibrate(graph, calib,
                         synapses=[op.name for op in graph.ops if isinstance(op, (O.Conv2d, O.Linear))],
                         readouts={n: tuple(r.mean.axes) if r.mean else ()
                                   for n, r in low0.plan.readouts.items()},
                         values=sorted({lay.count for lay in low0.plan.layers.values() if lay.count}))
-    low = _Lowering(graph, fmt, opts, residual, cal)
+    low = _Lowering(graph, fmt, opts, residual, cal, encoding)
     fixed = low.run()
     fixed.meta["target"] = prof.name  # the simulator reads its number formats from here
+    if low.real_input is not None and encoding != InputEncoding.GRADED:
+        fixed.meta["input_encoding"] = encoding  # graded (the default) leaves the bytes as before
     layers = low.notes_layers
     notes = {
         "target": prof.name,
         "timesteps": graph.timesteps,
-        "options": dict(opts.to_dict(), residual=residual),
+        "options": dict(opts.to_dict(), residual=residual, input_encoding=encoding),
         "calibration": None if cal is None else {"samples": cal.samples,
                                                  "margin": opts.calib_margin},
         "real_valued_input": low.real_input,

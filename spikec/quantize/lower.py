@@ -38,7 +38,7 @@ from spikec.quantize.layers import (Ranges, quantize_count_layer, quantize_reado
                                     quantize_synaptic_layer)
 from spikec.quantize.membrane import (current_terms, lower_membrane, lower_readout_of_currents,
                                       tree_ops)
-from spikec.quantize.options import CompileOptions, ResidualLowering
+from spikec.quantize.options import CompileOptions, InputEncoding, ResidualLowering
 
 #: Bits of a raw pixel sent as a graded spike (uint8 images).
 PIXEL_BITS = 8
@@ -170,7 +170,7 @@ class _Lowering:
     """State of one quantization run (see ``quantize``)."""
 
     def __init__(self, graph: Graph, fmt, opts: CompileOptions, residual: str,
-                 calib: Calibration | None):
+                 calib: Calibration | None, input_encoding: str = InputEncoding.GRADED):
         if opts.min_weight_exp is not None:
             lo = min(max(fmt.weight_exp_min, opts.min_weight_exp), fmt.weight_exp_max)
             fmt = dataclasses.replace(fmt, weight_exp_min=lo)
@@ -191,6 +191,7 @@ class _Lowering:
                                                        *self.plan.readouts.values()]
                                   for syn, _ in (lay.terms or ())}
         self.real_input: dict | None = None
+        self.input_encoding = input_encoding
 
     # -- fan-in sources ---------------------------------------------------------------------
     def sources(self, value: str) -> list[str]:
@@ -251,11 +252,12 @@ class _Lowering:
                 raise FormatError(f"input {op.name!r} still has pixel_scale/std; run "
                                   "fold_input_normalization (its reader must be a conv2d or linear)")
             readers = [o.name for o in self.g.consumers(op.name)]
-            if not self.fmt.graded_spikes:
+            if not self.fmt.graded_spikes and self.input_encoding == InputEncoding.GRADED:
                 raise FormatError(
                     f"layer {', '.join(readers)!s} consumes real-valued input {op.name!r}, and this "
-                    "target has no graded spikes; feed spike-encoded data or compile for loihi2")
+                    "target has no graded spikes; use --input-encoding bitplane or host")
             self.real_input = {"input": op.name, "consumers": readers, "payload_bits": PIXEL_BITS,
+                               "encoding": self.input_encoding,
                                "bias": "per-neuron (input mean, exact at borders)" if op.mean
                                else "per-channel"}
         self.out.append(F.GradedInput(op.name, (), shape=tuple(op.shape), encoding=op.encoding,
@@ -295,9 +297,10 @@ class _Lowering:
         ranges = self.ranges(syn, len(srcs))
         out_shape = self.specs[syn.name].shape
         bias_map = self._input_mean_bias(syn, out_shape)
+        fmt = self._input_synapse_formats(syn)
         for _ in range(4):
             w, e, params, notes = quantize_synaptic_layer(
-                syn, layer.lif, out_shape, layer.chain, ranges, self.fmt, self.opts, self.T, bias_map)
+                syn, layer.lif, out_shape, layer.chain, ranges, fmt, self.opts, self.T, bias_map)
             over = notes["a_in_worst_case"] / self.fmt.a_in_max
             if ranges.calibrated or over <= 1.0:
                 break
@@ -316,10 +319,28 @@ class _Lowering:
         self.notes_layers[layer.lif.name] = notes
         layer.params = params
 
+    def _input_synapse_formats(self, syn: O.Op):
+        """The formats the synapse reading the raw input is quantized with. ``bitplane`` sends
+        plane ``k`` through the same mantissas with exponent ``e + k``; the sum over planes equals
+        the graded ``shift(W x, e)`` exactly when no plane shifts right (``e >= 0``) and
+        ``e + PIXEL_BITS - 1`` is a weight exponent of the target."""
+        if self.input_encoding != InputEncoding.BITPLANE or \
+                not isinstance(self.prod[syn.inputs[0]], O.Input):
+            return self.fmt
+        hi = self.fmt.weight_exp_max - (PIXEL_BITS - 1)
+        if hi < 0:
+            raise FormatError(f"layer {syn.name!r}: bitplane input needs weight exponents up to "
+                              f"{PIXEL_BITS - 1}, the target's end at {self.fmt.weight_exp_max}; "
+                              "use --input-encoding host")
+        return dataclasses.replace(self.fmt, weight_exp_min=max(0, self.fmt.weight_exp_min),
+                                   weight_exp_max=hi)
+
     def _reads(self, syn, srcs) -> str:
         kind = self.specs[syn.inputs[0]].kind
         if isinstance(self.prod[syn.inputs[0]], O.Input):
-            return "raw input (graded payload)"
+            return {InputEncoding.BITPLANE: f"raw input ({PIXEL_BITS} binary bit planes)",
+                    InputEncoding.HOST: "raw input (on the host)"}.get(
+                        self.input_encoding, "raw input (graded payload)")
         if kind is Kind.SPIKE:
             return "spikes"
         return f"counts (fan-in of {len(srcs)} spike sources)" if len(srcs) > 1 or \

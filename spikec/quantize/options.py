@@ -17,6 +17,20 @@ class ResidualLowering(Word):
 
 
 RESIDUAL_LOWERINGS = ResidualLowering.values()
+
+
+class InputEncoding(Word):
+    """How the raw uint8 input reaches the first layer (``--input-encoding``; docs/compiler.md,
+    "Input encodings"). ``rate`` is refused: it is not exact for a trained model."""
+
+    AUTO = "auto"
+    GRADED = "graded"
+    BITPLANE = "bitplane"
+    RATE = "rate"
+    HOST = "host"
+
+
+INPUT_ENCODINGS = InputEncoding.values()
 SCALE_MODES = ("threshold", "exponent", "layer")
 SNAP_MODES = ("auto", "pow2", "free")
 
@@ -33,6 +47,11 @@ class CompileOptions:
         reads ``a`` and ``b`` as separate spike sources through the same weights (no add, no graded
         spikes; the synapses are stored once per source). ``auto``: graded where the target has
         graded spikes, else fan-in.
+    input_encoding : InputEncoding ("auto", "graded", "bitplane", "host"; "rate" is refused)
+        How raw pixels reach the first layer: ``graded`` (8-bit graded spikes), ``bitplane`` (8
+        binary spike planes through the first synapse with exponents ``e + k``: exact),
+        ``host`` (the first synapse and LIF run on the host; the chip gets its spikes).
+        ``auto``: graded where the target has graded spikes, else bitplane.
     threshold_groups : int
         Most distinct (weight_exp, vth) groups one layer is split into (Lava: one Dense/Conv and
         one LIF process per group). 1 = one scale per layer.
@@ -61,6 +80,7 @@ class CompileOptions:
     """
 
     residual: str = "auto"
+    input_encoding: str = "auto"
     threshold_groups: int = 4
     scale_mode: str = "threshold"
     snap: str = "auto"
@@ -74,6 +94,9 @@ class CompileOptions:
         if not ResidualLowering.has(self.residual):
             raise FormatError(f"residual must be one of {', '.join(RESIDUAL_LOWERINGS)}, "
                               f"not {self.residual!r}")
+        if not InputEncoding.has(self.input_encoding):
+            raise FormatError(f"input_encoding must be one of {', '.join(INPUT_ENCODINGS)}, "
+                              f"not {self.input_encoding!r}")
         if self.scale_mode not in SCALE_MODES:
             raise FormatError(f"scale_mode must be one of {', '.join(SCALE_MODES)}, "
                               f"not {self.scale_mode!r}")

@@ -61,7 +61,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "77f669a24f5726788ab5ee53d23726490604b493260df34fb5f09ea82c4eb9a8",
+            "82b28ee413f6e136f5c2fa623132cf8f3b1ba7d47149b6c2ea0b64d08a1d6164",
     },
     "spikformer_v1_fmnist-host": {
         ".spikec-output.json":
@@ -93,7 +93,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "98154ffb85344b4c01ff07177cf3d13492dcc61c9708ce6f70cb6ae1fa8324b2",
+            "e1f3483c9e1dfd384a4889aa71e0c6a0061369e47250b0e4a02c2a998919b0b2",
     },
     "spikformer_v1_fmnist-onnx": {
         ".spikec-output.json":
@@ -133,7 +133,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "09a88f1709485b9523876161f6df43fd1caa31b893c455adf5bc6f2a0f511e38",
+            "3a76a6ee200759fe5ad2489695e7f4385c561f8fa849aea6ee3e73a7640c3896",
     },
     "spikformer_v2_fmnist-host": {
         ".spikec-output.json":
@@ -165,7 +165,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "a58ebdd9e1f8152938c2540b9645eb806bb8006aa2c67a62733ae79602d61143",
+            "9e8eafdb4c3fadf7e78c43bc086ff75b371e69209c7fb6c1228e88404e0fe4e0",
     },
     "spikformer_v2_fmnist-nir-decompose": {
         ".spikec-output.json":
@@ -221,7 +221,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "7cbf08e0ea988162d9c87297e1c574738448af0166958675b8bec8afcb1b34da",
+            "38970a8ea64c289356c57c466aad53b4d45c3911a7e5fa4110ce94e082d7f93e",
     },
     "spikformer_v2_fmnist_iand-host": {
         ".spikec-output.json":
@@ -253,7 +253,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "fb97f4b5dd82adb2eaf222b53bdb5e249541c1af6c56f83c14aa6a43c510523f",
+            "d1d95e084ea47f6b915895ee3f2764bdf68519b7d54f26ea8c382619c004e114",
     },
     "spikformer_v2_fmnist_iand-nir-decompose": {
         ".spikec-output.json":
@@ -309,7 +309,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "39fecad76ea43ed668ff8309ffb3162f7904f5d3ad0e38793b27d54473137c25",
+            "82510dd0464613296646207fa6927b4dba7d50141f57cf308cde35353f49e6c7",
     },
     "spikformer_v2_mnist5k-host": {
         ".spikec-output.json":
@@ -341,7 +341,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "42e9764af63d3eb8a5f2071e8c9df5dfc2ff2d16d580ceac767c3c47c21b4819",
+            "0df03be0918d45068adc9f3fd4307ae26721a6eb064681e58b5eace6d6fa2f0b",
     },
     "spikformer_v2_mnist5k-nir-decompose": {
         ".spikec-output.json":

@@ -361,7 +361,9 @@ def test_strict_overflow_names_the_layer():
     assert "a_in" in res.notes["overflow_risks"]["s"]
     with pytest.raises(FormatError, match="layer 's'"):
         compile_graph(g, "loihi2", options=CompileOptions(strict=True))
-    with pytest.raises(FormatError, match="layer 's'.*no graded spikes"):
+    from spikec.errors import CapacityError
+
+    with pytest.raises(CapacityError, match="layer 's'.*no graded spikes"):   # exit 3
         compile_graph(g, "loihi")
 
 

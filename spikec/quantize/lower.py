@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from spikec import interp
-from spikec.errors import DataError, FormatError, UnsupportedOpError
+from spikec.errors import CapacityError, DataError, FormatError, UnsupportedOpError
 from spikec.ir import fixed as F
 from spikec.ir import ops as O
 from spikec.ir.dispatch import OpTable
@@ -275,7 +275,8 @@ class _Lowering:
     def _needs_graded(self, value: str, layer: str) -> None:
         if self.specs[value].kind is Kind.COUNT and not self.fmt.graded_spikes \
                 and not isinstance(self.prod[value], O.Input):
-            raise FormatError(
+            # a limit of the chip, not of the model or the options: exit 3, like any capacity
+            raise CapacityError(
                 f"layer {layer!r} reads {value!r}, a multi-bit count ({self.prod[value].OPCODE}), and "
                 "this target has no graded spikes; counts from spike_matmul (or joins that fan-in "
                 "cannot dissolve) need a target with graded spikes such as loihi2")

@@ -626,7 +626,8 @@ def _neurons(op, spec) -> int:
 
 def _recorded(y: np.ndarray, kind: Kind) -> np.ndarray:
     if kind is Kind.SPIKE:
-        return y != 0
+        # a neuron layer's own spike array (no kernel writes into its inputs): kept, not copied
+        return y if y.dtype == bool and y.flags.owndata else y != 0
     if kind is Kind.REAL:
         return np.array(y)
     return la.to_int64(np.asarray(y)).copy()

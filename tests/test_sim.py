@@ -16,6 +16,7 @@ from spikec.ir import (AND, IAND, Add, ReduceSum, ConvSynapse, CubaLIF, DenseSyn
 from spikec.sim import CubaLIFLayer, Simulator, simulate
 from spikec.sim import events as ev
 from spikec.sim import linalg as la
+from spikec.sim import intgemm as ig
 from spikec.target import LAVA_FIXED_PT as FMT
 from spikec.target import fixedpoint as fx
 
@@ -135,6 +136,26 @@ def test_conv2d_layouts_and_chunks_agree_with_int64(shape, monkeypatch):
     for budget in (la.IM2COL_BYTES, 1):
         monkeypatch.setattr(la, "IM2COL_BYTES", budget)
         got = la.conv2d(x, wt.astype(np.float32), (1, 1), (p, p), (1, 1), 1)
+        assert np.array_equal(got.astype(np.int64), ref), budget
+
+
+@pytest.mark.parametrize("k,pad,dil", [((3, 3), (1, 1), (1, 1)), ((3, 2), (2, 0), (2, 3)),
+                                         ((1, 3), (0, 1), (1, 1)), ((2, 2), (0, 0), (1, 1))])
+@pytest.mark.parametrize("int8", [False, True])
+def test_conv2d_shifted_rows_agree_with_int64(k, pad, dil, int8, monkeypatch):
+    """Stride-1 convolutions on small maps (the contiguous-row im2col over the padded map, whose
+    wrapped positions are dropped): any kernel, padding and dilation, float or int8 GEMM, in one
+    chunk or in chunks of one sample, give the exact integer convolution."""
+    if int8 and not ig.available():
+        pytest.skip("no int8 GEMM (torch not installed)")
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 2, (5, 3, 7, 6)).astype(bool)
+    wt = rng.integers(-128, 128, (4, 3) + k)
+    ref = np.stack([conv_reference(xi.astype(np.int64), i64(wt), np.zeros(4, np.int64), (1, 1),
+                                   pad, dil, 1) for xi in x])
+    for budget in (la.IM2COL_BYTES, 1):
+        monkeypatch.setattr(la, "IM2COL_BYTES", budget)
+        got = la.conv2d(x, wt.astype(np.int8 if int8 else np.float32), (1, 1), pad, dil, 1)
         assert np.array_equal(got.astype(np.int64), ref), budget
 
 

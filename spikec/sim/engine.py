@@ -584,7 +584,12 @@ class Simulator:
             return weight, flat
         feat = 1 if syn.conv else op.axis % (flat.ndim - 1) + 1
         n_in = flat.shape[feat]
-        active = flat.any(axis=tuple(i for i in range(flat.ndim) if i != feat))
+        others = tuple(i for i in range(flat.ndim) if i != feat)
+        # the features active in the first sample (and step) are active in the batch: where they
+        # alone are too many to prune, the pass over the whole batch is skipped
+        if len(flat) > 1 and np.count_nonzero(flat[:1].any(axis=others)) > 0.75 * n_in:
+            return weight, flat
+        active = flat.any(axis=others)
         n_active = int(np.count_nonzero(active))
         if n_active > 0.75 * n_in:
             return weight, flat
@@ -635,7 +640,8 @@ def _neurons(op, spec) -> int:
 
 def _recorded(y: np.ndarray, kind: Kind) -> np.ndarray:
     if kind is Kind.SPIKE:
-        return y != 0
+        # a neuron layer's own spike array (no kernel writes into its inputs): kept, not copied
+        return y if y.dtype == bool and y.flags.owndata else y != 0
     if kind is Kind.REAL:
         return np.array(y)
     return la.to_int64(np.asarray(y)).copy()

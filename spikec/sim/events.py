@@ -56,8 +56,9 @@ class LayerStats:
     counts: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        for c in COUNTERS:
-            self.counts.setdefault(c, np.zeros(self.timesteps, dtype=np.int64))
+        block = np.zeros((len(COUNTERS), self.timesteps), dtype=np.int64)   # one allocation
+        for c, row in zip(COUNTERS, block):
+            self.counts.setdefault(c, row)
 
     def __getattr__(self, item):
         counts = self.__dict__.get("counts")

@@ -131,12 +131,14 @@ class CubaLIFLayer:
         the fast path's float carrier)."""
         T, shape = a_in.shape[0], a_in.shape[1:]
         out = np.empty(a_in.shape, dtype=bool)
-        self.reset_state(shape)
         fast = self.fast
-        if fast:
-            u, v, u_next, v_next = (np.zeros(shape, self.dtype) for _ in range(4))
+        if fast:        # the int64 state is made only if a step falls back to ``step``
+            u, v = np.zeros(shape, self.dtype), np.zeros(shape, self.dtype)
+            u_next, v_next = np.empty(shape, self.dtype), np.empty(shape, self.dtype)
             keep = np.empty(shape, dtype=bool)
             self._u_in_range, self._v_in_range = self._range_proofs(a_in)
+        else:
+            self.reset_state(shape)
         for t in range(T):
             if fast:
                 if self._fast_step(u, v, a_in[t], u_next, v_next, keep, out[t]):

@@ -58,28 +58,32 @@ class Compiled:
         return self.out
 
     def simulate(self, data, *, limit: int | None = None, stage: str = "quantized",
-                 batch_size: int = 32, strict: bool = False) -> dict:
+                 batch_size: int = 32, strict: bool = False, workers: int = 1,
+                 cluster: str | None = None) -> dict:
         """Run one stage on ``data`` (a spec such as ``"fashion-mnist:test"``, a ``.npz`` path, a
         ``spikec.data.Dataset`` or ``(images, labels)`` arrays): ``spikec simulate --json``'s
-        result (accuracy, layers, totals, predictions)."""
+        result (accuracy, layers, totals, predictions); ``workers`` / ``cluster`` shard it
+        (docs/scale-out.md)."""
         graph = {"float": self.graph, "folded": self.folded, "quantized": self.fixed}.get(stage)
         if graph is None and stage in GRAPH_FILES and self.out is not None:
             graph = load_stage(self.out, stage)
         if graph is None:
             raise InputFileError(f"stage {stage!r} is not available")
         return simulate_graph(graph, data, limit=limit, stage=stage, batch_size=batch_size,
-                              strict=strict)
+                              strict=strict, workers=workers, cluster=cluster)
 
     def estimate(self, profile: str = "loihi2", *, chips: int | None = None, data=None,
                  limit: int | None = None, cost: str = "profile", rate: float = 0.1,
-                 ssa: str | None = None) -> dict:
+                 ssa: str | None = None, timing: str = "analytic") -> dict:
         """``spikec estimate --json``'s result for ``profile`` (cores, chips, energy, latency).
-        Event counts from ``data`` when given, else from the compile's ``data``, else ``rate``.
+        Event counts from ``data`` when given, else from the compile's ``data``, else ``rate``;
+        ``timing="cycle"`` (with ``data``) adds the cycle-level ``timing`` section.
         Raises ``CapacityError`` when the network cannot be mapped."""
         from spikec.estimate import driver
 
         inp = driver.prepare_graph(self.fixed, profile, report=self.report(), chips=chips,
-                                   data_spec=data, limit=limit, ssa=ssa)
+                                   data_spec=data, limit=limit, ssa=ssa, timing=timing,
+                                   cost=cost)
         return driver.estimate_one(inp, chips=chips, cost=cost, rate=rate)
 
     def validate(self, against: str = "lava", *, data=None, limit: int | None = None,
@@ -103,7 +107,8 @@ def compile(model, target: str = "loihi2", *, input_shape=None, timesteps: int |
             data=None, calib=None, limit: int | None = None, profile: str | None = None,
             residual: str = "auto", ssa: str = "host", arch: str | None = None,
             trust_pickle: bool = False, preprocess: dict | None = None,
-            overrides: dict | None = None, batch_size: int = 32) -> Compiled:
+            overrides: dict | None = None, batch_size: int = 32,
+            input_encoding: str = "auto") -> Compiled:
     """Compile a model for ``target``, in memory (``spikec compile`` without writing OUT).
 
     Parameters
@@ -123,9 +128,10 @@ def compile(model, target: str = "loihi2", *, input_shape=None, timesteps: int |
         ``spikec.data.Dataset``, or ``(images, labels)`` arrays (uint8 ``[N, C, H, W]``).
     limit : int, optional
         First N samples of ``data``.
-    residual, ssa, arch, trust_pickle, preprocess, overrides, batch_size :
+    residual, ssa, arch, trust_pickle, preprocess, overrides, batch_size, input_encoding :
         As the CLI's ``--residual``, ``--ssa``, ``--arch``, ``--trust-pickle``,
-        ``--preprocess`` (a dict), ``--set`` (a dict) and ``--batch-size``.
+        ``--preprocess`` (a dict), ``--set`` (a dict), ``--batch-size`` and
+        ``--input-encoding``.
     """
     from spikec.frontends import LoadOptions, load_model, load_module
 
@@ -146,7 +152,7 @@ def compile(model, target: str = "loihi2", *, input_shape=None, timesteps: int |
         digest = hashlib.sha256(dumps(graph)).hexdigest()
     outcome = compile_loaded(graph, name, digest, target=target, profile=profile, data=data,
                              calib=calib, limit=limit, residual=residual, batch_size=batch_size,
-                             ssa=ssa)
+                             ssa=ssa, input_encoding=input_encoding)
     return Compiled(outcome)
 
 

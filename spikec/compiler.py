@@ -226,6 +226,13 @@ def compile_loaded(graph: Graph, model_name: str, model_sha256: str, *, target: 
     # bundle, the other large allocation (V2-16-768 with --data peaked 2 GB higher with both)
     del evaluation, stats, agreement, ds, cal
     chip = backend.bundle_backend(prof)
+    encoding = fixed.meta.get("input_encoding", "graded")
+    if chip is not None and encoding != "graded":
+        # the Lava backend injects pixels as graded spikes only: no bundle, said in the report
+        report["bundle_skipped"] = (f"no {chip.name} bundle: the input is encoded as {encoding} "
+                                    "and the Lava backend sends pixels as graded spikes only "
+                                    "(--input-encoding graded on a chip with graded spikes)")
+        chip = None
     if chip is not None:        # the chip's bundle (OUT/lava for Lava's arithmetic)
         bundle, report[chip.name] = chip.bundle_files(fixed, ssa=ssa)
         files.update(bundle)

@@ -128,3 +128,21 @@ def test_the_readme_example_runs(tmp_path, monkeypatch):
     report = json.loads((out / "report.json").read_text())
     assert report["accuracy"]["samples"] == 500 and (out / "lava" / "manifest.json").is_file()
     assert spikec.load(out).report() == report
+
+
+def test_api_passes_input_encoding_workers_and_timing_through(tmp_path):
+    """The library verbs take the CLI's newer options: --input-encoding (a real-valued input on
+    Loihi 1 as bit planes), --workers (the same result) and --timing cycle."""
+    from spikec.ir import save
+    from test_input_encoding import conv_snn
+
+    path = tmp_path / "conv.spkc"
+    save(conv_snn(T=2), path)
+    rng = np.random.default_rng(0)
+    data = (rng.integers(0, 256, (6, 1, 12, 12), dtype=np.uint8), rng.integers(0, 3, 6))
+    bits = spikec.compile(path, target="loihi", input_encoding="bitplane")
+    assert bits.fixed.meta.get("input_encoding") == "bitplane"
+    plain = spikec.compile(path)
+    assert plain.simulate(data, batch_size=2, workers=2) == plain.simulate(data, batch_size=2)
+    est = plain.estimate("loihi2", data=data, timing="cycle")
+    assert est["timing"]["latency_per_sample_s"]["max"] > 0

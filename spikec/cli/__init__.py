@@ -299,6 +299,8 @@ def compile_cmd(model, arch, trust_pickle, input_shape, timesteps, sets, target,
     click.echo(_accuracy_line(r["accuracy"]))
     if r.get("first_divergent_layer"):
         click.echo(f"first layer whose spikes differ from the float model: {r['first_divergent_layer']}")
+    if r.get("bundle_skipped"):
+        click.echo(r["bundle_skipped"])
     if r.get("lava"):
         lv = r["lava"]
         click.echo(f"Lava bundle: {out}/{lv['bundle']}/ ({lv['processes']} processes, SSA lowering "

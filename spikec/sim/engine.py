@@ -14,7 +14,8 @@ a backend that runs on Lava balances those delays (every path through k synapse 
 late), which shifts every layer's spike train in time without changing it.
 
 Integers travel in float carriers where a bound proves them exact (``spikec.sim.linalg``): each
-value has a static bound on its magnitude, computed once from the weights (``_bounds``), and its
+value has a static bound on its magnitude, computed once from the weights (``_bounds`` over
+``spikec.sim.synapse.BOUNDS``), and its
 carrier is float32 below 2**24, float64 below 2**53, int64 above. Where a wrap or saturation of the
 target could act, the kernel switches to int64 and the ``fixedpoint`` helpers.
 """
@@ -36,6 +37,7 @@ from spikec.sim import events as ev
 from spikec.sim import intgemm as ig
 from spikec.sim import linalg as la
 from spikec.sim.neurons import CubaLIFLayer, ReadoutLayer, overflow
+from spikec.sim.synapse import BOUNDS, Synapse, shift_bound
 from spikec.target import fixedpoint as fx
 from spikec.target.formats import LAVA_FIXED_PT, NumberFormats
 
@@ -106,122 +108,12 @@ def formats_of(graph: Graph, formats: NumberFormats | None = None) -> NumberForm
     return formats
 
 
-class _Synapse:
-    """A conv/dense synapse op prepared for the simulator: weights per carrier, bounds, fan-out."""
-
-    def __init__(self, op, in_shape, out_shape, fmt: NumberFormats):
-        self.op = op
-        self.conv = isinstance(op, F.ConvSynapse)
-        w = np.asarray(op.weight).astype(np.int64)
-        self.w_int = w
-        self.row_abs = la.abs_row_sums(w.reshape(w.shape[0], -1))          # [out]
-        self.row_abs_max = int(self.row_abs.max()) if self.row_abs.size else 0
-        self.exp = np.asarray(op.weight_exp, dtype=np.int64)
-        self.exp_values = sorted(set(int(e) for e in self.exp))
-        self._w: dict = {}
-        self._out_bounds: dict[int, int] = {}
-        if self.conv:
-            self.channel_axis = 0
-            self.fanout = ev.conv_fanout(in_shape, out_shape, w.shape[2:], op.stride, op.padding,
-                                         op.dilation, op.groups)
-        else:
-            self.channel_axis = op.axis % len(out_shape)
-            self.fanout = int(w.shape[0])
-        self.wrap_bits = fmt.conv_out_bits if self.conv else fmt.container_bits
-
-    def weight(self, dtype) -> np.ndarray:
-        """The integer weights in a carrier dtype."""
-        if dtype not in self._w:
-            self._w[dtype] = self.w_int.astype(dtype)
-        return self._w[dtype]
-
-    def int8_weight(self) -> tuple[np.ndarray, int] | None:
-        """``(w8, g)``: the weights as int8 with ``W == w8 << g`` (None: they do not fit)."""
-        if "int8" not in self._w:
-            self._w["int8"] = ig.int8_weights(self.w_int)
-        return self._w["int8"]
-
-    def scaled_weight(self, dtype) -> np.ndarray:
-        """``W[o] * 2**e[o]`` in a float carrier: exact (an 8-bit mantissa times a power of two)."""
-        key = ("scaled", dtype)
-        if key not in self._w:
-            scale = np.ldexp(np.ones(self.exp.shape, dtype), self.exp.astype(np.int32))
-            shape = (-1,) + (1,) * (self.w_int.ndim - 1)
-            self._w[key] = self.w_int.astype(dtype) * scale.reshape(shape).astype(dtype)
-        return self._w[key]
-
-    def sum_bound(self, x_bound: int) -> int:
-        """Bound on |sum_k W[o, k] x[k]| over all outputs."""
-        return self.row_abs_max * int(x_bound)
-
-    def out_bound(self, x_bound: int) -> int:
-        """Bound on the magnitude of one term after the weight exponent and the wrap."""
-        if x_bound not in self._out_bounds:
-            rows = {(int(r), int(e)) for r, e in zip(self.row_abs, self.exp)}
-            b = max((_shift_bound(r * int(x_bound), e) for r, e in rows), default=0)
-            self._out_bounds[x_bound] = min(b, 1 << (self.wrap_bits - 1))
-        return self._out_bounds[x_bound]
-
-
-def _shift_bound(b: int, e: int) -> int:
-    return b << e if e >= 0 else -(-b >> -e)
-
-
-#: The static bound on |value| of each op type's output, from its inputs' bounds:
-#: ``(sim, op, input bounds) -> int``.
-BOUNDS = OpTable("the simulator's static bounds")
-BOUNDS.refuse(set(O.OP_TYPES.values()) - F.FIXED_DOMAIN_OPS,
-              "a float op: compile the graph to fixed point first (spikec.pipeline.compile_graph)")
-
-
 def _a_in(args: list) -> np.ndarray:
     """A compartment's ``a_in``: the sum of every synapse op feeding it (int64)."""
     total = la.to_int64(args[0])
     for x in args[1:]:
         total = total + la.to_int64(x)
     return total
-
-
-@BOUNDS.register(F.GradedInput)
-def _bound_input(sim, op, ins) -> int:
-    return 1 if op.kind == Kind.SPIKE else (1 << op.payload_bits) - 1
-
-
-@BOUNDS.register(F.ConvSynapse, F.DenseSynapse)
-def _bound_synapse(sim, op, ins) -> int:
-    syn = sim.synapses[op.name]
-    return min(sum(syn.out_bound(x) for x in ins), 1 << (sim.fmt.container_bits - 1))
-
-
-@BOUNDS.register(F.CubaLIF, O.IAND, O.AND)
-def _bound_spikes(sim, op, ins) -> int:
-    return 1
-
-
-@BOUNDS.register(O.Add)
-def _bound_add(sim, op, ins) -> int:
-    return ins[0] + ins[1]
-
-
-@BOUNDS.register(O.ReduceSum)
-def _bound_reduce_sum(sim, op, ins) -> int:
-    x = sim.specs[op.inputs[0]].shape
-    return ins[0] * int(np.prod([x[a] for a in op.axes]))
-
-
-@BOUNDS.register(O.SpikeMatmul)
-def _bound_matmul(sim, op, ins) -> int:
-    return sim.specs[op.inputs[0]].shape[-1] * ins[0] * ins[1]
-
-
-@BOUNDS.register(F.Readout)
-def _bound_readout(sim, op, ins) -> int:
-    return 0
-
-
-@BOUNDS.register(O.Output, O.Reshape, O.Transpose, O.MaxPool2d)
-def _bound_same(sim, op, ins) -> int:
-    return ins[0]
 
 
 class Simulator:
@@ -251,10 +143,10 @@ class Simulator:
         self._layers: dict[str, CubaLIFLayer] = {}
         self.specs = graph.specs
         self.T = graph.timesteps
-        self.synapses: dict[str, _Synapse] = {}
+        self.synapses: dict[str, Synapse] = {}
         for op in graph.ops:
             if isinstance(op, (F.ConvSynapse, F.DenseSynapse)):
-                self.synapses[op.name] = _Synapse(op, self.specs[op.inputs[0]].shape,
+                self.synapses[op.name] = Synapse(op, self.specs[op.inputs[0]].shape,
                                                   self.specs[op.name].shape, self.fmt)
             elif isinstance(op, F.CubaLIF):
                 fx.check_lif_params(op.du, op.dv, op.vth, op.bias_mant, op.bias_exp, self.fmt,
@@ -485,7 +377,7 @@ class Simulator:
     def _k_output(self, op, args, stats):
         return args[0]
 
-    def _synapse(self, syn: _Synapse, args, stats: ev.LayerStats) -> np.ndarray:
+    def _synapse(self, syn: Synapse, args, stats: ev.LayerStats) -> np.ndarray:
         op = syn.op
         total = None
         total_bound = 0
@@ -513,7 +405,7 @@ class Simulator:
             total = fx.wrap_signed(la.to_int64(total), self.fmt.container_bits)
         return total
 
-    def _synapse_term(self, syn: _Synapse, x: np.ndarray, x_bound: int, graded: bool) -> np.ndarray:
+    def _synapse_term(self, syn: Synapse, x: np.ndarray, x_bound: int, graded: bool) -> np.ndarray:
         """One input's weighted sum, shifted by the weight exponent and wrapped like the target.
 
         Float path (no wrap can act: neither on the sum, which Lava's int32 graded dot product
@@ -547,14 +439,14 @@ class Simulator:
             y = np.broadcast_to(y, (T,) + y.shape[1:])
         return y
 
-    def _term_plan(self, syn: _Synapse, x_bound: int):
+    def _term_plan(self, syn: Synapse, x_bound: int):
         """How the term of an input bounded by ``x_bound`` is computed (static: from bounds):
         ``(w8, use_float, dt, weight)``. ``use_float``: no wrap can act and the sum is exact in
         the float carrier ``dt``; ``w8``: ``(int8 weights, g)`` for the int8 path (|x| <= 127,
         ``W == w8 << g``; with ``use_float`` every partial sum of ``w8 x`` lies inside int32 and
         an arithmetic shift by ``g + e`` completes it), else None; ``weight``: what to multiply."""
         sum_bound = syn.sum_bound(x_bound)
-        out_bound = max(_shift_bound(sum_bound, e) for e in syn.exp_values)
+        out_bound = max(shift_bound(sum_bound, e) for e in syn.exp_values)
         dt = self._carrier(sum_bound)
         use_float = max(out_bound, sum_bound) < 1 << (syn.wrap_bits - 1) and dt.kind == "f"
         if not use_float:
@@ -576,7 +468,7 @@ class Simulator:
                                                      fast=self.fast)
 
     @staticmethod
-    def _active_inputs(syn: _Synapse, weight: np.ndarray, flat: np.ndarray):
+    def _active_inputs(syn: Synapse, weight: np.ndarray, flat: np.ndarray):
         """Event-driven pruning: drop the input features (channels) that carry no event in this
         batch, with their weight columns. Their terms are zero, so the sums are unchanged."""
         op = syn.op
@@ -597,7 +489,7 @@ class Simulator:
             active[0] = True          # keep one (all-zero) feature: shapes stay valid
         return np.compress(active, weight, axis=1), np.compress(active, flat, axis=feat)
 
-    def _shift_wrap_int(self, acc, syn: _Synapse, ch: int, graded: bool) -> np.ndarray:
+    def _shift_wrap_int(self, acc, syn: Synapse, ch: int, graded: bool) -> np.ndarray:
         """int64 path where a wrap may act: Lava's Dense (``scale_dendritic_sum``: int32 container,
         graded sums wrap before the shift) or Conv (shift, then the 24-bit wrap of its output)."""
         fmt = self.fmt

@@ -71,19 +71,7 @@ class ChannelQKAttention(TokenQKAttention):
     attention with Q summed over the tokens instead of a head's channels, ``a = attn_lif(sum_N q)``
     (one spike per channel), ``out = a * k``."""
 
-    def forward(self, x):
-        T, B, C, H, W = x.shape
-        x = x.flatten(3)
-        N = x.shape[3]
-        x_for_qkv = x.flatten(0, 1)
-        q = self.q_lif(self.q_bn(self.q_conv(x_for_qkv)).reshape(T, B, C, N))
-        q = q.unsqueeze(2).reshape(T, B, self.num_heads, C // self.num_heads, N)
-        k = self.k_lif(self.k_bn(self.k_conv(x_for_qkv)).reshape(T, B, C, N))
-        k = k.unsqueeze(2).reshape(T, B, self.num_heads, C // self.num_heads, N)
-        attn = self.attn_lif(torch.sum(q, dim=4, keepdim=True))
-        x = torch.mul(attn, k).flatten(2, 3)
-        x = self.proj_bn(self.proj_conv(x.flatten(0, 1))).reshape(T, B, C, H, W)
-        return self.proj_lif(x)
+    summed_axis = 4
 
 
 def _channel_block() -> nn.Module:

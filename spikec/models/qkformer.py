@@ -30,8 +30,8 @@ from torch import nn
 
 from spikec.errors import ShapeError
 from spikec.models import ZOO_CHOICES
-from spikec.models.zoo import (ATTENTION_THRESHOLD, check_heads, init_linear_trunc_normal, lif,
-                               repeat_over_time)
+from spikec.models.zoo import (ATTENTION_THRESHOLD, QKVHeads, check_heads, init_linear_trunc_normal,
+                               lif, repeat_over_time)
 
 VARIANTS = ZOO_CHOICES["variant"]
 
@@ -147,6 +147,10 @@ def _qkv(module: nn.Module, names: str, dim: int) -> None:
 class TokenQKAttention(nn.Module):
     """``Token_QK_Attention`` on ``[T, B, C, H, W]`` spikes (see the module docstring)."""
 
+    #: axis of ``q [T, B, heads, d, N]`` summed into the mask: a head's channels (token
+    #: attention, the official module); 4, the tokens, gives the paper's channel attention
+    summed_axis = 3
+
     def __init__(self, dim: int, num_heads: int):
         super().__init__()
         check_heads(dim, num_heads)
@@ -167,13 +171,13 @@ class TokenQKAttention(nn.Module):
         q = q.unsqueeze(2).reshape(T, B, self.num_heads, C // self.num_heads, N)
         k = self.k_lif(self.k_bn(self.k_conv(x_for_qkv)).reshape(T, B, C, N))
         k = k.unsqueeze(2).reshape(T, B, self.num_heads, C // self.num_heads, N)
-        attn = self.attn_lif(torch.sum(q, dim=3, keepdim=True))
+        attn = self.attn_lif(torch.sum(q, dim=self.summed_axis, keepdim=True))
         x = torch.mul(attn, k).flatten(2, 3)
         x = self.proj_bn(self.proj_conv(x.flatten(0, 1))).reshape(T, B, C, H, W)
         return self.proj_lif(x)
 
 
-class SpikingSelfAttention(nn.Module):
+class SpikingSelfAttention(QKVHeads, nn.Module):
     """``Spiking_Self_Attention`` (Spikformer's SSA) on ``[T, B, C, H, W]`` spikes:
     ``proj_lif(proj_bn(proj_conv(attn_lif((q @ (k^T @ v)) * 0.125))))``. ``qkv_mp`` (a
     ``MaxPool1d(4)``) is created by the official code and never called.
@@ -197,12 +201,6 @@ class SpikingSelfAttention(nn.Module):
         self.proj_bn = nn.BatchNorm1d(dim)
         self.proj_lif = lif()
         self.qkv_mp = nn.MaxPool1d(4)
-
-    def _heads(self, name: str, x_for_qkv: torch.Tensor, T: int, B: int, C: int, N: int):
-        out = getattr(self, f"{name}_bn")(getattr(self, f"{name}_conv")(x_for_qkv))
-        out = getattr(self, f"{name}_lif")(out.reshape(T, B, C, N).contiguous())
-        return (out.transpose(-1, -2).reshape(T, B, N, self.num_heads, C // self.num_heads)
-                .permute(0, 1, 3, 2, 4).contiguous())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T, B, C, H, W = x.shape

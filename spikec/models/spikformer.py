@@ -391,7 +391,7 @@ class Spikformer(nn.Module):
         self.block = nn.ModuleList(
             Block(embed_dim, num_heads, mlp_ratio, linear_blocks, residual) for _ in range(depth))
         self.head = nn.Linear(embed_dim, num_classes)
-        self.apply(_init_weights)
+        self.apply(init_linear_trunc_normal)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``[T, B, C_in, H, W] -> [T, B, D]`` (mean over tokens)."""
@@ -421,7 +421,7 @@ def _tokens_side(img_size: int, downsampling: int, stem: str) -> int:
     return side
 
 
-def _init_weights(m: nn.Module) -> None:
+def init_linear_trunc_normal(m: nn.Module) -> None:
     """The official initialisation: truncated normal (std 0.02) Linear weights, zero biases."""
     if isinstance(m, nn.Linear):
         nn.init.trunc_normal_(m.weight, std=0.02)

@@ -23,8 +23,8 @@ from torch import nn
 
 from spikec.errors import ShapeError
 from spikec.models import ZOO_CHOICES
-from spikec.models.zoo import (ATTENTION_THRESHOLD, check_heads, init_linear_trunc_normal, lif,
-                               repeat_over_time)
+from spikec.models.zoo import (ATTENTION_THRESHOLD, QKVHeads, check_heads, init_linear_trunc_normal,
+                               lif, repeat_over_time)
 
 VARIANTS = ZOO_CHOICES["variant"]
 
@@ -98,7 +98,7 @@ class MLP(nn.Module):
         return self.mlp2_bn(x).reshape(T, B, C, H, W).contiguous()
 
 
-class SpikingSelfAttention(nn.Module):
+class SpikingSelfAttention(QKVHeads, nn.Module):
     """SSA on ``[T, B, C, H, W]`` currents: ``s = proj_lif(x)``, ``q, k, v = LIF(BN(Conv1d(s)))``,
     ``proj_bn(proj_conv(attn_lif(attention * 0.125)))`` (a current)."""
 
@@ -117,12 +117,6 @@ class SpikingSelfAttention(nn.Module):
         self.attn_lif = lif(ATTENTION_THRESHOLD)
         self.proj_conv = nn.Conv1d(dim, dim, kernel_size=1, stride=1)
         self.proj_bn = nn.BatchNorm1d(dim)
-
-    def _heads(self, name: str, x_for_qkv: torch.Tensor, T: int, B: int, C: int, N: int):
-        out = getattr(self, f"{name}_bn")(getattr(self, f"{name}_conv")(x_for_qkv))
-        out = getattr(self, f"{name}_lif")(out.reshape(T, B, C, N).contiguous())
-        return (out.transpose(-1, -2).reshape(T, B, N, self.num_heads, C // self.num_heads)
-                .permute(0, 1, 3, 2, 4).contiguous())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T, B, C, H, W = x.shape

@@ -13,6 +13,7 @@ from torch import nn
 
 from spikec.errors import ShapeError
 from spikec.models.lif import MultiStepLIF
+from spikec.models.spikformer import init_linear_trunc_normal  # noqa: F401 - one init, re-exported
 
 ATTENTION_THRESHOLD = 0.5
 """Firing threshold of the attention neurons (``attn_lif``, ``talking_heads_lif``) in every family."""
@@ -76,13 +77,15 @@ def count_parameters(model: nn.Module, *, include_unused: bool = False) -> int:
     return total
 
 
-def init_linear_trunc_normal(m: nn.Module) -> None:
-    """The official ``_init_weights`` of the transformers: trunc-normal (std 0.02) Linear weights,
-    zero Linear biases, unit LayerNorms."""
-    if isinstance(m, nn.Linear):
-        nn.init.trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.constant_(m.bias, 0.0)
-    elif isinstance(m, nn.LayerNorm):
-        nn.init.constant_(m.bias, 0.0)
-        nn.init.constant_(m.weight, 1.0)
+class QKVHeads:
+    """Mixin of the official attention modules (QKFormer's SSA, Spikingformer's SSA): the branch
+    ``<name>_conv -> <name>_bn -> <name>_lif`` on ``[T*B, C, N]``, its spikes split into heads
+    ``[T, B, heads, N, d]``."""
+
+    num_heads: int
+
+    def _heads(self, name: str, x_for_qkv: torch.Tensor, T: int, B: int, C: int, N: int):
+        out = getattr(self, f"{name}_bn")(getattr(self, f"{name}_conv")(x_for_qkv))
+        out = getattr(self, f"{name}_lif")(out.reshape(T, B, C, N).contiguous())
+        return (out.transpose(-1, -2).reshape(T, B, N, self.num_heads, C // self.num_heads)
+                .permute(0, 1, 3, 2, 4).contiguous())

@@ -152,6 +152,16 @@ def _number(text: str) -> float:
     return float(num) / float(den) if sep else float(num)
 
 
+def shard_options(workers_help: str, cluster_help: str):
+    """``--workers N`` and ``--cluster ADDRESS`` (``spikec.shards``), as every sharded command
+    takes them."""
+    def decorate(fn):
+        fn = click.option("--cluster", metavar="ADDRESS", help=cluster_help)(fn)
+        return click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+                            help=workers_help)(fn)
+    return decorate
+
+
 def progress_shown() -> bool:
     """Progress bars are for a person at a terminal: on a pipe or a log file stderr stays free
     for the one-line error (and nothing half-drawn precedes it)."""
@@ -318,11 +328,9 @@ def compile_cmd(model, arch, trust_pickle, input_shape, timesteps, sets, target,
 @click.option("--strict", is_flag=True,
               help="Stop with an error at the first state that wraps around its register (names "
               "the layer, quantity, step and neuron) instead of wrapping as the chip does.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Shard the samples over N local processes (results identical to one process).")
-@click.option("--cluster", metavar="ADDRESS",
-              help="Run the shards on an existing Dask cluster (scheduler address, e.g. "
-              "tcp://head:8786; needs spikec[cluster] on every worker).")
+@shard_options("Shard the samples over N local processes (results identical to one process).",
+               "Run the shards on an existing Dask cluster (scheduler address, e.g. "
+               "tcp://head:8786; needs spikec[cluster] on every worker).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print JSON: accuracy, layers, totals, predictions.")
 @click.option("--profile-time", is_flag=True,

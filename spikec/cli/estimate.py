@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from spikec.cli import progress_shown, shard_options
 from spikec.errors import CapacityError
 from spikec.estimate.driver import DEFAULT_PROFILE
 from spikec.table import format_table
@@ -14,8 +15,6 @@ from spikec.table import format_table
 def _bar(total: int, label: str):
     """A progress bar on stderr where it is a terminal, else nothing (``progress_shown``)."""
     from contextlib import nullcontext
-
-    from spikec.cli import progress_shown
 
     if not progress_shown():
         return nullcontext()
@@ -107,10 +106,8 @@ def _cost_model_words(j: dict) -> str:
 @click.option("--timing", type=click.Choice(["analytic", "cycle"]), default="analytic",
               show_default=True, help="Latency model: analytic (mean events) or cycle (every "
               "sample and step of --data through the cycle-level timing simulator).")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Evaluate --sweep points on N local processes (rows identical to one process).")
-@click.option("--cluster", metavar="ADDRESS",
-              help="Evaluate --sweep points on an existing Dask cluster (scheduler address).")
+@shard_options("Evaluate --sweep points on N local processes (rows identical to one process).",
+               "Evaluate --sweep points on an existing Dask cluster (scheduler address).")
 @click.option("--no-save", is_flag=True, help="Do not store the estimate in OUT/report.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--arch", help="Registry architecture of a bare state_dict (model files).")

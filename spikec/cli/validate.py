@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from spikec.cli import shard_options
 from spikec.validate import validate_bundle
 
 
@@ -55,11 +56,9 @@ def _print(res: dict) -> None:
 @click.option("--batch", type=int, default=100, show_default=True,
               help="Samples per Lava run (each run starts Lava's processes again; the probes of "
               "a run stay in memory until it ends). 0: all in one run.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Run shards of the samples (whole --batch runs) as N Lava runs in parallel.")
-@click.option("--cluster", metavar="ADDRESS",
-              help="Run the Lava shards on an existing Dask cluster (workers need spikec and the "
-              "Lava environment).")
+@shard_options("Run shards of the samples (whole --batch runs) as N Lava runs in parallel.",
+               "Run the Lava shards on an existing Dask cluster (workers need spikec and the "
+               "Lava environment).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def validate(out, against, trace_file, data, limit, batch, workers, cluster, as_json):
     """Check bit for bit that OUT's Lava bundle (--against lava) or a chip trace (--against

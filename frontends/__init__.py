@@ -64,15 +64,15 @@ def check_finite(graph, source):
     from spikec.errors import CheckpointError
 
     for op in graph.ops:
-        for field, value in vars(op).items():
+        for name, value in vars(op).items():
             if isinstance(value, np.ndarray) and value.dtype.kind == "f" \
                     and not np.isfinite(value).all():
                 bad = int((~np.isfinite(value)).sum())
                 raise CheckpointError(f"{source}: op {op.name!r} ({op.OPCODE}) has {bad} "
-                                      f"non-finite value(s) in {field!r}; the model cannot be "
+                                      f"non-finite value(s) in {name!r}; the model cannot be "
                                       "compiled")
-            if isinstance(value, float) and not np.isfinite(value) and field != "tau":
-                raise CheckpointError(f"{source}: op {op.name!r} ({op.OPCODE}) has {field} = "
+            if isinstance(value, float) and not np.isfinite(value) and name != "tau":
+                raise CheckpointError(f"{source}: op {op.name!r} ({op.OPCODE}) has {name} = "
                                       f"{value}; the model cannot be compiled")
     return graph
 

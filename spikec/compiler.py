@@ -122,7 +122,7 @@ def compile_model(model: str | os.PathLike, out: str | os.PathLike, *, target: s
     from spikec.frontends import LoadOptions, load_model
 
     _check_options(residual, batch_size)
-    prof = resolve_profile(target, profile)
+    resolve_profile(target, profile)   # a wrong target or profile fails before OUT is touched
     model = Path(model)
     with OutputDir(out, force=force, keep=[model, _file(data), _file(calib), profile]) as target_dir:
         graph = load_model(model, load_options or LoadOptions())

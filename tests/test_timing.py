@@ -14,7 +14,8 @@ from spikec.cli import main
 from spikec.estimate import extract_network, map_network
 from spikec.estimate.costs import cost_model
 from spikec.estimate.events import counts_from_sim
-from spikec.estimate.timing import (CoreEvents, compartments, core_events, schedule, unit_depths,
+from spikec.estimate.latency import unit_depths
+from spikec.estimate.timing import (CoreEvents, compartments, core_events, schedule,
                                     update_costs)
 from spikec.estimate.timing_run import run_timing, timing_json
 from spikec.estimate.timing_wiring import HOST_SENDER, build_wiring, tile_synapses

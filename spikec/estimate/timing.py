@@ -32,9 +32,7 @@ import numpy as np
 
 from spikec.estimate.costs import CostModel
 from spikec.estimate.energy import is_conv
-from spikec.estimate.latency import unit_depths  # noqa: F401 - re-exported (timing_run)
 from spikec.estimate.mapping import Mapping
-from spikec.estimate.network import HOST_INPUT_KINDS
 from spikec.estimate.timing_wiring import CPU_SENDER, HOST_SENDER, Wiring
 
 NS, PJ = 1e-9, 1e-12
@@ -276,5 +274,5 @@ def _energy(ev, wiring, mapping, costs, upd, m, n, active, syn, spikes, cpu) -> 
     return e
 
 
-__all__ = ["CoreEvents", "StepTimes", "core_events", "schedule", "unit_depths", "update_costs",
+__all__ = ["CoreEvents", "StepTimes", "core_events", "schedule", "update_costs",
            "HOST_SENDER", "CPU_SENDER", "PERCENTILES", "NS", "PJ"]

@@ -14,8 +14,8 @@ import numpy as np
 
 from spikec.estimate.costs import CostModel
 from spikec.estimate.mapping import Mapping
-from spikec.estimate.timing import (NS, PERCENTILES, PJ, core_events, schedule, unit_depths,
-                                    update_costs)
+from spikec.estimate.latency import unit_depths
+from spikec.estimate.timing import NS, PERCENTILES, PJ, core_events, schedule, update_costs
 from spikec.estimate.timing_wiring import CPU_SENDER, HOST_SENDER, build_wiring
 
 HISTOGRAM_BINS = 30

@@ -109,6 +109,10 @@ _REGISTRY: dict[str, tuple[dict, float | None]] = {
     "sdt_10_512": (dict(_SDT, embed_dim=512, depth=10), 36.01),
     "sdt_8_768": (dict(_SDT, embed_dim=768, depth=8), 66.34),
     "sdt_cifar_2_512": (dict(_SDT, **_CIFAR, embed_dim=512, depth=2, pooling_stat="0011"), 10.28),
+    # 28x28 grayscale, 7x7 tokens; the stem pools spikes only (after stages 1 and 2), never the
+    # currents before a neuron, so every stage maps to a chip (docs/models.md)
+    "sdt_tiny": (dict(_SDT, img_size=28, in_channels=1, num_classes=10, embed_dim=64, depth=2,
+                      num_heads=4, pooling_stat="0110"), None),
     "metaspikformer_15m": (dict(_META, embed_dims=[64, 128, 256, 360]), 15.1),
     "metaspikformer_8_384": (dict(_META, embed_dims=[96, 192, 384, 480]), 31.3),
     "metaspikformer_8_512": (dict(_META, embed_dims=[128, 256, 512, 640]), 55.4),

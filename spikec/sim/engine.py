@@ -43,6 +43,7 @@ from spikec.target.formats import LAVA_FIXED_PT, NumberFormats
 
 
 #: What the simulator does with each op type: ``(self, op, input arrays, stats) -> array``
+#: (``stats`` None: count no events)
 #: (sources: ``(self, op, data) -> array``).
 KERNELS = OpTable("the bit-exact simulator")
 KERNELS.refuse(set(O.OP_TYPES.values()) - F.FIXED_DOMAIN_OPS,
@@ -167,7 +168,7 @@ class Simulator:
 
     # ------------------------------------------------------------------ running
     def run(self, data, *, record: Iterable[str] | str | None = None,
-            stepwise: bool = False) -> SimResult:
+            stepwise: bool = False, events: bool = True) -> SimResult:
         """Simulate ``graph.timesteps`` steps on one batch.
 
         Parameters
@@ -177,6 +178,8 @@ class Simulator:
         record : names of values to keep (``"all"``: every value), e.g. the ``cuba_lif`` ops.
         stepwise : run step by step (every op at t before any op at t + 1) instead of layer by
             layer; identical results, slower. For tests.
+        events : count the events of every op (``SimResult.stats``); ``False`` leaves ``stats``
+            empty and skips the counting passes (a caller that compares values only).
         """
         if stepwise:
             return self._run_stepwise(data, record)
@@ -191,7 +194,8 @@ class Simulator:
         batch = None
         res = SimResult(outputs={})
         for op in self.graph.ops:
-            stats = ev.LayerStats(op.name, op.OPCODE, _neurons(op, specs[op.name]), self.T)
+            stats = (ev.LayerStats(op.name, op.OPCODE, _neurons(op, specs[op.name]), self.T)
+                     if events else None)
             t0 = time.perf_counter()
             if op.ARITY == 0:
                 y = KERNELS.lookup(op)(self, op, data)
@@ -199,7 +203,8 @@ class Simulator:
             else:
                 y = self._apply(op, [env[i] for i in op.inputs], stats)
             env[op.name] = y
-            res.stats[op.name] = stats
+            if stats is not None:
+                res.stats[op.name] = stats
             res.seconds[op.name] = time.perf_counter() - t0
             if isinstance(op, O.Output):
                 res.outputs[op.name] = y
@@ -303,7 +308,7 @@ class Simulator:
         return np.ascontiguousarray(x.swapaxes(0, 1))
 
     # ------------------------------------------------------------------ op kernels
-    def _apply(self, op, args: list[np.ndarray], stats: ev.LayerStats) -> np.ndarray:
+    def _apply(self, op, args: list[np.ndarray], stats: ev.LayerStats | None) -> np.ndarray:
         return KERNELS.lookup(op)(self, op, args, stats)
 
     @KERNELS.register(F.ConvSynapse, F.DenseSynapse)
@@ -316,16 +321,20 @@ class Simulator:
         if layer is None:       # parameters prepared once; ``run`` resets the state
             layer = self._layers[op.name] = CubaLIFLayer(op, self.fmt, strict=self.strict,
                                                          fast=self.fast)
-        y = layer.run(args[0] if len(args) == 1 else _a_in(args))
+        bound = sum(self.bounds[i] for i in op.inputs)
+        y = layer.run(args[0] if len(args) == 1 else _a_in(args), bound)
         layer.u = layer.v = None        # the final state is not read: free it
+        if stats is None:
+            return y
         stats.add("spikes", ev.nonzero_per_step(y))
         stats.add("neuron_updates", np.full(self.T, y[0].size, dtype=np.int64))
         return y
 
     @KERNELS.register(F.Readout)
     def _k_readout(self, op, args, stats):
-        stats.add("neuron_updates", np.full(self.T, int(np.prod(self.specs[op.name].shape))
-                                            * args[0].shape[1], dtype=np.int64))
+        if stats is not None:
+                stats.add("neuron_updates", np.full(self.T, int(np.prod(self.specs[op.name].shape))
+                                                * args[0].shape[1], dtype=np.int64))
         return ReadoutLayer(op, self.fmt, strict=self.strict).run(
             args[0] if len(args) == 1 else _a_in(args))
 
@@ -337,7 +346,8 @@ class Simulator:
     def _k_add(self, op, args, stats):
         dt = self._carrier(self.bounds[op.name])
         y = np.add(la.as_carrier(args[0], dt), la.as_carrier(args[1], dt))
-        stats.add("values_out", ev.nonzero_per_step(y))
+        if stats is not None:
+            stats.add("values_out", ev.nonzero_per_step(y))
         return y
 
     @KERNELS.register(O.IAND)
@@ -356,7 +366,8 @@ class Simulator:
         dt = self._carrier(self.bounds[op.name])
         axes = tuple(a % (x.ndim - 2) + 2 for a in op.axes)
         y = la.as_carrier(x, dt).sum(axis=axes, dtype=dt, keepdims=True)
-        stats.add("values_out", ev.nonzero_per_step(y))
+        if stats is not None:
+            stats.add("values_out", ev.nonzero_per_step(y))
         return y
 
     @KERNELS.register(O.MaxPool2d)
@@ -377,20 +388,14 @@ class Simulator:
     def _k_output(self, op, args, stats):
         return args[0]
 
-    def _synapse(self, syn: Synapse, args, stats: ev.LayerStats) -> np.ndarray:
+    def _synapse(self, syn: Synapse, args, stats: ev.LayerStats | None) -> np.ndarray:
         op = syn.op
         total = None
         total_bound = 0
         for k, x in enumerate(args):
             in_spec = self.specs[op.inputs[k]]
-            nz = ev.nonzero_per_step(x)
-            stats.add("input_events", nz)
-            if in_spec.kind is Kind.COUNT:
-                stats.add("graded_events", nz)
-            if syn.conv:
-                stats.add("synaptic_events", ev.conv_synaptic_events(x, syn.fanout))
-            else:
-                stats.add("synaptic_events", nz * syn.fanout)
+            if stats is not None:
+                _count_synapse_events(syn, x, in_spec.kind, stats)
             xb = self.bounds[op.inputs[k]]
             a = self._synapse_term(syn, x, xb, in_spec.kind is Kind.COUNT)
             b = syn.out_bound(xb)
@@ -516,12 +521,27 @@ class Simulator:
             out[tuple(idx)] = y
         return out
 
-    def _spike_matmul(self, op, a, b, stats: ev.LayerStats) -> np.ndarray:
-        stats.add("ssa_ops", ev.ssa_ops(a, b))
+    def _spike_matmul(self, op, a, b, stats: ev.LayerStats | None) -> np.ndarray:
+        if stats is not None:
+            stats.add("ssa_ops", ev.ssa_ops(a, b))
         dt = self._carrier(self.bounds[op.name])
         y = la.matmul(la.as_carrier(a, dt), la.as_carrier(b, dt))
-        stats.add("values_out", ev.nonzero_per_step(y))
+        if stats is not None:
+            stats.add("values_out", ev.nonzero_per_step(y))
         return y
+
+
+def _count_synapse_events(syn: Synapse, x: np.ndarray, kind: Kind,
+                          stats: ev.LayerStats) -> None:
+    """The events one input ``x`` [T, B, ...] of a synapse op brings (``spikec.sim.events``)."""
+    nz = ev.nonzero_per_step(x)
+    stats.add("input_events", nz)
+    if kind is Kind.COUNT:
+        stats.add("graded_events", nz)
+    if syn.conv:
+        stats.add("synaptic_events", ev.conv_synaptic_events(x, syn.fanout))
+    else:
+        stats.add("synaptic_events", nz * syn.fanout)
 
 
 def _neurons(op, spec) -> int:

@@ -154,6 +154,8 @@ def _canonical(x: np.ndarray) -> np.ndarray:
     """
     m, n = x.shape
     size = x.itemsize
+    if x.strides == (n * size, size) and x.flags.writeable:
+        return x                    # already canonical row-major (the common case): no view
     if not x.flags.writeable:
         return np.ascontiguousarray(x).copy()
     if x.flags.c_contiguous:

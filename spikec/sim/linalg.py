@@ -173,6 +173,11 @@ def conv2d(x: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups:
     if (kh, kw) == (sh, sw) and (ph, pw) == (0, 0) and (dh, dw) == (1, 1):
         # patchify: space-to-depth, one copy of the input, then a 1x1 product
         xs = x[:, :, :ho * kh, :wo * kw].reshape(n, c, ho, kh, wo, kw)
+        if ho * wo < SMALL_MAP:     # one GEMM over every sample: cols [C kh kw, N Ho Wo]
+            cols = np.empty((c, kh, kw, n, ho, wo), dtype=dt)
+            cols[...] = xs.transpose(1, 3, 5, 0, 2, 4)
+            y = _gemm(w2d, cols.reshape(c * kh * kw, n * ho * wo))
+            return _samples_first(y, n).reshape(n, o, ho, wo)
         cols = np.empty((n, c, kh, kw, ho, wo), dtype=dt)
         cols[...] = xs.transpose(0, 1, 3, 5, 2, 4)
         return _gemm_stack(w2d, cols.reshape(n, c * kh * kw, ho * wo), odt).reshape(n, o, ho, wo)

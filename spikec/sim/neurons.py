@@ -125,50 +125,59 @@ class CubaLIFLayer:
         return spikes
 
     # ------------------------------------------------------------------ all steps of a layer
-    def run(self, a_in: np.ndarray) -> np.ndarray:
+    def run(self, a_in: np.ndarray, bound: int | None = None) -> np.ndarray:
         """Advance T steps. ``a_in`` [T, B, *shape] integers in any carrier; returns the spikes,
         bool [T, B, *shape]. Afterwards ``u``, ``v`` hold the final state (integers, possibly in
-        the fast path's float carrier)."""
+        the fast path's float carrier). ``bound``: a static bound on ``|a_in|`` (the engine's
+        ``BOUNDS``), which may spare the fast path's passes over ``a_in`` for its range proofs."""
         T, shape = a_in.shape[0], a_in.shape[1:]
         out = np.empty(a_in.shape, dtype=bool)
         fast = self.fast
         if fast:        # the int64 state is made only if a step falls back to ``step``
             u, v = np.zeros(shape, self.dtype), np.zeros(shape, self.dtype)
             u_next, v_next = np.empty(shape, self.dtype), np.empty(shape, self.dtype)
-            keep = np.empty(shape, dtype=bool)
-            self._u_in_range, self._v_in_range = self._range_proofs(a_in)
+            self._u_in_range, self._v_in_range = self._range_proofs(a_in, bound)
         else:
             self.reset_state(shape)
+        # out[t] holds "no spike" (the fast path's keep mask) until the one negation at the end
         for t in range(T):
             if fast:
-                if self._fast_step(u, v, a_in[t], u_next, v_next, keep, out[t]):
+                if self._fast_step(u, v, a_in[t], u_next, v_next, out[t]):
                     u, u_next, v, v_next = u_next, u, v_next, v
                     continue
                 # not provably exact this step: redo it in int64 from the last exact state
                 self.u, self.v = u.astype(np.int64), v.astype(np.int64)
                 fast = False
-            out[t] = self.step(a_in[t], t)
+            np.logical_not(self.step(a_in[t], t), out=out[t])
             self.exact_steps += 1
             if self.fast and self._fits_fast(self.u) and self._fits_fast(self.v):
                 u, v = self.u.astype(self.dtype), self.v.astype(self.dtype)
                 u_next, v_next = np.empty_like(u), np.empty_like(v)
-                keep = np.empty(shape, dtype=bool)
                 fast = True
         if fast:
             self.u, self.v = u, v
-        return out
+        return np.logical_not(out, out=out)
 
-    def _range_proofs(self, a_in: np.ndarray) -> tuple[bool, bool]:
-        """From the largest ``|a_in|`` of all T steps (two passes instead of two per step):
-        whether every current ``u`` lies in ``+-state_max`` and whether every voltage sum does
-        (so ``_fast_step`` need neither test ``u`` nor clip ``v``). Only for a current without
-        memory (``du = 4095``: ``u = a_in << 6``); then ``|v_new| <= |v| * f_v / 4096 + |u| +
-        |bias|`` with ``|v| <= state_max``."""
-        fmt = self.fmt
+    def _range_proofs(self, a_in: np.ndarray, bound: int | None = None) -> tuple[bool, bool]:
+        """From the static ``bound`` on ``|a_in|`` where it suffices, else from the largest
+        ``|a_in|`` of all T steps (two passes instead of two per step): whether every current
+        ``u`` lies in ``+-state_max`` and whether every voltage sum does (so ``_fast_step`` need
+        neither test ``u`` nor clip ``v``). Only for a current without memory (``du = 4095``:
+        ``u = a_in << 6``); then ``|v_new| <= |v| * f_v / 4096 + |u| + |bias|`` with ``|v| <=
+        state_max``."""
         if self.factor_u or not a_in.size:
             return False, False
+        if bound is not None:
+            proofs = self._proofs_from(int(bound))
+            if all(proofs):
+                return proofs
+        return self._proofs_from(max(int(a_in.max()), -int(a_in.min())))
+
+    def _proofs_from(self, a_max: int) -> tuple[bool, bool]:
+        """``_range_proofs`` for ``|a_in| <= a_max``."""
+        fmt = self.fmt
         lim = fmt.state_max
-        u_max = max(int(a_in.max()), -int(a_in.min())) << fmt.weight_shift
+        u_max = a_max << fmt.weight_shift
         u_ok = u_max <= lim
         return u_ok, u_ok and lim * self.factor_v // fmt.decay_unity + u_max + self._bias_max <= lim
 
@@ -176,7 +185,7 @@ class CubaLIFLayer:
         lim = self.fmt.state_max
         return x.size == 0 or (int(x.max()) <= lim and int(x.min()) >= -lim)
 
-    def _fast_step(self, u, v, a_in, u_new, v_new, keep, spikes) -> bool:
+    def _fast_step(self, u, v, a_in, u_new, v_new, keep) -> bool:
         """The same step in a float carrier, into the buffers ``u_new``, ``v_new``, ``spikes``;
         False (buffers undefined) where it might differ from ``step``.
 
@@ -188,7 +197,9 @@ class CubaLIFLayer:
         against 2**23 - 1 gives the exact answer; a current outside +-(2**23 - 1) (where Lava would
         wrap, possibly after an int32 wrap of ``a_in << 6``) returns False, and so does any
         strict-mode violation, so that ``step`` redoes it (and raises). The reset multiplies by
-        ``v <= threshold`` (a masked store is slower); it may leave -0.0, which equals 0.
+        ``keep = v <= threshold`` (a masked store is ten times slower where the mask is mixed);
+        it may leave -0.0, which equals 0. ``keep`` is written into the caller's buffer: the
+        spikes are its negation, which ``run`` takes once for all steps.
         """
         fmt, dt = self.fmt, self.dtype
         lim = fmt.state_max
@@ -218,7 +229,6 @@ class CubaLIFLayer:
         # 4. threshold, 5. reset
         np.less_equal(v_new, self._threshold_f, out=keep)
         v_new *= keep
-        np.logical_not(keep, out=spikes)
         return True
 
 

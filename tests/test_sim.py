@@ -140,12 +140,16 @@ def test_conv2d_layouts_and_chunks_agree_with_int64(shape, monkeypatch):
 
 
 @pytest.mark.parametrize("k,pad,dil", [((3, 3), (1, 1), (1, 1)), ((3, 2), (2, 0), (2, 3)),
-                                         ((1, 3), (0, 1), (1, 1)), ((2, 2), (0, 0), (1, 1))])
+                                         ((1, 3), (0, 1), (1, 1)), ((2, 2), (0, 0), (1, 1)),
+                                         ((2, 3), (1, 2), (1, 1)),     # padding shared at its limit
+                                         ((3, 3), (3, 2), (1, 1)),     # padding beyond the reach:
+                                         ((1, 1), (1, 1), (1, 1))])    # each side its own zeros
 @pytest.mark.parametrize("int8", [False, True])
 def test_conv2d_shifted_rows_agree_with_int64(k, pad, dil, int8, monkeypatch):
     """Stride-1 convolutions on small maps (the contiguous-row im2col over the padded map, whose
-    wrapped positions are dropped): any kernel, padding and dilation, float or int8 GEMM, in one
-    chunk or in chunks of one sample, give the exact integer convolution."""
+    wrapped positions are dropped; neighbouring rows and samples share their zeros where the
+    window's reach allows): any kernel, padding and dilation, float or int8 GEMM, in one chunk
+    or in chunks of one sample, give the exact integer convolution."""
     if int8 and not ig.available():
         pytest.skip("no int8 GEMM (torch not installed)")
     rng = np.random.default_rng(1)

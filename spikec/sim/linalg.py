@@ -254,34 +254,41 @@ def _conv_shifted_rows(x: np.ndarray, w2d: np.ndarray, kernel, padding, dilation
     """Stride-1 convolution of ``x`` [N, C, H, W] on a small map: one GEMM per chunk of samples
     over every position of the *padded* map, whose im2col rows are contiguous.
 
-    With the padded samples laid end to end per channel (``flat [C, m Hp Wp]``), the input of tap
-    ``(u, v)`` at padded position ``p`` is ``flat[c, p + u dh Wp + v dw]``: each im2col row is one
-    contiguous slice (a memcpy, where the window copies of ``conv2d`` move ``Wo`` elements at a
-    time). The GEMM also computes the positions of the last ``dh (kh - 1)`` rows and ``dw (kw -
-    1)`` columns of each padded map, whose windows wrap into the next row or sample (or the zero
-    tail); they are dropped. Their sums mix the same weights with the same inputs, so the
-    caller's bound on every partial sum holds for them too.
+    With the padded samples laid end to end per channel (``flat [C, m Hs R]``: ``R`` positions per
+    row, ``Hs`` rows per sample), the input of tap ``(u, v)`` at position ``p`` is ``flat[c, p +
+    u dh R + v dw]``: each im2col row is one contiguous slice (a memcpy, where the window copies
+    of ``conv2d`` move ``Wo`` elements at a time). Neighbours share their padding: a row holds
+    its ``pw`` left zeros and its ``W`` values (``R = W + pw``), so a window that reaches past
+    the right edge reads the next row's left zeros, and a sample holds its ``ph`` top zero rows
+    and its ``H`` rows (``Hs = H + ph``), so a window below the bottom edge reads the next
+    sample's top zeros (or the zero tail). That needs ``pw <= dw (kw - 1)`` and ``ph <= dh (kh -
+    1)`` (``same`` padding); otherwise each side gets its own zeros (``R = W + 2 pw``, ``Hs = H
+    + 2 ph``). The GEMM also computes the positions past ``Ho`` rows and ``Wo`` columns of each
+    sample, whose windows wrap into the next row or sample; they are dropped. Their sums mix the
+    same weights with the same inputs (or zeros), so the caller's bound on every partial sum
+    holds for them too.
     """
     n, c, h, w = x.shape
     o = w2d.shape[0]
     (kh, kw), (ph, pw), (dh, dw) = kernel, padding, dilation
-    hp, wp = h + 2 * ph, w + 2 * pw
-    ho, wo = hp - dh * (kh - 1), wp - dw * (kw - 1)
+    ho, wo = h + 2 * ph - dh * (kh - 1), w + 2 * pw - dw * (kw - 1)
+    shared = pw <= dw * (kw - 1) and ph <= dh * (kh - 1)
+    hs, r = (h + ph, w + pw) if shared else (h + 2 * ph, w + 2 * pw)
     dt = w2d.dtype
-    tail = dh * (kh - 1) * wp + dw * (kw - 1)
-    chunk = max(1, IM2COL_BYTES // max(c * kh * kw * hp * wp * dt.itemsize, 1))
+    tail = dh * (kh - 1) * r + dw * (kw - 1)
+    chunk = max(1, IM2COL_BYTES // max(c * kh * kw * hs * r * dt.itemsize, 1))
     out = np.empty((n, o, ho, wo), dtype=odt)
     for s in range(0, n, chunk):
         m = min(chunk, n - s)
-        span = m * hp * wp
+        span = m * hs * r
         flat = np.zeros((c, span + tail), dtype=dt)
-        flat[:, :span].reshape(c, m, hp, wp)[:, :, ph:ph + h, pw:pw + w] = \
+        flat[:, :span].reshape(c, m, hs, r)[:, :, ph:ph + h, pw:pw + w] = \
             x[s:s + m].transpose(1, 0, 2, 3)
         cols = np.empty((c, kh, kw, span), dtype=dt)
         for u in range(kh):
             for v in range(kw):
-                off = u * dh * wp + v * dw
+                off = u * dh * r + v * dw
                 cols[:, u, v] = flat[:, off:off + span]
         y = _gemm(w2d, cols.reshape(c * kh * kw, span))
-        out[s:s + m] = y.reshape(o, m, hp, wp)[:, :, :ho, :wo].transpose(1, 0, 2, 3)
+        out[s:s + m] = y.reshape(o, m, hs, r)[:, :, :ho, :wo].transpose(1, 0, 2, 3)
     return out

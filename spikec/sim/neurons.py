@@ -142,7 +142,7 @@ class CubaLIFLayer:
         # out[t] holds "no spike" (the fast path's keep mask) until the one negation at the end
         for t in range(T):
             if fast:
-                if self._fast_step(u, v, a_in[t], u_next, v_next, out[t]):
+                if self._fast_step(u, v, a_in[t], u_next, v_next, out[t], rest=t == 0):
                     u, u_next, v, v_next = u_next, u, v_next, v
                     continue
                 # not provably exact this step: redo it in int64 from the last exact state
@@ -185,9 +185,10 @@ class CubaLIFLayer:
         lim = self.fmt.state_max
         return x.size == 0 or (int(x.max()) <= lim and int(x.min()) >= -lim)
 
-    def _fast_step(self, u, v, a_in, u_new, v_new, keep) -> bool:
-        """The same step in a float carrier, into the buffers ``u_new``, ``v_new``, ``spikes``;
-        False (buffers undefined) where it might differ from ``step``.
+    def _fast_step(self, u, v, a_in, u_new, v_new, keep, rest: bool = False) -> bool:
+        """The same step in a float carrier, into the buffers ``u_new``, ``v_new``, ``keep`` (no
+        spike); False (buffers undefined) where it might differ from ``step``. ``rest``: u and v
+        are 0 (the first step), so their decays are skipped (they are 0).
 
         Exactness: u and v hold integers of magnitude <= 2**23 - 1. A decay factor f/4096 that is 0
         or a power of two scales exactly in float32; any other f makes ``u * f`` an integer below
@@ -207,21 +208,24 @@ class CubaLIFLayer:
             return False
         # 2. current (v_new is scratch until phase 3); a_in converted to the carrier while read
         np.multiply(a_in, dt.type(1 << fmt.weight_shift), out=u_new, dtype=dt, casting="unsafe")
-        if self.factor_u:
+        if self.factor_u and not rest:
             np.multiply(u, dt.type(self.factor_u / fmt.decay_unity), out=v_new)
             np.trunc(v_new, out=v_new)
             u_new += v_new
         if not self._u_in_range and u_new.size and (u_new.max() > lim or u_new.min() < -lim):
             return False
         # 3. voltage
-        if self.factor_v == fmt.decay_unity:
-            np.add(v, u_new, out=v_new)
+        if rest:
+            np.add(u_new, self._bias_f if self._bias_f is not None else 0, out=v_new)
         else:
-            np.multiply(v, dt.type(self.factor_v / fmt.decay_unity), out=v_new)
-            np.trunc(v_new, out=v_new)
-            v_new += u_new
-        if self._bias_f is not None:
-            v_new += self._bias_f
+            if self.factor_v == fmt.decay_unity:
+                np.add(v, u_new, out=v_new)
+            else:
+                np.multiply(v, dt.type(self.factor_v / fmt.decay_unity), out=v_new)
+                np.trunc(v_new, out=v_new)
+                v_new += u_new
+            if self._bias_f is not None:
+                v_new += self._bias_f
         if self.strict and v_new.size and (v_new.max() > lim or v_new.min() < -lim):
             return False
         if not self._v_in_range:

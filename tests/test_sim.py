@@ -298,6 +298,46 @@ def test_cuba_lif_fast_path_is_taken_in_range():
         assert layer.exact_steps == 0 and ref.exact_steps == 10
 
 
+@pytest.mark.parametrize("du,dv,vth,bias,bexp", LIF_PARAMS)
+def test_cuba_lif_static_bound_gives_the_same_spikes(du, dv, vth, bias, bexp):
+    """The static bound on ``|a_in|`` replaces the passes over ``a_in`` only where it proves the
+    range: with a tight bound, a loose one (too wide to prove anything) and none, the spikes and
+    the final state are the int64 reference's, for inputs inside and at the edge of the range."""
+    rng = np.random.default_rng(du + 7)
+    T, B, N = 6, 3, 8
+    edge = (FMT.state_max >> FMT.weight_shift) // 3
+    a = rng.integers(-edge, edge + 1, (T, B, N))
+    a[0, 0, 0], a[1, 0, 1] = edge, -edge
+    op = lif("n", "x", (N,), du=du, dv=dv, vth=vth, bias=bias, bias_exp=bexp)
+    ref = CubaLIFLayer(op, FMT, fast=False)
+    want = ref.run(a)
+    for bound in (edge, 1 << 31, None):
+        layer = CubaLIFLayer(op, FMT)
+        assert np.array_equal(layer.run(a.astype(np.float32), bound), want), bound
+        assert np.array_equal(layer.u.astype(I64), ref.u) and np.array_equal(layer.v.astype(I64),
+                                                                             ref.v), bound
+
+
+def test_range_proofs_use_the_static_bound_when_it_suffices():
+    layer = CubaLIFLayer(lif("n", "x", (3,), du=4095, dv=2048, vth=50), FMT)
+    a = np.full((2, 1, 3), 10, dtype=np.int32)
+    assert layer._range_proofs(a, 20) == (True, True)
+    assert layer._range_proofs(a, 1 << 20) == (True, True)      # too wide: the data decide
+    a[0, 0, 0] = 1 << 17                                         # u = a << 6 leaves the range
+    assert layer._range_proofs(a, 1 << 20) == (False, False)
+
+
+def test_run_without_events_gives_the_same_values():
+    g = small_net(residual=True)
+    x = np.random.default_rng(4).integers(0, 256, (3, 2, 8, 8))
+    full = Simulator(g).run(x, record="all")
+    bare = Simulator(g).run(x, record="all", events=False)
+    assert bare.stats == {} and full.stats
+    for k, v in full.values.items():
+        assert np.array_equal(bare.values[k], v), k
+    assert np.array_equal(bare.logits, full.logits)
+
+
 def test_cuba_lif_step_equals_fixedpoint_lif_step():
     """The simulator's phase-by-phase step is the target helpers' lif_step."""
     rng = np.random.default_rng(7)

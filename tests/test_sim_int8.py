@@ -116,6 +116,28 @@ def test_random_synapses_match_int64(case, gemm_calls):
     assert bool(gemm_calls) == expect_int8
 
 
+@pytest.mark.parametrize("axis", [-1, 0])
+@pytest.mark.parametrize("bits,values", [(1, "even"), (7, "odd"), (10, "odd"), (1, "unsigned")])
+def test_one_input_feature_synapses_match_int64(axis, bits, values, gemm_calls):
+    """A dense synapse with one input feature (the attention gain of Spikformer V2) is an outer
+    product, computed element-wise (no GEMM) on the int8 and on the float path, with mixed
+    weight exponents (left and right shifts) and inputs up to the payload's limit."""
+    rng = np.random.default_rng(bits)
+    lo, hi = {"even": (-128, 128), "odd": (-128, 128), "unsigned": (0, 256)}[values]
+    w = rng.integers(lo, hi, (5, 1)).astype(I64) * (2 if values == "even" else 1)
+    w[0, 0] = lo * (2 if values == "even" else 1)
+    e = np.array([-3, 0, 2, -1, 7], dtype=I64)
+    op = DenseSynapse("s", ("x",), weight=w, weight_exp=e, axis=axis)
+    shape = (1, 4) if axis == 0 else (4, 1)
+    g = _one_synapse(op, shape, "spike" if bits == 1 else "count", bits)
+    x = rng.integers(0, 1 << bits, (3, 2) + shape)
+    x[0, 0] = (1 << bits) - 1
+    got = Simulator(g).run(x).outputs["y"]
+    want = Simulator(g, fast=False).run(x).outputs["y"]
+    assert np.array_equal(np.asarray(got).astype(I64), want)
+    assert not gemm_calls
+
+
 @pytest.mark.parametrize("fan_in,int8", [(132_104, True), (132_105, False)])
 def test_int32_accumulator_worst_case(fan_in, int8, gemm_calls):
     """Inputs of 127 against weights of -128 (the largest |partial sum| of an int8 product):

@@ -135,13 +135,16 @@ def _load_inputs(graph, data: str, limit: int | None) -> dict:
     return {inp.name: ds.images}
 
 
-def _simulate(graph, plan, inputs: dict) -> tuple[dict, float, float]:
-    """The simulator's values of the probed layers, its total seconds and its set-up seconds.
+def _simulate(graph, plan, inputs: dict) -> tuple[dict, float, float, float]:
+    """The simulator's values of the probed layers, its total seconds, its set-up seconds and
+    the process CPU seconds of its steady part (after the set-up; beside the wall seconds, which
+    other processes on the machine stretch).
 
     Set-up: preparing weights, loading the optional accelerator, and one warm-up pass over the
     first chunk whose results are discarded (its first touches of fresh memory and numpy's
     first dispatch of each kernel cost about half a pass again), all once per process, like
-    Lava's start-up and first step, which its steady seconds also leave out.
+    Lava's start-up and first step, which its steady seconds also leave out. The simulator
+    counts no events here (``run(events=False)``): only the values are compared.
     """
     from spikec.memory import require_simulation_memory
     from spikec.sim import Simulator
@@ -158,11 +161,12 @@ def _simulate(graph, plan, inputs: dict) -> tuple[dict, float, float]:
     sim = Simulator(graph)
     sim.prepare()
     if n:
-        sim.run(chunk(0), record=names)
+        sim.run(chunk(0), record=names, events=False)
     setup = time.perf_counter() - t0
+    cpu0 = time.process_time()
     values: dict[str, list] = {}
     for s in range(0, n, 32):
-        res = sim.run(chunk(s), record=names)
+        res = sim.run(chunk(s), record=names, events=False)
         for k in names:
             values.setdefault(k, []).append(res.values[k])
     out = {}
@@ -170,7 +174,7 @@ def _simulate(graph, plan, inputs: dict) -> tuple[dict, float, float]:
         v = values[p["value"]]
         out[p["value"]] = np.concatenate(v, axis=0) if p["kind"] == "readout" else \
             np.moveaxis(np.concatenate(v, axis=1), 0, 1)
-    return out, time.perf_counter() - t0, setup
+    return out, time.perf_counter() - t0, setup, time.process_time() - cpu0
 
 
 # ----------------------------------------------------------------------------- comparison
@@ -291,9 +295,10 @@ def validate_lava(out, data: str, limit: int | None = None, *, batch: int = 0,
     else:
         trace, lava_wall = _run_sharded(out, inputs, python, batch, workers, cluster)
     meta = json.loads(str(trace["meta"]))
-    predicted, sim_s, sim_setup = _simulate(graph, plan, inputs)
+    predicted, sim_s, sim_setup, sim_cpu = _simulate(graph, plan, inputs)
     res = compare(graph, plan, trace, predicted)
-    return _result("lava", manifest, plan, meta, res, lava_wall, sim_s, data, setup=sim_setup)
+    return _result("lava", manifest, plan, meta, res, lava_wall, sim_s, data, setup=sim_setup,
+                   cpu=sim_cpu)
 
 
 def _lava_shard(out: str, inputs: dict, python: str | None, batch: int) -> tuple[dict, float]:
@@ -353,11 +358,11 @@ def validate_trace(out, trace_file, data: str | None = None, limit: int | None =
         for k, v in given.items():
             if v.shape != inputs[k].shape or not np.array_equal(v, inputs[k]):
                 raise DataError(f"{data}: not the samples the trace {trace_file} was recorded on")
-    predicted, sim_s, sim_setup = _simulate(graph, plan, inputs)
+    predicted, sim_s, sim_setup, sim_cpu = _simulate(graph, plan, inputs)
     res = compare(graph, plan, arrays, predicted)
     lava_s = float(meta.get("seconds", {}).get("wall", float("nan")))
     result = _result("trace", manifest, plan, meta, res, lava_s, sim_s, data, str(trace_file),
-                     setup=sim_setup)
+                     setup=sim_setup, cpu=sim_cpu)
     from spikec.estimate.timing_trace import trace_timing  # optional per-step timing (HIL)
 
     result["timing"] = trace_timing(graph, arrays, inputs, manifest, plan)
@@ -365,7 +370,7 @@ def validate_trace(out, trace_file, data: str | None = None, limit: int | None =
 
 
 def _result(against, manifest, plan, meta, res, lava_s, sim_s, data, trace=None,
-            setup: float = 0.0) -> dict:
+            setup: float = 0.0, cpu: float | None = None) -> dict:
     n = int(meta["samples"])
     secs = meta.get("seconds", {})
     return {
@@ -379,6 +384,8 @@ def _result(against, manifest, plan, meta, res, lava_s, sim_s, data, trace=None,
         # the simulator's marginal cost once its weights are prepared (set-up excluded)
         "spikec_setup_seconds": setup,
         "spikec_steady_seconds_per_sample": (sim_s - setup) / n if n else None,
+        # the same in process CPU seconds (all threads): what the wall figure is on an idle machine
+        "spikec_steady_cpu_seconds_per_sample": cpu / n if n and cpu is not None else None,
         # Lava's marginal cost: T steps per sample once the processes run (startup excluded)
         "lava_steady_seconds_per_sample": secs.get("steady_per_sample"),
         "lava_startup_seconds": secs.get("startup"),

@@ -33,9 +33,11 @@ def _print(res: dict) -> None:
         f"; {res['lava_startup_seconds']:.1f} s start-up, then {steady:.2f} s per sample"
     procs = res["lava_run"].get("processes")
     extra = (f" ({procs} processes" + extra + ")") if procs else ""
+    cpu = res.get("spikec_steady_cpu_seconds_per_sample")
+    cpu = "" if cpu is None else f", {cpu:.4f} s of CPU"
     click.echo(f"wall time: Lava {res['lava_seconds']:.1f} s{extra}, spikec simulator "
                f"{res['spikec_seconds']:.2f} s ({res['spikec_setup_seconds']:.2f} s set-up, then "
-               f"{res['spikec_steady_seconds_per_sample']:.4f} s per sample)")
+               f"{res['spikec_steady_seconds_per_sample']:.4f} s per sample{cpu})")
     if steady and res["spikec_steady_seconds_per_sample"]:
         click.echo(f"steady state: spikec {steady / res['spikec_steady_seconds_per_sample']:,.0f}x "
                    f"faster than Lava per sample")

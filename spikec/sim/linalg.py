@@ -113,9 +113,17 @@ def dense_matmul(x: np.ndarray, weight: np.ndarray, axis: int) -> np.ndarray:
     ``weight`` [out, in] already in ``x``'s carrier dtype. Contracts without copying ``x`` when the
     feature axis is the last one (``x @ W.T``) or the one before it (``W @ x``: the ``(C, N)`` token
     layout of kernel-1 Conv1d attention). An int8 ``weight`` runs on the int8 GEMM (``x`` int8
-    or bool, int32 result; the caller guarantees exactness as for ``conv2d``).
+    or bool, int32 result; the caller guarantees exactness as for ``conv2d``). One input feature
+    (``weight [out, 1]``, an attention gain): an element-wise outer product, no GEMM.
     """
     a = axis % (x.ndim - 1) + 1
+    if weight.shape[1] == 1:   # one input feature: an outer product, element-wise
+        odt = weight.dtype
+        if odt == np.int8:
+            x, odt = ig.as_int8(x), np.dtype(np.int32)
+        shape = [1] * x.ndim
+        shape[a] = weight.shape[0]
+        return np.multiply(x, weight[:, 0].reshape(shape), dtype=odt)
     if a == x.ndim - 1:        # one GEMM over every sample and token
         x = np.ascontiguousarray(x)
         y = _gemm(x.reshape(-1, x.shape[-1]), weight.T)

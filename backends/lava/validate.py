@@ -172,8 +172,10 @@ def _simulate(graph, plan, inputs: dict) -> tuple[dict, float, float, float]:
     out = {}
     for p in plan["probes"]:
         v = values[p["value"]]
-        out[p["value"]] = np.concatenate(v, axis=0) if p["kind"] == "readout" else \
-            np.moveaxis(np.concatenate(v, axis=1), 0, 1)
+        if p["kind"] == "readout":
+            out[p["value"]] = v[0] if len(v) == 1 else np.concatenate(v, axis=0)
+        else:       # [T, B, ...] -> [B, T, ...]: a view of one chunk, no copy
+            out[p["value"]] = np.moveaxis(v[0] if len(v) == 1 else np.concatenate(v, axis=1), 0, 1)
     return out, time.perf_counter() - t0, setup, time.process_time() - cpu0
 
 

@@ -267,3 +267,30 @@ def test_estimate_cli_takes_the_encoding_and_checks_a_compiled_one(tmp_path, cap
     j = json.loads(capsys.readouterr().out)
     assert [h["kind"] for h in j["host"]] == ["host_layer"]
 
+
+def test_estimate_with_data_measures_the_bit_planes(tmp_path):
+    """With --data, each plane sends its measured 1-bits (not every pixel every step), and the
+    first layer's synaptic events are each 1-bit times its pixel's fan-out, counted here
+    independently as a convolution of the plane with a kernel of ones."""
+    import spikec
+    from spikec.ir import save
+
+    save(conv_snn(T=2), tmp_path / "conv.spkc")
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (5, 1, 12, 12), dtype=np.uint8)
+    images[:, :, :3] //= 16                       # fewer high bits in some rows
+    data = (images, rng.integers(0, 3, 5))
+    bits = spikec.compile(tmp_path / "conv.spkc", target="loihi", input_encoding="bitplane")
+    j = bits.estimate("loihi", data=data)
+    sent = {h["name"]: h["events_sent"] for h in j["host"]}
+    syn = _first_synapse(bits.fixed)
+    per_plane = [((images.astype(np.int64) >> k) & 1) for k in range(8)]
+    want_sent = [2 * np.count_nonzero(p) / 5 for p in per_plane]     # T = 2, repeated image
+    assert [sent[f"image.plane{k}"] for k in range(8)] == pytest.approx(want_sent)
+    assert want_sent[7] < want_sent[0] < 2 * images[0].size          # measured, not assumed
+    ones = np.ones(syn.weight.shape)
+    want_syn = sum(interp.conv2d(p.astype(np.float64), ones, None, syn.stride, syn.padding,
+                                 syn.dilation, syn.groups).sum() for p in per_plane) * 2 / 5
+    first = next(e for e in j["layers"] if e["first_layer"])
+    assert first["synaptic_events"] == pytest.approx(want_syn)
+    assert not any("plane" in n and "assumed" in n for n in j.get("notes", []))

@@ -220,6 +220,10 @@ def compile_loaded(graph: Graph, model_name: str, model_sha256: str, *, target: 
     report["totals"] = rep.totals(layers)
     report["accuracy"] = evaluation.accuracy() if evaluation else rep.accuracy_block(None, None, None, 0)
     report["first_divergent_layer"] = rep.first_divergent(layers)
+    if ds is not None and fixed.meta.get("input_encoding") == "bitplane":
+        from spikec.estimate.input_encoding import plane_summary
+
+        report["input_planes"] = plane_summary(fixed, ds.images)   # what the planes send
     files = {GRAPH_FILES["quantized"]: dumps(fixed), GRAPH_FILES["folded"]: dumps(folded),
              GRAPH_FILES["float"]: dumps(graph)}
     # the evaluation's simulator, recordings and data are done with: free them before the

@@ -294,3 +294,12 @@ def test_estimate_with_data_measures_the_bit_planes(tmp_path):
     first = next(e for e in j["layers"] if e["first_layer"])
     assert first["synaptic_events"] == pytest.approx(want_syn)
     assert not any("plane" in n and "assumed" in n for n in j.get("notes", []))
+    # a compile with the same data records what the planes sent; its estimate reads that
+    bits_d = spikec.compile(tmp_path / "conv.spkc", target="loihi", input_encoding="bitplane",
+                            data=data)
+    assert bits_d.report()["input_planes"]["samples"] == 5
+    jr = bits_d.estimate("loihi")
+    assert [h["events_sent"] for h in jr["host"]] == [h["events_sent"] for h in j["host"]]
+    first_r = next(e for e in jr["layers"] if e["first_layer"])
+    assert first_r["synaptic_events"] == pytest.approx(want_syn)
+    assert "input_planes" not in spikec.compile(tmp_path / "conv.spkc", data=data).report()

@@ -135,31 +135,53 @@ def _synapses_reading(graph, value: str) -> list:
     return out
 
 
+def plane_summary(graph, images) -> dict | None:
+    """``plane_events`` of ``images`` as JSON (``report.json["input_planes"]`` of a bitplane
+    compile with ``--data``): ``samples``, ``messages`` {input: [per plane]} and
+    ``synaptic_events`` {synapse op: [per plane]}, summed over the samples; None unless the
+    graph is bitplane-encoded."""
+    if graph.meta.get("input_encoding", "graded") != "bitplane":
+        return None
+    n = len(images[next(iter(images))]) if isinstance(images, dict) else len(images)
+    messages, synaptic = plane_events(graph, images)
+    return {"samples": int(n),
+            "messages": {k: [int(x) for x in v] for k, v in messages.items()},
+            "synaptic_events": {k: [int(x) for x in v] for k, v in synaptic.items()}}
+
+
 def measure_bitplanes(counts, mapping, graph, images) -> None:
     """Put the measured bit-plane events of ``images`` into ``counts`` (``EventCounts`` of the
-    same samples, from the simulator): each plane unit's messages, and the synaptic events of the
-    synapses reading the raw input (the simulator counts them for graded pixels)."""
-    if graph.meta.get("input_encoding", "graded") != "bitplane":
-        return
-    n = max(1, len(images[next(iter(images))]) if isinstance(images, dict) else len(images))
-    messages, synaptic = plane_events(graph, images)
+    same samples, from the simulator): see ``apply_plane_summary``."""
+    summary = plane_summary(graph, images)
+    if summary is not None:
+        apply_plane_summary(counts, mapping, summary)
+
+
+def apply_plane_summary(counts, mapping, summary: dict) -> None:
+    """Each plane unit's messages and the synaptic events of the synapses reading the raw
+    input (the simulator counts those for graded pixels) from ``summary`` (``plane_summary``),
+    per inference."""
+    n = max(1, int(summary["samples"]))
+    synaptic = {k: float(sum(v)) / n for k, v in summary["synaptic_events"].items()}
     planes = set()
-    for name, msg in messages.items():
+    for name, msg in summary["messages"].items():
         for k, m in enumerate(msg):
             unit = f"{name}.plane{k}"
-            planes.add(unit)
-            counts.units[unit].spikes = float(m) / n
+            if unit in counts.units:
+                planes.add(unit)
+                counts.units[unit].spikes = float(m) / n
     for lm in mapping.layers:
         layer = lm.layer
         u = counts.units[layer.name]
         if layer.parts:
             for part in layer.parts:
                 if part.synapse in synaptic:
-                    u.synaptic_by_part[part.name] = float(synaptic[part.synapse].sum()) / n
+                    u.synaptic_by_part[part.name] = synaptic[part.synapse]
             u.synaptic_events = float(sum(u.synaptic_by_part.values()))
         elif layer.synapse in synaptic:
-            u.synaptic_events = float(synaptic[layer.synapse].sum()) / n
+            u.synaptic_events = synaptic[layer.synapse]
     counts.notes = [t for t in counts.notes if t.split(":")[0] not in planes]
-    per_plane = ", ".join(f"{float(m) / n:,.0f}" for msg in messages.values() for m in msg)
+    per_plane = ", ".join(f"{float(m) / n:,.0f}" for msg in summary["messages"].values()
+                          for m in msg)
     counts.notes.append(f"bit-plane input: 1-bits sent per inference, plane 0..7: {per_plane} "
-                        "(measured on the samples)")
+                        f"(measured on {n} samples)")

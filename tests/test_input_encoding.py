@@ -209,6 +209,10 @@ def test_lava_plans_take_bitplane_and_host_inputs_and_nir_refuses_them():
     assert encodings.graph_inputs(plans["host"], {"l1": np.zeros((3, 4, 4, 8, 8))}) is None
     with pytest.raises(UnsupportedOpError, match="input-encoding bitplane"):
         to_nir_quantized(fixed["bitplane"])
+    # a graded graph relabelled bitplane: its negative first exponents would floor each plane
+    assert _first_synapse(fixed["graded"]).weight_exp.min() < 0
+    with pytest.raises(UnsupportedOpError, match="'stem'.*needs weight exponents in \\[0, 0\\]"):
+        build_plan(_with_encoding(fixed["graded"], "bitplane"))
 
 
 def test_a_host_first_layer_that_reads_more_than_the_input_has_no_bundle(tmp_path):

@@ -72,6 +72,20 @@ def relayout(low, op, lower_one) -> bool:
     return False
 
 
+def check_plane_exponents(op, exps: np.ndarray, values: list, fmt) -> None:
+    """A synapse reading bit planes is exact only when no plane shifts right (``e >= 0``) and
+    the highest plane's exponent is one the chip has; the quantizer chooses such exponents
+    (``--input-encoding bitplane``), a hand-made graph may not."""
+    top = max((v.exp_shift for v in values), default=0)
+    if top == 0 or exps.size == 0:
+        return
+    if exps.min() < 0 or exps.max() + top > fmt.weight_exp_max:
+        raise UnsupportedOpError(
+            f"synapse {op.name!r}: bit-plane input needs weight exponents in [0, "
+            f"{fmt.weight_exp_max - top}], it has [{exps.min()}, {exps.max()}] (compile with "
+            "--input-encoding bitplane to quantize it so)")
+
+
 def host_layer_input(low, op) -> str | None:
     """The raw input a LIF reads when it is the first layer computed on the host, else None.
     Raises ``UnsupportedOpError`` for a LIF that reads the host input and anything else."""

@@ -164,6 +164,7 @@ class Lowering:
                           base=base)
             return
         exps = np.asarray(op.weight_exp).astype(np.int64)
+        encodings.check_plane_exponents(op, exps, values, self.b.fmt)
         if cur.perm is not None:  # rows of the synapse, in the order of the neurons
             rows = cur.perm if rows is None else cur.perm[rows]
         in_shape = tuple(self.g.spec(op.inputs[0]).shape)

@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 
 from spikec import report as rep
-from spikec.errors import DataError, InputFileError, ProfileError
+from spikec.errors import DataError, InputFileError, ProfileError, UnsupportedOpError
 from spikec.evaluate import GRAPH_FILES, STAGES, Evaluation, Progress, batches, fixed_layer_ops, load_data
 from spikec.ir.graph import Graph
 from spikec.ir import ops as O
@@ -220,6 +220,10 @@ def compile_loaded(graph: Graph, model_name: str, model_sha256: str, *, target: 
     report["totals"] = rep.totals(layers)
     report["accuracy"] = evaluation.accuracy() if evaluation else rep.accuracy_block(None, None, None, 0)
     report["first_divergent_layer"] = rep.first_divergent(layers)
+    if ds is not None and fixed.meta.get("input_encoding") == "bitplane":
+        from spikec.estimate.input_encoding import plane_summary
+
+        report["input_planes"] = plane_summary(fixed, ds.images)   # what the planes send
     files = {GRAPH_FILES["quantized"]: dumps(fixed), GRAPH_FILES["folded"]: dumps(folded),
              GRAPH_FILES["float"]: dumps(graph)}
     # the evaluation's simulator, recordings and data are done with: free them before the
@@ -227,15 +231,16 @@ def compile_loaded(graph: Graph, model_name: str, model_sha256: str, *, target: 
     del evaluation, stats, agreement, ds, cal
     chip = backend.bundle_backend(prof)
     encoding = fixed.meta.get("input_encoding", "graded")
-    if chip is not None and encoding != "graded":
-        # the Lava backend injects pixels as graded spikes only: no bundle, said in the report
-        report["bundle_skipped"] = (f"no {chip.name} bundle: the input is encoded as {encoding} "
-                                    "and the Lava backend sends pixels as graded spikes only "
-                                    "(--input-encoding graded on a chip with graded spikes)")
-        chip = None
     if chip is not None:        # the chip's bundle (OUT/lava for Lava's arithmetic)
-        bundle, report[chip.name] = chip.bundle_files(fixed, ssa=ssa)
-        files.update(bundle)
+        try:
+            bundle, report[chip.name] = chip.bundle_files(fixed, ssa=ssa)
+            files.update(bundle)
+        except UnsupportedOpError as e:
+            if encoding == "graded":
+                raise
+            # a first layer the bundle cannot take in this encoding: the graphs and the
+            # report are still written, and the report says why there is no bundle
+            report["bundle_skipped"] = f"no {chip.name} bundle (--input-encoding {encoding}): {e}"
     files[REPORT_FILE] = rep.dumps(report).encode()
     return CompileOutcome(report, None, fixed, folded, graph, files)
 

@@ -176,12 +176,65 @@ def test_host_input_moves_the_first_layer_off_the_cores():
         gj["energy"]["paper_45nm"]["first_layer_macs"] > 0
 
 
-def test_backends_refuse_a_non_graded_input():
+def test_lava_plans_take_bitplane_and_host_inputs_and_nir_refuses_them():
+    """The Lava plan of a bitplane graph has one binary input per plane (the first synapse once
+    per plane, exponent e + k); a host graph's input is its first LIF's spikes. The quantized NIR
+    export still writes a graded input only."""
+    from backends.lava import encodings
     from backends.lava.bundle import build_plan
+    from backends.lava.samples import pixel_chain
+    from backends.nir.quantized import to_nir_quantized
 
-    g = _with_encoding(conv_net(), "bitplane")
+    fixed = {enc: compile_graph(pixel_chain(), "loihi2",
+                                options=CompileOptions(input_encoding=enc)).fixed
+             for enc in ("graded", "bitplane", "host")}
+    plans = {enc: build_plan(g)[0] for enc, g in fixed.items()}
+    assert "input_encoding" not in plans["graded"]
+    assert [i["value"] for i in plans["bitplane"]["inputs"]] == [f"x.plane{k}" for k in range(8)]
+    e = _first_synapse(fixed["bitplane"]).weight_exp
+    exps = sorted(p["weight_exp"] for p in plans["bitplane"]["processes"]
+                  if p["name"].startswith("l1_syn"))
+    assert sorted({x for x in exps}) == sorted({int(v) + k for v in e for k in range(8)})
+    (inp,) = plans["host"]["inputs"]
+    assert (inp["value"], inp["reads"], inp["encoding"]) == ("l1", "x", "sequence")
+    assert plans["host"]["depth"] == plans["graded"]["depth"] - 1
+    # the runner's arrays: bit planes of the pixels, summed back exactly for a trace
+    x = random_images(3, (1, 8, 8))
+    feed = encodings.bundle_inputs(plans["bitplane"], {"x": x})
+    assert set(feed) == {f"x.plane{k}" for k in range(8)}
+    assert all(v.dtype == np.uint8 and v.max() <= 1 for v in feed.values())
+    assert np.array_equal(encodings.graph_inputs(plans["bitplane"], feed)["x"], x)
+    with pytest.raises(Exception, match="first layer.*missing"):
+        encodings.bundle_inputs(plans["host"], {"x": x})
+    assert encodings.graph_inputs(plans["host"], {"l1": np.zeros((3, 4, 4, 8, 8))}) is None
     with pytest.raises(UnsupportedOpError, match="input-encoding bitplane"):
-        build_plan(g)
+        to_nir_quantized(fixed["bitplane"])
+    # a graded graph relabelled bitplane: its negative first exponents would floor each plane
+    assert _first_synapse(fixed["graded"]).weight_exp.min() < 0
+    with pytest.raises(UnsupportedOpError, match="'stem'.*needs weight exponents in \\[0, 0\\]"):
+        build_plan(_with_encoding(fixed["graded"], "bitplane"))
+
+
+def test_a_host_first_layer_that_reads_more_than_the_input_has_no_bundle(tmp_path):
+    """ms_resnet_like's stem current also feeds the residual: the host encoding cannot move
+    just the first LIF; the Lava plan refuses naming the layer, and compile writes the graphs
+    and the report, which says why there is no bundle."""
+    import spikec
+    from backends.lava.bundle import build_plan
+    from backends.lava.samples import ms_resnet_like, pixel_chain
+    from spikec.ir import save
+
+    g = ms_resnet_like()
+    fixed = compile_graph(g, "loihi2", options=CompileOptions(input_encoding="host")).fixed
+    with pytest.raises(UnsupportedOpError, match="layer 'l2'.*reads more than the input"):
+        build_plan(fixed)
+    save(g, tmp_path / "ms.spkc")
+    rep = spikec.compile(tmp_path / "ms.spkc", input_encoding="host").report()
+    assert "lava" not in rep and "reads more than the input" in rep["bundle_skipped"]
+    save(pixel_chain(), tmp_path / "chain.spkc")
+    rep = spikec.compile(tmp_path / "chain.spkc", input_encoding="bitplane").report()
+    assert "bundle_skipped" not in rep and rep["lava"]["input_encoding"] == "bitplane"
+    assert rep["lava"]["netx"]["written"] is False
 
 
 def test_host_layer_sends_the_spikes_the_simulator_counts():
@@ -217,3 +270,40 @@ def test_estimate_cli_takes_the_encoding_and_checks_a_compiled_one(tmp_path, cap
     import json
     j = json.loads(capsys.readouterr().out)
     assert [h["kind"] for h in j["host"]] == ["host_layer"]
+
+
+def test_estimate_with_data_measures_the_bit_planes(tmp_path):
+    """With --data, each plane sends its measured 1-bits (not every pixel every step), and the
+    first layer's synaptic events are each 1-bit times its pixel's fan-out, counted here
+    independently as a convolution of the plane with a kernel of ones."""
+    import spikec
+    from spikec.ir import save
+
+    save(conv_snn(T=2), tmp_path / "conv.spkc")
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (5, 1, 12, 12), dtype=np.uint8)
+    images[:, :, :3] //= 16                       # fewer high bits in some rows
+    data = (images, rng.integers(0, 3, 5))
+    bits = spikec.compile(tmp_path / "conv.spkc", target="loihi", input_encoding="bitplane")
+    j = bits.estimate("loihi", data=data)
+    sent = {h["name"]: h["events_sent"] for h in j["host"]}
+    syn = _first_synapse(bits.fixed)
+    per_plane = [((images.astype(np.int64) >> k) & 1) for k in range(8)]
+    want_sent = [2 * np.count_nonzero(p) / 5 for p in per_plane]     # T = 2, repeated image
+    assert [sent[f"image.plane{k}"] for k in range(8)] == pytest.approx(want_sent)
+    assert want_sent[7] < want_sent[0] < 2 * images[0].size          # measured, not assumed
+    ones = np.ones(syn.weight.shape)
+    want_syn = sum(interp.conv2d(p.astype(np.float64), ones, None, syn.stride, syn.padding,
+                                 syn.dilation, syn.groups).sum() for p in per_plane) * 2 / 5
+    first = next(e for e in j["layers"] if e["first_layer"])
+    assert first["synaptic_events"] == pytest.approx(want_syn)
+    assert not any("plane" in n and "assumed" in n for n in j.get("notes", []))
+    # a compile with the same data records what the planes sent; its estimate reads that
+    bits_d = spikec.compile(tmp_path / "conv.spkc", target="loihi", input_encoding="bitplane",
+                            data=data)
+    assert bits_d.report()["input_planes"]["samples"] == 5
+    jr = bits_d.estimate("loihi")
+    assert [h["events_sent"] for h in jr["host"]] == [h["events_sent"] for h in j["host"]]
+    first_r = next(e for e in jr["layers"] if e["first_layer"])
+    assert first_r["synaptic_events"] == pytest.approx(want_syn)
+    assert "input_planes" not in spikec.compile(tmp_path / "conv.spkc", data=data).report()

@@ -60,10 +60,6 @@ def build_plan(graph: Graph, *, ssa: str = "host", conv: str = "lava",
     if graph.domain != "fixed":
         raise UnsupportedOpError("the Lava backend needs a fixed-point graph (spikec compile "
                                  f"--target loihi2 writes one); got a {graph.domain} graph")
-    if graph.meta.get("input_encoding", "graded") != "graded":
-        raise UnsupportedOpError(f"the Lava backend sends the input as graded spikes only; this graph "
-                                 f"was compiled with --input-encoding {graph.meta['input_encoding']} "
-                                 "(use --input-encoding graded for loihi2)")
     verify(graph)
     b = PlanBuilder(graph.timesteps, fmt)
     low = Lowering(graph, b, ssa, conv)
@@ -76,6 +72,9 @@ def build_plan(graph: Graph, *, ssa: str = "host", conv: str = "lava",
             "spikec_version": __version__, "ssa": ssa, "conv": conv, "outputs": low.outputs,
             "formats": {"act_shift": fmt.weight_shift, "state_bits": fmt.state_bits},
             **b.to_json()}
+    encoding = graph.meta.get("input_encoding", "graded")
+    if encoding != "graded":    # graded (the default) leaves the bytes as before
+        plan["input_encoding"] = encoding
     return plan, b.arrays, _facts(graph, plan, b, ssa, conv)
 
 
@@ -98,7 +97,7 @@ def _facts(graph: Graph, plan: dict, b: PlanBuilder, ssa: str, conv: str) -> dic
                 for k, v in vals.items():
                     if isinstance(v, int):
                         ssa_totals[low][k] = ssa_totals[low].get(k, 0) + v
-    return {
+    facts = {
         "ssa": ssa, "conv": conv, "timesteps": graph.timesteps, "pipeline_depth": plan["depth"],
         "run_steps": "n_samples * timesteps + pipeline_depth",
         "processes": totals["processes"], "neurons": totals["neurons"],
@@ -109,6 +108,10 @@ def _facts(graph: Graph, plan: dict, b: PlanBuilder, ssa: str, conv: str) -> dic
                     "depth": p["depth"]} for p in plan["probes"]],
         "notes": list(b.notes),
     }
+    if "input_encoding" in plan:
+        facts["input_encoding"] = plan["input_encoding"]
+        facts["inputs"] = [i["value"] for i in plan["inputs"]]
+    return facts
 
 
 def _json_bytes(obj) -> bytes:
@@ -219,4 +222,30 @@ spikec's bit-exact simulator.
 Trace (`.npz`): `meta` (JSON: format `spikec-trace` 1, spikec_version, bundle_hash, run_config,
 samples, timesteps, layers [name, kind, shape], seconds), `spikes/NAME` `[n, T, *shape]` (uint8
 spikes, int32 counts), `readout/NAME` `[n, *shape]` int32 accumulators, `inputs/NAME`.
+""" + _readme_inputs(facts)
+
+
+def _readme_inputs(facts: dict) -> str:
+    """The README's section on a non-graded input encoding (none for graded input)."""
+    enc = facts.get("input_encoding")
+    if enc == "bitplane":
+        return f"""
+## Input: bit planes
+
+Compiled with `--input-encoding bitplane`: the network has no graded input. Each raw 8-bit input
+`x` is sent as binary spikes on its bit planes, one input per plane (`{facts['inputs'][0]}` ..
+`{facts['inputs'][-1]}`): plane `k` is `(x >> k) & 1`, read by the first layer with its weight
+exponent raised by `k`. `samples.npz` holds one uint8 array per plane, `[n, C, H, W]` each.
 """
+    if enc == "host":
+        return f"""
+## Input: the first layer on the host
+
+Compiled with `--input-encoding host`: the first layer (`{', '.join(facts['inputs'])}`) is
+computed on the host, and the network's input is its spikes, `[n, T, *shape]` uint8 per input
+named above: `spikec.sim.Simulator(load("OUT/compiled.spkc")).run(pixels, record=[NAME])`
+computes them bit-exactly (values `[T, n, *shape]`: move the step axis behind the sample axis);
+`spikec validate OUT --against lava` does this itself. `spikec validate OUT --against trace`
+needs `--data` (the trace holds the spikes, not the pixels).
+"""
+    return ""

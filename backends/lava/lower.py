@@ -3,14 +3,16 @@
 =================  =========================================================================
 IR op              Lava processes
 =================  =========================================================================
-graded_input       io.source.RingBuffer (graded int payloads, or binary events)
+graded_input       io.source.RingBuffer (graded int payloads, or binary events); bitplane
+                   input: one binary RingBuffer per bit plane; host input: none (encodings.py)
 conv_synapse       proc.conv.Conv when one exponent, one whole aligned input and exponent >= 0;
                    else proc.sparse.Sparse of the unrolled kernel (exact for any exponent);
                    one process per (input term, exponent group, threshold group)
 dense_synapse      proc.dense.Dense on 1-d values, proc.sparse.Sparse (token-wise weights)
                    otherwise; DelayDense/DelaySparse where the input must wait
 cuba_lif           proc.lif.LIFReset, one process per distinct vth (Lava: one vth per process);
-                   every input's synapses connect into its a_in (Lava sums them)
+                   every input's synapses connect into its a_in (Lava sums them); the first
+                   layer under the host input encoding: a RingBuffer of its spikes
 readout            spikec Readout (accumulator read by the host)
 add                Sparse identities -> GradedVec(vth=0) (graded sum, one step)
 iand               Sparse +1 (s) and -1 (a) -> LIF(du=dv=4095, vth=0): fires iff s and not a
@@ -27,7 +29,7 @@ output             nothing (its input is probed)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -37,7 +39,7 @@ from spikec.ir import fixed as F
 from spikec.ir.dispatch import OpTable
 from spikec.target.fixedpoint import conv_weight_from_torch
 
-from . import shared
+from . import encodings, shared
 from .matrix import SynapseMatrix, guard_synapses, unrolled_axis, unrolled_conv, unrolled_window
 from .plan import LValue, Part, PlanBuilder, message_bits
 
@@ -79,11 +81,19 @@ class Lowering:
         # synaptic currents, lowered by the neuron that reads them: name -> Current
         self.pending: dict[str, Current] = {}
         self.outputs: dict[str, str] = {}
+        # the raw input under a non-graded encoding (encodings.py), and its re-layouts:
+        # bitplane: value -> one LValue per plane; host: value -> the raw input it is
+        self.encoding = graph.meta.get("input_encoding", "graded")
+        self.planes: dict[str, list[LValue]] = {}
+        self.on_host: dict[str, str] = {}
 
     def value(self, name: str) -> LValue:
         if name in self.pending:
             raise UnsupportedOpError(f"value {name!r} is a synaptic current; only cuba_lif and "
                                      "readout can read it")
+        if name in self.planes or name in self.on_host:
+            raise UnsupportedOpError(f"value {name!r} is the raw input, sent as {self.encoding} "
+                                     "(--input-encoding); only the first layer's synapses read it")
         try:
             return self.b.values[name]
         except KeyError:
@@ -123,6 +133,8 @@ class Lowering:
     def graded_input(self, op: F.GradedInput) -> None:
         shape = tuple(self.g.spec(op.name).shape)
         graded = op.kind == "count"
+        if graded and self.encoding != "graded":
+            return encodings.lower_input(self, op)
         name = self.b.add_process("source", op.name, shape=list(shape), value=op.name)
         self.b.inputs.append({"value": op.name, "process": name, "shape": list(shape),
                               "raw_shape": list(op.shape), "pad": int(op.pad),
@@ -137,7 +149,7 @@ class Lowering:
         """The synaptic terms feeding a neuron: (input values, synapse op or None)."""
         if src in self.pending:
             op = self.pending[src].op
-            return [self.value(i) for i in op.inputs], op
+            return [v for i in op.inputs for v in self.planes.get(i) or [self.value(i)]], op
         return [self.value(src)], None
 
     def current(self, src: str, dst: list, rows: np.ndarray | None, arrive: int, base: str):
@@ -152,6 +164,7 @@ class Lowering:
                           base=base)
             return
         exps = np.asarray(op.weight_exp).astype(np.int64)
+        encodings.check_plane_exponents(op, exps, values, self.b.fmt)
         if cur.perm is not None:  # rows of the synapse, in the order of the neurons
             rows = cur.perm if rows is None else cur.perm[rows]
         in_shape = tuple(self.g.spec(op.inputs[0]).shape)
@@ -163,7 +176,7 @@ class Lowering:
             if self.conv_mode == "lava" and self._conv_ok(op, geo, v, rows, cur):
                 if v.depth < arrive - 1:  # Conv has no synaptic delay: a delay line
                     v = self._aligned(v, arrive - 1)
-                self._lava_conv(op, geo, v, dst, rows, base, cur.vops, exps)
+                self._lava_conv(op, geo, v, dst, rows, base, cur.vops, exps + v.exp_shift)
             else:
                 sparse_terms.append(v)
         if not sparse_terms:
@@ -180,9 +193,10 @@ class Lowering:
         use_dense = isinstance(op, F.DenseSynapse) and len(in_shape) == 1
         for e in np.unique(exps[chan]):
             group = m.mask_rows(exps[chan] == e)
-            for v in sparse_terms:
-                self.b.linear(v, group, dst, arrive=arrive, base=f"{base}_e{e}",
-                              weight_exp=int(e), dense=use_dense)
+            for v in sparse_terms:   # a bit plane k of the input: exponent e + k
+                e_v = int(e) + v.exp_shift
+                self.b.linear(v, group, dst, arrive=arrive, base=f"{base}_e{e_v}",
+                              weight_exp=e_v, dense=use_dense)
 
     def _unroll_hint(self) -> str:
         if self.conv_mode == "sparse":
@@ -227,8 +241,7 @@ class Lowering:
 
     def _aligned(self, v: LValue, depth: int) -> LValue:
         ref = self.b.full_port(v, depth)
-        return LValue(v.name, v.shape, v.kind, v.bound,
-                      [Part(ref[0], ref[1], list(ref[2]), v.shape, None, depth)])
+        return replace(v, parts=[Part(ref[0], ref[1], list(ref[2]), v.shape, None, depth)])
 
     def _lava_conv(self, op, geo, v: LValue, dst, rows, base, vops, exps) -> None:
         """One Lava Conv per (input part, exponent group): the part's input channels, the
@@ -290,11 +303,13 @@ class Lowering:
 
     def _gathered(self, v: LValue) -> LValue:
         ref = self.b.full_port(v, v.depth + 1)
-        return LValue(v.name, v.shape, v.kind, v.bound,
-                      [Part(ref[0], ref[1], list(ref[2]), v.shape, None, v.depth + 1)])
+        return replace(v, parts=[Part(ref[0], ref[1], list(ref[2]), v.shape, None, v.depth + 1)])
 
     @LOWER.register(F.CubaLIF)
     def cuba_lif(self, op: F.CubaLIF) -> None:
+        reads = encodings.host_layer_input(self, op)
+        if reads is not None:   # the first layer, on the host: its spikes come in
+            return encodings.lower_host_layer(self, op, reads)
         shape = tuple(self.g.spec(op.name).shape)
         # several inputs (a membrane shortcut): every synapse into the same a_in, delay-balanced
         arrive = max(self._arrive(i) for i in op.inputs)
@@ -399,30 +414,11 @@ class Lowering:
         self._spike_relay(op, [(x, m)], shape)
 
     # -- layout ----------------------------------------------------------------------------------
-    @LOWER.register(O.Reshape)
-    def reshape(self, op: O.Reshape) -> None:
-        x = self.value(op.inputs[0])
-        shape = tuple(op.shape)
-        if x.simple:
-            p = x.parts[0]
-            parts = [Part(p.proc, p.port, p.vops + [["reshape", list(shape)]], shape, None, p.depth)]
-        else:  # row-major reshape keeps flat indices
-            parts = list(x.parts)
-        self._set(op.name, x.kind, x.bound, parts)
-
-    @LOWER.register(O.Transpose)
-    def transpose(self, op: O.Transpose) -> None:
-        x = self.value(op.inputs[0])
-        perm = [int(p) for p in op.perm]
-        shape = tuple(x.shape[p] for p in perm)
-        if x.simple:
-            p = x.parts[0]
-            parts = [Part(p.proc, p.port, p.vops + [["transpose", perm]], shape, None, p.depth)]
-        else:
-            new_of_old = _transpose_index(x.shape, perm)
-            parts = [Part(p.proc, p.port, p.vops, p.shape, new_of_old[p.index], p.depth)
-                     for p in x.parts]
-        self._set(op.name, x.kind, x.bound, parts)
+    @LOWER.register(O.Reshape, O.Transpose)
+    def relayout(self, op) -> None:
+        if not encodings.relayout(self, op, _relaid):
+            x = _relaid(op, self.value(op.inputs[0]))
+            self._set(op.name, x.kind, x.bound, x.parts)
 
     @LOWER.register(O.SpikeMatmul)
     def spike_matmul(self, op: O.SpikeMatmul) -> None:
@@ -441,6 +437,29 @@ class Lowering:
     @LOWER.register(O.Output)
     def output(self, op: O.Output) -> None:
         self.outputs[op.name] = op.inputs[0]
+
+
+def _relaid(op, x: LValue) -> LValue:
+    """``x`` seen through a reshape or transpose ``op``: Lava virtual ports on a simple value,
+    re-indexed parts on a split one (a row-major reshape keeps flat indices)."""
+    if isinstance(op, O.Reshape):
+        shape = tuple(op.shape)
+        vop = ["reshape", list(shape)]
+        new_of_old = None
+    else:
+        perm = [int(p) for p in op.perm]
+        shape = tuple(x.shape[p] for p in perm)
+        vop = ["transpose", perm]
+        new_of_old = None if x.simple else _transpose_index(x.shape, perm)
+    if x.simple:
+        p = x.parts[0]
+        parts = [Part(p.proc, p.port, p.vops + [vop], shape, None, p.depth)]
+    elif new_of_old is None:
+        parts = list(x.parts)
+    else:
+        parts = [Part(p.proc, p.port, p.vops, p.shape, new_of_old[p.index], p.depth)
+                 for p in x.parts]
+    return replace(x, name=op.name, shape=shape, parts=parts)
 
 
 def _broadcast_matrix(src: tuple[int, ...], dst: tuple[int, ...]) -> SynapseMatrix:

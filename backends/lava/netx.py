@@ -29,6 +29,10 @@ NETX_BIAS_EXP = 6  # netx builds every LIF with bias_exp = 6
 
 def _chain(graph):
     """The netx layers of ``graph`` or a reason why it is not a netx chain."""
+    encoding = graph.meta.get("input_encoding", "graded")
+    if encoding != "graded":
+        return None, (f"the input is encoded as {encoding} (--input-encoding); a netx input "
+                      "layer takes the graded input")
     layers, prev, problems = [], None, []
     ops = [op for op in graph.ops if not isinstance(op, O.Output)]
     i = 0

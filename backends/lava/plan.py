@@ -63,13 +63,17 @@ class Part:
 @dataclass
 class LValue:
     """An IR value as Lava ports. ``kind``: ``spike`` (binary messages) or ``count`` (graded);
-    ``bound``: the largest value an element can take (sizes graded payloads and gates)."""
+    ``bound``: the largest value an element can take (sizes graded payloads and gates);
+    ``exp_shift``: see the field."""
 
     name: str
     shape: tuple[int, ...]
     kind: str
     bound: int
     parts: list[Part]
+    #: a bit plane of the raw input (``--input-encoding bitplane``): synapses reading it add
+    #: this to their weight exponents (plane ``k`` weighs ``2**k``)
+    exp_shift: int = 0
 
     @property
     def size(self) -> int:

@@ -268,3 +268,23 @@ def ms_resnet_like(seed: int = 0, T: int = 3, ch: int = 4, current_head: bool = 
                 O.TimeMean("tm", ("head",))]
     ops.append(O.Output("y", ("tm",)))
     return Graph(ops, timesteps=T)
+
+
+def pixel_chain(seed: int = 0, T: int = 3, ch: int = 4) -> Graph:
+    """A float graph whose first layer reads raw pixels only (compile it first): stem conv ->
+    LIF -> max-pool -> conv -> LIF -> flatten -> head, for the input encodings (a ``host``
+    first layer is a synapse and a LIF that read nothing but the input)."""
+    rng = np.random.default_rng(seed)
+    ops = [O.Input("x", (), shape=(1, 8, 8), pixel_scale=1 / 255),
+           O.Conv2d("stem", ("x",), weight=rng.normal(size=(ch, 1, 3, 3)) * 1.5,
+                    bias=rng.normal(size=ch) * 0.2, padding=(1, 1)),
+           O.LIF("l1", ("stem",)),
+           O.MaxPool2d("mp", ("l1",), kernel=(2, 2), stride=(2, 2)),
+           O.Conv2d("c1", ("mp",), weight=rng.normal(size=(ch, ch, 3, 3)) * 0.5,
+                    bias=rng.normal(size=ch) * 0.2, padding=(1, 1)),
+           O.LIF("l2", ("c1",)),
+           O.Reshape("flat", ("l2",), shape=(ch * 16,)),
+           O.Linear("head", ("flat",), weight=rng.normal(size=(5, ch * 16)), bias=np.zeros(5)),
+           O.TimeMean("tm", ("head",)),
+           O.Output("y", ("tm",))]
+    return Graph(ops, timesteps=T)

@@ -30,6 +30,7 @@ import numpy as np
 from spikec import __version__
 from spikec.errors import DataError, InputFileError, MissingEnvironmentError, SpikecError
 
+from . import encodings
 from .bundle import BUNDLE_DIR, read_manifest, write_bundle
 from .runtime.npzio import load_npz, save_npz
 
@@ -291,13 +292,18 @@ def validate_lava(out, data: str, limit: int | None = None, *, batch: int = 0,
     out = Path(out)
     manifest, plan, graph = _bundle(out)
     inputs = _load_inputs(graph, data, limit)
+    host = encodings.host_layers(plan)
+    if host:    # the first layer on the host: the simulator's spikes are the bundle's input
+        predicted, sim_s, sim_setup, sim_cpu = _simulate(graph, plan, inputs)
+    feed = encodings.bundle_inputs(plan, inputs, {k: predicted[k] for k in host} if host else None)
     if workers == 1 and not cluster:
         py = python or find_lava_python()
-        trace, lava_wall = run_bundle(out, inputs, python=py, batch=batch)
+        trace, lava_wall = run_bundle(out, feed, python=py, batch=batch)
     else:
-        trace, lava_wall = _run_sharded(out, inputs, python, batch, workers, cluster)
+        trace, lava_wall = _run_sharded(out, feed, python, batch, workers, cluster)
     meta = json.loads(str(trace["meta"]))
-    predicted, sim_s, sim_setup, sim_cpu = _simulate(graph, plan, inputs)
+    if not host:
+        predicted, sim_s, sim_setup, sim_cpu = _simulate(graph, plan, inputs)
     res = compare(graph, plan, trace, predicted)
     return _result("lava", manifest, plan, meta, res, lava_wall, sim_s, data, setup=sim_setup,
                    cpu=sim_cpu)
@@ -354,12 +360,19 @@ def validate_trace(out, trace_file, data: str | None = None, limit: int | None =
     out = Path(out)
     manifest, plan, graph = _bundle(out)
     arrays, meta = read_trace(trace_file, plan, manifest)
-    inputs = _trace_inputs(arrays, plan, trace_file)
+    fed = _trace_inputs(arrays, plan, trace_file)
+    inputs = encodings.graph_inputs(plan, fed)   # None: a host layer's spikes, not pixels
     if data is not None:
         given = _load_inputs(graph, data, limit if limit is not None else meta["samples"])
-        for k, v in given.items():
+        for k, v in (given.items() if inputs is not None else ()):
             if v.shape != inputs[k].shape or not np.array_equal(v, inputs[k]):
                 raise DataError(f"{data}: not the samples the trace {trace_file} was recorded on")
+        # a host layer's spikes in the trace are compared with the simulator's as its layer
+        inputs = given
+    elif inputs is None:
+        raise DataError(f"{trace_file}: the bundle's input is the spikes of its first layer, "
+                        "computed on the host (--input-encoding host), not the pixels; pass "
+                        "--data with the samples the trace was recorded on")
     predicted, sim_s, sim_setup, sim_cpu = _simulate(graph, plan, inputs)
     res = compare(graph, plan, arrays, predicted)
     lava_s = float(meta.get("seconds", {}).get("wall", float("nan")))

@@ -90,6 +90,7 @@ def simulate_counts(graph, mapping, data_spec: str, limit: int | None,
     import numpy as np
 
     from spikec.estimate.events import counts_from_sim
+    from spikec.estimate.input_encoding import measure_bitplanes
     from spikec.sim import simulate
 
     ds = evaluation_data(graph, data_spec, limit)
@@ -98,6 +99,7 @@ def simulate_counts(graph, mapping, data_spec: str, limit: int | None,
     acc = float(np.mean(np.argmax(res.logits, axis=-1) == ds.labels)) if len(ds) else None
     counts = counts_from_sim(res, mapping, f"bit-exact simulation of {len(ds)} samples of "
                                            f"{ds.name}")
+    measure_bitplanes(counts, mapping, graph, ds.images)   # the planes' own 1-bits
     return counts, acc
 
 

@@ -128,7 +128,12 @@ def counts_from_report(report: dict, mapping: Mapping) -> EventCounts | None:
     T = int(report.get("timesteps") or mapping.network.timesteps)
     src = "report.json" + (f" ({samples} samples of {report['data'].get('spec')})"
                            if isinstance(report.get("data"), dict) else "")
-    return counts_from_entries(entries, mapping, T, src, samples, scale)
+    counts = counts_from_entries(entries, mapping, T, src, samples, scale)
+    if report.get("input_planes"):  # a bitplane compile: what the planes sent
+        from spikec.estimate.input_encoding import apply_plane_summary
+
+        apply_plane_summary(counts, mapping, report["input_planes"])
+    return counts
 
 
 def counts_from_sim(result, mapping: Mapping, source: str) -> EventCounts:

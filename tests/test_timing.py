@@ -214,7 +214,7 @@ def test_sanafe_per_step_agreement(capsys):
     spec = importlib.util.spec_from_file_location("sanafe_crosscheck", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    assert mod.main(["--steps", "16", "--models", "detailed", "--json"]) == 0
+    assert mod.main(["--steps", "16", "--models", "detailed", "--examples", "", "--json"]) == 0
     rows = [json.loads(ln) for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")]
     steps = {r["name"]: r for r in rows if "sanafe_timing_model" in r}
     assert set(steps) == {"random", "burst"}

@@ -1,0 +1,353 @@
+"""A message-level network-on-chip model for one chip step: the ``buffered`` NoC model.
+
+The default schedule (``timing.schedule``) works on message counts per core pair and lets every
+message leave its sender when the sender has generated it: no buffer ever fills. This model
+follows each message instead, as a cycle-level NoC simulator such as Booksim 2 (SANA-FE's
+``timing_model="cycle"``) does, with the properties a chip architect sizes:
+
+* **Clock.** Every generation and receive time is rounded to whole router clock cycles
+  (``clock_ns``), message by message.
+* **Injection serialisation.** A core generates its messages one after the other (its
+  compartment updates since the previous message, the spike, ``message_out``); a message enters
+  the network when it is generated *and* the core has an injection credit left
+  (``inject_credits``: the messages it may have in the network at once, its injection and router
+  buffers). A core without a credit stalls: its next compartment updates wait.
+* **Router latency.** A message reaches its destination ``router_cycles`` per router traversed
+  (hops + 1) after it is injected.
+* **Ejection serialisation and back-pressure.** A core processes its received messages one at
+  a time in arrival order (``message_in`` and the message's synaptic ops); beside the message it
+  processes, its receive buffer holds ``rx_buffer`` messages. A message arriving at a full buffer
+  waits in the network, holding its sender's credit, so a slow receiver stalls its senders.
+* **SANA-FE's drain order** (``drain_serialises``, on only to reproduce SANA-FE 2.2.9's cycle
+  model): once every message has been injected, SANA-FE's Booksim loop first drains the network
+  (receivers work, senders are frozen), then finishes the cores' remaining compartment updates
+  while the receivers are frozen, then the remaining receive work. A chip overlaps these; the
+  flag exists for the cross-check (docs/estimator.md §5.1).
+
+Inputs are per sender node: the destination node, generation cycles and receive cycles of each
+message in sending order, and the generation cycles after its last message (its ``tail``).
+Pure Python with a heap; it costs about a microsecond per message, so it suits cross-checks and
+small networks rather than 1,000-sample data sets.
+"""
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class NocParams:
+    """Parameters of the buffered NoC model (module docstring). The defaults are the router
+    configuration SANA-FE 2.2.9 gives Booksim 2 (``src/schedule.hpp``: 1 ns clock, one virtual
+    channel of 8 flits, two subnets, VC and switch allocation 1 cycle each)."""
+
+    clock_ns: float = 1.0
+    rx_buffer: int = 8
+    inject_credits: int = 16
+    router_cycles: int = 4
+    pipe_cycles: int = 4
+    credit_cycles: int = 3
+    end_cycles: int = 1
+    drain_serialises: bool = False
+
+
+def cycles(ns: np.ndarray, clock_ns: float) -> np.ndarray:
+    """Times in ns -> whole clock cycles (nearest, halves up)."""
+    return np.floor(np.asarray(ns, dtype=np.float64) / clock_ns + 0.5).astype(np.int64)
+
+
+@dataclass
+class StepResult:
+    """One step of the buffered model, in cycles: ``total``; ``senders_done`` and
+    ``receivers_done`` per node (-1: no work); ``stall`` per sender: cycles a generated message
+    waited for a credit."""
+
+    total: int
+    senders_done: np.ndarray
+    receivers_done: np.ndarray
+    stall: np.ndarray
+
+
+def _path(s: int, d: int, xy: np.ndarray, sub: int) -> list:
+    """Router input buffers a message from node ``s`` to ``d`` passes, X then Y (per subnet):
+    its sender's injection port, then the input port of each router it enters."""
+    x, y = int(xy[s, 0]), int(xy[s, 1])
+    dx, dy = int(xy[d, 0]), int(xy[d, 1])
+    path = [("inj", s, sub)]
+    while x != dx:
+        step = 1 if dx > x else -1
+        x += step
+        path.append((x, y, "from_w" if step > 0 else "from_e", sub))
+    while y != dy:
+        step = 1 if dy > y else -1
+        y += step
+        path.append((x, y, "from_s" if step > 0 else "from_n", sub))
+    return path
+
+
+class _Buffer:
+    __slots__ = ("fifo", "used", "waiters", "next_free")
+
+    def __init__(self):
+        self.fifo = deque()     # [arrival time, message id] in arrival order
+        self.used = 0           # slots reserved or occupied (credits taken)
+        self.waiters = deque()  # upstream buffers (or senders) whose head waits for a slot
+        self.next_free = 0      # the input port forwards one message per cycle
+
+
+def simulate_step(dst: list[np.ndarray], gen: list[np.ndarray], proc: list[np.ndarray],
+                  tail: np.ndarray, xy: np.ndarray, params: NocParams) -> StepResult:
+    """Simulate one chip step.
+
+    Parameters
+    ----------
+    dst, gen, proc : per sender node, int arrays over its messages in sending order: the
+        destination node, the generation cycles before the message leaves, the receive cycles
+        at the destination.
+    tail : int [nodes]: generation cycles after a sender's last message (or its only work).
+    xy : int [nodes, 2]: each node's router (tile) position; nodes of one tile share a router.
+    """
+    n = len(dst)
+    cap, hop = params.inject_credits // 2, params.router_cycles
+    nxt = np.zeros(n, np.int64)
+    sent_count = np.zeros(n, np.int64)
+    blocked = np.full(n, -1, np.int64)
+    stall = np.zeros(n, np.int64)
+    last_inject = np.full(n, -1, np.int64)
+    busy_until = np.full(n, -1, np.int64)
+    rx_done = np.full(n, -1, np.int64)
+    rxbuf = [deque() for _ in range(n)]
+    rx_waiters = [deque() for _ in range(n)]
+    buffers: dict = {}
+    msg_path: list = []   # per message: (buffer keys, destination, receive cycles)
+    msg_hop: list = []
+    heap: list = []
+    seq = 0
+    net_empty_at = 0
+
+    def push(t, kind, a, b=None):
+        nonlocal seq
+        heapq.heappush(heap, (t, seq, kind, a, b))
+        seq += 1
+
+    def buf(key) -> _Buffer:
+        b = buffers.get(key)
+        if b is None:
+            b = buffers[key] = _Buffer()
+        return b
+
+    def inject(s, t):
+        i = int(nxt[s])
+        d = int(dst[s][i])
+        key = ("inj", s, int(sent_count[s] % 2))
+        b = buf(key)
+        if b.used >= cap:
+            if blocked[s] < 0:
+                blocked[s] = t
+            b.waiters.append(("sender", s))
+            return
+        if blocked[s] >= 0:
+            stall[s] += t - blocked[s]
+            blocked[s] = -1
+        path = _path(s, d, xy, int(sent_count[s] % 2))
+        m = len(msg_path)
+        msg_path.append((path, d, int(proc[s][i])))
+        msg_hop.append(0)
+        b.used += 1
+        push(t + params.pipe_cycles, 1, key, m)
+        sent_count[s] += 1
+        nxt[s] = i + 1
+        last_inject[s] = t
+        if i + 1 < dst[s].size:
+            push(t + int(gen[s][i + 1]), 0, s)
+
+    def wake(waiters, t):
+        while waiters:
+            kind, who = waiters.popleft()
+            if kind == "sender":
+                push(t, 0, who, True)
+            else:
+                push(t, 2, who)
+
+    def advance(key, t):
+        """Forward the head of buffer ``key`` if it has arrived and the next stage has room."""
+        b = buffers[key]
+        if not b.fifo or b.fifo[0][0] > t:
+            return
+        if b.next_free > t:
+            push(b.next_free, 2, key)
+            return
+        m = b.fifo[0][1]
+        path, d, p = msg_path[m]
+        h = msg_hop[m]
+        if h + 1 < len(path):
+            nb = buf(path[h + 1])
+            if nb.used >= cap:
+                nb.waiters.append(("buffer", key))
+                return
+            nb.used += 1
+            msg_hop[m] = h + 1
+            push(t + hop, 1, path[h + 1], m)
+        else:
+            if busy_until[d] <= t and not rxbuf[d]:
+                start(d, t, p)
+            elif len(rxbuf[d]) < params.rx_buffer:
+                rxbuf[d].append(p)
+            else:
+                rx_waiters[d].append(("buffer", key))
+                return
+            nonlocal net_empty_at
+            net_empty_at = max(net_empty_at, t + params.credit_cycles)
+        b.fifo.popleft()
+        b.used -= 1
+        b.next_free = t + 1
+        wake(b.waiters, t)
+        if b.fifo:
+            push(t + 1, 2, key)
+
+    def start(d, t, p):
+        busy_until[d] = t + p
+        rx_done[d] = t + p
+        push(t + p, 3, d)
+
+    for s in range(n):
+        if dst[s].size:
+            push(int(gen[s][0]), 0, s)
+    while heap:
+        t, _, kind, a, b = heapq.heappop(heap)
+        if kind == 0:                     # a sender's message is generated (or retried)
+            if b is True and blocked[a] < 0:
+                continue
+            inject(a, t)
+        elif kind == 1:                   # a message reaches a buffer
+            bb = buffers[a]
+            bb.fifo.append((t, b))
+            if len(bb.fifo) == 1:
+                advance(a, t)
+        elif kind == 2:                   # retry a buffer's head
+            advance(a, t)
+        elif busy_until[a] == t:          # a receiver finished a message
+            if rxbuf[a]:
+                start(a, t, rxbuf[a].popleft())
+            wake(rx_waiters[a], t)
+    sent = last_inject >= 0
+    tail = np.asarray(tail, np.int64)
+    senders_done = np.where(sent, last_inject + tail, np.where(tail > 0, tail, -1))
+    if not params.drain_serialises:
+        total = int(max(senders_done.max(initial=0), rx_done.max(initial=0)))
+        return StepResult(total + params.end_cycles, senders_done, rx_done, stall)
+    # SANA-FE's drain order: after the last injection (t1) the network drains (t2) with the
+    # senders frozen, then the senders finish, then the receivers (frozen until then)
+    t1 = int(last_inject.max(initial=0))
+    t2 = max(t1, net_empty_at)
+    gen_left = int(np.maximum(senders_done - t1, 0).max(initial=0))
+    rx_left = int(np.maximum(rx_done - t2, 0).max(initial=0))
+    total = t2 + gen_left + rx_left + params.end_cycles
+    senders_done = np.where(senders_done > t1, t2 + senders_done - t1, senders_done)
+    rx_done = np.where(rx_done > t2, rx_done + gen_left, rx_done)
+    return StepResult(total, senders_done, rx_done, stall)
+
+
+@dataclass
+class _Fanout:
+    """Per element of one sending unit (CSR over ``ptr``): destination nodes and receive ns."""
+
+    ptr: np.ndarray
+    dst: np.ndarray
+    recv_ns: np.ndarray
+
+
+def _fanouts(wiring, mapping, costs) -> dict[str, _Fanout]:
+    from spikec.estimate.timing import _per_core
+
+    t_syn = _per_core(mapping, costs, "t")
+    t_in = costs.t("message_in")
+    out = {}
+    for name, sm in wiring.senders.items():
+        n_p, n_s = sm.pair_ids.size, sm.syn_cores.size
+        pairs = sm.matrix[:, :n_p]
+        syn_col = {int(c): n_p + k for k, c in enumerate(sm.syn_cores)}
+        rows, cols = np.nonzero(pairs)
+        dst = wiring.pair_dst[sm.pair_ids[cols]]
+        order = np.lexsort((dst, rows))       # an element's messages in destination order
+        rows, dst = rows[order], dst[order]
+        syn = np.array([sm.matrix[r, syn_col[int(d)]] if int(d) in syn_col else 0.0
+                        for r, d in zip(rows, dst)], np.float64)
+        recv = t_in + syn * np.where(dst < wiring.cores, t_syn[np.minimum(dst, wiring.cores - 1)],
+                                     0.0)
+        ptr = np.searchsorted(rows, np.arange(sm.matrix.shape[0] + 1))
+        out[name] = _Fanout(ptr, dst.astype(np.int64), recv)
+    return out
+
+
+class MessageQueues:
+    """Builds, per chip step, every node's message queue for ``simulate_step`` from the
+    elements that fire: a core updates its compartments in order (``t_idle``, or ``t_active``
+    where the compartment was updated; ``spike_generate`` where it fires) and sends each firing
+    compartment's messages (``message_out`` each) to its destination cores in core order, each
+    costing its receiver ``message_in`` plus its synaptic ops; the host sends its input
+    (``message_out`` each)."""
+
+    def __init__(self, wiring, mapping, costs, upd: dict, params: NocParams):
+        from spikec.estimate.timing_wiring import _positions
+
+        self.wiring, self.mapping, self.params = wiring, mapping, params
+        self.fan = _fanouts(wiring, mapping, costs)
+        self.t_out, self.t_spike = costs.t("message_out"), costs.t("spike_generate")
+        self.upd = upd
+        nodes = wiring.cores + 2
+        x, y = _positions(mapping, np.arange(nodes))[:2]
+        self.xy = np.stack([x, y], axis=1).astype(np.int64)
+        self.layers = {lm.layer.name: lm for lm in mapping.layers}
+
+    def step(self, fired: dict[str, np.ndarray], updated: dict[str, np.ndarray]) -> StepResult:
+        """One step: ``fired`` unit -> bool [elements]; ``updated`` layer -> bool [neurons]
+        (compartments updated, not only accessed; a layer missing here counts as idle)."""
+        nodes = self.wiring.cores + 2
+        dst = [[] for _ in range(nodes)]
+        gen = [[] for _ in range(nodes)]
+        proc = [[] for _ in range(nodes)]
+        tail = np.zeros(nodes)
+        for name, f in fired.items():
+            fan = self.fan.get(name)
+            lm = self.layers.get(name)
+            if lm is None:                      # the host's input
+                if fan is None:
+                    continue
+                node = self.wiring.cores + 0
+                for e in np.nonzero(f)[0]:
+                    a, b = fan.ptr[e], fan.ptr[e + 1]
+                    dst[node] += fan.dst[a:b].tolist()
+                    gen[node] += [self.t_out] * (b - a)
+                    proc[node] += fan.recv_ns[a:b].tolist()
+                continue
+            u = updated.get(name, np.zeros(f.size, bool))
+            soma = np.where(u, self.upd["t_active"], self.upd["t_idle"]) + f * self.t_spike
+            for core in lm.core_ids:
+                self._core(int(core), lm, f, soma, fan, dst, gen, proc, tail)
+        clock = self.params.clock_ns
+        return simulate_step([np.asarray(d, np.int64) for d in dst],
+                             [cycles(g, clock) for g in gen], [cycles(p, clock) for p in proc],
+                             cycles(tail, clock), self.xy, self.params)
+
+    def _core(self, core, lm, f, soma, fan, dst, gen, proc, tail) -> None:
+        elems = np.nonzero(lm.element_core == core)[0]
+        extra = lm.neurons[core - lm.first_core] - elems.size  # compartments not sending
+        t = np.cumsum(soma[elems])
+        done = 0.0
+        for k in np.nonzero(f[elems])[0]:
+            e = elems[k]
+            a, b = (fan.ptr[e], fan.ptr[e + 1]) if fan is not None else (0, 0)
+            if a == b:
+                continue
+            dst[core] += fan.dst[a:b].tolist()
+            gen[core] += [t[k] - done + self.t_out] + [self.t_out] * (b - a - 1)
+            proc[core] += fan.recv_ns[a:b].tolist()
+            done = t[k]
+        tail[core] = (t[-1] if t.size else 0.0) - done + max(extra, 0) * self.upd["t_idle"]
+
+
+__all__ = ["MessageQueues", "NocParams", "StepResult", "cycles", "simulate_step"]

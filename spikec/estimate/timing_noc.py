@@ -12,8 +12,13 @@ follows each message instead, as a cycle-level NoC simulator such as Booksim 2 (
   the network when it is generated *and* the core has an injection credit left
   (``inject_credits``: the messages it may have in the network at once, its injection and router
   buffers). A core without a credit stalls: its next compartment updates wait.
-* **Router latency.** A message reaches its destination ``router_cycles`` per router traversed
-  (hops + 1) after it is injected.
+* **Router latency.** A message reaches the receiver of its own router ``pipe_cycles`` after it
+  is injected (injection channel, VC and switch allocation, crossbar), and ``router_cycles`` more
+  per hop; every router's input port buffers ``inject_credits / 2`` messages per subnet (two
+  subnets, a core's messages alternating between them) and forwards one message per cycle in
+  arrival order, so a message waiting for a busy receiver blocks those behind it on its port
+  (head-of-line blocking), including messages for other cores. The network counts as empty
+  ``credit_cycles`` after the last message leaves it (the credits' way back).
 * **Ejection serialisation and back-pressure.** A core processes its received messages one at
   a time in arrival order (``message_in`` and the message's synaptic ops); beside the message it
   processes, its receive buffer holds ``rx_buffer`` messages. A message arriving at a full buffer
@@ -24,10 +29,11 @@ follows each message instead, as a cycle-level NoC simulator such as Booksim 2 (
   while the receivers are frozen, then the remaining receive work. A chip overlaps these; the
   flag exists for the cross-check (docs/estimator.md §5.1).
 
-Inputs are per sender node: the destination node, generation cycles and receive cycles of each
-message in sending order, and the generation cycles after its last message (its ``tail``).
-Pure Python with a heap; it costs about a microsecond per message, so it suits cross-checks and
-small networks rather than 1,000-sample data sets.
+A step ends ``end_cycles`` after the last work. Inputs are per sender node: the destination
+node, generation cycles and receive cycles of each message in sending order, and the generation
+cycles after its last message (its ``tail``); ``MessageQueues`` builds them from a mapped
+network's firing elements. Pure Python with a heap (tens of microseconds per message), so it
+suits cross-checks and small data sets rather than 1,000 samples of a large network.
 """
 from __future__ import annotations
 
@@ -37,12 +43,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from spikec.estimate.timing_wiring import CPU_SENDER
+
 
 @dataclass(frozen=True)
 class NocParams:
     """Parameters of the buffered NoC model (module docstring). The defaults are the router
-    configuration SANA-FE 2.2.9 gives Booksim 2 (``src/schedule.hpp``: 1 ns clock, one virtual
-    channel of 8 flits, two subnets, VC and switch allocation 1 cycle each)."""
+    configuration SANA-FE 2.2.9 gives Booksim 2 (SANA-FE ``src/schedule.hpp``: 1 ns clock, one
+    virtual channel of 8 flits, two subnets, VC and switch allocation 1 cycle each; its receive
+    buffer holds 8 messages); ``pipe_cycles``, ``credit_cycles`` and ``end_cycles`` were fitted
+    to SANA-FE's step times of its shipped example networks (to within one cycle)."""
 
     clock_ns: float = 1.0
     rx_buffer: int = 8
@@ -302,32 +312,44 @@ class MessageQueues:
         x, y = _positions(mapping, np.arange(nodes))[:2]
         self.xy = np.stack([x, y], axis=1).astype(np.int64)
         self.layers = {lm.layer.name: lm for lm in mapping.layers}
+        self.host_node = {name: int(wiring.pair_src[sm.pair_ids[0]])
+                          for name, sm in wiring.senders.items()
+                          if name not in self.layers and sm.pair_ids.size}
 
-    def step(self, fired: dict[str, np.ndarray], updated: dict[str, np.ndarray]) -> StepResult:
-        """One step: ``fired`` unit -> bool [elements]; ``updated`` layer -> bool [neurons]
-        (compartments updated, not only accessed; a layer missing here counts as idle)."""
+    def step(self, fired: dict[str, np.ndarray], updated: dict[str, np.ndarray],
+             cpu_ns: float = 0.0) -> StepResult:
+        """One step: ``fired`` unit -> bool [elements] (a layer missing here fires nothing);
+        ``updated`` layer -> bool [neurons] (compartments updated, not only accessed; a layer
+        missing here counts as idle);
+        ``cpu_ns``: the embedded CPUs' compute before they send their products."""
         nodes = self.wiring.cores + 2
         dst = [[] for _ in range(nodes)]
         gen = [[] for _ in range(nodes)]
         proc = [[] for _ in range(nodes)]
         tail = np.zeros(nodes)
+        tail[self.wiring.cores + CPU_SENDER] = cpu_ns
         for name, f in fired.items():
             fan = self.fan.get(name)
-            lm = self.layers.get(name)
-            if lm is None:                      # the host's input
-                if fan is None:
+            if name not in self.layers:         # the host's input or the CPUs' products
+                if fan is None or fan.dst.size == 0:
                     continue
-                node = self.wiring.cores + 0
+                node = self.host_node[name]
                 for e in np.nonzero(f)[0]:
                     a, b = fan.ptr[e], fan.ptr[e + 1]
                     dst[node] += fan.dst[a:b].tolist()
                     gen[node] += [self.t_out] * (b - a)
                     proc[node] += fan.recv_ns[a:b].tolist()
-                continue
+        for name, lm in self.layers.items():    # every core updates all its compartments
+            f = fired.get(name)
+            f = np.zeros(lm.layer.neurons, bool) if f is None else f
             u = updated.get(name, np.zeros(f.size, bool))
             soma = np.where(u, self.upd["t_active"], self.upd["t_idle"]) + f * self.t_spike
             for core in lm.core_ids:
-                self._core(int(core), lm, f, soma, fan, dst, gen, proc, tail)
+                self._core(int(core), lm, f, soma, self.fan.get(name), dst, gen, proc, tail)
+        cpu = self.wiring.cores + CPU_SENDER
+        if gen[cpu]:                            # the CPUs compute, then send
+            gen[cpu][0] += cpu_ns
+            tail[cpu] = 0.0
         clock = self.params.clock_ns
         return simulate_step([np.asarray(d, np.int64) for d in dst],
                              [cycles(g, clock) for g in gen], [cycles(p, clock) for p in proc],

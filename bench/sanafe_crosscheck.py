@@ -6,6 +6,14 @@ same cores and tiles, runs in SANA-FE 2.2.9 (pip ``sanafe``, its shipped ``examp
 on a seeded random input spike train. SANA-FE's spikes (per neuron, per step) become spikec's event
 counts, so both tools cost the same events; differences come from the models alone.
 
+Per step (``--networks``, ``--models``): spikec's cycle-level timing against SANA-FE's
+``detailed`` model (spikec's default schedule) and its Booksim-based ``cycle`` model (spikec's
+buffered NoC model, ``spikec.estimate.timing_noc``, with SANA-FE's drain order), on a random and
+a burst input train; and SANA-FE's own example networks from its wheel (``--examples``), read,
+simulated and timed by ``spikec.estimate.sanafe_net``. Each prints
+``per_step_latency_max_rel_error``, ``mean_latency_rel_error`` and
+``energy_per_step_max_rel_error``.
+
 Usage: ``python bench/sanafe_crosscheck.py [--steps 32] [--rate 0.2] [--seed 0] [--json]``
 (needs ``pip install 'spikec[sanafe]'``). Prints one JSON object per line with ``--json``.
 """

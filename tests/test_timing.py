@@ -225,6 +225,27 @@ def test_sanafe_per_step_agreement(capsys):
         assert r["energy_per_step_max_rel_error"] < 0.01, r["name"]
 
 
+@pytest.mark.slow
+def test_sanafe_cycle_model_agreement_per_step(capsys):
+    """The buffered NoC model with SANA-FE's drain order against SANA-FE's Booksim-based cycle
+    model (bench/sanafe_crosscheck.py; 6 steps: the random train's first step, where receiving
+    waits for the compartment updates, and the burst's three burst steps)."""
+    pytest.importorskip("sanafe", reason="optional extra: pip install 'spikec[sanafe]'")
+    path = Path(__file__).resolve().parent.parent / "bench" / "sanafe_crosscheck.py"
+    spec = importlib.util.spec_from_file_location("sanafe_crosscheck", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--steps", "6", "--models", "cycle", "--json"]) == 0
+    rows = [json.loads(ln) for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")]
+    steps = {r["name"]: r for r in rows if "sanafe_timing_model" in r}
+    assert set(steps) == {"random", "burst", "sanafe_example", "sanafe_tutorial"}
+    for r in steps.values():
+        assert r["per_step_latency_max_rel_error"] < 0.10, r["name"]
+        assert r["mean_latency_rel_error"] < 0.05, r["name"]
+        assert r["energy_per_step_max_rel_error"] < 0.01, r["name"]
+    assert steps["sanafe_example"]["spikes_equal"] and steps["sanafe_tutorial"]["spikes_equal"]
+
+
 def test_report_has_the_timing_plots(tmp_path, small):
     from spikec.htmlreport import render
 

@@ -277,15 +277,15 @@ def _fanouts(wiring, mapping, costs) -> dict[str, _Fanout]:
     t_in = costs.t("message_in")
     out = {}
     for name, sm in wiring.senders.items():
-        n_p, n_s = sm.pair_ids.size, sm.syn_cores.size
-        pairs = sm.matrix[:, :n_p]
-        syn_col = {int(c): n_p + k for k, c in enumerate(sm.syn_cores)}
-        rows, cols = np.nonzero(pairs)
+        n_p = sm.pair_ids.size
+        col_of = np.full(wiring.cores + 2, -1, np.int64)   # destination node -> its syn column
+        col_of[sm.syn_cores] = n_p + np.arange(sm.syn_cores.size)
+        rows, cols = np.nonzero(sm.matrix[:, :n_p])
         dst = wiring.pair_dst[sm.pair_ids[cols]]
         order = np.lexsort((dst, rows))       # an element's messages in destination order
         rows, dst = rows[order], dst[order]
-        syn = np.array([sm.matrix[r, syn_col[int(d)]] if int(d) in syn_col else 0.0
-                        for r, d in zip(rows, dst)], np.float64)
+        col = col_of[dst]
+        syn = np.where(col >= 0, sm.matrix[rows, np.maximum(col, 0)], 0.0).astype(np.float64)
         recv = t_in + syn * np.where(dst < wiring.cores, t_syn[np.minimum(dst, wiring.cores - 1)],
                                      0.0)
         ptr = np.searchsorted(rows, np.arange(sm.matrix.shape[0] + 1))

@@ -200,6 +200,12 @@ def test_timing_json_and_cli(tmp_path, small, capsys):
         est["energy_per_inference_j"]["profile"], rel=0.05)
     saved = json.loads((out / "report.json").read_text())
     assert saved["estimate"]["timing"]["latency_per_sample_s"] == t["latency_per_sample_s"]
+    assert t["noc_model"] == "fluid"
+    assert main(["estimate", str(out), "--profile", "loihi", "--data", str(data), "--no-save",
+                 "--timing", "cycle-buffered", "--json"]) in (0, None)
+    b = json.loads(capsys.readouterr().out)["timing"]
+    assert b["noc_model"] == "buffered" and b["energy_per_sample_j"] == t["energy_per_sample_j"]
+    assert b["latency_per_sample_s"]["mean"] != t["latency_per_sample_s"]["mean"]
     with pytest.raises(SystemExit) as e:  # needs --data
         main(["estimate", str(out), "--timing", "cycle"])
     assert e.value.code == 2 and "--timing cycle needs --data" in capsys.readouterr().err

@@ -108,6 +108,133 @@ class _Buffer:
         self.next_free = 0      # the input port forwards one message per cycle
 
 
+class _Step:
+    """The event loop of one step (``simulate_step``). Events on a heap ordered by time:
+    ``GEN`` a sender's message is generated (or retried after a stall), ``ARRIVE`` a message
+    reaches a buffer, ``RETRY`` a buffer's head tries again, ``DONE`` a receiver finished."""
+
+    GEN, ARRIVE, RETRY, DONE = range(4)
+
+    def __init__(self, dst, gen, proc, xy, params: NocParams):
+        n = len(dst)
+        self.dst, self.gen, self.proc, self.xy, self.p = dst, gen, proc, xy, params
+        self.cap = params.inject_credits // 2
+        self.nxt = np.zeros(n, np.int64)          # next message per sender
+        self.blocked = np.full(n, -1, np.int64)   # since when a generated message waits
+        self.stall = np.zeros(n, np.int64)
+        self.last_inject = np.full(n, -1, np.int64)
+        self.busy_until = np.full(n, -1, np.int64)
+        self.rx_done = np.full(n, -1, np.int64)
+        self.rxbuf = [deque() for _ in range(n)]
+        self.rx_waiters = [deque() for _ in range(n)]
+        self.buffers: dict = {}
+        self.msgs: list = []    # per message: [buffer keys of its route, destination, cycles, hop]
+        self.heap: list = []
+        self.seq = 0
+        self.net_empty_at = 0
+
+    def push(self, t, kind, a, b=None):
+        heapq.heappush(self.heap, (t, self.seq, kind, a, b))
+        self.seq += 1
+
+    def buf(self, key) -> _Buffer:
+        b = self.buffers.get(key)
+        if b is None:
+            b = self.buffers[key] = _Buffer()
+        return b
+
+    def run(self) -> None:
+        for s, d in enumerate(self.dst):
+            if d.size:
+                self.push(int(self.gen[s][0]), self.GEN, s)
+        while self.heap:
+            t, _, kind, a, b = heapq.heappop(self.heap)
+            if kind == self.GEN:
+                if not (b is True and self.blocked[a] < 0):
+                    self.inject(a, t)
+            elif kind == self.ARRIVE:
+                fifo = self.buffers[a].fifo
+                fifo.append((t, b))
+                if len(fifo) == 1:
+                    self.advance(a, t)
+            elif kind == self.RETRY:
+                self.advance(a, t)
+            elif self.busy_until[a] == t:       # DONE: the receiver takes its next message
+                if self.rxbuf[a]:
+                    self.start(a, t, self.rxbuf[a].popleft())
+                self.wake(self.rx_waiters[a], t)
+
+    def inject(self, s: int, t: int) -> None:
+        """Sender ``s``'s next message enters its injection port, if the port has room."""
+        i = int(self.nxt[s])
+        sub = i % 2                              # a core's messages alternate subnets
+        key = ("inj", s, sub)
+        b = self.buf(key)
+        if b.used >= self.cap:
+            if self.blocked[s] < 0:
+                self.blocked[s] = t
+            b.waiters.append(("sender", s))
+            return
+        if self.blocked[s] >= 0:
+            self.stall[s] += t - self.blocked[s]
+            self.blocked[s] = -1
+        d = int(self.dst[s][i])
+        self.msgs.append([_path(s, d, self.xy, sub), d, int(self.proc[s][i]), 0])
+        b.used += 1
+        self.push(t + self.p.pipe_cycles, self.ARRIVE, key, len(self.msgs) - 1)
+        self.nxt[s] = i + 1
+        self.last_inject[s] = t
+        if i + 1 < self.dst[s].size:
+            self.push(t + int(self.gen[s][i + 1]), self.GEN, s)
+
+    def advance(self, key, t: int) -> None:
+        """Forward the head of buffer ``key`` if the next stage (a router's input port, or the
+        receiving core) has room; else wait for it."""
+        b = self.buffers[key]
+        if not b.fifo:
+            return
+        if b.next_free > t:
+            self.push(b.next_free, self.RETRY, key)
+            return
+        m = self.msgs[b.fifo[0][1]]
+        path, d, p, h = m
+        if h + 1 < len(path):
+            nb = self.buf(path[h + 1])
+            if nb.used >= self.cap:
+                nb.waiters.append(("buffer", key))
+                return
+            nb.used += 1
+            m[3] = h + 1
+            self.push(t + self.p.router_cycles, self.ARRIVE, path[h + 1], b.fifo[0][1])
+        else:
+            if self.busy_until[d] <= t and not self.rxbuf[d]:
+                self.start(d, t, p)
+            elif len(self.rxbuf[d]) < self.p.rx_buffer:
+                self.rxbuf[d].append(p)
+            else:
+                self.rx_waiters[d].append(("buffer", key))
+                return
+            self.net_empty_at = max(self.net_empty_at, t + self.p.credit_cycles)
+        b.fifo.popleft()
+        b.used -= 1
+        b.next_free = t + 1
+        self.wake(b.waiters, t)
+        if b.fifo:
+            self.push(t + 1, self.RETRY, key)
+
+    def wake(self, waiters: deque, t: int) -> None:
+        while waiters:
+            kind, who = waiters.popleft()
+            if kind == "sender":
+                self.push(t, self.GEN, who, True)
+            else:
+                self.push(t, self.RETRY, who)
+
+    def start(self, d: int, t: int, p: int) -> None:
+        self.busy_until[d] = self.rx_done[d] = t + p
+        self.push(t + p, self.DONE, d)
+
+
 def simulate_step(dst: list[np.ndarray], gen: list[np.ndarray], proc: list[np.ndarray],
                   tail: np.ndarray, xy: np.ndarray, params: NocParams) -> StepResult:
     """Simulate one chip step.
@@ -120,145 +247,24 @@ def simulate_step(dst: list[np.ndarray], gen: list[np.ndarray], proc: list[np.nd
     tail : int [nodes]: generation cycles after a sender's last message (or its only work).
     xy : int [nodes, 2]: each node's router (tile) position; nodes of one tile share a router.
     """
-    n = len(dst)
-    cap, hop = params.inject_credits // 2, params.router_cycles
-    nxt = np.zeros(n, np.int64)
-    sent_count = np.zeros(n, np.int64)
-    blocked = np.full(n, -1, np.int64)
-    stall = np.zeros(n, np.int64)
-    last_inject = np.full(n, -1, np.int64)
-    busy_until = np.full(n, -1, np.int64)
-    rx_done = np.full(n, -1, np.int64)
-    rxbuf = [deque() for _ in range(n)]
-    rx_waiters = [deque() for _ in range(n)]
-    buffers: dict = {}
-    msg_path: list = []   # per message: (buffer keys, destination, receive cycles)
-    msg_hop: list = []
-    heap: list = []
-    seq = 0
-    net_empty_at = 0
-
-    def push(t, kind, a, b=None):
-        nonlocal seq
-        heapq.heappush(heap, (t, seq, kind, a, b))
-        seq += 1
-
-    def buf(key) -> _Buffer:
-        b = buffers.get(key)
-        if b is None:
-            b = buffers[key] = _Buffer()
-        return b
-
-    def inject(s, t):
-        i = int(nxt[s])
-        d = int(dst[s][i])
-        key = ("inj", s, int(sent_count[s] % 2))
-        b = buf(key)
-        if b.used >= cap:
-            if blocked[s] < 0:
-                blocked[s] = t
-            b.waiters.append(("sender", s))
-            return
-        if blocked[s] >= 0:
-            stall[s] += t - blocked[s]
-            blocked[s] = -1
-        path = _path(s, d, xy, int(sent_count[s] % 2))
-        m = len(msg_path)
-        msg_path.append((path, d, int(proc[s][i])))
-        msg_hop.append(0)
-        b.used += 1
-        push(t + params.pipe_cycles, 1, key, m)
-        sent_count[s] += 1
-        nxt[s] = i + 1
-        last_inject[s] = t
-        if i + 1 < dst[s].size:
-            push(t + int(gen[s][i + 1]), 0, s)
-
-    def wake(waiters, t):
-        while waiters:
-            kind, who = waiters.popleft()
-            if kind == "sender":
-                push(t, 0, who, True)
-            else:
-                push(t, 2, who)
-
-    def advance(key, t):
-        """Forward the head of buffer ``key`` if it has arrived and the next stage has room."""
-        b = buffers[key]
-        if not b.fifo or b.fifo[0][0] > t:
-            return
-        if b.next_free > t:
-            push(b.next_free, 2, key)
-            return
-        m = b.fifo[0][1]
-        path, d, p = msg_path[m]
-        h = msg_hop[m]
-        if h + 1 < len(path):
-            nb = buf(path[h + 1])
-            if nb.used >= cap:
-                nb.waiters.append(("buffer", key))
-                return
-            nb.used += 1
-            msg_hop[m] = h + 1
-            push(t + hop, 1, path[h + 1], m)
-        else:
-            if busy_until[d] <= t and not rxbuf[d]:
-                start(d, t, p)
-            elif len(rxbuf[d]) < params.rx_buffer:
-                rxbuf[d].append(p)
-            else:
-                rx_waiters[d].append(("buffer", key))
-                return
-            nonlocal net_empty_at
-            net_empty_at = max(net_empty_at, t + params.credit_cycles)
-        b.fifo.popleft()
-        b.used -= 1
-        b.next_free = t + 1
-        wake(b.waiters, t)
-        if b.fifo:
-            push(t + 1, 2, key)
-
-    def start(d, t, p):
-        busy_until[d] = t + p
-        rx_done[d] = t + p
-        push(t + p, 3, d)
-
-    for s in range(n):
-        if dst[s].size:
-            push(int(gen[s][0]), 0, s)
-    while heap:
-        t, _, kind, a, b = heapq.heappop(heap)
-        if kind == 0:                     # a sender's message is generated (or retried)
-            if b is True and blocked[a] < 0:
-                continue
-            inject(a, t)
-        elif kind == 1:                   # a message reaches a buffer
-            bb = buffers[a]
-            bb.fifo.append((t, b))
-            if len(bb.fifo) == 1:
-                advance(a, t)
-        elif kind == 2:                   # retry a buffer's head
-            advance(a, t)
-        elif busy_until[a] == t:          # a receiver finished a message
-            if rxbuf[a]:
-                start(a, t, rxbuf[a].popleft())
-            wake(rx_waiters[a], t)
-    sent = last_inject >= 0
+    sim = _Step(dst, gen, proc, xy, params)
+    sim.run()
+    last, rx_done = sim.last_inject, sim.rx_done
     tail = np.asarray(tail, np.int64)
-    senders_done = np.where(sent, last_inject + tail, np.where(tail > 0, tail, -1))
+    senders_done = np.where(last >= 0, last + tail, np.where(tail > 0, tail, -1))
     if not params.drain_serialises:
         total = int(max(senders_done.max(initial=0), rx_done.max(initial=0)))
-        return StepResult(total + params.end_cycles, senders_done, rx_done, stall)
+        return StepResult(total + params.end_cycles, senders_done, rx_done, sim.stall)
     # SANA-FE's drain order: after the last injection (t1) the network drains (t2) with the
     # senders frozen, then the senders finish, then the receivers (frozen until then)
-    t1 = int(last_inject.max(initial=0))
-    t2 = max(t1, net_empty_at)
+    t1 = int(last.max(initial=0))
+    t2 = max(t1, sim.net_empty_at)
     gen_left = int(np.maximum(senders_done - t1, 0).max(initial=0))
     rx_left = int(np.maximum(rx_done - t2, 0).max(initial=0))
     total = t2 + gen_left + rx_left + params.end_cycles
     senders_done = np.where(senders_done > t1, t2 + senders_done - t1, senders_done)
     rx_done = np.where(rx_done > t2, rx_done + gen_left, rx_done)
-    return StepResult(total, senders_done, rx_done, stall)
+    return StepResult(total, senders_done, rx_done, sim.stall)
 
 
 @dataclass

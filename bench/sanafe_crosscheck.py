@@ -6,6 +6,14 @@ same cores and tiles, runs in SANA-FE 2.2.9 (pip ``sanafe``, its shipped ``examp
 on a seeded random input spike train. SANA-FE's spikes (per neuron, per step) become spikec's event
 counts, so both tools cost the same events; differences come from the models alone.
 
+Per step (``--networks``, ``--models``): spikec's cycle-level timing against SANA-FE's
+``detailed`` model (spikec's default schedule) and its Booksim-based ``cycle`` model (spikec's
+buffered NoC model, ``spikec.estimate.timing_noc``, with SANA-FE's drain order), on a random and
+a burst input train; and SANA-FE's own example networks from its wheel (``--examples``), read,
+simulated and timed by ``spikec.estimate.sanafe_net``. Each prints
+``per_step_latency_max_rel_error``, ``mean_latency_rel_error`` and
+``energy_per_step_max_rel_error``.
+
 Usage: ``python bench/sanafe_crosscheck.py [--steps 32] [--rate 0.2] [--seed 0] [--json]``
 (needs ``pip install 'spikec[sanafe]'``). Prints one JSON object per line with ``--json``.
 """
@@ -110,8 +118,10 @@ def sanafe_run(mapping, w1, w2, w3, spikes_in, steps, timing_model="detailed"):
         neuron.map_to_core(host_core)
     chip = sanafe.SpikingChip(arch)
     chip.load(net)
+    # one processing thread: SANA-FE numbers messages across its threads, so their order (and
+    # the detailed model's schedule) would depend on the thread timing
     res = chip.sim(steps, spike_trace=True, timing_model=timing_model, perf_trace=True,
-                   potential_trace=True)
+                   potential_trace=True, processing_threads=1)
     counts: Counter = Counter()
     per_neuron = {n: np.zeros((steps, g), bool) for n, g in (("l1", C1 * h1 * h1),
                                                             ("l2", C2 * h2 * h2), ("l3", OUT))}
@@ -172,9 +182,11 @@ def updated_neurons(spikes_in, per_neuron, potentials) -> dict[str, np.ndarray]:
     return out
 
 
-def spikec_trace(mapping, profile, cost, spikes_in, per_neuron, updated):
-    """spikec's cycle-level timing of SANA-FE's spikes: (latency [steps] s, energy [steps] J)."""
+def spikec_trace(mapping, profile, cost, spikes_in, per_neuron, updated, noc=None):
+    """spikec's cycle-level timing of SANA-FE's spikes: (latency [steps] s, energy [steps] J).
+    ``noc``: a ``NocParams`` for the buffered NoC model (else the default schedule)."""
     from spikec.estimate.timing import NS, PJ, core_events, schedule, update_costs
+    from spikec.estimate.timing_noc import MessageQueues
     from spikec.estimate.timing_wiring import build_wiring
 
     steps = spikes_in.shape[0]
@@ -189,8 +201,15 @@ def spikec_trace(mapping, profile, cost, spikes_in, per_neuron, updated):
                                         minlength=wiring.cores)
     ev = core_events(wiring, mapping, nonzero, {}, steps, active=active)
     costs = cost_model(profile, cost)
-    st = schedule(ev, wiring, mapping, costs, update_costs(profile, costs))
-    return st.step_ns[0] * NS, st.energy_pj[0] * PJ
+    upd = update_costs(profile, costs)
+    st = schedule(ev, wiring, mapping, costs, upd)
+    if noc is None:
+        return st.step_ns[0] * NS, st.energy_pj[0] * PJ
+    mq = MessageQueues(wiring, mapping, costs, upd, noc)
+    lat = np.array([mq.step({"x": spikes_in[t], **{k: v[t] for k, v in per_neuron.items()}},
+                            {k: v[t] for k, v in updated.items()}).total * noc.clock_ns
+                    for t in range(steps)])
+    return (lat + st.sync_ns) * NS, st.energy_pj[0] * PJ
 
 
 def input_train(kind: str, steps: int, rate: float, rng) -> np.ndarray:
@@ -204,11 +223,16 @@ def input_train(kind: str, steps: int, rate: float, rng) -> np.ndarray:
 
 
 def compare_steps(name, timing_model, mapping, profile, weights, spikes_in) -> dict:
-    """One network in SANA-FE (``timing_model``) and in spikec's timing model, step by step."""
+    """One network in SANA-FE (``timing_model``) and in spikec's timing model, step by step:
+    against SANA-FE's Booksim-based ``cycle`` model, spikec's buffered NoC model with
+    SANA-FE's drain order (``timing_noc``); against ``detailed``, the default schedule."""
+    from spikec.estimate.timing_noc import NocParams
+
     steps = spikes_in.shape[0]
     res, _, per_neuron = sanafe_run(mapping, *weights, spikes_in, steps, timing_model)
     updated = updated_neurons(spikes_in, per_neuron, res["potential_trace"])
-    lat, energy = spikec_trace(mapping, profile, "sanafe", spikes_in, per_neuron, updated)
+    noc = NocParams(drain_serialises=True) if timing_model == "cycle" else None
+    lat, energy = spikec_trace(mapping, profile, "sanafe", spikes_in, per_neuron, updated, noc)
     ref_lat = np.asarray(res["perf_trace"]["sim_time"], float)
     ref_e = np.asarray(res["perf_trace"]["total_energy"], float)
     lif_updated = sum(int(u.sum()) for u in updated.values())
@@ -223,6 +247,46 @@ def compare_steps(name, timing_model, mapping, profile, weights, spikes_in) -> d
             "spikes": {k: int(v.sum()) for k, v in per_neuron.items()}}
 
 
+#: SANA-FE's own example networks, shipped in its wheel (``sanafe/examples``): the network
+#: and architecture files of ``sanafe.load_example()`` (two spike-list inputs, two LIF neurons,
+#: one self-inhibiting) and of its tutorial (bias-driven IF neurons).
+EXAMPLES = {"example": ("example_snn.yaml", "example_chip.yaml"),
+            "tutorial": ("tutorial_snn.yaml", "tutorial_arch.yaml")}
+
+
+def compare_example(name: str, timing_model: str, steps: int) -> dict:
+    """One of SANA-FE's shipped example networks, read by ``spikec.estimate.sanafe_net``,
+    simulated and timed by spikec and run in SANA-FE, step by step."""
+    import os
+
+    import sanafe
+
+    from spikec.estimate.sanafe_net import load_arch, load_net, time_network
+
+    base = os.path.join(os.path.dirname(sanafe.__file__), "examples")
+    net_file, arch_file = (os.path.join(base, f) for f in EXAMPLES[name])
+    arch = sanafe.load_arch(arch_file)
+    chip = sanafe.SpikingChip(arch)
+    chip.load(sanafe.load_net(net_file, arch))
+    res = chip.sim(steps, timing_model=timing_model, perf_trace=True, spike_trace=True,
+                   processing_threads=1)
+    sa = load_arch(arch_file)
+    net = load_net(net_file, sa)
+    lat, energy, fired = time_network(net, sa, steps, timing_model)
+    ref_spikes = [sorted(f"{a.group_name}.{a.neuron_offset}" for a in st)
+                  for st in res["spike_trace"]]
+    spikes = [sorted(net.names[i] for i in np.nonzero(f)[0]) for f in fired]
+    ref_lat = np.asarray(res["perf_trace"]["sim_time"], float)
+    ref_e = np.asarray(res["perf_trace"]["total_energy"], float)
+    return {"name": f"sanafe_{name}", "sanafe_timing_model": timing_model, "steps": steps,
+            "per_step_latency_max_rel_error": float(np.max(np.abs(lat - ref_lat) / ref_lat)),
+            "mean_latency_rel_error": float(abs(lat.mean() - ref_lat.mean()) / ref_lat.mean()),
+            "energy_per_step_max_rel_error": float(np.max(np.abs(energy - ref_e) / ref_e)),
+            "sanafe_latency_s": ref_lat.tolist(), "spikec_latency_s": lat.tolist(),
+            "sanafe_energy_j": ref_e.tolist(), "spikec_energy_j": energy.tolist(),
+            "spikes_equal": spikes == ref_spikes, "spikes": int(fired.sum())}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=32)
@@ -232,6 +296,9 @@ def main(argv=None) -> int:
                     help="per-step comparison: input trains (random, burst; '' for none)")
     ap.add_argument("--models", default="detailed,cycle",
                     help="SANA-FE timing models for the per-step comparison")
+    ap.add_argument("--examples", default="example,tutorial",
+                    help="SANA-FE's shipped example networks to compare ('' for none)")
+    ap.add_argument("--example-steps", type=int, default=16)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     try:
@@ -254,6 +321,9 @@ def main(argv=None) -> int:
     steps_rows = [compare_steps(kind, model, mapping, profile, (w1, w2, w3), train)
                   for kind, train in trains.items()
                   for model in [m for m in args.models.split(",") if m]]
+    steps_rows += [compare_example(ex, model, args.example_steps)
+                   for ex in [e for e in args.examples.split(",") if e]
+                   for model in [m for m in args.models.split(",") if m]]
     if args.json:
         for r in [meta, *rows, *steps_rows]:
             print(json.dumps(r, sort_keys=True))
@@ -266,10 +336,10 @@ def main(argv=None) -> int:
               f"{r['latency_per_step_s']:13.4e} {r.get('latency_ratio', 1):6.3f}")
     if steps_rows:
         print("\nper step, spikec's cycle-level timing vs SANA-FE (same figures, same spikes):")
-        print(f"{'input':8s} {'SANA-FE model':14s} {'latency max err':>16s} {'mean err':>9s} "
+        print(f"{'network':16s} {'SANA-FE model':14s} {'latency max err':>16s} {'mean err':>9s} "
               f"{'energy max err':>15s}")
     for r in steps_rows:
-        print(f"{r['name']:8s} {r['sanafe_timing_model']:14s} "
+        print(f"{r['name']:16s} {r['sanafe_timing_model']:14s} "
               f"{100 * r['per_step_latency_max_rel_error']:15.2f}% "
               f"{100 * r['mean_latency_rel_error']:8.2f}% "
               f"{100 * r['energy_per_step_max_rel_error']:14.2f}%")

@@ -200,6 +200,12 @@ def test_timing_json_and_cli(tmp_path, small, capsys):
         est["energy_per_inference_j"]["profile"], rel=0.05)
     saved = json.loads((out / "report.json").read_text())
     assert saved["estimate"]["timing"]["latency_per_sample_s"] == t["latency_per_sample_s"]
+    assert t["noc_model"] == "fluid"
+    assert main(["estimate", str(out), "--profile", "loihi", "--data", str(data), "--no-save",
+                 "--timing", "cycle-buffered", "--json"]) in (0, None)
+    b = json.loads(capsys.readouterr().out)["timing"]
+    assert b["noc_model"] == "buffered" and b["energy_per_sample_j"] == t["energy_per_sample_j"]
+    assert b["latency_per_sample_s"]["mean"] != t["latency_per_sample_s"]["mean"]
     with pytest.raises(SystemExit) as e:  # needs --data
         main(["estimate", str(out), "--timing", "cycle"])
     assert e.value.code == 2 and "--timing cycle needs --data" in capsys.readouterr().err
@@ -214,7 +220,7 @@ def test_sanafe_per_step_agreement(capsys):
     spec = importlib.util.spec_from_file_location("sanafe_crosscheck", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    assert mod.main(["--steps", "16", "--models", "detailed", "--json"]) == 0
+    assert mod.main(["--steps", "16", "--models", "detailed", "--examples", "", "--json"]) == 0
     rows = [json.loads(ln) for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")]
     steps = {r["name"]: r for r in rows if "sanafe_timing_model" in r}
     assert set(steps) == {"random", "burst"}
@@ -223,6 +229,27 @@ def test_sanafe_per_step_agreement(capsys):
         assert r["per_step_latency_max_rel_error"] < 0.08, r["name"]
         assert r["mean_latency_rel_error"] < 0.02, r["name"]
         assert r["energy_per_step_max_rel_error"] < 0.01, r["name"]
+
+
+@pytest.mark.slow
+def test_sanafe_cycle_model_agreement_per_step(capsys):
+    """The buffered NoC model with SANA-FE's drain order against SANA-FE's Booksim-based cycle
+    model (bench/sanafe_crosscheck.py; 6 steps: the random train's first step, where receiving
+    waits for the compartment updates, and the burst's three burst steps)."""
+    pytest.importorskip("sanafe", reason="optional extra: pip install 'spikec[sanafe]'")
+    path = Path(__file__).resolve().parent.parent / "bench" / "sanafe_crosscheck.py"
+    spec = importlib.util.spec_from_file_location("sanafe_crosscheck", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--steps", "6", "--models", "cycle", "--json"]) == 0
+    rows = [json.loads(ln) for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")]
+    steps = {r["name"]: r for r in rows if "sanafe_timing_model" in r}
+    assert set(steps) == {"random", "burst", "sanafe_example", "sanafe_tutorial"}
+    for r in steps.values():
+        assert r["per_step_latency_max_rel_error"] < 0.10, r["name"]
+        assert r["mean_latency_rel_error"] < 0.05, r["name"]
+        assert r["energy_per_step_max_rel_error"] < 0.01, r["name"]
+    assert steps["sanafe_example"]["spikes_equal"] and steps["sanafe_tutorial"]["spikes_equal"]
 
 
 def test_report_has_the_timing_plots(tmp_path, small):
@@ -310,3 +337,19 @@ def test_validate_trace_compares_measured_timing(tmp_path, capsys):
     with pytest.raises(SystemExit) as err:
         main(["validate", str(out), "--against", "trace", str(bad)])
     assert err.value.code == 2 and "timing/step_s" in capsys.readouterr().err
+
+
+def test_buffered_noc_model_times_every_step_message_by_message(small):
+    """``run_timing(noc=...)`` (``--timing cycle-buffered``): the same events through the
+    buffered NoC model; energy unchanged, latency at least the fluid schedule's less the clock
+    rounding (it adds router latency, buffers and back-pressure), every chip step timed."""
+    from spikec.estimate.timing_noc import NocParams
+
+    graph, prof, m = small
+    costs = cost_model(prof, "sanafe")
+    fluid = run_timing(graph, m, images(), prof, costs)
+    buffered = run_timing(graph, m, images(), prof, costs, noc=NocParams())
+    assert np.array_equal(fluid.energy_pj, buffered.energy_pj)
+    ratio = buffered.step_ns / fluid.step_ns
+    assert ratio.min() > 0.97 and ratio.max() < 1.5
+    assert (buffered.step_ns > buffered.sync_ns).all()

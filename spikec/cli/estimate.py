@@ -103,9 +103,11 @@ def _cost_model_words(j: dict) -> str:
 @click.option("--sweep", "sweeps", multiple=True, metavar="FIELD=V1,V2",
               help="Design-space sweep of a numeric profile field (repeatable).")
 @click.option("--plot", "plot_path", type=click.Path(), help="PNG for the sweep's plot.")
-@click.option("--timing", type=click.Choice(["analytic", "cycle"]), default="analytic",
-              show_default=True, help="Latency model: analytic (mean events) or cycle (every "
-              "sample and step of --data through the cycle-level timing simulator).")
+@click.option("--timing", type=click.Choice(["analytic", "cycle", "cycle-buffered"]),
+              default="analytic", show_default=True,
+              help="Latency model: analytic (mean events) or cycle (every sample and step of "
+              "--data through the cycle-level timing simulator); cycle-buffered: cycle with a "
+              "message-level NoC (router buffers, back-pressure; slow, for small sets).")
 @shard_options("Evaluate --sweep points on N local processes (rows identical to one process).",
                "Evaluate --sweep points on an existing Dask cluster (scheduler address).")
 @click.option("--no-save", is_flag=True, help="Do not store the estimate in OUT/report.json.")
@@ -128,8 +130,9 @@ def estimate(model_or_out, profile_name, chips, data_spec, limit, cost, rate, ss
 
     if chips is not None and chips < 1:
         raise click.BadParameter("--chips must be >= 1")
-    if timing == "cycle" and not data_spec:
-        raise click.UsageError("--timing cycle needs --data SET (it times every sample and step)")
+    if timing != "analytic" and not data_spec:
+        raise click.UsageError(f"--timing {timing} needs --data SET (it times every sample "
+                               "and step)")
     inp = driver.prepare(model_or_out, profile_name, chips=chips, data_spec=data_spec,
                          limit=limit, ssa=ssa, arch=arch, timesteps=timesteps, progress=_bar,
                          timing=timing, cost=cost, input_encoding=input_encoding)

@@ -159,7 +159,8 @@ def prepare_graph(graph, profile, *, report: dict | None = None, out_dir: Path |
                   cost: str = "profile") -> EstimateInput:
     """``prepare`` for a fixed graph already in memory (with its compile report, if any).
     ``timing``: ``analytic`` (mean events) or ``cycle`` (every sample and step of ``data_spec``
-    through the cycle-level timing simulator, ``spikec.estimate.timing``)."""
+    through the cycle-level timing simulator, ``spikec.estimate.timing``; ``cycle-buffered``
+    with the message-level NoC model of ``spikec.estimate.timing_noc``)."""
     from spikec.estimate.events import counts_from_report
     from spikec.estimate.mapping import map_network
     from spikec.estimate.network import extract_network
@@ -176,16 +177,17 @@ def prepare_graph(graph, profile, *, report: dict | None = None, out_dir: Path |
     accuracy = None
     counts = None
     timing_j = None
-    if timing not in ("analytic", "cycle"):
-        raise DataError(f"--timing must be analytic or cycle, not {timing!r}")
-    if timing == "cycle" and data_spec is None:
-        raise DataError("--timing cycle needs --data SET (it times every sample and step)")
-    if timing == "cycle":
+    if timing not in ("analytic", "cycle", "cycle-buffered"):
+        raise DataError(f"--timing must be analytic, cycle or cycle-buffered, not {timing!r}")
+    if timing != "analytic" and data_spec is None:
+        raise DataError(f"--timing {timing} needs --data SET (it times every sample and step)")
+    if timing != "analytic":
         from spikec.estimate.timing_run import simulate_timing
 
         mapping = map_network(net, profile, chips)
-        counts, accuracy, timing_j = simulate_timing(graph, mapping, profile, cost, data_spec,
-                                                     limit, depth, progress)
+        counts, accuracy, timing_j = simulate_timing(
+            graph, mapping, profile, cost, data_spec, limit, depth, progress,
+            noc_model="buffered" if timing == "cycle-buffered" else "fluid")
     elif data_spec is not None:
         mapping = map_network(net, profile, chips)
         counts, accuracy = simulate_counts(graph, mapping, data_spec, limit, progress)

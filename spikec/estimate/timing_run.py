@@ -16,6 +16,7 @@ from spikec.estimate.costs import CostModel
 from spikec.estimate.mapping import Mapping
 from spikec.estimate.latency import unit_depths
 from spikec.estimate.timing import NS, PERCENTILES, PJ, core_events, schedule, update_costs
+from spikec.estimate.timing_noc import NocParams
 from spikec.estimate.timing_wiring import CPU_SENDER, HOST_SENDER, build_wiring
 
 HISTOGRAM_BINS = 30
@@ -99,12 +100,15 @@ def _ssa_ops(values: dict, operands: dict) -> dict[str, np.ndarray]:
 
 
 def run_timing(graph, mapping: Mapping, images, profile, costs: CostModel,
-               depth: int | None = None, batch_size: int = 64, progress=None) -> TimingRun:
+               depth: int | None = None, batch_size: int = 64, progress=None,
+               noc=None) -> TimingRun:
     """Simulate ``images`` (raw samples [N, ...], or a dict of them by input name) bit-exactly
     and time every sample's chip steps.
 
     ``depth``: the Lava bundle's pipeline depth when known (chip steps ``T + depth``); the
-    per-unit delays come from the mapping (``unit_depths``)."""
+    per-unit delays come from the mapping (``unit_depths``). ``noc``: a ``timing_noc.NocParams``
+    to time each step with the buffered NoC model, message by message (slow: about a
+    microsecond per message); energy, critical cores and busy times stay the default's."""
     from spikec.sim import Simulator
 
     sim = Simulator(graph)
@@ -126,9 +130,13 @@ def run_timing(graph, mapping: Mapping, images, profile, costs: CostModel,
         res = sim.run(batch, record=names)
         inputs = {name: res.values[v].reshape(res.values[v].shape[0], res.values[v].shape[1],
                                               -1) != 0 for name, v in neuron_in.items()}
-        ev = core_events(wiring, mapping, _nonzero(graph, mapping, res.values), depths, S,
-                         _ssa_ops(res.values, operands), inputs=inputs)
+        nonzero = _nonzero(graph, mapping, res.values)
+        ev = core_events(wiring, mapping, nonzero, depths, S, _ssa_ops(res.values, operands),
+                         inputs=inputs)
         st = schedule(ev, wiring, mapping, costs, upd)
+        if noc is not None:
+            st.step_ns = _buffered_steps(wiring, mapping, costs, upd, noc, nonzero, inputs,
+                                         depths, ev.cpu_ops, st.sync_ns)
         parts["step"].append(st.step_ns)
         parts["energy"].append(st.energy_pj)
         parts["crit"].append(st.critical)
@@ -147,6 +155,32 @@ def run_timing(graph, mapping: Mapping, images, profile, costs: CostModel,
     n = max(1, cat["step"].shape[0])
     return TimingRun(cat["step"], cat["energy"], cat["crit"].astype(np.int64),
                      cat["traffic"].astype(bool), busy / n, cat["link"], D, sync, total)
+
+
+def _buffered_steps(wiring, mapping, costs, upd, noc, nonzero, inputs, depths, cpu_ops,
+                    sync_ns) -> np.ndarray:
+    """[B, S] step latency (ns) of the buffered NoC model (``timing_noc``): per sample and chip
+    step, the units' firing elements at their input step (``s - depth``) and, where recorded,
+    the neurons with input (updated; others idle)."""
+    from spikec.estimate.timing_noc import MessageQueues
+
+    mq = MessageQueues(wiring, mapping, costs, upd, noc)
+    B, S = cpu_ops.shape
+    cpus = max(1, mapping.placement.chips_used * (mapping.embedded_cpus or 1))
+    t_cpu = costs.t("embedded_cpu_op") / cpus
+    out = np.zeros((B, S))
+    for b in range(B):
+        for s in range(S):
+            fired, updated = {}, {}
+            for name, x in nonzero.items():
+                t = s - depths.get(name, 0)
+                if 0 <= t < x.shape[0]:
+                    fired[name] = x[t, b].reshape(-1) != 0
+                    if name in inputs:
+                        updated[name] = inputs[name][t, b]
+            res = mq.step(fired, updated, float(cpu_ops[b, s]) * t_cpu)
+            out[b, s] = res.total * noc.clock_ns + sync_ns
+    return out
 
 
 def _percentiles(x: np.ndarray, axis=None) -> dict:
@@ -227,10 +261,12 @@ def timing_table(t: dict) -> str:
 
 
 def simulate_timing(graph, mapping: Mapping, profile, cost: str, data_spec,
-                    limit: int | None, depth: int | None = None, progress=None):
+                    limit: int | None, depth: int | None = None, progress=None,
+                    noc_model: str = "fluid"):
     """``spikec estimate --data SET --timing cycle``: one bit-exact run of ``SET`` gives the
     event counts (as ``simulate_counts``), the accuracy and the ``timing`` JSON section.
-    ``progress(total, label)``: a context manager giving an object with ``update(n)`` (or None)."""
+    ``progress(total, label)``: a context manager giving an object with ``update(n)`` (or None).
+    ``noc_model``: ``fluid`` (the default schedule) or ``buffered`` (``timing_noc``)."""
     from contextlib import nullcontext
 
     from spikec.estimate.costs import cost_model
@@ -242,9 +278,13 @@ def simulate_timing(graph, mapping: Mapping, profile, cost: str, data_spec,
     bar_cm = progress(len(ds), f"simulating and timing {ds.name}") if progress else nullcontext()
     with bar_cm as bar:
         run = run_timing(graph, mapping, ds.images, profile, costs, depth,
-                         progress=None if bar is None else bar.update)
+                         progress=None if bar is None else bar.update,
+                         noc=NocParams() if noc_model == "buffered" else None)
     res = run.sim
     acc = float(np.mean(np.argmax(res.logits, axis=-1) == ds.labels)) if len(ds) else None
     counts = counts_from_sim(res, mapping, f"bit-exact simulation of {len(ds)} samples of "
                                            f"{ds.name}")
-    return counts, acc, timing_json(run, mapping, costs)
+    j = timing_json(run, mapping, costs)
+    j["noc_model"] = noc_model
+    return counts, acc, j
+

@@ -272,6 +272,7 @@ def simulate_timing(graph, mapping: Mapping, profile, cost: str, data_spec,
     from spikec.estimate.costs import cost_model
     from spikec.estimate.driver import evaluation_data
     from spikec.estimate.events import counts_from_sim
+    from spikec.estimate.input_encoding import measure_bitplanes
 
     ds = evaluation_data(graph, data_spec, limit)
     costs = cost_model(profile, cost)
@@ -284,6 +285,7 @@ def simulate_timing(graph, mapping: Mapping, profile, cost: str, data_spec,
     acc = float(np.mean(np.argmax(res.logits, axis=-1) == ds.labels)) if len(ds) else None
     counts = counts_from_sim(res, mapping, f"bit-exact simulation of {len(ds)} samples of "
                                            f"{ds.name}")
+    measure_bitplanes(counts, mapping, graph, ds.images)   # the planes' own 1-bits
     j = timing_json(run, mapping, costs)
     j["noc_model"] = noc_model
     return counts, acc, j

@@ -12,8 +12,9 @@ from typing import Callable
 import numpy as np
 
 from spikec.ir.graph import Graph, verify
-from spikec.passes import (canonicalize_lif, eliminate_dead_ops, fold_avgpool, fold_batchnorm,
-                           fold_input_normalization, fold_readout, fold_scale, simplify_layout)
+from spikec.passes import (canonicalize_lif, compose_convs, eliminate_dead_ops, fold_avgpool,
+                           fold_batchnorm, fold_input_normalization, fold_readout, fold_scale,
+                           pool_after_neuron, simplify_layout)
 from spikec.quantize import CompileOptions, quantize, resolve_profile
 from spikec.target.profile import HardwareProfile
 
@@ -22,6 +23,8 @@ __all__ = ["FLOAT_PASSES", "CompileOptions", "CompileResult", "run_float_passes"
 FLOAT_PASSES: list[Callable[[Graph], Graph]] = [
     eliminate_dead_ops,         # unused branches (e.g. LayerNorms the model never calls)
     fold_batchnorm,             # BN into the conv/linear before it (through CIFAR's transposes)
+    compose_convs,              # conv -> conv with no neuron between (SepConv, RepConv): one conv
+    pool_after_neuron,          # T = 1: lif(maxpool(currents)) -> maxpool(lif(currents)), exact
     fold_avgpool,               # average pooling into the synapse after it
     fold_input_normalization,   # pixel scale / std (and mean where exact) into the first synapses
     fold_scale,                 # power-of-two constants (SSA's 0.125) into the next LIF's threshold

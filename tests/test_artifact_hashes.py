@@ -61,7 +61,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "82b28ee413f6e136f5c2fa623132cf8f3b1ba7d47149b6c2ea0b64d08a1d6164",
+            "448ac4a083dee39f9db8c928a299540b2c73e29582daf86b3c1dd64f7e39076e",
     },
     "spikformer_v1_fmnist-host": {
         ".spikec-output.json":
@@ -93,7 +93,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "e1f3483c9e1dfd384a4889aa71e0c6a0061369e47250b0e4a02c2a998919b0b2",
+            "f6e036776a39900caf1ac172fddd45ee5d0212c7453b35bbcd6a4c6eb115a4af",
     },
     "spikformer_v1_fmnist-onnx": {
         ".spikec-output.json":
@@ -133,7 +133,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "3a76a6ee200759fe5ad2489695e7f4385c561f8fa849aea6ee3e73a7640c3896",
+            "b7cf09e46a418213955ccaa654a00f2ff2f34fbcc5ee9a005fa10e46afd81725",
     },
     "spikformer_v2_fmnist-host": {
         ".spikec-output.json":
@@ -165,7 +165,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "9e8eafdb4c3fadf7e78c43bc086ff75b371e69209c7fb6c1228e88404e0fe4e0",
+            "41e851ac22f6d396972b88abf87f7a0b7843b179771448c58065631411319875",
     },
     "spikformer_v2_fmnist-nir-decompose": {
         ".spikec-output.json":
@@ -221,7 +221,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "38970a8ea64c289356c57c466aad53b4d45c3911a7e5fa4110ce94e082d7f93e",
+            "957801613c22a28679650dc8b4bc954f1dbea2e13511feb4050c81dde9aa202b",
     },
     "spikformer_v2_fmnist_iand-host": {
         ".spikec-output.json":
@@ -253,7 +253,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "d1d95e084ea47f6b915895ee3f2764bdf68519b7d54f26ea8c382619c004e114",
+            "e6312d881c51357088fcc001250ddf33a6c2df5f8e30b16d2b69539c40984d6d",
     },
     "spikformer_v2_fmnist_iand-nir-decompose": {
         ".spikec-output.json":
@@ -309,7 +309,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "82510dd0464613296646207fa6927b4dba7d50141f57cf308cde35353f49e6c7",
+            "ba6a7bf4b5a071ebd9216e65685961ee70c213ca39cb8220a81fc297863893e1",
     },
     "spikformer_v2_mnist5k-host": {
         ".spikec-output.json":
@@ -341,7 +341,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "0df03be0918d45068adc9f3fd4307ae26721a6eb064681e58b5eace6d6fa2f0b",
+            "161e7721fc4c6331811bbafc5f6fb7ba1b86995a23e7757a0a4428bca5345fcc",
     },
     "spikformer_v2_mnist5k-nir-decompose": {
         ".spikec-output.json":

@@ -11,6 +11,7 @@ Public API
 from spikec.frontends.torch.tracer import Layout, trace  # noqa: I001  (tracer first: no cycles)
 from spikec.frontends.torch import functions as _functions  # noqa: F401  (registers handlers)
 from spikec.frontends.torch import parts as _parts  # noqa: F401  (registers handlers)
+from spikec.frontends.torch import padding as _padding  # noqa: F401  (registers handlers)
 from spikec.frontends.torch.loader import input_op, load
 from spikec.frontends.torch.modules import handles
 from spikec.frontends.torch.neurons import lif_attributes, register_neuron

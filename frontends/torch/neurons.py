@@ -260,13 +260,15 @@ def neuron_callback(module: nn.Module, path: str):
         if single:
             tr.bind(output, _single_step(tr, m, where, fields, v, args[0], output, path))
             return
-        if v.layout is not Layout.TB:
+        if v.layout not in (Layout.TB, Layout.MERGED):
             raise UnsupportedOpError(f"{where}: a multi-step neuron needs a [T, B, ...] input, "
                                      f"got a {v.layout.value} tensor (repeat the input over time "
                                      "and reshape to [T, B, ...] before the neuron)")
         op = O.LIF(tr.fresh_name(path), (v.name,), **fields)
         check_behaviour(op, args[0], output, where)
-        tr.bind(output, tr.emit(op, Layout.TB))
+        if v.layout is Layout.MERGED:
+            tr.per_sample_neurons.append(path)
+        tr.bind(output, tr.emit(op, v.layout))
 
     return on_call
 

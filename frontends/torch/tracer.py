@@ -82,6 +82,8 @@ class TracedValue:
     ``negated`` marks ``1 - value`` (no IR op of its own): it is only legal as a factor of the
     IAND join ``(1 - a) * s``. ``step``: the time step of a ``STEP`` value (or of a ``T1`` value
     made from one by ``unsqueeze(0)``), the number of steps summed in an ``ACCUM`` value.
+    ``pad``: a ``padding.PendingPad``, a zero-padded ``name`` whose border may still be written
+    in place; it becomes ops when the tensor is first read (``padding.py``).
     """
 
     name: str
@@ -89,6 +91,7 @@ class TracedValue:
     spec: ValueSpec
     negated: bool = False
     step: int | None = None
+    pad: object = None
 
 
 def example_batch(timesteps: int | None) -> int:
@@ -119,16 +122,22 @@ class Tracer:
         self.single_step_names: dict[int, str] = {}  # neuron id -> its LIF op
         self.producer: dict[str, O.Op] = {}
         self.slices: dict[tuple, str] = {}  # (value, axis, start, stop) -> sliced value
+        self.per_sample_neurons: list[str] = []  # multi-step neurons run on [T*B] (batch-1 view)
 
     # -- values ----------------------------------------------------------------------------
-    def lookup(self, t) -> TracedValue | None:
-        """The traced value of tensor ``t``, or None for constants and non-tensors."""
+    def lookup(self, t, materialize: bool = True) -> TracedValue | None:
+        """The traced value of tensor ``t``, or None for constants and non-tensors. A pending
+        pad becomes its ops here, on the first read, unless ``materialize`` is False."""
         if not isinstance(t, torch.Tensor):
             return None
         entry = self._values.get(id(t))
         if entry is None or entry[0]() is not t:
             return None
-        return entry[1]
+        v = entry[1]
+        if v.pad is not None and materialize:
+            from spikec.frontends.torch.padding import materialize as emit_pad
+            v = emit_pad(self, t, v)
+        return v
 
     def value(self, t) -> TracedValue | None:
         """Like :meth:`lookup`, resolving a pending ``[1, B]`` layout to ``T = 1`` and refusing a
@@ -331,6 +340,10 @@ class _RecordingMode(TorchFunctionMode):
             self.__torch_function__(torch.Tensor.unbind, types, (args[0], 0), {}, out=out)
             return iter(out)
         tr = self.tracer
+        if func is torch.Tensor.__setitem__ and not tr.leaf_depth:
+            from spikec.frontends.torch.padding import setitem
+            setitem(tr, args)
+            return out
         if tr.leaf_depth or not _has_tensor(out):
             return out  # inside a leaf, or metadata (shape, size, dim, ...)
         if not any(tr.lookup(a) is not None for a in _flat(args, kwargs)):
@@ -425,7 +438,10 @@ def trace(model: nn.Module, input_op: O.Input, *, timesteps: int | None = None,
                                  f"{shape}: {first}") from None
             ops = tracer.finish(output, timesteps_wanted=timesteps)
         break
-    graph = Graph(simplify(ops), timesteps=tracer.timesteps, meta=dict(meta or {}))
+    meta = dict(meta or {})
+    if tracer.per_sample_neurons:
+        meta["batch1_neurons"] = sorted(set(tracer.per_sample_neurons))
+    graph = Graph(simplify(ops), timesteps=tracer.timesteps, meta=meta)
     graph.specs  # verify
     return graph
 

@@ -234,7 +234,7 @@ def compile_loaded(graph: Graph, model_name: str, model_sha256: str, *, target: 
                                     "(--input-encoding graded on a chip with graded spikes)")
         chip = None
     if chip is not None:        # the chip's bundle (OUT/lava for Lava's arithmetic)
-        bundle, report[chip.name] = chip.bundle_files(fixed, ssa=ssa)
+        bundle, report[chip.name] = chip.bundle_files(fixed, ssa=ssa, profile=prof)
         files.update(bundle)
     files[REPORT_FILE] = rep.dumps(report).encode()
     return CompileOutcome(report, None, fixed, folded, graph, files)

@@ -148,10 +148,10 @@ def bundle_files(graph: Graph, *, ssa: str = "host", conv: str = "lava", profile
     files["README.md"] = _readme(facts).encode()
     digests = {k: hashlib.sha256(v).hexdigest() for k, v in sorted(files.items())}
     bundle_hash = hashlib.sha256(_json_bytes(digests)).hexdigest()
-    from spikec.ir import dumps
+    from spikec.ir.serialize import graph_sha256
 
     files["manifest.json"] = _json_bytes({"format": BUNDLE_FORMAT,
-                                          "graph_sha256": hashlib.sha256(dumps(graph)).hexdigest(),
+                                          "graph_sha256": graph_sha256(graph),
                                           "format_version": BUNDLE_FORMAT_VERSION,
                                           "spikec_version": __version__, "ssa": ssa, "conv": conv,
                                           "bundle_hash": bundle_hash, "files": digests})

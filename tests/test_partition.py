@@ -6,6 +6,7 @@ deterministic; a one-chip bundle has none and the Lava network is the same eithe
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -122,6 +123,9 @@ def test_bundle_lists_placement_and_the_lava_network_is_unchanged(multi_chip):
     out, p = multi_chip
     manifest = json.loads((out / "lava" / "manifest.json").read_text())
     assert "placement.json" in manifest["files"]
+    # the graph's hash, streamed without serialising it again, is the file's
+    assert manifest["graph_sha256"] == hashlib.sha256((out / "compiled.spkc").read_bytes()
+                                                      ).hexdigest()
     report = json.loads((out / "report.json").read_text())
     assert report["lava"]["placement"] == {"file": "lava/placement.json", "profile": "loihi2_small",
                                            "fits": True, "chips": p["chips"],
@@ -175,3 +179,17 @@ def test_a_layer_no_core_can_hold_is_recorded_not_raised(tmp_path):
     doc = placement(samples.chain(), load_profile(tiny), "host")
     assert doc["fits"] is False and doc["chips"] is None and "layer" in doc["reason"]
     json.loads(placement_bytes(doc))
+
+
+def test_spkc_built_in_place_equals_header_plus_arrays_with_checksum():
+    """``dumps`` writes the checksum into its one buffer: the same bytes as ``pack`` of its
+    header and array region, and ``graph_sha256`` is their hash."""
+    from spikec.ir import dumps, loads
+    from spikec.ir import serialize as S
+
+    for graph in (samples.chain(), samples.spikformer_like(residual="add")):
+        data = dumps(graph)
+        n = int.from_bytes(data[8:16], "little")
+        head, body = data[S.HEADER_START:S.HEADER_START + n], data[S.HEADER_START + n:]
+        assert data == S.pack(head, body) and dumps(loads(data)) == data
+        assert S.graph_sha256(graph) == hashlib.sha256(data).hexdigest()

@@ -224,7 +224,6 @@ def compile_loaded(graph: Graph, model_name: str, model_sha256: str, *, target: 
     # them before the graphs are serialised and the bundle is built, the large allocations
     # that follow (V2-16-768 with --data: 9.5 GB peak when the simulator was alive at dumps)
     del evaluation, stats, agreement, ds, cal
-    _return_freed_memory()
     files = {GRAPH_FILES["quantized"]: dumps(fixed), GRAPH_FILES["folded"]: dumps(folded),
              GRAPH_FILES["float"]: dumps(graph)}
     chip = backend.bundle_backend(prof)
@@ -240,19 +239,6 @@ def compile_loaded(graph: Graph, model_name: str, model_sha256: str, *, target: 
         files.update(bundle)
     files[REPORT_FILE] = rep.dumps(report).encode()
     return CompileOutcome(report, None, fixed, folded, graph, files)
-
-
-def _return_freed_memory() -> None:
-    """Give the heap pages freed by the evaluation back to the system. glibc keeps freed blocks
-    below its (adaptive, up to 32 MB) mmap threshold in its arenas, so the simulator's many
-    mid-sized arrays would stay resident through the bundle; ``malloc_trim`` returns them. A
-    no-op where the C library has no ``malloc_trim``."""
-    import ctypes
-
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _spec(given, ds) -> str:

@@ -14,10 +14,10 @@ line per backend; ``register`` adds one at run time (a plugin, a test).
 
 Capabilities (``None`` where a backend has none):
 
-``bundle_files(fixed_graph, *, ssa) -> (files, facts)``
+``bundle_files(fixed_graph, *, ssa, profile) -> (files, facts)``
     "write a bundle for this target": the files (path relative to OUT -> bytes) that
     ``spikec compile`` adds to OUT, and JSON-able facts stored in report.json under the backend's
-    name.
+    name. ``profile``: the compile's target profile (the chips the bundle is placed on).
 ``validate(out, *, against, data, limit, trace_file, batch) -> dict``
     "run/validate a bundle": run OUT's bundle (or read a trace it wrote) and compare it with the
     bit-exact simulator (result keys: docs/lava-backend.md).

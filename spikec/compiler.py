@@ -224,16 +224,17 @@ def compile_loaded(graph: Graph, model_name: str, model_sha256: str, *, target: 
         from spikec.estimate.input_encoding import plane_summary
 
         report["input_planes"] = plane_summary(fixed, ds.images)   # what the planes send
+    # the evaluation's simulator (its int8 weights), recordings and data are done with: free
+    # them before the graphs are serialised and the bundle is built, the large allocations
+    # that follow (V2-16-768 with --data: 9.5 GB peak when the simulator was alive at dumps)
+    del evaluation, stats, agreement, ds, cal
     files = {GRAPH_FILES["quantized"]: dumps(fixed), GRAPH_FILES["folded"]: dumps(folded),
              GRAPH_FILES["float"]: dumps(graph)}
-    # the evaluation's simulator, recordings and data are done with: free them before the
-    # bundle, the other large allocation (V2-16-768 with --data peaked 2 GB higher with both)
-    del evaluation, stats, agreement, ds, cal
     chip = backend.bundle_backend(prof)
     encoding = fixed.meta.get("input_encoding", "graded")
     if chip is not None:        # the chip's bundle (OUT/lava for Lava's arithmetic)
         try:
-            bundle, report[chip.name] = chip.bundle_files(fixed, ssa=ssa)
+            bundle, report[chip.name] = chip.bundle_files(fixed, ssa=ssa, profile=prof)
             files.update(bundle)
         except UnsupportedOpError as e:
             if encoding == "graded":

@@ -7,9 +7,10 @@ from .bundle import BUNDLE_DIR, bundle_files
 from .validate import rewrite_bundle, validate
 
 
-def _bundle_files(fixed_graph, *, ssa: str = "host"):
-    """The bundle's files with paths relative to OUT (``lava/...``), and its facts."""
-    files, facts = bundle_files(fixed_graph, ssa=ssa)
+def _bundle_files(fixed_graph, *, ssa: str = "host", profile=None):
+    """The bundle's files with paths relative to OUT (``lava/...``), and its facts; a
+    ``profile`` of several chips adds ``placement.json``."""
+    files, facts = bundle_files(fixed_graph, ssa=ssa, profile=profile)
     return {f"{BUNDLE_DIR}/{name}": data for name, data in files.items()}, facts
 
 

@@ -9,6 +9,9 @@ Layout of ``OUT/lava/`` (every file written deterministically)::
                      for users on a chip. ``spikec validate`` never runs it (it runs the runtime of
                      the installed spikec on the data files)
     netx.h5          lava-dl netx layout, for straight chains of input/conv/dense/flatten only
+    placement.json   for a target of several chips only: per chip its cores, per core the layer,
+                     neuron slice and synaptic memory, and the inter-chip connections
+                     (``partition.py``; the mapping ``spikec estimate`` reports)
     README.md        how to run it
     manifest.json    spikec version, sha256 of every file, bundle hash
 """
@@ -27,6 +30,7 @@ from spikec.ir import ops as O
 from spikec.ir.graph import Graph, verify
 from spikec.outputs import DirLock, recover, replace_dir
 from spikec.target.formats import LAVA_FIXED_PT, NumberFormats
+from spikec.target.profile import HardwareProfile, load_profile
 
 from . import ssa as S
 from .lower import PROBED_OPS, Lowering
@@ -118,14 +122,25 @@ def _json_bytes(obj) -> bytes:
     return (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
 
 
-def bundle_files(graph: Graph, *, ssa: str = "host", conv: str = "lava"
+def bundle_files(graph: Graph, *, ssa: str = "host", conv: str = "lava", profile=None
                  ) -> tuple[dict[str, bytes], dict]:
-    """Every file of the bundle (relative path -> bytes) and the facts."""
+    """Every file of the bundle (relative path -> bytes) and the facts. ``profile``: the
+    target (a ``HardwareProfile`` or a name); a system of several chips gets ``placement.json``
+    (``partition.py``)."""
     from . import netx
+    from .partition import PLACEMENT_FILE, placement, placement_bytes, wants_placement
 
     plan, arrays, facts = build_plan(graph, ssa=ssa, conv=conv)
     files = {"network.json": _json_bytes(plan), "network.npz": npz_bytes(arrays, consume=True),
              "run_lava.py": (_RUNTIME / "run_lava.py").read_bytes()}
+    if profile is not None and not isinstance(profile, HardwareProfile):
+        profile = load_profile(profile)
+    if wants_placement(profile):
+        placed = placement(graph, profile, ssa, plan)
+        files[PLACEMENT_FILE] = placement_bytes(placed)
+        facts["placement"] = {"file": f"{BUNDLE_DIR}/{PLACEMENT_FILE}", "profile": profile.name,
+                              "fits": placed["fits"], "chips": placed["chips"],
+                              "cores": placed["cores"]}
     for name in RUNTIME_FILES:
         files[f"spikec_lava/{name}"] = (_RUNTIME / name).read_bytes()
     h5, why = netx.netx_bytes(graph)
@@ -136,10 +151,10 @@ def bundle_files(graph: Graph, *, ssa: str = "host", conv: str = "lava"
     files["README.md"] = _readme(facts).encode()
     digests = {k: hashlib.sha256(v).hexdigest() for k, v in sorted(files.items())}
     bundle_hash = hashlib.sha256(_json_bytes(digests)).hexdigest()
-    from spikec.ir import dumps
+    from spikec.ir.serialize import graph_sha256
 
     files["manifest.json"] = _json_bytes({"format": BUNDLE_FORMAT,
-                                          "graph_sha256": hashlib.sha256(dumps(graph)).hexdigest(),
+                                          "graph_sha256": graph_sha256(graph),
                                           "format_version": BUNDLE_FORMAT_VERSION,
                                           "spikec_version": __version__, "ssa": ssa, "conv": conv,
                                           "bundle_hash": bundle_hash, "files": digests})
@@ -149,7 +164,7 @@ def bundle_files(graph: Graph, *, ssa: str = "host", conv: str = "lava"
 
 
 def write_bundle(fixed_graph: Graph, out_dir, *, ssa: str = "host", report: dict | None = None,
-                 conv: str = "lava") -> dict:
+                 conv: str = "lava", profile=None) -> dict:
     """Write the Lava bundle of ``fixed_graph`` to ``out_dir/lava/`` (replacing an old one).
 
     Parameters
@@ -164,6 +179,8 @@ def write_bundle(fixed_graph: Graph, out_dir, *, ssa: str = "host", report: dict
         A report being assembled; the facts are also stored under ``report['lava']``.
     conv : 'lava' | 'sparse'
         Conv synapses as Lava Conv where exact (default) or unrolled into Lava Sparse.
+    profile : HardwareProfile or str, optional
+        The compile's target; a system of several chips adds ``placement.json``.
 
     Returns
     -------
@@ -171,7 +188,7 @@ def write_bundle(fixed_graph: Graph, out_dir, *, ssa: str = "host", report: dict
         Facts for report.json: the lowering used, processes/neurons/synapses, SSA sizes of both
         lowerings, pipeline depth, probes, netx status, bundle hash.
     """
-    files, facts = bundle_files(fixed_graph, ssa=ssa, conv=conv)
+    files, facts = bundle_files(fixed_graph, ssa=ssa, conv=conv, profile=profile)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with DirLock(out):              # no compile may swap OUT meanwhile

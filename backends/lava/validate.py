@@ -415,13 +415,28 @@ def _result(against, manifest, plan, meta, res, lava_s, sim_s, data, trace=None,
 
 # ----------------------------------------------------------------------------- bundles
 def rewrite_bundle(out, *, ssa: str = "host", conv: str = "lava") -> dict:
-    """(Re)write ``OUT/lava`` from ``OUT/compiled.spkc``; returns the bundle facts."""
+    """(Re)write ``OUT/lava`` from ``OUT/compiled.spkc``; returns the bundle facts. A
+    multi-chip profile named in report.json gets its ``placement.json`` again."""
     from spikec.ir import load
 
     path = Path(out) / GRAPH_FILE
     if not path.exists():
         raise InputFileError(f"{out}: no {GRAPH_FILE} (run spikec compile first)")
-    return write_bundle(load(path), out, ssa=ssa, conv=conv)
+    return write_bundle(load(path), out, ssa=ssa, conv=conv, profile=_compiled_profile(out))
+
+
+def _compiled_profile(out):
+    """The profile OUT was compiled for (report.json's ``profile``, by name), or None where
+    there is none or it is not found (a ``.toml`` given by path: the bundle then has no
+    placement)."""
+    from spikec.errors import ProfileError
+    from spikec.target.profile import load_profile
+
+    try:
+        name = json.loads((Path(out) / "report.json").read_text()).get("profile")
+        return load_profile(name) if isinstance(name, str) and name else None
+    except (OSError, ValueError, AttributeError, ProfileError):
+        return None
 
 
 def validate(out, *, against: str, data: str | None = None, limit: int | None = None,

@@ -41,6 +41,9 @@ class LinkStats:
         Pairs per destination core (local index).
     paths : set of (int, int, int)
         Distinct (east-west, north-south, chip) hops of the connected core pairs.
+    by_chip : dict of int -> ndarray
+        Pairs per destination chip, indexed by source chip + 1 (index 0: the host / embedded
+        CPUs); what crosses chips, for the bundle's placement (``backends/lava/partition.py``).
     """
 
     pairs: float
@@ -50,6 +53,7 @@ class LinkStats:
     out_by_src: np.ndarray
     in_by_dst: np.ndarray
     paths: set
+    by_chip: dict = field(default_factory=dict)
 
 
 class _Links:
@@ -96,6 +100,10 @@ class _Links:
             st.out_by_src[0] += float(vals.sum())
         st.in_by_dst[dst_local] += float(vals.sum())
         st.paths.update(zip(ew.tolist(), ns.tolist(), ch.tolist()))
+        src_chip = pl.chip[g] + 1 if src is not None else np.zeros(1, np.int64)
+        per_chip = np.bincount(src_chip, weights=vals, minlength=pl.chips_used + 1)
+        dst_chip = int(pl.chip[d])
+        st.by_chip[dst_chip] = st.by_chip.get(dst_chip, 0.0) + per_chip
 
 
 @dataclass

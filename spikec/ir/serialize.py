@@ -14,6 +14,7 @@ one ``InputFileError`` naming the file and the field.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -77,7 +78,36 @@ def _decode(value, blobs: list[np.ndarray]):
 
 
 def dumps(graph: Graph) -> bytes:
-    """Serialize a verified graph to bytes."""
+    """Serialize a verified graph to bytes.
+
+    Built in place in one buffer (each array's bytes copied once, the checksum hashed as they
+    go), so a graph of N array bytes needs about N more while it is written, not four copies."""
+    head, offsets, arrays = _layout(graph)
+    buf = io.BytesIO()
+    buf.write(MAGIC + struct.pack("<Q", len(head)) + bytes(32) + head)
+    digest = hashlib.sha256(head)
+    for piece in _pieces(offsets, arrays):
+        buf.write(piece)
+        digest.update(piece)
+    buf.seek(len(MAGIC) + 8)
+    buf.write(digest.digest())
+    return buf.getvalue()   # hands over the buffer itself: no copy
+
+
+def graph_sha256(graph: Graph) -> str:
+    """The SHA-256 (hex) of ``dumps(graph)``, hashed without building the bytes."""
+    head, offsets, arrays = _layout(graph)
+    inner = hashlib.sha256(head)
+    for piece in _pieces(offsets, arrays):
+        inner.update(piece)
+    outer = hashlib.sha256(MAGIC + struct.pack("<Q", len(head)) + inner.digest() + head)
+    for piece in _pieces(offsets, arrays):
+        outer.update(piece)
+    return outer.hexdigest()
+
+
+def _layout(graph: Graph) -> tuple[bytes, list[int], list[np.ndarray]]:
+    """The header (JSON bytes), and the offset in the array region of each array."""
     verify(graph)
     arrays: list[np.ndarray] = []
     ops = []
@@ -94,11 +124,18 @@ def dumps(graph: Graph) -> bytes:
         pos += arr.nbytes
     header["blobs"] = [{"offset": o, "nbytes": a.nbytes} for o, a in zip(offsets, arrays)]
     head = json.dumps(header, sort_keys=True, separators=(",", ":"), allow_nan=True).encode()
-    body = bytearray()
+    return head, offsets, arrays
+
+
+def _pieces(offsets: list[int], arrays: list[np.ndarray]):
+    """The array region in order: alignment zeros and each array's bytes (a view; ``_encode``
+    made every array C-contiguous and little-endian)."""
+    end = 0
     for off, arr in zip(offsets, arrays):
-        body.extend(b"\x00" * (off - len(body)))
-        body.extend(arr.tobytes(order="C"))
-    return pack(head, bytes(body))
+        if off > end:
+            yield bytes(off - end)
+        yield memoryview(arr.reshape(-1).view(np.uint8))
+        end = off + arr.nbytes
 
 
 def pack(head: bytes, body: bytes) -> bytes:

@@ -4,7 +4,7 @@ The Spike-driven Transformer's head reads ``head_lif(mean_N(x))``, where ``x`` i
 currents (``stem conv + rpe conv + sum over blocks of attn proj + mlp fc2``, every term a synapse
 of spikes). A chip has no "mean of currents" before a neuron; it has synapses. The mean of a sum of
 synapse outputs is a sum of means, and the mean of a synapse is itself a synapse (a linear map of
-its spikes), so the neuron can be fed by one dense synapse per term, which the quantizer maps as a
+its spikes), so the neuron can be fed by one synapse op per term, which the quantizer maps as a
 membrane shortcut (``spikec/quantize/membrane.py``).
 """
 from __future__ import annotations
@@ -21,37 +21,44 @@ _SYNAPSES = (O.Conv2d, O.Linear)
 
 
 def fold_mean_of_currents(graph: Graph) -> Graph:
-    """Feed a LIF that reads the mean of a sum of synapse outputs by dense synapses instead.
+    """Feed a LIF that reads the mean of a sum of synapse outputs by one synapse per term.
 
-    Rule (``x_k`` the spikes each synapse reads, ``c`` the one axis the mean keeps)::
+    Rules (``x_k`` the spikes or counts each synapse reads, ``c`` the one axis the mean keeps,
+    ``N`` the number of positions it averages)::
 
         lif(mean(reshape?(sum_k syn_k(x_k)), axes))
-            -> lif(sum_k linear(reshape(x_k, [|x_k|]), M_k, b_k, axis 0))
+            -> lif(sum_k term_k)
+        term_k = linear(reshape(reduce_sum(x_k, all but c), [C_in]), W_k / N, b_k)
+                                             syn_k pointwise: a linear along c, a 1x1 conv
+        term_k = linear(reshape(x_k, [|x_k|]), M_k, b_k)                    any other conv
 
-    with ``M_k`` the exact composed map ``mean o syn_k`` (``b_k`` passes through the mean
-    unchanged). For a linear along ``c``, ``M[o, ..., i, ...] = W[o, i] / N`` at every averaged
-    position. For a conv (channels ``c = 0``, ``N = H_out W_out``), its adjoint applied to ones::
+    Both are the exact composed map ``mean o syn_k`` (``b_k`` passes through the mean). A
+    pointwise synapse applies one matrix at every position, so its mean is that matrix applied
+    to the token count ``sum_n x_k[n]`` (an integer: ``C_in x N`` unit synapses into count
+    neurons plus ``C_out x C_in`` weights on a chip, instead of ``C_out x C_in x N``). A conv
+    with a larger kernel (the stem's 3x3 convs) sees fewer taps at the borders; its dense map is
+    the conv's adjoint applied to ones::
 
         M[o, ci, y, x] = (1/N) sum_{u,v} W[o, ci, u, v] [y = s_h i + d_h u - p_h for some i < H_out]
                                                       [x = s_w j + d_w v - p_w for some j < W_out]
 
     so padding (border taps fall off), stride, dilation and groups (zero blocks) are respected.
-    Synapses reading the same spikes share one dense synapse (their maps summed); a synapse the
-    sum reaches by two paths counts twice. The optional reshape may only merge or split the
+    Synapses of one kind reading the same values share one linear (their maps summed); a synapse
+    the sum reaches by two paths counts twice. The optional reshape may only merge or split the
     averaged axes (``flatten(2)`` then ``mean(-1)``). The ops before the mean stay for their other
     readers (``eliminate_dead_ops`` drops the rest); the last new op takes the mean's name.
 
     Matches only when every reader of the mean is a LIF and every term is a conv2d/linear of
-    spikes or counts; anything else is left for the quantizer to refuse. The dense weights need
-    ``C_out x |x_k|`` float64 entries per term: ``spikec.memory.require_memory`` refuses them,
-    naming the layer, past the memory budget.
+    spikes or counts along the kept axis; anything else is left for the quantizer to refuse. A
+    dense map needs ``C_out x |x_k|`` float64 entries: ``spikec.memory.require_memory`` refuses
+    it past the memory budget, naming the mean, the synapse and the bytes.
     """
     return rewrite(graph, MEAN_RULES)
 
 
 @rule(O.Mean)
 def mean_of_currents_into_synapses(mean: O.Mean, v: View) -> Rewrite | None:
-    """# lif(mean(reshape?(sum_k syn_k(x_k)))) -> lif(sum_k linear(reshape(x_k), mean o syn_k))"""
+    """# lif(mean(reshape?(sum_k syn_k(x_k)))) -> lif(sum_k linear(count or flat x_k, mean o syn_k))"""
     readers = v.consumers(mean.name)
     if not readers or not all(isinstance(r, O.LIF) for r in readers):
         return None

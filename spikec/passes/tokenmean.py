@@ -58,7 +58,7 @@ def fold_mean_of_currents(graph: Graph) -> Graph:
 
 @rule(O.Mean)
 def mean_of_currents_into_synapses(mean: O.Mean, v: View) -> Rewrite | None:
-    """# lif(mean(reshape?(sum_k syn_k(x_k)))) -> lif(sum_k linear(count or flat x_k, mean o syn_k))"""
+    """# lif(mean(reshape?(sum_k syn_k(x_k)))) -> lif(sum_k linear(count|flat(x_k), mean o syn_k))"""
     readers = v.consumers(mean.name)
     if not readers or not all(isinstance(r, O.LIF) for r in readers):
         return None
@@ -175,7 +175,10 @@ def _full_kernel(conv: O.Conv2d) -> np.ndarray:
 
 def _count_map(syn: O.Op, y_shape: tuple[int, ...]) -> np.ndarray:
     """``W / N [C_out, C_in]`` of a pointwise synapse (``N``: positions averaged)."""
-    w = syn.weight.astype(np.float64) if isinstance(syn, O.Linear) else _full_kernel(syn)[:, :, 0, 0]
+    if isinstance(syn, O.Linear):
+        w = syn.weight.astype(np.float64)
+    else:
+        w = _full_kernel(syn)[:, :, 0, 0]
     return w / (int(np.prod(y_shape)) // w.shape[0])
 
 

@@ -58,7 +58,7 @@ def fold_mean_of_currents(graph: Graph) -> Graph:
 
 @rule(O.Mean)
 def mean_of_currents_into_synapses(mean: O.Mean, v: View) -> Rewrite | None:
-    """# lif(mean(reshape?(sum_k syn_k(x_k)))) -> lif(sum_k linear(count|flat(x_k), mean o syn_k))"""
+    """# lif(mean(reshape?(sum_k syn_k(x_k)))) -> lif(sum_k linear(count|flat(x_k), mean o syn))"""
     readers = v.consumers(mean.name)
     if not readers or not all(isinstance(r, O.LIF) for r in readers):
         return None

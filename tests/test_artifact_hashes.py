@@ -61,7 +61,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "82b28ee413f6e136f5c2fa623132cf8f3b1ba7d47149b6c2ea0b64d08a1d6164",
+            "b966f877c430d274a494a72f6ab1ee9a3aa243f10e10609ee9a60ca14903ce28",
     },
     "spikformer_v1_fmnist-host": {
         ".spikec-output.json":
@@ -93,7 +93,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "e1f3483c9e1dfd384a4889aa71e0c6a0061369e47250b0e4a02c2a998919b0b2",
+            "7580a467a7275e31624bfda389de237e4985e8189695c550a8ec3cf0106c1a29",
     },
     "spikformer_v1_fmnist-onnx": {
         ".spikec-output.json":
@@ -133,7 +133,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "3a76a6ee200759fe5ad2489695e7f4385c561f8fa849aea6ee3e73a7640c3896",
+            "7426df32d38f1b28436e8ce73f4702cabdd4625ac1f14ce622f3541f4efeb11b",
     },
     "spikformer_v2_fmnist-host": {
         ".spikec-output.json":
@@ -165,7 +165,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "9e8eafdb4c3fadf7e78c43bc086ff75b371e69209c7fb6c1228e88404e0fe4e0",
+            "759f579fdfbb71237f5417ae7bc6aea41d62be3f129c1b119c8b4977c2e123be",
     },
     "spikformer_v2_fmnist-nir-decompose": {
         ".spikec-output.json":
@@ -221,7 +221,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "38970a8ea64c289356c57c466aad53b4d45c3911a7e5fa4110ce94e082d7f93e",
+            "2bf11f8d41a54e877f2f8b002e002ffbf1a49a5599f4b7459c44f399955cbb84",
     },
     "spikformer_v2_fmnist_iand-host": {
         ".spikec-output.json":
@@ -253,7 +253,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "d1d95e084ea47f6b915895ee3f2764bdf68519b7d54f26ea8c382619c004e114",
+            "5882779ac2b67a7ab4beef4f8b4c2860cafcc33d2cf418ccd3742a1429e2f92b",
     },
     "spikformer_v2_fmnist_iand-nir-decompose": {
         ".spikec-output.json":
@@ -309,7 +309,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "82510dd0464613296646207fa6927b4dba7d50141f57cf308cde35353f49e6c7",
+            "d3b5952617598887c5a57930dcb9f6df44fc21d6536da8b22d7e1983cb258060",
     },
     "spikformer_v2_mnist5k-host": {
         ".spikec-output.json":
@@ -341,7 +341,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "0df03be0918d45068adc9f3fd4307ae26721a6eb064681e58b5eace6d6fa2f0b",
+            "cc6d3d904b2d74b7f57e313f85386f34e0a408d178b7f9059b669564382502db",
     },
     "spikformer_v2_mnist5k-nir-decompose": {
         ".spikec-output.json":

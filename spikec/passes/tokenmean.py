@@ -86,31 +86,36 @@ def mean_of_currents_into_synapses(mean: O.Mean, v: View) -> Rewrite | None:
             groups[key][2] += b
         else:
             groups[key] = [syn, m, b]
+    new = _term_ops(mean.name, groups, channel, v)
+    return Rewrite(replace=(new[-1],), insert=tuple(new[:-1]))
+
+
+def _term_ops(name: str, groups: dict, channel: int, v: View) -> list[O.Op]:
+    """The ops feeding the neuron: per group a linear on the token count (pointwise terms) or on
+    the flattened input (dense maps), then their sum; the last op is named ``name``."""
     new, values = [], []
     for (x, counted), (syn, m, b) in groups.items():
         x_shape = v.spec(x).shape
-        ch = channel if counted else None
-        flat = x
-        if counted and len(x_shape) > 1:
-            total = _fresh(v, f"{mean.name}.{syn.name}.count")
-            others = tuple(a for a in range(len(x_shape)) if a != ch)
-            new.append(O.ReduceSum(total, (x,), axes=others))
-            flat = _fresh(v, f"{mean.name}.{syn.name}.counts")
-            new.append(O.Reshape(flat, (total,), shape=(x_shape[ch],)))
-        elif not counted and len(x_shape) > 1:
-            flat = _fresh(v, f"{mean.name}.{syn.name}.flat")
+        if counted:
+            total = _fresh(v, f"{name}.{syn.name}.count")
+            others = tuple(a for a in range(len(x_shape)) if a != channel)
+            flat = _fresh(v, f"{name}.{syn.name}.counts")
+            new += [O.ReduceSum(total, (x,), axes=others),
+                    O.Reshape(flat, (total,), shape=(x_shape[channel],))]
+        else:
+            flat = _fresh(v, f"{name}.{syn.name}.flat")
             new.append(O.Reshape(flat, (x,), shape=(int(np.prod(x_shape)),)))
+        out = name if len(groups) == 1 else _fresh(v, f"{name}.{syn.name}")
         dtype = syn.weight.dtype
-        name = mean.name if len(groups) == 1 else _fresh(v, f"{mean.name}.{syn.name}")
-        new.append(O.Linear(name, (flat,), weight=m.reshape(len(m), -1).astype(dtype),
+        new.append(O.Linear(out, (flat,), weight=m.reshape(len(m), -1).astype(dtype),
                             bias=b.astype(dtype), axis=0))
-        values.append(name)
+        values.append(out)
     acc = values[0]
     for k, val in enumerate(values[1:], start=1):
-        name = mean.name if k == len(values) - 1 else _fresh(v, f"{mean.name}.add{k}")
-        new.append(O.Add(name, (acc, val)))
-        acc = name
-    return Rewrite(replace=(new[-1],), insert=tuple(new[:-1]))
+        out = name if k == len(values) - 1 else _fresh(v, f"{name}.add{k}")
+        new.append(O.Add(out, (acc, val)))
+        acc = out
+    return new
 
 
 MEAN_RULES = (mean_of_currents_into_synapses,)

@@ -13,8 +13,8 @@ format 2 with its SHA-256, the output marker ``.spikec-output.json``, the Lava r
 
 run in the repository root (the graph's meta records the checkpoint path as given) and
 ``sha256sum`` of every file written (no ``--data``/``--calib``: the result does not depend on
-float summation order). V1's NIR export is refused (a transpose outside attention), so it has no
-NIR rows. A change that alters an artifact on purpose (a new header field, a checksum) re-pins
+float summation order). V1's and the Spike-driven Transformer's NIR exports are refused (a
+transpose outside attention), so they have no NIR rows. A change that alters an artifact on purpose (a new header field, a checksum) re-pins
 them: run ``scripts/repin_artifact_hashes.py`` and review the diff.
 """
 from __future__ import annotations
@@ -31,6 +31,78 @@ from spikec.cli import main  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 PINNED: dict[str, dict[str, str]] = {
+    "sdt_fmnist-decompose": {
+        ".spikec-output.json":
+            "115c0b1e004d1cf82a27dfa77450b834a008c55cdb985ee812ee9ecca4b9bfcc",
+        "compiled.spkc":
+            "007402de5bff2b35e28feb1f5acfd209f63ab4eb831ade92db81563c0cda39ee",
+        "float.spkc":
+            "c035367890e0c5e3cc3b1ef4141331d9fc160c82475c2b7b9b3f0de4dd10f183",
+        "folded.spkc":
+            "238e96ab24cc610bf72d21095ec1fad2149d24a1b830841c22938bd7242ae4f3",
+        "lava/README.md":
+            "20dbecb71d225c735a12806b7599660a9153c8dd36b0611ac764f80e1c2eb261",
+        "lava/manifest.json":
+            "a8d9ee5d08d4536c185327c68feb58d028a20d4a0c1318a1b7c03b4824300308",
+        "lava/network.json":
+            "776d68779e7b69e888f245aa5c98ca85e8a83e38969b74554cc02a5c29ebb862",
+        "lava/network.npz":
+            "48ee9163dd8ca1a21110717488808a501f93fb9478c2a31967f54ab6be9fc263",
+        "lava/run_lava.py":
+            "33de87441e3f0e5b010555db2356d155958e7e58849d98ce2d51f441be35dceb",
+        "lava/spikec_lava/__init__.py":
+            "2cd593323bb7e4161ffde684e6189acc5775ff4bc1e4eec3b99c70aba82f3a66",
+        "lava/spikec_lava/network.py":
+            "4e7e2f49333f9b8e1fe73a89ced8f8d918e8a1cbdb11bbfad870e4c1d9487e04",
+        "lava/spikec_lava/npzio.py":
+            "0cf8b3b24e940d1ebca28d8a5433e452759d64f52c11ec34a9097306f25abd83",
+        "lava/spikec_lava/procs.py":
+            "aad8eb2079276e1879d246d75b54c41cd44df67df5db761caa126c134e0f58b1",
+        "lava/spikec_lava/runner.py":
+            "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
+        "report.json":
+            "0c0f2d90368dc7b484e0b3176c99242a2550d24e43d936a5123979e255a380fe",
+    },
+    "sdt_fmnist-host": {
+        ".spikec-output.json":
+            "115c0b1e004d1cf82a27dfa77450b834a008c55cdb985ee812ee9ecca4b9bfcc",
+        "compiled.spkc":
+            "007402de5bff2b35e28feb1f5acfd209f63ab4eb831ade92db81563c0cda39ee",
+        "float.spkc":
+            "c035367890e0c5e3cc3b1ef4141331d9fc160c82475c2b7b9b3f0de4dd10f183",
+        "folded.spkc":
+            "238e96ab24cc610bf72d21095ec1fad2149d24a1b830841c22938bd7242ae4f3",
+        "lava/README.md":
+            "8940d78fd977db8bf47f0387b9516744c641ce607b498bcea134962d99bbc3ab",
+        "lava/manifest.json":
+            "5f8d7948dbed8efc474466762daeeb5bf70d3742da2d2cddd7b904eeba76170d",
+        "lava/network.json":
+            "28498e73982e52bd8f4b33d7ade472642a700e58b66f98cf561dc9efa60dfde9",
+        "lava/network.npz":
+            "48ee9163dd8ca1a21110717488808a501f93fb9478c2a31967f54ab6be9fc263",
+        "lava/run_lava.py":
+            "33de87441e3f0e5b010555db2356d155958e7e58849d98ce2d51f441be35dceb",
+        "lava/spikec_lava/__init__.py":
+            "2cd593323bb7e4161ffde684e6189acc5775ff4bc1e4eec3b99c70aba82f3a66",
+        "lava/spikec_lava/network.py":
+            "4e7e2f49333f9b8e1fe73a89ced8f8d918e8a1cbdb11bbfad870e4c1d9487e04",
+        "lava/spikec_lava/npzio.py":
+            "0cf8b3b24e940d1ebca28d8a5433e452759d64f52c11ec34a9097306f25abd83",
+        "lava/spikec_lava/procs.py":
+            "aad8eb2079276e1879d246d75b54c41cd44df67df5db761caa126c134e0f58b1",
+        "lava/spikec_lava/runner.py":
+            "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
+        "report.json":
+            "9d7ccadcbacc4ac10d5343f80a491ff405c0233d65b8c2e2a1331957f8c7a53d",
+    },
+    "sdt_fmnist-onnx": {
+        ".spikec-output.json":
+            "1402ad043b9f7c0e0388b3ac1a0dad864c8ecb92ee0a710f566265adfe6a8cd7",
+        "export.json":
+            "03eed9447cb76a9ead4618ffbb16797eb7441be8caf722c3aa2fcabdebd0ebaf",
+        "model.onnx":
+            "ad5f681f8e9c25b51e23fb114cb05634f8922db7f55470a4b734b99cdd694a7a",
+    },
     "spikformer_v1_fmnist-decompose": {
         ".spikec-output.json":
             "115c0b1e004d1cf82a27dfa77450b834a008c55cdb985ee812ee9ecca4b9bfcc",

@@ -46,3 +46,24 @@ def test_checkpoint_is_the_trained_model_of_its_card(name):
     torch.set_num_threads(1)
     acc = evaluate(model, torch.from_numpy(test.images), torch.from_numpy(test.labels), pre, T=4)
     assert abs(acc - ckpt["accuracies"]["T4"]) < 0.04, (name, acc)
+
+
+SDT_SAMPLES = 200   # the card's compile section has the full split; this keeps the test cheap
+
+
+def test_sdt_example_compiles_close_to_its_float_model():
+    """The Spike-driven Transformer example on loihi2: its head neuron sums six synapse ops (the
+    token-mean fold), and on the first 200 test images the folded stage predicts like the float
+    stage and the bit-exact stage stays within 1.5 pp (3 images) of it."""
+    import spikec
+
+    compiled = spikec.compile(CHECKPOINTS / "sdt_fmnist.pt", target="loihi2",
+                              data="fashion-mnist:test", calib="fashion-mnist:train",
+                              limit=SDT_SAMPLES)
+    report = compiled.report()
+    head = report["notes"]["layers"]["head_lif"]
+    assert head["op"] == "membrane_sum" and len(head["terms"]) == 6
+    acc = report["accuracy"]
+    assert acc["samples"] == SDT_SAMPLES and acc["float"] >= 0.85
+    assert abs(acc["folded"] - acc["float"]) <= 1 / SDT_SAMPLES
+    assert abs(acc["quantized"] - acc["folded"]) <= 0.015, acc

@@ -13,8 +13,8 @@ import numpy as np
 
 from spikec.ir.graph import Graph, verify
 from spikec.passes import (canonicalize_lif, compose_convs, eliminate_dead_ops, fold_avgpool,
-                           fold_batchnorm, fold_input_normalization, fold_readout, fold_scale,
-                           pool_after_neuron, simplify_layout)
+                           fold_batchnorm, fold_input_normalization, fold_mean_of_currents,
+                           fold_readout, fold_scale, pool_after_neuron, simplify_layout)
 from spikec.quantize import CompileOptions, quantize, resolve_profile
 from spikec.target.profile import HardwareProfile
 
@@ -27,6 +27,7 @@ FLOAT_PASSES: list[Callable[[Graph], Graph]] = [
     pool_after_neuron,          # T = 1: lif(maxpool(currents)) -> maxpool(lif(currents)), exact
     fold_avgpool,               # average pooling into the synapse after it
     fold_input_normalization,   # pixel scale / std (and mean where exact) into the first synapses
+    fold_mean_of_currents,      # a LIF reading a token mean of currents: dense synapses (SDT head)
     fold_scale,                 # power-of-two constants (SSA's 0.125) into the next LIF's threshold
     canonicalize_lif,           # spikingjelly's decay_input LIF -> the CUBA form (1/tau in vth)
     fold_readout,               # head in front of the token/time means: an accumulating read-out

@@ -13,8 +13,8 @@ format 2 with its SHA-256, the output marker ``.spikec-output.json``, the Lava r
 
 run in the repository root (the graph's meta records the checkpoint path as given) and
 ``sha256sum`` of every file written (no ``--data``/``--calib``: the result does not depend on
-float summation order). V1's NIR export is refused (a transpose outside attention), so it has no
-NIR rows. A change that alters an artifact on purpose (a new header field, a checksum) re-pins
+float summation order). V1's and the Spike-driven Transformer's NIR exports are refused (a
+transpose outside attention), so they have no NIR rows. A change that alters an artifact on purpose (a new header field, a checksum) re-pins
 them: run ``scripts/repin_artifact_hashes.py`` and review the diff.
 """
 from __future__ import annotations
@@ -31,6 +31,78 @@ from spikec.cli import main  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 PINNED: dict[str, dict[str, str]] = {
+    "sdt_fmnist-decompose": {
+        ".spikec-output.json":
+            "115c0b1e004d1cf82a27dfa77450b834a008c55cdb985ee812ee9ecca4b9bfcc",
+        "compiled.spkc":
+            "007402de5bff2b35e28feb1f5acfd209f63ab4eb831ade92db81563c0cda39ee",
+        "float.spkc":
+            "c035367890e0c5e3cc3b1ef4141331d9fc160c82475c2b7b9b3f0de4dd10f183",
+        "folded.spkc":
+            "238e96ab24cc610bf72d21095ec1fad2149d24a1b830841c22938bd7242ae4f3",
+        "lava/README.md":
+            "20dbecb71d225c735a12806b7599660a9153c8dd36b0611ac764f80e1c2eb261",
+        "lava/manifest.json":
+            "a8d9ee5d08d4536c185327c68feb58d028a20d4a0c1318a1b7c03b4824300308",
+        "lava/network.json":
+            "776d68779e7b69e888f245aa5c98ca85e8a83e38969b74554cc02a5c29ebb862",
+        "lava/network.npz":
+            "48ee9163dd8ca1a21110717488808a501f93fb9478c2a31967f54ab6be9fc263",
+        "lava/run_lava.py":
+            "33de87441e3f0e5b010555db2356d155958e7e58849d98ce2d51f441be35dceb",
+        "lava/spikec_lava/__init__.py":
+            "2cd593323bb7e4161ffde684e6189acc5775ff4bc1e4eec3b99c70aba82f3a66",
+        "lava/spikec_lava/network.py":
+            "4e7e2f49333f9b8e1fe73a89ced8f8d918e8a1cbdb11bbfad870e4c1d9487e04",
+        "lava/spikec_lava/npzio.py":
+            "0cf8b3b24e940d1ebca28d8a5433e452759d64f52c11ec34a9097306f25abd83",
+        "lava/spikec_lava/procs.py":
+            "aad8eb2079276e1879d246d75b54c41cd44df67df5db761caa126c134e0f58b1",
+        "lava/spikec_lava/runner.py":
+            "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
+        "report.json":
+            "7ed888d97b7660e3f2cf447702ceec4ab6b4164df8961109db4491eb4cf8c0df",
+    },
+    "sdt_fmnist-host": {
+        ".spikec-output.json":
+            "115c0b1e004d1cf82a27dfa77450b834a008c55cdb985ee812ee9ecca4b9bfcc",
+        "compiled.spkc":
+            "007402de5bff2b35e28feb1f5acfd209f63ab4eb831ade92db81563c0cda39ee",
+        "float.spkc":
+            "c035367890e0c5e3cc3b1ef4141331d9fc160c82475c2b7b9b3f0de4dd10f183",
+        "folded.spkc":
+            "238e96ab24cc610bf72d21095ec1fad2149d24a1b830841c22938bd7242ae4f3",
+        "lava/README.md":
+            "8940d78fd977db8bf47f0387b9516744c641ce607b498bcea134962d99bbc3ab",
+        "lava/manifest.json":
+            "5f8d7948dbed8efc474466762daeeb5bf70d3742da2d2cddd7b904eeba76170d",
+        "lava/network.json":
+            "28498e73982e52bd8f4b33d7ade472642a700e58b66f98cf561dc9efa60dfde9",
+        "lava/network.npz":
+            "48ee9163dd8ca1a21110717488808a501f93fb9478c2a31967f54ab6be9fc263",
+        "lava/run_lava.py":
+            "33de87441e3f0e5b010555db2356d155958e7e58849d98ce2d51f441be35dceb",
+        "lava/spikec_lava/__init__.py":
+            "2cd593323bb7e4161ffde684e6189acc5775ff4bc1e4eec3b99c70aba82f3a66",
+        "lava/spikec_lava/network.py":
+            "4e7e2f49333f9b8e1fe73a89ced8f8d918e8a1cbdb11bbfad870e4c1d9487e04",
+        "lava/spikec_lava/npzio.py":
+            "0cf8b3b24e940d1ebca28d8a5433e452759d64f52c11ec34a9097306f25abd83",
+        "lava/spikec_lava/procs.py":
+            "aad8eb2079276e1879d246d75b54c41cd44df67df5db761caa126c134e0f58b1",
+        "lava/spikec_lava/runner.py":
+            "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
+        "report.json":
+            "d1ccf1dd267e6a0cc208d9d61d8f4c916f32c2a3fc587bb4b5c92916c0cd7d2d",
+    },
+    "sdt_fmnist-onnx": {
+        ".spikec-output.json":
+            "1402ad043b9f7c0e0388b3ac1a0dad864c8ecb92ee0a710f566265adfe6a8cd7",
+        "export.json":
+            "03eed9447cb76a9ead4618ffbb16797eb7441be8caf722c3aa2fcabdebd0ebaf",
+        "model.onnx":
+            "ad5f681f8e9c25b51e23fb114cb05634f8922db7f55470a4b734b99cdd694a7a",
+    },
     "spikformer_v1_fmnist-decompose": {
         ".spikec-output.json":
             "115c0b1e004d1cf82a27dfa77450b834a008c55cdb985ee812ee9ecca4b9bfcc",
@@ -61,7 +133,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "448ac4a083dee39f9db8c928a299540b2c73e29582daf86b3c1dd64f7e39076e",
+            "a107e354df3dc8657ec3e0bf8f47229a13cdc045d5563a7a9f54777a99d27355",
     },
     "spikformer_v1_fmnist-host": {
         ".spikec-output.json":
@@ -93,7 +165,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "f6e036776a39900caf1ac172fddd45ee5d0212c7453b35bbcd6a4c6eb115a4af",
+            "5e0437bd4592c5e31a0213418f5369d4e3cd5f3975c2e90242c676857b2f5e7f",
     },
     "spikformer_v1_fmnist-onnx": {
         ".spikec-output.json":
@@ -133,7 +205,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "b7cf09e46a418213955ccaa654a00f2ff2f34fbcc5ee9a005fa10e46afd81725",
+            "8db14d6d0421c08d72ac26241fcf59662876299a335b07f862e908bcd433ccec",
     },
     "spikformer_v2_fmnist-host": {
         ".spikec-output.json":
@@ -165,7 +237,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "41e851ac22f6d396972b88abf87f7a0b7843b179771448c58065631411319875",
+            "284b15f8e627a7b98121b936f5e7dc52e12e7a4c9653a3fa8041139aa23fb752",
     },
     "spikformer_v2_fmnist-nir-decompose": {
         ".spikec-output.json":
@@ -221,7 +293,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "957801613c22a28679650dc8b4bc954f1dbea2e13511feb4050c81dde9aa202b",
+            "2d39dbe2907c3961d6490a737dac0c8a42d60751a26a4cf6e048741cfcf91d3e",
     },
     "spikformer_v2_fmnist_iand-host": {
         ".spikec-output.json":
@@ -253,7 +325,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "e6312d881c51357088fcc001250ddf33a6c2df5f8e30b16d2b69539c40984d6d",
+            "b45180124ecd1dedaa678f58be04c5648d48502c6a2947487c3270d7c4b1a1ce",
     },
     "spikformer_v2_fmnist_iand-nir-decompose": {
         ".spikec-output.json":
@@ -309,7 +381,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "ba6a7bf4b5a071ebd9216e65685961ee70c213ca39cb8220a81fc297863893e1",
+            "fd8e0f4076bd1a30f9db58de7a6d82ef9f718c165e539b9e56e9cb1a463bae88",
     },
     "spikformer_v2_mnist5k-host": {
         ".spikec-output.json":
@@ -341,7 +413,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "161e7721fc4c6331811bbafc5f6fb7ba1b86995a23e7757a0a4428bca5345fcc",
+            "79e5f78b59fdb369bf072401736d5cb2fdb6084408d7fd562ac92be7cd270646",
     },
     "spikformer_v2_mnist5k-nir-decompose": {
         ".spikec-output.json":

@@ -8,6 +8,8 @@ from spikec.passes.affine import fold_avgpool, fold_batchnorm, fold_input_normal
 from spikec.passes.neurons import canonicalize_lif, fold_scale
 from spikec.passes.readout import fold_readout
 from spikec.passes.structure import eliminate_dead_ops, simplify_layout
+from spikec.passes.tokenmean import fold_mean_of_currents
 
 __all__ = ["eliminate_dead_ops", "simplify_layout", "fold_batchnorm", "fold_input_normalization",
-           "fold_avgpool", "compose_convs", "pool_after_neuron", "fold_scale", "canonicalize_lif", "fold_readout"]
+           "fold_avgpool", "compose_convs", "pool_after_neuron", "fold_scale", "canonicalize_lif",
+           "fold_readout", "fold_mean_of_currents"]

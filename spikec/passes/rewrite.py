@@ -72,11 +72,14 @@ class Rewrite:
         of another op it replaces: the two swap roles).
     remove : names of ops to drop.
     rename : value ``old -> new``: every remaining reader of ``old`` reads ``new``.
+    insert : new ops (names not yet in the graph), put in this order right before the first op of
+        ``replace``; they may read only values produced before that op.
     """
 
     replace: tuple[O.Op, ...] = ()
     remove: tuple[str, ...] = ()
     rename: tuple[tuple[str, str], ...] = ()
+    insert: tuple[O.Op, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,10 @@ class View:
         """The one op reading ``name``, or None when zero or several ops read it."""
         users = self.consumers(name)
         return users[0] if len(users) == 1 else None
+
+    def is_value(self, name: str) -> bool:
+        """Whether some op of the list produces ``name`` (to pick fresh names for new ops)."""
+        return name in self._prod
 
     def spec(self, name: str) -> ValueSpec:
         if self._specs is None:
@@ -176,7 +183,7 @@ def apply_rules(ops: list[O.Op], rules: Iterable[Rule], *,
 
 
 def _names(rw: Rewrite) -> set[str]:
-    out = {o.name for o in rw.replace} | set(rw.remove)
+    out = {o.name for o in (*rw.replace, *rw.insert)} | set(rw.remove)
     for old, new in rw.rename:
         out |= {old, new}
     return out
@@ -186,14 +193,15 @@ def _apply(ops: list[O.Op], edits: list[Rewrite]) -> list[O.Op]:
     replace_by = {o.name: o for rw in edits for o in rw.replace}
     remove = {n for rw in edits for n in rw.remove}
     rename = {old: new for rw in edits for old, new in rw.rename}
+    insert_at = {rw.replace[0].name: rw.insert for rw in edits if rw.insert}
     out = []
     for op in ops:
         if op.name in remove and op.name not in replace_by:
             continue
-        op = replace_by.get(op.name, op)
-        if rename and any(i in rename for i in op.inputs):
-            op = replace(op, inputs=tuple(_final(rename, i) for i in op.inputs))
-        out.append(op)
+        for new in (*insert_at.get(op.name, ()), replace_by.get(op.name, op)):
+            if rename and any(i in rename for i in new.inputs):
+                new = replace(new, inputs=tuple(_final(rename, i) for i in new.inputs))
+            out.append(new)
     return out
 
 

@@ -45,7 +45,9 @@ def fold_mean_of_currents(graph: Graph) -> Graph:
     so padding (border taps fall off), stride, dilation and groups (zero blocks) are respected.
     Synapses of one kind reading the same values share one linear (their maps summed); a synapse
     the sum reaches by two paths counts twice. The optional reshape may only merge or split the
-    averaged axes (``flatten(2)`` then ``mean(-1)``). The ops before the mean stay for their other
+    averaged axes (``flatten(2)`` then ``mean(-1)``); inside the sum, reshapes that carry the kept
+    axis unchanged are looked through (Meta-SpikeFormer's MLP reshapes its 1x1 conv's
+    ``[C, N]`` output to ``[C, H, W]``: the mean over the other axes does not see it). The ops before the mean stay for their other
     readers (``eliminate_dead_ops`` drops the rest); the last new op takes the mean's name.
 
     Matches only when every reader of the mean is a LIF and every term is a conv2d/linear of
@@ -65,13 +67,13 @@ def mean_of_currents_into_synapses(mean: O.Mean, v: View) -> Rewrite | None:
     src, axes = _averaged(mean, v)
     shape = v.spec(src).shape
     kept = [a for a in range(len(shape)) if a not in axes]
-    terms = _summed_synapses(src, v)
-    if len(kept) != 1 or terms is None:
+    if len(kept) != 1:
         return None
-    channel = kept[0]
+    terms = _summed_synapses(src, kept[0], v)
+    if terms is None:
+        return None
     for syn, _ in terms.values():
-        syn_axis = 0 if isinstance(syn, O.Conv2d) else norm_axis(syn.axis, len(shape))
-        if syn_axis != channel or not v.spec(syn.inputs[0]).kind.is_integer:
+        if not v.spec(syn.inputs[0]).kind.is_integer:
             return None
     groups: dict[tuple[str, bool], list] = {}   # (spikes read, counted) -> [synapse, M, b]
     for syn, times in terms.values():
@@ -86,17 +88,18 @@ def mean_of_currents_into_synapses(mean: O.Mean, v: View) -> Rewrite | None:
             groups[key][2] += b
         else:
             groups[key] = [syn, m, b]
-    new = _term_ops(mean.name, groups, channel, v)
+    new = _term_ops(mean.name, groups, v)
     return Rewrite(replace=(new[-1],), insert=tuple(new[:-1]))
 
 
-def _term_ops(name: str, groups: dict, channel: int, v: View) -> list[O.Op]:
+def _term_ops(name: str, groups: dict, v: View) -> list[O.Op]:
     """The ops feeding the neuron: per group a linear on the token count (pointwise terms) or on
     the flattened input (dense maps), then their sum; the last op is named ``name``."""
     new, values = [], []
     for (x, counted), (syn, m, b) in groups.items():
         x_shape = v.spec(x).shape
         if counted:
+            channel = _synapse_axis(syn, len(x_shape))
             total = _fresh(v, f"{name}.{syn.name}.count")
             others = tuple(a for a in range(len(x_shape)) if a != channel)
             flat = _fresh(v, f"{name}.{syn.name}.counts")
@@ -140,22 +143,45 @@ def _averaged(mean: O.Mean, v: View) -> tuple[str, set[int]]:
     return x, axes
 
 
-def _summed_synapses(value: str, v: View) -> dict[str, tuple[O.Op, int]] | None:
-    """The conv2d/linear ops whose outputs ``value`` sums through ``add`` ops, each with how many
-    paths reach it (in the order met), or None when something else contributes."""
+def _summed_synapses(value: str, channel: int, v: View) -> dict[str, tuple[O.Op, int]] | None:
+    """The conv2d/linear ops whose outputs ``value`` sums through ``add`` ops and reshapes that
+    keep the ``channel`` axis (the axis the mean keeps, in ``value``'s frame) as it is, each with
+    how many paths reach it (in the order met); None when something else contributes or a
+    synapse's own output axis is not that channel."""
     op = v.producer(value)
     if isinstance(op, _SYNAPSES):
+        if _synapse_axis(op, len(v.spec(value).shape)) != channel:
+            return None
         return {op.name: (op, 1)}
+    if isinstance(op, O.Reshape):
+        inner = _same_axis(v.spec(value).shape, v.spec(op.inputs[0]).shape, channel)
+        return None if inner is None else _summed_synapses(op.inputs[0], inner, v)
     if not isinstance(op, O.Add) or v.spec(value).kind is not Kind.REAL:
         return None
     out: dict[str, tuple[O.Op, int]] = {}
     for i in op.inputs:
-        part = _summed_synapses(i, v)
+        part = _summed_synapses(i, channel, v)
         if part is None:
             return None
         for name, (syn, times) in part.items():
             out[name] = (syn, out[name][1] + times if name in out else times)
     return out
+
+
+def _synapse_axis(syn: O.Op, rank: int) -> int:
+    """The axis a synapse's input and output features lie on (a conv2d's channels come first)."""
+    return 0 if isinstance(syn, O.Conv2d) else norm_axis(syn.axis, rank)
+
+
+def _same_axis(out: tuple[int, ...], inner: tuple[int, ...], axis: int) -> int | None:
+    """The axis of ``inner`` that a row-major reshape ``inner -> out`` carries unchanged onto
+    ``out``'s ``axis`` (same size, same number of elements before it), or None. The mean over
+    every other axis does not see how a reshape rearranges those."""
+    before = int(np.prod(out[:axis]))
+    for a in range(len(inner)):
+        if inner[a] == out[axis] and int(np.prod(inner[:a])) == before:
+            return a
+    return None
 
 
 def _pointwise(syn: O.Op) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from lava_probes import assert_probes_equal
 
 from spikec.backends.lava import build_plan, samples
 from spikec.backends.lava.runtime import network
@@ -19,17 +20,7 @@ def _check(graph, inputs, **kw):
     names = [p["value"] for p in plan["probes"]]
     data = next(iter(inputs.values()))
     sim = Simulator(graph).run(data, record=names)
-    for p in plan["probes"]:
-        got = res["values"][p["value"]]
-        if p["kind"] == "readout":
-            op = graph.op(p["value"])
-            got = op.scale * got.astype(np.float64) + op.offset
-            want = sim.values[p["value"]]
-        else:
-            want = np.moveaxis(sim.values[p["value"]].astype(np.int64), 0, 1)
-        assert got.shape == want.shape, p["value"]
-        bad = np.argwhere(got != want)
-        assert bad.size == 0, f"{p['value']}: {len(bad)} mismatches, first at {bad[0].tolist()}"
+    assert_probes_equal(graph, plan, res["values"], sim.values)
     return plan, res, facts
 
 

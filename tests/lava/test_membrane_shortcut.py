@@ -4,8 +4,8 @@ several synapse ops (currents added before the neuron) is one compartment whose 
 every synapse process, delay-balanced."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
+from lava_probes import assert_probes_equal
 
 from spikec.backends.lava import build_plan, samples
 from spikec.backends.lava.runtime import network
@@ -22,17 +22,7 @@ def _check(graph, data, **kw):
     res = network.run(plan, arrays, {"x": data})
     names = [p["value"] for p in plan["probes"]]
     sim = Simulator(graph).run(data, record=names)
-    checked = 0
-    for p in plan["probes"]:
-        got = res["values"][p["value"]]
-        if p["kind"] == "readout":
-            op = graph.op(p["value"])
-            got, want = op.scale * got.astype(np.float64) + op.offset, sim.values[p["value"]]
-        else:
-            want = np.moveaxis(sim.values[p["value"]].astype(np.int64), 0, 1)
-        bad = np.argwhere(got != want)
-        assert bad.size == 0, f"{p['value']}: {len(bad)} mismatches, first at {bad[0].tolist()}"
-        checked += got.size
+    checked, _ = assert_probes_equal(graph, plan, res["values"], sim.values)
     return plan, sim, checked
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from lava_probes import assert_probes_equal
 
 from sdt_graph import images, sdt_like
 from spikec.backends.lava import build_plan
@@ -35,13 +36,5 @@ def test_sdt_head_matches_lava():
     names = [p["value"] for p in plan["probes"]]
     assert {"head_lif", "kv_s", "mean.fc2.count", "mean.proj.count"} <= set(names)
     sim = Simulator(res.fixed).run(data, record=names)
-    for p in plan["probes"]:
-        got = run["values"][p["value"]]
-        if p["kind"] == "readout":
-            op = res.fixed.op(p["value"])
-            got, want = op.scale * got.astype(np.float64) + op.offset, sim.values[p["value"]]
-        else:
-            want = np.moveaxis(sim.values[p["value"]].astype(np.int64), 0, 1)
-        bad = np.argwhere(got != want)
-        assert bad.size == 0, f"{p['value']}: {len(bad)} mismatches, first at {bad[0].tolist()}"
+    assert_probes_equal(res.fixed, plan, run["values"], sim.values)
     assert 0 < sim.values["head_lif"].mean() < 1

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lava_probes import probe_pairs
 
 from spikec.backends.lava import build_plan
 from spikec.backends.lava.runtime import network
@@ -33,13 +34,7 @@ def _mismatches(name: str, ssa: str, n: int) -> tuple[int, int, dict]:
     names = [p["value"] for p in plan["probes"]]
     sim = Simulator(graph).run(data, record=names)
     bad, checked = 0, 0
-    for p in plan["probes"]:
-        got = res["values"][p["value"]]
-        if p["kind"] == "readout":
-            op = graph.op(p["value"])
-            got, want = op.scale * got.astype(np.float64) + op.offset, sim.values[p["value"]]
-        else:
-            want = np.moveaxis(sim.values[p["value"]].astype(np.int64), 0, 1)
+    for _, got, want in probe_pairs(graph, plan, res["values"], sim.values):
         bad += int(np.count_nonzero(got != want))
         checked += got.size
     return bad, checked, sim.values

@@ -3,11 +3,12 @@ from the registry's own modules, through every stage: trace (``and``, ``reduce_s
 stage against the model's float64 PyTorch forward, compile for loihi2 (each token/channel sum
 becomes its LIF's unit-weight dense synapse), the bit-exact stage against the float stage.
 
-The Spike-driven Transformer's whole registry model does not compile on its own yet, for a reason
-outside the attention (tested below as what it is): its stem max-pools currents before a LIF
-over T = 2 steps. So the attention blocks are tested in a small network whose stem is
-conv -> BN -> LIF and whose residuals add spikes (SEW ADD). QKFormer's and Meta-SpikeFormer's
-whole models: tests/test_whole_zoo.py.
+The Spike-driven Transformer's official ImageNet/CIFAR stems (``pooling_stat`` ending in 1) max-pool
+currents before a LIF over T > 1 steps, which no chip computes (tested below as what it is); its
+whole model with a stem that pools spikes only (``sdt_tiny``, the shipped Fashion-MNIST example)
+compiles: tests/test_sdt_compile.py. Here the attention blocks are tested in a small network whose
+stem is conv -> BN -> LIF and whose residuals add spikes (SEW ADD). QKFormer's and
+Meta-SpikeFormer's whole models: tests/test_whole_zoo.py.
 """
 from __future__ import annotations
 

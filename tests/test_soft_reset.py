@@ -120,6 +120,60 @@ def test_exactly_representable_soft_network_is_bit_exact():
                                atol=1e-12)
 
 
+def _exact_soft():
+    g = soft(spikformer_like(12, T=4, bn=False, normalize=False, pixel_scale=1 / 256,
+                             weight_grid=0.25, dim=32))
+    return g, compile_graph(g, "loihi2")
+
+
+def test_estimator_costs_soft_reset_as_hard_reset():
+    from spikec.estimate import estimate
+    from spikec.target.profile import load_profile
+
+    _, res = _exact_soft()
+    hard = Graph([dataclasses.replace(op, v_subtract=None) if isinstance(op, F.CubaLIF) else op
+                  for op in res.fixed.ops], timesteps=res.fixed.timesteps,
+                 meta=dict(res.fixed.meta), domain="fixed")
+    loihi2 = load_profile("loihi2")
+    assert estimate(res.fixed, loihi2).to_json() == estimate(hard, loihi2).to_json()
+
+
+def test_nir_refuses_soft_reset_naming_the_layer():
+    from spikec.backends import nir as bnir
+    from spikec.backends.nir.quantized import to_nir_quantized
+    from spikec.errors import UnsupportedOpError
+
+    pytest.importorskip("nir")
+    g, res = _exact_soft()
+    first = next(op.name for op in res.fixed.ops if isinstance(op, F.CubaLIF))
+    with pytest.raises(UnsupportedOpError, match=f"{first!r}.*soft reset"):
+        to_nir_quantized(res.fixed, ssa="decompose")
+    with pytest.raises(UnsupportedOpError, match=r"op '[^']+' \(lif\): soft reset"):
+        bnir.to_nir(bnir.prepare(res.folded), ssa="decompose", prepared=True)
+
+
+def test_onnx_steps_the_soft_reset_exactly():
+    """The float stage exported to ONNX and stepped in onnxruntime: dyadic weights, so every
+    spike equals the interpreter's (the soft reset ``V = H - v_th S`` included)."""
+    from spikec.backends import onnx as bonnx
+
+    pytest.importorskip("onnxruntime")
+    _, res = _exact_soft()
+    graph = bonnx.prepare(res.folded)
+    imgs = random_images(4, (1, 16, 16), seed=3)
+    model, _ = bonnx.to_onnx(graph, prepared=True)
+    import onnx
+    names = lif_names(graph)
+    for name in names:
+        model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT,
+                                                                     None))
+    out = bonnx.run_steps(model.SerializeToString(), imgs)
+    ref = interp.run(graph, imgs, record=names)
+    for name in names:
+        got = np.stack([step[name] for step in out["steps"]])
+        np.testing.assert_array_equal(got.astype(bool), ref.values[name].astype(bool), err_msg=name)
+
+
 # ----------------------------------------------------------------------------- spikingjelly
 torch = pytest.importorskip("torch")
 pytest.importorskip("spikingjelly.activation_based")

@@ -4,6 +4,7 @@ the bit-exact simulator on every probe, with neurons that fire (and so reset) se
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -57,17 +58,22 @@ def test_hand_made_soft_network_matches_lava():
     assert checked > 0 and spikes > 100 and again > 20
 
 
-def test_compiled_soft_reset_network_matches_lava():
-    """The membrane-shortcut sample with every LIF made soft, compiled by the quantizer."""
+@pytest.mark.parametrize("neuron", ["lif", "if"])
+def test_compiled_soft_reset_network_matches_lava(neuron):
+    """The membrane-shortcut sample with every LIF made soft (and for ``if`` an IF neuron:
+    ``tau = inf``, no input decay, so ``dv = 0``), compiled by the quantizer."""
     g = samples.ms_resnet_like(T=4)
-    g = Graph([dataclasses.replace(op, v_reset=None) if isinstance(op, O.LIF) else op
+    kind = {} if neuron == "lif" else {"tau": math.inf, "decay_input": False}
+    g = Graph([dataclasses.replace(op, v_reset=None, **kind) if isinstance(op, O.LIF) else op
                for op in g.ops], timesteps=g.timesteps, meta=dict(g.meta), domain=g.domain)
     data = samples.images(4)
     res = compile_graph(g, "loihi2", calib=data)
     assert all(op.v_subtract is not None for op in res.fixed.ops if isinstance(op, F.CubaLIF))
     plan, sim, checked = _check(res.fixed, data, ssa="host", conv="lava")
     spikes, again = _resets(res.fixed, sim)
-    print(f"compiled: {checked} probed values equal, {spikes} soft resets, {again} neurons "
+    if neuron == "if":
+        assert all(op.dv == 0 for op in res.fixed.ops if isinstance(op, F.CubaLIF))
+    print(f"compiled {neuron}: {checked} probed values equal, {spikes} soft resets, {again} neurons "
           "fired twice or more")
     assert checked > 0 and spikes > 50 and again > 10
 

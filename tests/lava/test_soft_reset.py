@@ -73,8 +73,8 @@ def test_compiled_soft_reset_network_matches_lava(neuron):
     spikes, again = _resets(res.fixed, sim)
     if neuron == "if":
         assert all(op.dv == 0 for op in res.fixed.ops if isinstance(op, F.CubaLIF))
-    print(f"compiled {neuron}: {checked} probed values equal, {spikes} soft resets, {again} neurons "
-          "fired twice or more")
+    print(f"compiled {neuron}: {checked} probed values equal, {spikes} soft resets, {again} "
+          "neurons fired twice or more")
     assert checked > 0 and spikes > 50 and again > 10
 
 

@@ -15,7 +15,10 @@ run in the repository root (the graph's meta records the checkpoint path as give
 ``sha256sum`` of every file written (no ``--data``/``--calib``: the result does not depend on
 float summation order). V1's and the Spike-driven Transformer's NIR exports are refused (a
 transpose outside attention), so they have no NIR rows. A change that alters an artifact on purpose (a new header field, a checksum) re-pins
-them: run ``scripts/repin_artifact_hashes.py`` and review the diff.
+them: run ``scripts/repin_artifact_hashes.py`` and review the diff. Re-pinned for issue 12's soft
+reset: the bundled runtime (``spikec_lava/procs.py``, ``network.py``) gained ``SoftLIFReset``, so
+every Lava bundle's two runtime files, its ``manifest.json`` and the ``report.json`` that names the
+bundle hash changed; no graph, ``network.json`` or ``network.npz`` byte did.
 """
 from __future__ import annotations
 
@@ -43,7 +46,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/README.md":
             "20dbecb71d225c735a12806b7599660a9153c8dd36b0611ac764f80e1c2eb261",
         "lava/manifest.json":
-            "a8d9ee5d08d4536c185327c68feb58d028a20d4a0c1318a1b7c03b4824300308",
+            "892c3b7c4b0708f2fa65e26c36fd82e72ba12ce89c72453f916a3e11cf322337",
         "lava/network.json":
             "776d68779e7b69e888f245aa5c98ca85e8a83e38969b74554cc02a5c29ebb862",
         "lava/network.npz":
@@ -53,15 +56,15 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/__init__.py":
             "2cd593323bb7e4161ffde684e6189acc5775ff4bc1e4eec3b99c70aba82f3a66",
         "lava/spikec_lava/network.py":
-            "4e7e2f49333f9b8e1fe73a89ced8f8d918e8a1cbdb11bbfad870e4c1d9487e04",
+            "4b0514f386cadbab0eb183bbeb99fc07fb7c7221025d1ad9de1022563589d695",
         "lava/spikec_lava/npzio.py":
             "0cf8b3b24e940d1ebca28d8a5433e452759d64f52c11ec34a9097306f25abd83",
         "lava/spikec_lava/procs.py":
-            "aad8eb2079276e1879d246d75b54c41cd44df67df5db761caa126c134e0f58b1",
+            "3106b47e951d4de9f78a757be85ef1305c43a300a34ec39554cd5a9deb5b5bf9",
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "7ed888d97b7660e3f2cf447702ceec4ab6b4164df8961109db4491eb4cf8c0df",
+            "28f3d4167f1642ab56010bec9f443e2e2b8a33e3da2062cfee60358846049ce4",
     },
     "sdt_fmnist-host": {
         ".spikec-output.json":
@@ -75,7 +78,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/README.md":
             "8940d78fd977db8bf47f0387b9516744c641ce607b498bcea134962d99bbc3ab",
         "lava/manifest.json":
-            "5f8d7948dbed8efc474466762daeeb5bf70d3742da2d2cddd7b904eeba76170d",
+            "9aa5d63baf00d92abe275ea32770b5abf950bc59f38bb1cfcff72e0e51f69559",
         "lava/network.json":
             "28498e73982e52bd8f4b33d7ade472642a700e58b66f98cf561dc9efa60dfde9",
         "lava/network.npz":
@@ -85,15 +88,15 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/__init__.py":
             "2cd593323bb7e4161ffde684e6189acc5775ff4bc1e4eec3b99c70aba82f3a66",
         "lava/spikec_lava/network.py":
-            "4e7e2f49333f9b8e1fe73a89ced8f8d918e8a1cbdb11bbfad870e4c1d9487e04",
+            "4b0514f386cadbab0eb183bbeb99fc07fb7c7221025d1ad9de1022563589d695",
         "lava/spikec_lava/npzio.py":
             "0cf8b3b24e940d1ebca28d8a5433e452759d64f52c11ec34a9097306f25abd83",
         "lava/spikec_lava/procs.py":
-            "aad8eb2079276e1879d246d75b54c41cd44df67df5db761caa126c134e0f58b1",
+            "3106b47e951d4de9f78a757be85ef1305c43a300a34ec39554cd5a9deb5b5bf9",
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "d1ccf1dd267e6a0cc208d9d61d8f4c916f32c2a3fc587bb4b5c92916c0cd7d2d",
+            "c9226c4b859a3b1efcd6c4aa6edd58ea4bace21f4e5cfe2ff2da52779322e018",
     },
     "sdt_fmnist-onnx": {
         ".spikec-output.json":
@@ -115,7 +118,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/README.md":
             "f2bf64670f694dd4feb058448a49941ce3c15b7b670543de76b4ca6731b9c292",
         "lava/manifest.json":
-            "128c156baf6eb8ac59b114fe8de18cb8a31bf5b8be6c598e42102397d045fcfd",
+            "22b6f3e69c4045c51ee87912177dbe69af5452d8a215c76c4a3aa083393a8093",
         "lava/network.json":
             "86904c0690a31a22ea6b1251633c3ae11e1aa81075147a2229a08dee3314e739",
         "lava/network.npz":
@@ -125,15 +128,15 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/__init__.py":
             "2cd593323bb7e4161ffde684e6189acc5775ff4bc1e4eec3b99c70aba82f3a66",
         "lava/spikec_lava/network.py":
-            "4e7e2f49333f9b8e1fe73a89ced8f8d918e8a1cbdb11bbfad870e4c1d9487e04",
+            "4b0514f386cadbab0eb183bbeb99fc07fb7c7221025d1ad9de1022563589d695",
         "lava/spikec_lava/npzio.py":
             "0cf8b3b24e940d1ebca28d8a5433e452759d64f52c11ec34a9097306f25abd83",
         "lava/spikec_lava/procs.py":
-            "aad8eb2079276e1879d246d75b54c41cd44df67df5db761caa126c134e0f58b1",
+            "3106b47e951d4de9f78a757be85ef1305c43a300a34ec39554cd5a9deb5b5bf9",
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "a107e354df3dc8657ec3e0bf8f47229a13cdc045d5563a7a9f54777a99d27355",
+            "446b0291bfb8f2d725995039dac9059426b47d3e4008b975cc731c82b6b0204a",
     },
     "spikformer_v1_fmnist-host": {
         ".spikec-output.json":
@@ -147,7 +150,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/README.md":
             "2a8de24f489c97b94240bdf191481ed653aead54c4d2273a8f9fb178815107df",
         "lava/manifest.json":
-            "905f0809a3732ae729ecf44c4e59831cb8da70f8245a18c422dd455a71727eb1",
+            "c3be9f83cb4155db5b3a1ec79313521920b915cd3ecb1039904678884dc568cf",
         "lava/network.json":
             "92ee58003b5c0314fac1b347cec1615233e8fa7cfd3078d0076e7e84bf1b2641",
         "lava/network.npz":
@@ -157,15 +160,15 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/__init__.py":
             "2cd593323bb7e4161ffde684e6189acc5775ff4bc1e4eec3b99c70aba82f3a66",
         "lava/spikec_lava/network.py":
-            "4e7e2f49333f9b8e1fe73a89ced8f8d918e8a1cbdb11bbfad870e4c1d9487e04",
+            "4b0514f386cadbab0eb183bbeb99fc07fb7c7221025d1ad9de1022563589d695",
         "lava/spikec_lava/npzio.py":
             "0cf8b3b24e940d1ebca28d8a5433e452759d64f52c11ec34a9097306f25abd83",
         "lava/spikec_lava/procs.py":
-            "aad8eb2079276e1879d246d75b54c41cd44df67df5db761caa126c134e0f58b1",
+            "3106b47e951d4de9f78a757be85ef1305c43a300a34ec39554cd5a9deb5b5bf9",
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "5e0437bd4592c5e31a0213418f5369d4e3cd5f3975c2e90242c676857b2f5e7f",
+            "06cb5917cd80da0efdc3aad86e426cd0c0306b125aa13051d50656ab90d72727",
     },
     "spikformer_v1_fmnist-onnx": {
         ".spikec-output.json":
@@ -187,7 +190,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/README.md":
             "8973cc9ae06071a97b31779558fd06e9ca8aa73fd382bf0f57c703b6099aa84d",
         "lava/manifest.json":
-            "94b3b2c8eab1e01cddeedff2cb715ca334034d2e1b819e4a40d332a8e49f88de",
+            "87955ddcbb02a246fad0a4303561d405d517eb19f015fe16911ca82b330fbb82",
         "lava/network.json":
             "c2d394942138586b836544c813b0e81d7d34f0f09015375377c3cb4bd251b841",
         "lava/network.npz":
@@ -197,15 +200,15 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/__init__.py":
             "2cd593323bb7e4161ffde684e6189acc5775ff4bc1e4eec3b99c70aba82f3a66",
         "lava/spikec_lava/network.py":
-            "4e7e2f49333f9b8e1fe73a89ced8f8d918e8a1cbdb11bbfad870e4c1d9487e04",
+            "4b0514f386cadbab0eb183bbeb99fc07fb7c7221025d1ad9de1022563589d695",
         "lava/spikec_lava/npzio.py":
             "0cf8b3b24e940d1ebca28d8a5433e452759d64f52c11ec34a9097306f25abd83",
         "lava/spikec_lava/procs.py":
-            "aad8eb2079276e1879d246d75b54c41cd44df67df5db761caa126c134e0f58b1",
+            "3106b47e951d4de9f78a757be85ef1305c43a300a34ec39554cd5a9deb5b5bf9",
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "8db14d6d0421c08d72ac26241fcf59662876299a335b07f862e908bcd433ccec",
+            "e44cd197445f1801798559d888a8f7021bf384263ac8244c9b9fbc965983e46e",
     },
     "spikformer_v2_fmnist-host": {
         ".spikec-output.json":
@@ -219,7 +222,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/README.md":
             "a88073f7c80446cbc7c374cad0c7b97337df503e190e1610c8e81cedae56d606",
         "lava/manifest.json":
-            "4aee5dd17d370085e08cebbf732331ad5fc0f86956935aea89760fcd0b5e8885",
+            "dc041472c46762e6bc6187511c7f887ff5886576768f7c5fad261a2d500b5495",
         "lava/network.json":
             "2ba89e8f722404dda3b3ea85d81e7671c5740b4a775e38a7f82cbbd2cd13c957",
         "lava/network.npz":
@@ -229,15 +232,15 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/__init__.py":
             "2cd593323bb7e4161ffde684e6189acc5775ff4bc1e4eec3b99c70aba82f3a66",
         "lava/spikec_lava/network.py":
-            "4e7e2f49333f9b8e1fe73a89ced8f8d918e8a1cbdb11bbfad870e4c1d9487e04",
+            "4b0514f386cadbab0eb183bbeb99fc07fb7c7221025d1ad9de1022563589d695",
         "lava/spikec_lava/npzio.py":
             "0cf8b3b24e940d1ebca28d8a5433e452759d64f52c11ec34a9097306f25abd83",
         "lava/spikec_lava/procs.py":
-            "aad8eb2079276e1879d246d75b54c41cd44df67df5db761caa126c134e0f58b1",
+            "3106b47e951d4de9f78a757be85ef1305c43a300a34ec39554cd5a9deb5b5bf9",
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "284b15f8e627a7b98121b936f5e7dc52e12e7a4c9653a3fa8041139aa23fb752",
+            "25b24aac8b39787607968f72cc4818ad855682bc7ad0165da7ab7b3d733be4db",
     },
     "spikformer_v2_fmnist-nir-decompose": {
         ".spikec-output.json":
@@ -275,7 +278,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/README.md":
             "d19e410fc76b9182e6c82a52e03580ae58075ec6b0afc68b331eed086423fc73",
         "lava/manifest.json":
-            "639af122c0e3bacdff7aa6964cec650b8ff794f18b30186ecbc70e05dd6c5e4e",
+            "1bcb5995987b1939b246f880f59e67fd7f96a4161bb0a30c5a09167e1d32e1e9",
         "lava/network.json":
             "aa83c4f8c58d406627c767002d3c33f904ae7f8b4837605bbc1cf6e111331203",
         "lava/network.npz":
@@ -285,15 +288,15 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/__init__.py":
             "2cd593323bb7e4161ffde684e6189acc5775ff4bc1e4eec3b99c70aba82f3a66",
         "lava/spikec_lava/network.py":
-            "4e7e2f49333f9b8e1fe73a89ced8f8d918e8a1cbdb11bbfad870e4c1d9487e04",
+            "4b0514f386cadbab0eb183bbeb99fc07fb7c7221025d1ad9de1022563589d695",
         "lava/spikec_lava/npzio.py":
             "0cf8b3b24e940d1ebca28d8a5433e452759d64f52c11ec34a9097306f25abd83",
         "lava/spikec_lava/procs.py":
-            "aad8eb2079276e1879d246d75b54c41cd44df67df5db761caa126c134e0f58b1",
+            "3106b47e951d4de9f78a757be85ef1305c43a300a34ec39554cd5a9deb5b5bf9",
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "2d39dbe2907c3961d6490a737dac0c8a42d60751a26a4cf6e048741cfcf91d3e",
+            "0b2082e12bebee64e5f0256610e1e1d45ff1c2cbc2e84e0cf6e0fe0f0cb0e496",
     },
     "spikformer_v2_fmnist_iand-host": {
         ".spikec-output.json":
@@ -307,7 +310,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/README.md":
             "d0360a8ad8afc68909f6c065d5b19c5ea63dbcc1853ec79cf2ff8d55e4d13e49",
         "lava/manifest.json":
-            "bbf7e53fdf4ab83e359355500d80eb05fff4bdaaab730f9b78c33347b7240c44",
+            "c638c862b10638c5e6bdebae6314070fe8cf4c5827169fc7ee7b9cd5df72f553",
         "lava/network.json":
             "e31fce417cb1de76af393e82baf67e3298f3c1fa7ce661aae928486fe78c36df",
         "lava/network.npz":
@@ -317,15 +320,15 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/__init__.py":
             "2cd593323bb7e4161ffde684e6189acc5775ff4bc1e4eec3b99c70aba82f3a66",
         "lava/spikec_lava/network.py":
-            "4e7e2f49333f9b8e1fe73a89ced8f8d918e8a1cbdb11bbfad870e4c1d9487e04",
+            "4b0514f386cadbab0eb183bbeb99fc07fb7c7221025d1ad9de1022563589d695",
         "lava/spikec_lava/npzio.py":
             "0cf8b3b24e940d1ebca28d8a5433e452759d64f52c11ec34a9097306f25abd83",
         "lava/spikec_lava/procs.py":
-            "aad8eb2079276e1879d246d75b54c41cd44df67df5db761caa126c134e0f58b1",
+            "3106b47e951d4de9f78a757be85ef1305c43a300a34ec39554cd5a9deb5b5bf9",
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "b45180124ecd1dedaa678f58be04c5648d48502c6a2947487c3270d7c4b1a1ce",
+            "9d2fcedad166fbbf541780c5dcf8ebcf2cb2c81e8443cc9e1b527947a3754697",
     },
     "spikformer_v2_fmnist_iand-nir-decompose": {
         ".spikec-output.json":
@@ -363,7 +366,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/README.md":
             "aa2966c466e8f01f41afbda5575d1477531ec5d41ec14dfe1569868e2325eca7",
         "lava/manifest.json":
-            "07239586e1350be7920d0eeedec390f4dbf7fc206e074a67b811e77e5aa4a1e2",
+            "16caa7cf54ad7a2e2db1d80b687cc0120803dbde46b2f44d211e1d575082f19c",
         "lava/network.json":
             "a18bb69c3428dd701559c2fbcb5e21ed37feaecbd9b884c424b38c754196d25f",
         "lava/network.npz":
@@ -373,15 +376,15 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/__init__.py":
             "2cd593323bb7e4161ffde684e6189acc5775ff4bc1e4eec3b99c70aba82f3a66",
         "lava/spikec_lava/network.py":
-            "4e7e2f49333f9b8e1fe73a89ced8f8d918e8a1cbdb11bbfad870e4c1d9487e04",
+            "4b0514f386cadbab0eb183bbeb99fc07fb7c7221025d1ad9de1022563589d695",
         "lava/spikec_lava/npzio.py":
             "0cf8b3b24e940d1ebca28d8a5433e452759d64f52c11ec34a9097306f25abd83",
         "lava/spikec_lava/procs.py":
-            "aad8eb2079276e1879d246d75b54c41cd44df67df5db761caa126c134e0f58b1",
+            "3106b47e951d4de9f78a757be85ef1305c43a300a34ec39554cd5a9deb5b5bf9",
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "fd8e0f4076bd1a30f9db58de7a6d82ef9f718c165e539b9e56e9cb1a463bae88",
+            "1bf24c55e9a9ed8b4c5c19b3c79a5b2c0913a6990efa95f802937ec41b158051",
     },
     "spikformer_v2_mnist5k-host": {
         ".spikec-output.json":
@@ -395,7 +398,7 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/README.md":
             "d64f74e7b1b32b42d66718d2036c1bea1d3cf39bac85b2c1b86bc63abced7b80",
         "lava/manifest.json":
-            "7e33b16256c18b656ac6c9a800e6ad04d3b173b8c38fef40075511b10cc8c146",
+            "aadfeb83e04389090c8075b57bf304f5c7b17313868fe01d9c57da271791ab6e",
         "lava/network.json":
             "d0e5fb295ec1eeed9326de7cb11c97fa5dcc96f8280cf3cf81f56062953ebcf1",
         "lava/network.npz":
@@ -405,15 +408,15 @@ PINNED: dict[str, dict[str, str]] = {
         "lava/spikec_lava/__init__.py":
             "2cd593323bb7e4161ffde684e6189acc5775ff4bc1e4eec3b99c70aba82f3a66",
         "lava/spikec_lava/network.py":
-            "4e7e2f49333f9b8e1fe73a89ced8f8d918e8a1cbdb11bbfad870e4c1d9487e04",
+            "4b0514f386cadbab0eb183bbeb99fc07fb7c7221025d1ad9de1022563589d695",
         "lava/spikec_lava/npzio.py":
             "0cf8b3b24e940d1ebca28d8a5433e452759d64f52c11ec34a9097306f25abd83",
         "lava/spikec_lava/procs.py":
-            "aad8eb2079276e1879d246d75b54c41cd44df67df5db761caa126c134e0f58b1",
+            "3106b47e951d4de9f78a757be85ef1305c43a300a34ec39554cd5a9deb5b5bf9",
         "lava/spikec_lava/runner.py":
             "f4dc8f31740521ee1de59da410e999c548178fec988824d37f5d1eea658fe271",
         "report.json":
-            "79e5f78b59fdb369bf072401736d5cb2fdb6084408d7fd562ac92be7cd270646",
+            "28a1785cd5a37fca4f355f1d0ab5d98227b7b009899f368354ee2f65432be8fc",
     },
     "spikformer_v2_mnist5k-nir-decompose": {
         ".spikec-output.json":

@@ -11,6 +11,7 @@ conv_synapse       proc.conv.Conv when one exponent, one whole aligned input and
 dense_synapse      proc.dense.Dense on 1-d values, proc.sparse.Sparse (token-wise weights)
                    otherwise; DelayDense/DelaySparse where the input must wait
 cuba_lif           proc.lif.LIFReset, one process per distinct vth (Lava: one vth per process);
+                   soft reset (v_subtract): spikec's SoftLIFReset (runtime/procs.py) instead;
                    every input's synapses connect into its a_in (Lava sums them); the first
                    layer under the host input encoding: a RingBuffer of its spikes
 readout            spikec Readout (accumulator read by the host)
@@ -323,7 +324,8 @@ class Lowering:
                 (lambda a: np.asarray(a).ravel()[rows])
             name = self.b.lif(op.name if groups.size == 1 else f"{op.name}_vth{g}", pshape,
                               du=op.du, dv=op.dv, vth=int(g), bias_mant=sel(op.bias_mant),
-                              bias_exp=sel(op.bias_exp), depth=arrive, ir=op.name)
+                              bias_exp=sel(op.bias_exp), depth=arrive, ir=op.name,
+                              v_subtract=None if op.v_subtract is None else sel(op.v_subtract))
             for k, src in enumerate(op.inputs):
                 self.current(src, [name, "a_in", [], list(pshape)], rows, arrive,
                              base=f"{op.name}_syn" if k == 0 else f"{op.name}_syn{k}")

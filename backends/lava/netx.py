@@ -57,6 +57,8 @@ def _chain(graph):
                               "token-wise dense synapses are not a netx dense layer")
             if np.any(op.weight_exp < 0):
                 problems.append(f"{op.name}: negative weight exponent (netx stores integer weights)")
+            if lif.v_subtract is not None:
+                problems.append(f"{lif.name}: soft reset (netx's CUBA neuron resets v to 0)")
             vth = np.unique(lif.vth)
             if vth.size != 1:
                 problems.append(f"{lif.name}: {vth.size} thresholds (netx has one per layer)")

@@ -164,15 +164,23 @@ class PlanBuilder:
         return self.add_process("graded_relay", base, neurons=n, shape=list(shape), vth=0,
                                 depth=depth)
 
-    def lif(self, base: str, shape, *, du, dv, vth, bias_mant, bias_exp, depth, ir=None) -> str:
+    def lif(self, base: str, shape, *, du, dv, vth, bias_mant, bias_exp, depth, ir=None,
+            v_subtract=None) -> str:
+        """A LIF population (``LIFReset``); ``v_subtract`` (per neuron): the soft reset's
+        ``SoftLIFReset`` instead (the hard-reset spec has neither ``reset`` nor ``v_subtract``)."""
         name = self.unique(base)
-        self.processes.append({
+        spec = {
             "name": name, "type": "lif", "shape": list(shape), "du": int(du), "dv": int(dv),
             "vth": int(vth), "depth": int(depth), "ir": ir,
             "bias_mant": self.array(name, "bias_mant",
                                     narrow(np.asarray(bias_mant).reshape(shape))),
             "bias_exp": self.array(name, "bias_exp", narrow(np.asarray(bias_exp).reshape(shape))),
-        })
+        }
+        if v_subtract is not None:
+            spec["reset"] = "soft"
+            spec["v_subtract"] = self.array(name, "v_subtract",
+                                            narrow(np.asarray(v_subtract).reshape(shape)))
+        self.processes.append(spec)
         self.count("processes", 1)
         self.count("neurons", int(np.prod(shape, dtype=np.int64)))
         return name

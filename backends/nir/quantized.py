@@ -110,6 +110,9 @@ class QuantizedBuilder(NIRBuilder):
     @QEMIT.register(F.CubaLIF)
     def _op_cuba_lif(self, op):
         f = self.fmt
+        if op.v_subtract is not None:
+            raise UnsupportedOpError(f"op {op.name!r} (cuba_lif): soft reset (v -= v_subtract on a "
+                                     "spike) has no NIR neuron; NIR neurons reset to v_reset")
         c = self.values[op.inputs[0]]
         shape = c.shape
         D = float(f.decay_unity)

@@ -18,7 +18,7 @@ import numpy as np
 
 from spikec.ir import ops as O
 from spikec.ir.ops import Op, _out_len, register_op
-from spikec.ir.types import Encoding, Kind, Rate, ValueSpec
+from spikec.ir.types import Encoding, Kind, Rate, ResetMode, ValueSpec
 
 
 def _int_array(op: Op, name: str, arr) -> None:
@@ -152,13 +152,18 @@ class CubaLIF(Op):
 
         u = wrap(decay(u, du + 1) + (a_in << act_shift))          # current, 24-bit wrap
         v = clip(decay(v, dv) + u + shift(bias_mant, bias_exp))   # voltage, 24-bit clip
-        s = v > (vth << vth_shift);  v = 0 where s                # '>' and hard reset to 0
+        s = v > (vth << vth_shift)                                # '>'
+        v = 0 where s                                             # hard reset (v_subtract None)
+        v = v - v_subtract where s                                # soft reset
 
     with ``decay(z, d) = sign(z) * (|z * (2^12 - d)| >> 12)``. ``a_in`` is a ``current`` (from a
     synapse op) or an integer ``count`` fed directly (the attention product). ``vth``,
     ``bias_mant``, ``bias_exp``: integer arrays of the output shape (Lava keeps one ``vth`` per
     process: the backend splits a layer into one process per distinct ``vth``). ``du``, ``dv``:
-    one value per layer.
+    one value per layer. ``v_subtract``: None (hard reset, Lava's LIF) or an integer array of the
+    output shape, the float threshold in ``v``'s units (spikingjelly's ``v_reset=None``; on Lava a
+    custom process model). The subtraction cannot leave the 24-bit range: a spiking ``v`` is
+    above ``vth << vth_shift >= 0`` and ``0 <= v_subtract <= state_max``.
     """
 
     du: int = 0
@@ -166,13 +171,27 @@ class CubaLIF(Op):
     vth: np.ndarray = None
     bias_mant: np.ndarray = None
     bias_exp: np.ndarray = None
+    v_subtract: np.ndarray | None = None
     STATEFUL: ClassVar[bool] = True
     ARITY: ClassVar[int | None] = None
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"v_subtract"})
+
+    @property
+    def reset(self) -> ResetMode:
+        """``hard`` (v = 0) or ``soft`` (v -= v_subtract) after a spike."""
+        return ResetMode.HARD if self.v_subtract is None else ResetMode.SOFT
 
     def infer(self, specs):
         if not specs:
             raise self._fail("needs at least one input")
         x = specs[0]
+        if self.v_subtract is not None:
+            _int_array(self, "v_subtract", self.v_subtract)
+            if self.v_subtract.shape != x.shape:
+                raise self._fail(f"v_subtract has shape {self.v_subtract.shape}, neurons have "
+                                 f"{x.shape}")
+            if self.v_subtract.size and int(self.v_subtract.min()) < 0:
+                raise self._fail("v_subtract must be >= 0")
         for s in specs:
             if s.kind not in (Kind.CURRENT, Kind.COUNT, Kind.SPIKE) or s.rate is not Rate.STEP:
                 raise self._fail(f"reads a per-step integer input, got {s}")

@@ -45,6 +45,9 @@ class Op:
     OPCODE: ClassVar[str] = ""
     ARITY: ClassVar[int | None] = 1
     STATEFUL: ClassVar[bool] = False
+    #: fields written to a ``.spkc`` only when not None (added after artifacts were pinned: a
+    #: graph without them keeps its bytes)
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset()
 
     def infer(self, specs: list[ValueSpec]) -> ValueSpec:
         """Type of the output from the types of the inputs; raises ``ShapeError``."""

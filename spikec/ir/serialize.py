@@ -112,7 +112,8 @@ def _layout(graph: Graph) -> tuple[bytes, list[int], list[np.ndarray]]:
     arrays: list[np.ndarray] = []
     ops = []
     for op in graph.ops:
-        fields = {k: _encode(v, arrays) for k, v in vars(op).items() if not k.startswith("_")}
+        fields = {k: _encode(v, arrays) for k, v in vars(op).items()
+                  if not k.startswith("_") and not (v is None and k in op.OPTIONAL)}
         ops.append({"op": op.OPCODE, **fields})
     header = {"format": FORMAT_VERSION, "timesteps": graph.timesteps, "domain": graph.domain,
               "meta": _encode(graph.meta, arrays), "ops": ops}

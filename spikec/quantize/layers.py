@@ -41,6 +41,7 @@ class NeuronParams:
     vth: np.ndarray
     bias_mant: np.ndarray
     bias_exp: np.ndarray
+    v_subtract: np.ndarray | None = None
 
 
 def lif_decays(lif: O.LIF, fmt: NumberFormats) -> tuple[int, int, bool]:
@@ -52,21 +53,26 @@ def lif_decays(lif: O.LIF, fmt: NumberFormats) -> tuple[int, int, bool]:
     if lif.decay_input:
         raise UnsupportedOpError(f"LIF {lif.name!r} is not canonical (decay_input=True); run "
                                  "spikec.passes.canonicalize_lif first")
-    if lif.v_reset is None:
+    if lif.v_reset is not None and lif.v_reset != 0.0:
         raise UnsupportedOpError(
-            f"LIF {lif.name!r}: soft reset (v_reset=None: v -= v_th on a spike) has no exact "
-            "form on Lava 0.10's LIF, whose every fixed_pt model resets v to 0; train with a hard "
-            "reset (v_reset=0.0)")
-    if lif.v_reset != 0.0:
-        raise UnsupportedOpError(
-            f"LIF {lif.name!r}: Loihi's CUBA neuron resets v to 0; v_reset={lif.v_reset!r} "
-            "has no equivalent")
+            f"LIF {lif.name!r}: Loihi's CUBA neuron resets v to 0 or subtracts the threshold; "
+            f"v_reset={lif.v_reset!r} has no equivalent")
     du = fmt.decay_unity - fmt.u_decay_offset
     dv_real = fmt.decay_unity / float(lif.tau) - fmt.v_decay_offset
     dv = int(min(max(round(dv_real), 0), fmt.decay_max))
     if not 0 <= du <= fmt.decay_max:
         raise FormatError(f"LIF {lif.name!r}: du={du} does not fit {fmt.decay_bits} bits")
     return du, dv, dv == dv_real
+
+
+def soft_reset_amount(lif: O.LIF, k_theta: np.ndarray, fmt: NumberFormats) -> np.ndarray | None:
+    """``v_subtract`` of a soft-reset LIF (``v_reset`` None): the float threshold in ``v``'s units,
+    ``round(K theta)`` per neuron (int32), or None for a hard reset. Exact where ``K theta`` is an
+    integer, as the threshold itself is exact only where it is a multiple of ``2**vth_shift``."""
+    if lif.v_reset is not None:
+        return None
+    sub = np.clip(np.round(np.asarray(k_theta, np.float64)), 0, fmt.state_max)
+    return np.ascontiguousarray(sub.astype(np.int32))
 
 
 def _valuation(x: np.ndarray) -> int:
@@ -178,7 +184,8 @@ def quantize_current_sum(synapse: str, rows: np.ndarray, columns: list[tuple[int
     du, dv, dv_exact = lif_decays(lif, fmt)
     params = NeuronParams(du, dv, np.ascontiguousarray(vth.astype(np.int32)),
                           np.ascontiguousarray(mant.astype(np.int16)),
-                          np.ascontiguousarray(bexp.astype(np.int8)))
+                          np.ascontiguousarray(bexp.astype(np.int8)),
+                          soft_reset_amount(lif, k_full * theta, fmt))
 
     # --- facts for the notes
     s = fmt.weight_shift
@@ -196,9 +203,13 @@ def quantize_current_sum(synapse: str, rows: np.ndarray, columns: list[tuple[int
     exact_steps = None
     if dv_exact and lif.tau == 2.0:
         val = min(int(inc_val.min()), _valuation(b_eff))
+        if params.v_subtract is not None:
+            val = min(val, _valuation(params.v_subtract))
         exact_steps = max(val - s + 1, 0) if shift_exact.all() else 0
     vth_i = vth.astype(np.int64) + (1 if lif.fire_on == FireOn.GE else 0)
     vth_exact = bool(np.all(vth_i << fmt.vth_shift == k_full * theta))
+    if params.v_subtract is not None:
+        vth_exact = vth_exact and bool(np.all(params.v_subtract == k_full * theta))
     notes = {
         "synapse": synapse, "neurons": int(np.prod(params.vth.shape)), "groups": len(groups),
         "weight_exp": sorted({int(e) for e in wexp.ravel()}),
@@ -215,6 +226,8 @@ def quantize_current_sum(synapse: str, rows: np.ndarray, columns: list[tuple[int
                       and exact_steps is not None and exact_steps >= T),
         "exact_steps": exact_steps,
     }
+    if params.v_subtract is not None:
+        notes["reset"] = "soft"
     return weight.astype(np.int16), wexp.astype(np.int8), params, notes
 
 
@@ -365,11 +378,16 @@ def quantize_count_layer(lif: O.LIF, factor: float, x_bound: float, calibrated: 
                           f"{int(vth)}, outside 0..{fmt.vth_max}")
     du, dv, dv_exact = lif_decays(lif, fmt)
     full = np.full(shape, int(vth), np.int32)
-    params = NeuronParams(du, dv, full, np.zeros(shape, np.int16), np.zeros(shape, np.int8))
+    params = NeuronParams(du, dv, full, np.zeros(shape, np.int16), np.zeros(shape, np.int8),
+                          soft_reset_amount(lif, np.full(shape, k * theta), fmt))
     a_bound = gain * x_bound
     vth_exact = ((int(vth) + 1) << fmt.vth_shift) == k * theta if lif.fire_on == FireOn.GE \
         else (int(vth) << fmt.vth_shift) == k * theta
     exact_steps = int(math.log2(gain)) + 1 if dv_exact and lif.tau == 2.0 else None
+    if params.v_subtract is not None:
+        vth_exact = vth_exact and float(params.v_subtract.flat[0]) == k * theta
+        if exact_steps is not None:
+            exact_steps = min(exact_steps, max(_valuation(params.v_subtract) - s + 1, 0))
     notes = {
         "gain": gain, "neurons": int(np.prod(shape)), "vth": [int(vth)], "du": du, "dv": dv,
         "threshold_on_count": theta, "factor_folded": factor,
@@ -378,6 +396,8 @@ def quantize_count_layer(lif: O.LIF, factor: float, x_bound: float, calibrated: 
         "exact": bool(vth_exact and factor == 1.0 and exact_steps is not None and exact_steps >= T),
         "exact_steps": exact_steps,
     }
+    if params.v_subtract is not None:
+        notes["reset"] = "soft"
     return gain, params, notes
 
 

@@ -392,7 +392,8 @@ class _Lowering:
             inputs = (inp,)
         p = layer.params
         self.out.append(F.CubaLIF(lif.name, inputs, du=p.du, dv=p.dv, vth=p.vth,
-                                  bias_mant=p.bias_mant, bias_exp=p.bias_exp))
+                                  bias_mant=p.bias_mant, bias_exp=p.bias_exp,
+                                  v_subtract=p.v_subtract))
 
     def _count_layer(self, layer: _Layer, inp: str) -> str:
         lif = layer.lif

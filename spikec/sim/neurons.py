@@ -10,7 +10,9 @@ int64, one helper call per phase, in the order of Lava's ``PyLifModelBitAcc.run_
 2. current ``u <- wrap_u(decay(u, du + 1) + (a_in << 6))`` (24-bit single-period wrap),
 3. voltage ``v <- clip(decay(v, dv) + u + (bias_mant << bias_exp))`` (symmetric 24-bit clip),
 4. threshold ``s <- v > (vth << 6)``,
-5. reset ``v <- 0 where s`` (u is not reset).
+5. reset ``v <- 0 where s`` (u is not reset), or the soft reset ``v <- v - v_subtract where s``
+   of a ``cuba_lif`` with ``v_subtract`` (spikec's own Lava process model; it cannot leave the
+   24-bit range: a spiking ``v`` exceeds ``vth << 6 >= 0``).
 
 ``CubaLIFLayer.run`` advances all T steps of a layer. It uses a *fast path* that computes the same
 integers in a float carrier and falls back to ``step`` for any step where that is not provably
@@ -66,6 +68,8 @@ class CubaLIFLayer:
         self.bias_exp = np.asarray(op.bias_exp, dtype=np.int64)
         self.bias = fx.effective_bias(self.bias_mant, self.bias_exp, fmt)        # int64 [shape]
         self.threshold = fx.effective_threshold(self.vth, fmt)                  # int64 [shape]
+        self.v_subtract = None if op.v_subtract is None else \
+            np.asarray(op.v_subtract, dtype=np.int64)                           # soft reset
         # fast-path constants: decay factors (4096 - d - offset) as exact fractions of 2**12
         self.factor_u = fmt.decay_unity - (self.du + fmt.u_decay_offset)
         self.factor_v = fmt.decay_unity - (self.dv + fmt.v_decay_offset)
@@ -79,6 +83,10 @@ class CubaLIFLayer:
         self._threshold_f = (self.dtype.type(th.flat[0]) if th.size and (th == th.flat[0]).all()
                              else th.astype(self.dtype))
         self._bias_max = int(np.abs(b).max()) if b.size else 0
+        sub = self.v_subtract
+        self._sub_f = None if sub is None else (
+            self.dtype.type(sub.flat[0]) if sub.size and (sub == sub.flat[0]).all()
+            else sub.astype(self.dtype))
         self.u = self.v = None
         self._u_in_range = self._v_in_range = False      # set per run (``_range_proofs``)
         self.exact_steps = 0          # steps the fast path handed to ``step`` (diagnostics)
@@ -119,8 +127,8 @@ class CubaLIFLayer:
         v = fx.clip_signed(v_sum, fmt.state_bits, symmetric=True)
         # 4. threshold: strictly greater than vth << 6
         spikes = v > self.threshold
-        # 5. reset: v = 0 where the neuron fired
-        v = np.where(spikes, 0, v)
+        # 5. reset: v = 0 (or v - v_subtract) where the neuron fired
+        v = np.where(spikes, 0 if self.v_subtract is None else v - self.v_subtract, v)
         self.u, self.v = u, v
         return spikes
 
@@ -232,7 +240,10 @@ class CubaLIFLayer:
             np.clip(v_new, -lim, lim, out=v_new)
         # 4. threshold, 5. reset
         np.less_equal(v_new, self._threshold_f, out=keep)
-        v_new *= keep
+        if self._sub_f is None:
+            v_new *= keep
+        else:   # exact: both integers below 2**23 in magnitude, the difference too
+            v_new -= self._sub_f * np.logical_not(keep)
         return True
 
 

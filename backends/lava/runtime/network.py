@@ -6,7 +6,8 @@ an array of the npz. Process types and the Lava class each becomes:
 
 =================  ==============================================================================
 ``source``         ``lava.proc.io.source.RingBuffer``: the input, one column per Lava time step
-``lif``            ``lava.proc.lif.process.LIFReset`` (u, v zeroed at each sample's first step)
+``lif``            ``lava.proc.lif.process.LIFReset`` (u, v zeroed at each sample's first step);
+                   with ``"reset": "soft"``, ``procs.SoftLIFReset`` (``v -= v_subtract`` on a spike)
 ``graded_relay``   ``lava.proc.graded.process.GradedVec`` with ``vth = 0``: sends its input sum
 ``gate``           ``lava.proc.graded.process.GradedVec`` with ``vth = A - 1`` (decompose SSA)
 ``prod``           ``lava.proc.prodneuron.process.ProdNeuron`` with ``vth = 0`` (decompose SSA)
@@ -68,11 +69,15 @@ def _make(spec, arrays, *, samples, timesteps, total_steps, inputs, scratch):
     if kind == "source":
         return Source(data=source_data(spec, inputs[spec["value"]], timesteps, total_steps))
     if kind == "lif":
-        return LIFReset(shape=shape, du=int(spec["du"]), dv=int(spec["dv"]), vth=int(spec["vth"]),
-                        bias_mant=_arr(spec["bias_mant"], arrays).astype(np.int32),
-                        bias_exp=_arr(spec["bias_exp"], arrays).astype(np.int32),
-                        reset_interval=timesteps, reset_offset=(int(spec["depth"]) + 1) % timesteps,
-                        name=name)
+        kw = dict(shape=shape, du=int(spec["du"]), dv=int(spec["dv"]), vth=int(spec["vth"]),
+                  bias_mant=_arr(spec["bias_mant"], arrays).astype(np.int32),
+                  bias_exp=_arr(spec["bias_exp"], arrays).astype(np.int32),
+                  reset_interval=timesteps, reset_offset=(int(spec["depth"]) + 1) % timesteps,
+                  name=name)
+        if spec.get("reset") == "soft":
+            return P.soft_lif_reset(v_subtract=_arr(spec["v_subtract"], arrays).astype(np.int32),
+                                    **kw)
+        return LIFReset(**kw)
     if kind in ("graded_relay", "gate"):
         return GradedVec(shape=shape, vth=int(spec.get("vth", 0)))
     if kind == "prod":

@@ -16,11 +16,18 @@ no model discovery by file scanning is involved.
   model ignores ``weight_exp``; this one is that model plus the exponent as Loihi and Lava's
   Dense/Sparse models apply it: the exact integer sum, shifted (``<< e``, or an arithmetic
   ``>> -e``), then Conv's 24-bit wrap of ``a_out``.
+* ``SoftLIFReset``: Lava's ``LIFReset`` with a soft reset (spikingjelly's ``v_reset=None``). Its
+  model is Lava's bit-accurate ``PyLifResetModelBitAcc`` with only the reset replaced: ``v -=
+  v_subtract`` where the neuron fired, instead of ``v = 0`` (``v_subtract``: per neuron, in
+  ``v``'s units). A spiking ``v`` exceeds ``vth << 6 >= 0`` and ``0 <= v_subtract < 2**23``, so
+  the difference stays in the 24-bit range; Loihi 2's programmable neurons run it as microcode.
 
 Time convention (shared with ``network``): a value at pipeline depth ``d`` carries model step ``t``
 of sample ``k`` at Lava time step ``k * T + t + d + 1`` (Lava counts time steps from 1).
 """
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
@@ -162,6 +169,38 @@ def _conv_exp_model():
     return PyConvModelExp
 
 
+# ----------------------------------------------------------------------------- soft reset
+@functools.lru_cache(maxsize=None)
+def _soft_lif_classes():
+    """(SoftLIFReset, its fixed_pt model), made once, on first use."""
+    from lava.proc.lif.models import PyLifResetModelBitAcc
+    from lava.proc.lif.process import LIFReset
+
+    class SoftLIFReset(LIFReset):
+        """``LIFReset`` whose neurons subtract ``v_subtract`` (int array of ``shape``) from
+        ``v`` when they fire, instead of setting ``v = 0``."""
+
+        def __init__(self, *, v_subtract, **kwargs):
+            super().__init__(**kwargs)
+            self.v_subtract = Var(shape=tuple(kwargs["shape"]),
+                                  init=np.asarray(v_subtract, np.int32))
+
+    class PySoftLifResetModelBitAcc(PyLifResetModelBitAcc):
+        """Lava's bit-accurate LIFReset model with the soft reset."""
+
+        v_subtract: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+
+        def reset_voltage(self, spike_vector: np.ndarray) -> None:
+            self.v[spike_vector] -= self.v_subtract[spike_vector]
+
+    return SoftLIFReset, PySoftLifResetModelBitAcc
+
+
+def soft_lif_reset(**kwargs):
+    """A ``SoftLIFReset`` process (``LIFReset``'s arguments plus ``v_subtract``)."""
+    return _soft_lif_classes()[0](**kwargs)
+
+
 # ----------------------------------------------------------------------------- Readout
 class Readout(AbstractProcess):
     """Output accumulator (an integrator without threshold), reset at each sample's window start.
@@ -274,9 +313,12 @@ def model_map(procs, *, on_cpu: bool = True) -> dict:
 
     out = {}
     conv_model = _conv_exp_model() if on_cpu else None
+    soft = _soft_lif_classes()
     for p in procs:
         if conv_model is not None and isinstance(p, Conv):
             out[p] = conv_model
+        elif isinstance(p, soft[0]):
+            out[p] = soft[1]
         elif isinstance(p, SpikeMatmul):
             out[p] = spike_matmul_model(len(p.proc_params["a_index"]),
                                         len(p.proc_params["b_index"]))

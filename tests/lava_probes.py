@@ -27,3 +27,17 @@ def assert_probes_equal(graph, plan: dict, lava_values: dict, sim_values: dict) 
         checked += got.size
         nonzero += int(np.count_nonzero(want))
     return checked, nonzero
+
+
+def run_and_compare(graph, data, **kw):
+    """Build ``graph``'s bundle (``build_plan(**kw)``), run it on Lava with ``data`` as input
+    ``x`` and compare every probe with the simulator's: ``(plan, simulation, values compared)``."""
+    from spikec.backends.lava import build_plan
+    from spikec.backends.lava.runtime import network
+    from spikec.sim import Simulator
+
+    plan, arrays, _ = build_plan(graph, **kw)
+    res = network.run(plan, arrays, {"x": data})
+    sim = Simulator(graph).run(data, record=[p["value"] for p in plan["probes"]])
+    checked, _ = assert_probes_equal(graph, plan, res["values"], sim.values)
+    return plan, sim, checked

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clirun import run_cli
 
 from spikec import __version__
 from spikec.backends.lava import build_plan, bundle_files, samples, ssa_costs, write_bundle
 from spikec.backends.lava.matrix import SynapseMatrix
 from spikec.backends.lava.netx import read_netx
 from spikec.backends.lava.runtime.npzio import load_npz, npz_bytes, save_npz
-from spikec.cli import main
 from spikec.ir import dumps
 from spikec.ir.fixed import FIXED_DOMAIN_OPS
 from spikec.sim import Simulator
@@ -40,14 +40,7 @@ def _out(tmp_path, graph, ssa="host", conv="lava") -> Path:
     return out
 
 
-def _cli(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
+_cli = run_cli
 
 
 # ----------------------------------------------------------------------------- the bundle

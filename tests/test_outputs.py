@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clirun import run_cli
 
 from spikec import outputs
-from spikec.cli import main
 from spikec.errors import OutputError
 from spikec.ir import ops as O
 from spikec.ir import save
@@ -46,14 +46,7 @@ def model(tmp_path) -> Path:
     return path
 
 
-def cli(args, capsys) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
+cli = run_cli
 
 
 def one_line(code: int, err: str) -> str:

@@ -9,10 +9,10 @@ import sys
 
 import numpy as np
 import pytest
+from clirun import run_cli
 
 from spikec.backends.lava import samples, write_bundle
 from spikec.backends.lava.runtime.npzio import load_npz, save_npz
-from spikec.cli import main
 from spikec.errors import InputFileError
 from spikec.ir import dumps
 from spikec.backends.lava.validate import validate_trace
@@ -41,14 +41,7 @@ def compiled(tmp_path_factory):
     return out, data, trace, g
 
 
-def _cli(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
+_cli = run_cli
 
 
 def test_runner_trace_format(compiled):

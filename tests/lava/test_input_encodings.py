@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from clirun import run_cli
 from lava_probes import assert_probes_equal
 
 from spikec.backends.lava import build_plan, encodings, samples
@@ -84,7 +85,6 @@ def test_validate_against_lava_and_a_trace(encoding, tmp_path, capsys):
 
     from spikec.backends.lava import write_bundle
     from spikec.backends.lava.runtime.npzio import save_npz
-    from spikec.cli import main
     from spikec.ir import dumps
 
     x = samples.images(2)
@@ -97,13 +97,7 @@ def test_validate_against_lava_and_a_trace(encoding, tmp_path, capsys):
     np.savez(data, images=x, labels=np.zeros(len(x), np.int64))
 
     def cli(argv):
-        try:
-            main(argv)
-            code = 0
-        except SystemExit as e:
-            code = e.code
-        cap = capsys.readouterr()
-        return code, cap.out, cap.err
+        return run_cli(argv, capsys)
 
     code, stdout, err = cli(["validate", str(out), "--against", "lava", "--data", str(data),
                              "--json"])

@@ -5,25 +5,17 @@ every synapse process, delay-balanced."""
 from __future__ import annotations
 
 import pytest
-from lava_probes import assert_probes_equal
+from lava_probes import run_and_compare
 
-from spikec.backends.lava import build_plan, samples
-from spikec.backends.lava.runtime import network
+from spikec.backends.lava import samples
 from spikec.backends.lava.samples import ms_resnet_like
 from spikec.ir import fixed as F
 from spikec.pipeline import compile_graph
-from spikec.sim import Simulator
 
 pytestmark = pytest.mark.lava
 
 
-def _check(graph, data, **kw):
-    plan, arrays, _ = build_plan(graph, **kw)
-    res = network.run(plan, arrays, {"x": data})
-    names = [p["value"] for p in plan["probes"]]
-    sim = Simulator(graph).run(data, record=names)
-    checked, _ = assert_probes_equal(graph, plan, res["values"], sim.values)
-    return plan, sim, checked
+_check = run_and_compare
 
 
 @pytest.mark.parametrize("conv", ["lava", "sparse"])

@@ -8,15 +8,13 @@ import math
 
 import numpy as np
 import pytest
-from lava_probes import assert_probes_equal
+from lava_probes import run_and_compare
 
 from spikec.backends.lava import build_plan, samples
-from spikec.backends.lava.runtime import network
 from spikec.ir import fixed as F
 from spikec.ir import ops as O
 from spikec.ir.graph import Graph
 from spikec.pipeline import compile_graph
-from spikec.sim import Simulator
 
 pytestmark = pytest.mark.lava
 
@@ -29,13 +27,7 @@ def _soft_fixed(graph: Graph, extra: int) -> Graph:
     return Graph(ops, timesteps=graph.timesteps, meta=dict(graph.meta), domain="fixed")
 
 
-def _check(graph, data, **kw):
-    plan, arrays, _ = build_plan(graph, **kw)
-    res = network.run(plan, arrays, {"x": data})
-    names = [p["value"] for p in plan["probes"]]
-    sim = Simulator(graph).run(data, record=names)
-    checked, _ = assert_probes_equal(graph, plan, res["values"], sim.values)
-    return plan, sim, checked
+_check = run_and_compare
 
 
 def _resets(graph, sim) -> tuple[int, int]:

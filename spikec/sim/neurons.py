@@ -77,19 +77,21 @@ class CubaLIFLayer:
         self.dtype = np.dtype(np.float32 if exact32 else np.float64)
         self.fast = fast
         # the same constants in the fast path's carrier (exact: |bias| < 2**20, vth << 6 < 2**23)
-        b, th = self.bias, self.threshold
-        self._bias_f = None if not b.any() else (
-            self.dtype.type(b.flat[0]) if (b == b.flat[0]).all() else b.astype(self.dtype))
-        self._threshold_f = (self.dtype.type(th.flat[0]) if th.size and (th == th.flat[0]).all()
-                             else th.astype(self.dtype))
+        b = self.bias
+        self._bias_f = self._in_carrier(b) if b.any() else None
+        self._threshold_f = self._in_carrier(self.threshold)
         self._bias_max = int(np.abs(b).max()) if b.size else 0
-        sub = self.v_subtract
-        self._sub_f = None if sub is None else (
-            self.dtype.type(sub.flat[0]) if sub.size and (sub == sub.flat[0]).all()
-            else sub.astype(self.dtype))
+        self._sub_f = None if self.v_subtract is None else self._in_carrier(self.v_subtract)
         self.u = self.v = None
         self._u_in_range = self._v_in_range = False      # set per run (``_range_proofs``)
         self.exact_steps = 0          # steps the fast path handed to ``step`` (diagnostics)
+
+    def _in_carrier(self, x: np.ndarray):
+        """A per-neuron integer constant in the fast path's carrier: one scalar where every
+        neuron has the same value (cheaper to broadcast), else the array."""
+        if x.size and (x == x.flat[0]).all():
+            return self.dtype.type(x.flat[0])
+        return x.astype(self.dtype)
 
     # ------------------------------------------------------------------ the chip's phases (int64)
     def reset_state(self, batch_shape: tuple[int, ...]) -> None:

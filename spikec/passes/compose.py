@@ -36,8 +36,9 @@ def compose_convs(graph: Graph) -> Graph:
     return rewrite(graph, (conv_into_conv,))
 
 
-def _dense(conv: O.Conv2d) -> np.ndarray:
-    """The weights ``[C_out, C_in, kH, kW]`` with groups expanded (zeros between groups)."""
+def dense_weight(conv: O.Conv2d) -> np.ndarray:
+    """The weights ``[C_out, C_in, kH, kW]`` (float64) with groups expanded (zeros between
+    groups)."""
     w = conv.weight.astype(np.float64)
     g = conv.groups
     if g == 1:
@@ -56,8 +57,9 @@ def _pointwise(conv: O.Conv2d, *, padded: bool) -> bool:
             and (padded or tuple(conv.padding) == (0, 0)))
 
 
-def _bias(conv: O.Conv2d) -> np.ndarray:
-    return np.zeros(conv.weight.shape[0]) if conv.bias is None else conv.bias.astype(np.float64)
+def bias_or_zeros(syn: O.Op) -> np.ndarray:
+    """A conv2d's or linear's bias in float64, zeros where it has none."""
+    return np.zeros(syn.weight.shape[0]) if syn.bias is None else syn.bias.astype(np.float64)
 
 
 @rule(O.Conv2d)
@@ -66,7 +68,7 @@ def conv_into_conv(b: O.Conv2d, v: View) -> Rewrite | None:
     a = v.producer(b.inputs[0])
     if not isinstance(a, O.Conv2d) or v.sole_consumer(a.name) is not b:
         return None
-    wa, wb, ba, bb = _dense(a), _dense(b), _bias(a), _bias(b)
+    wa, wb, ba, bb = dense_weight(a), dense_weight(b), bias_or_zeros(a), bias_or_zeros(b)
     if _pointwise(b, padded=False):
         w = np.einsum("om,mcuv->ocuv", wb[:, :, 0, 0], wa)
         fields = dict(stride=a.stride, padding=a.padding, dilation=a.dilation)

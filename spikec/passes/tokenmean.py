@@ -15,6 +15,7 @@ from spikec.ir import ops as O
 from spikec.ir.graph import Graph
 from spikec.ir.types import Kind
 from spikec.memory import require_memory
+from spikec.passes.compose import bias_or_zeros, dense_weight
 from spikec.passes.rewrite import Rewrite, View, norm_axis, rewrite, rule
 
 _SYNAPSES = (O.Conv2d, O.Linear)
@@ -81,7 +82,7 @@ def mean_of_currents_into_synapses(mean: O.Mean, v: View) -> Rewrite | None:
         counted = _pointwise(syn)
         m = times * (_count_map(syn, v.spec(syn.name).shape) if counted else
                      _dense_map(syn, x_shape, v.spec(syn.name).shape, mean.name))
-        b = times * (np.zeros(len(m)) if syn.bias is None else syn.bias.astype(np.float64))
+        b = times * bias_or_zeros(syn)
         key = (syn.inputs[0], counted)
         if key in groups:
             groups[key][1] += m
@@ -193,23 +194,12 @@ def _pointwise(syn: O.Op) -> bool:
             and tuple(syn.padding) == (0, 0))
 
 
-def _full_kernel(conv: O.Conv2d) -> np.ndarray:
-    """The conv's weight as a dense one (float64; a grouped conv's zero blocks filled in)."""
-    w = conv.weight.astype(np.float64)
-    g, cout, cin_g = conv.groups, w.shape[0], w.shape[1]
-    full = np.zeros((cout, cin_g * g) + w.shape[2:])
-    for i in range(g):
-        rows = slice(i * cout // g, (i + 1) * cout // g)
-        full[rows, i * cin_g:(i + 1) * cin_g] = w[rows]
-    return full
-
-
 def _count_map(syn: O.Op, y_shape: tuple[int, ...]) -> np.ndarray:
     """``W / N [C_out, C_in]`` of a pointwise synapse (``N``: positions averaged)."""
     if isinstance(syn, O.Linear):
         w = syn.weight.astype(np.float64)
     else:
-        w = _full_kernel(syn)[:, :, 0, 0]
+        w = dense_weight(syn)[:, :, 0, 0]
     return w / (int(np.prod(y_shape)) // w.shape[0])
 
 
@@ -221,7 +211,7 @@ def _dense_map(conv: O.Conv2d, x_shape: tuple[int, ...], y_shape: tuple[int, ...
     require_memory(16.0 * cout * n_in,
                    f"folding the token mean {where!r} into a dense synapse on the input of "
                    f"{conv.name!r} ({cout} x {n_in} weights)")
-    full = _full_kernel(conv)
+    full = dense_weight(conv)
     taps = [_taps(y_shape[1 + d], x_shape[1 + d], full.shape[2 + d], conv.stride[d],
                   conv.padding[d], conv.dilation[d]) for d in range(2)]
     return np.einsum("ocuv,uy,vx->ocyx", full, *taps) / (y_shape[1] * y_shape[2])

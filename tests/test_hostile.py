@@ -597,30 +597,24 @@ def _html_dir(c: Ctx) -> Path:
     return out
 
 
+def _first_array(v, key: str, value) -> bool:
+    """Set ``key`` of the first ``$array`` header met in ``v`` to ``value``; whether one was."""
+    if isinstance(v, dict):
+        if "$array" in v:
+            v[key] = value
+            return True
+        return any(_first_array(x, key, value) for x in v.values())
+    if isinstance(v, list):
+        return any(_first_array(x, key, value) for x in v)
+    return False
+
+
 def _object_dtype(h: dict) -> None:
-    def walk(v):
-        if isinstance(v, dict):
-            if "$array" in v:
-                v["dtype"] = "|O"
-                return True
-            return any(walk(x) for x in v.values())
-        if isinstance(v, list):
-            return any(walk(x) for x in v)
-        return False
-    walk(h["ops"])
+    _first_array(h["ops"], "dtype", "|O")
 
 
 def _bad_shape(h: dict) -> None:
-    def walk(v):
-        if isinstance(v, dict):
-            if "$array" in v:
-                v["shape"] = [-1, "x"]
-                return True
-            return any(walk(x) for x in v.values())
-        if isinstance(v, list):
-            return any(walk(x) for x in v)
-        return False
-    walk(h["ops"])
+    _first_array(h["ops"], "shape", [-1, "x"])
 
 
 def _truncated_trace(c: Ctx) -> list:

@@ -151,23 +151,11 @@ def test_validate_never_executes_code_from_out(compiled, tmp_path, capsys):
 def test_python_api_validates_against_lava(tmp_path):
     """``spikec.compile(...).validate(against='lava')`` (core only: runs without torch here)."""
     import spikec
-    from spikec.ir import ops as O
     from spikec.ir import save
-    from spikec.ir.graph import Graph
+    from test_outputs import small_graph
 
     r = np.random.default_rng(0)
-    f = np.float32
-    g = Graph([O.Input("input", (), shape=(1, 8, 8), pixel_scale=1 / 255),
-               O.Conv2d("conv", ("input",), weight=r.normal(size=(4, 1, 3, 3)).astype(f),
-                        bias=np.full(4, 0.2, f), padding=(1, 1)),
-               O.LIF("lif", ("conv",)),
-               O.Reshape("tokens", ("lif",), shape=(4, 64)),
-               O.Mean("mean", ("tokens",), axes=(1,)),
-               O.TimeMean("time_mean", ("mean",)),
-               O.Linear("head", ("time_mean",), weight=r.normal(size=(3, 4)).astype(f),
-                        bias=np.zeros(3, f)),
-               O.Output("output", ("head",))], timesteps=2)
-    save(g, tmp_path / "small.spkc")
+    save(small_graph(), tmp_path / "small.spkc")
     data = tmp_path / "d.npz"
     np.savez(data, images=r.integers(0, 256, (2, 1, 8, 8), dtype=np.uint8),
              labels=np.zeros(2, np.int64))

@@ -18,6 +18,7 @@ from spikec.ir.graph import Graph
 from spikec.sim import Simulator
 from spikec.sim import events as ev
 from spikec.sim.profile import TimeProfile
+from spikec.sim.threads import SimulatorPool, threads_for
 
 STAGES = ("float", "folded", "quantized")
 GRAPH_FILES = {"quantized": "compiled.spkc", "folded": "folded.spkc", "float": "float.spkc"}
@@ -249,30 +250,35 @@ def simulate_graph(graph: Graph, data, *, limit: int | None = None, stage: str =
 
 def simulate_batches(graph: Graph, stage: str, images: np.ndarray, batch_size: int,
                      strict: bool = False, update: Callable[[int], None] | None = None,
-                     timing=None) -> tuple[np.ndarray, dict[str, ev.LayerStats]]:
+                     timing=None, threads: int | None = None,
+                     ) -> tuple[np.ndarray, dict[str, ev.LayerStats]]:
     """Predictions (int64 [n]) and per-op event counts of ``graph`` on ``images``, batch by batch
-    (the bit-exact simulator for a fixed graph, the reference interpreter for a float one)."""
+    (the bit-exact simulator for a fixed graph, on ``threads`` threads (default: the cores; one
+    when ``timing`` times its ops), the reference interpreter for a float one)."""
     from spikec import interp
 
     preds = [np.zeros(0, np.int64)]
     stats: dict[str, ev.LayerStats] = {}
-    sim = Simulator(graph, strict=strict) if stage == "quantized" else None
-    record = ev.float_graph_record(graph) if sim is None else None
-    for sl in batches(len(images), batch_size):
-        batch = images[sl]
-        if sim is not None:
-            r = sim.run(batch)
-            logits, batch_stats = r.logits, r.stats
+    slices = list(batches(len(images), batch_size))
+    if stage == "quantized":    # the bit-exact simulator, on the cores (one thread when timed)
+        threads = 1 if timing is not None else threads_for(graph, batch_size, len(slices), threads)
+        pool = SimulatorPool(graph, threads, strict=strict)
+        results = pool.map(images[sl] for sl in slices)
+    else:
+        record = ev.float_graph_record(graph)
+        results = (interp.run(graph, images[sl], record=record) for sl in slices)
+    for sl, r in zip(slices, results):
+        n = sl.stop - sl.start
+        if stage == "quantized":
+            batch_stats = r.stats
             if timing is not None:      # ``spikec.sim.profile.TimeProfile``
                 timing.add(graph, r)
         else:
-            tr = interp.run(graph, batch, record=record)
-            logits = tr.logits
-            batch_stats = ev.float_graph_stats(graph, tr.values, len(batch))
-        preds.append(np.argmax(logits, axis=1))
+            batch_stats = ev.float_graph_stats(graph, r.values, n)
+        preds.append(np.argmax(r.logits, axis=1))
         _merge_stats(stats, batch_stats)
         if update:
-            update(len(batch))
+            update(n)
     return np.concatenate(preds).astype(np.int64), stats
 
 
@@ -280,7 +286,8 @@ def _simulate_shard(ref, stage, images, batch_size, strict):
     """One shard of ``simulate_graph`` on a worker (module level: pickled by reference)."""
     from spikec.shards import load_graph
 
-    return simulate_batches(load_graph(ref), stage, images, batch_size, strict)
+    return simulate_batches(load_graph(ref), stage, images, batch_size, strict,
+                            threads=1)     # the workers are the parallelism
 
 
 def _merge_stats(into: dict, part: dict) -> None:

@@ -116,10 +116,16 @@ def require_simulation_memory(graph, batch: int, *, where: str = "") -> None:
     """
     widest = max((_elements(s.shape) for s in graph.specs.values()), default=0)
     steps = graph.timesteps
-    require_memory(3.0 * 8 * steps * batch * widest,
+    require_memory(simulation_bytes(graph, batch),
                    f"{where or 'the graph'}: simulating T = {steps} steps of a batch of {batch} "
                    f"(widest value {widest:,} neurons)",
                    avoid="use a smaller --batch-size, or compile with a smaller -T")
+
+
+def simulation_bytes(graph, batch: int) -> float:
+    """The bytes one simulated batch needs (``require_simulation_memory``'s estimate)."""
+    widest = max((_elements(s.shape) for s in graph.specs.values()), default=0)
+    return 3.0 * 8 * graph.timesteps * batch * widest
 
 
 def _elements(shape) -> float:

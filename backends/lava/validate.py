@@ -142,49 +142,52 @@ def _load_inputs(graph, data: str, limit: int | None) -> dict:
 _CHUNK = 16
 
 
-def _simulate(graph, plan, inputs: dict) -> tuple[dict, float, float, float]:
-    """The simulator's values of the probed layers, its total seconds, its set-up seconds and
-    the process CPU seconds of its steady part (after the set-up; beside the wall seconds, which
-    other processes on the machine stretch).
+def _simulate(graph, plan, inputs: dict) -> tuple[dict, dict]:
+    """The simulator's values of the probed layers, and its timing: ``seconds`` (total),
+    ``setup`` seconds, ``cpu`` (the process CPU seconds of its steady part, all threads; beside
+    the wall seconds, which other processes on the machine stretch) and ``threads``.
 
     Set-up: preparing weights, loading the optional accelerator, and one warm-up pass over the
-    first chunk whose results are discarded (its first touches of fresh memory and numpy's
-    first dispatch of each kernel cost about half a pass again), all once per process, like
-    Lava's start-up and first step, which its steady seconds also leave out. The simulator
+    first chunk per thread whose results are discarded (its first touches of fresh memory and
+    numpy's first dispatch of each kernel cost about half a pass again), all once per process,
+    like Lava's start-up and first step, which its steady seconds also leave out. The chunks
+    then run on ``spikec.sim.threads``'s threads (the machine's cores), in order. The simulator
     counts no events here (``run(events=False)``): only the values are compared.
     """
     from spikec.memory import require_simulation_memory
-    from spikec.sim import Simulator
+    from spikec.sim.threads import SimulatorPool, threads_for
 
     names = [p["value"] for p in plan["probes"]]
-    require_simulation_memory(graph, min(_CHUNK, len(next(iter(inputs.values())))), where="validate")
-    data = next(iter(inputs.values())) if len(inputs) == 1 else inputs
     n = len(next(iter(inputs.values())))
+    data = next(iter(inputs.values())) if len(inputs) == 1 else inputs
+    threads = threads_for(graph, min(_CHUNK, n), n)
+    size = max(1, min(_CHUNK, -(-n // threads)))    # every thread gets a chunk
+    require_simulation_memory(graph, min(size, n), where="validate")
 
     def chunk(s: int):
-        e = s + _CHUNK
+        e = s + size
         return data[s:e] if not isinstance(data, dict) else {k: v[s:e] for k, v in data.items()}
 
     t0 = time.perf_counter()
-    sim = Simulator(graph)
-    sim.prepare()
+    pool = SimulatorPool(graph, threads)
     if n:
-        sim.run(chunk(0), record=names, events=False)
+        list(pool.map([chunk(0)] * pool.threads, record=names, events=False))
     setup = time.perf_counter() - t0
     cpu0 = time.process_time()
-    values: dict[str, list] = {}
-    for s in range(0, n, _CHUNK):
-        res = sim.run(chunk(s), record=names, events=False)
-        for k in names:
-            values.setdefault(k, []).append(res.values[k])
-    out = {}
-    for p in plan["probes"]:
-        v = values[p["value"]]
-        if p["kind"] == "readout":
-            out[p["value"]] = v[0] if len(v) == 1 else np.concatenate(v, axis=0)
-        else:       # [T, B, ...] -> [B, T, ...]: a view of one chunk, no copy
-            out[p["value"]] = np.moveaxis(v[0] if len(v) == 1 else np.concatenate(v, axis=1), 0, 1)
-    return out, time.perf_counter() - t0, setup, time.process_time() - cpu0
+    out: dict[str, np.ndarray] = {}
+    done = 0
+    for res in pool.map((chunk(s) for s in range(0, n, size)), record=names, events=False):
+        for p in plan["probes"]:      # [T, b, ...] -> out[done:done + b] of [n, T, ...]
+            v = res.values[p["value"]]
+            if p["kind"] != "readout":
+                v = np.moveaxis(v, 0, 1)
+            if p["value"] not in out:
+                out[p["value"]] = np.empty((n,) + v.shape[1:], v.dtype)
+            out[p["value"]][done:done + len(v)] = v
+        done += res.samples
+    timing = {"seconds": time.perf_counter() - t0, "setup": setup,
+              "cpu": time.process_time() - cpu0, "threads": pool.threads}
+    return out, timing
 
 
 # ----------------------------------------------------------------------------- comparison
@@ -301,7 +304,7 @@ def validate_lava(out, data: str, limit: int | None = None, *, batch: int = 0,
     inputs = _load_inputs(graph, data, limit)
     host = encodings.host_layers(plan)
     if host:    # the first layer on the host: the simulator's spikes are the bundle's input
-        predicted, sim_s, sim_setup, sim_cpu = _simulate(graph, plan, inputs)
+        predicted, sim = _simulate(graph, plan, inputs)
     feed = encodings.bundle_inputs(plan, inputs, {k: predicted[k] for k in host} if host else None)
     if workers == 1 and not cluster:
         py = python or find_lava_python()
@@ -310,10 +313,9 @@ def validate_lava(out, data: str, limit: int | None = None, *, batch: int = 0,
         trace, lava_wall = _run_sharded(out, feed, python, batch, workers, cluster)
     meta = json.loads(str(trace["meta"]))
     if not host:
-        predicted, sim_s, sim_setup, sim_cpu = _simulate(graph, plan, inputs)
+        predicted, sim = _simulate(graph, plan, inputs)
     res = compare(graph, plan, trace, predicted)
-    return _result("lava", manifest, plan, meta, res, lava_wall, sim_s, data, setup=sim_setup,
-                   cpu=sim_cpu)
+    return _result("lava", manifest, plan, meta, res, lava_wall, sim, data)
 
 
 def _lava_shard(out: str, inputs: dict, python: str | None, batch: int) -> tuple[dict, float]:
@@ -380,20 +382,20 @@ def validate_trace(out, trace_file, data: str | None = None, limit: int | None =
         raise DataError(f"{trace_file}: the bundle's input is the spikes of its first layer, "
                         "computed on the host (--input-encoding host), not the pixels; pass "
                         "--data with the samples the trace was recorded on")
-    predicted, sim_s, sim_setup, sim_cpu = _simulate(graph, plan, inputs)
+    predicted, sim = _simulate(graph, plan, inputs)
     res = compare(graph, plan, arrays, predicted)
     lava_s = float(meta.get("seconds", {}).get("wall", float("nan")))
-    result = _result("trace", manifest, plan, meta, res, lava_s, sim_s, data, str(trace_file),
-                     setup=sim_setup, cpu=sim_cpu)
+    result = _result("trace", manifest, plan, meta, res, lava_s, sim, data, str(trace_file))
     from spikec.estimate.timing_trace import trace_timing  # optional per-step timing (HIL)
 
     result["timing"] = trace_timing(graph, arrays, inputs, manifest, plan)
     return result
 
 
-def _result(against, manifest, plan, meta, res, lava_s, sim_s, data, trace=None,
-            setup: float = 0.0, cpu: float | None = None) -> dict:
+def _result(against, manifest, plan, meta, res, lava_s, sim: dict, data, trace=None) -> dict:
+    """The validation's JSON; ``sim`` is ``_simulate``'s timing."""
     n = int(meta["samples"])
+    sim_s, setup, cpu = sim["seconds"], sim["setup"], sim["cpu"]
     secs = meta.get("seconds", {})
     return {
         "against": against, "trace": trace, "data": data, "samples": n,
@@ -405,6 +407,7 @@ def _result(against, manifest, plan, meta, res, lava_s, sim_s, data, trace=None,
         "spikec_seconds_per_sample": sim_s / n if n else None,
         # the simulator's marginal cost once its weights are prepared (set-up excluded)
         "spikec_setup_seconds": setup,
+        "spikec_threads": sim["threads"],
         "spikec_steady_seconds_per_sample": (sim_s - setup) / n if n else None,
         # the same in process CPU seconds (all threads): what the wall figure is on an idle machine
         "spikec_steady_cpu_seconds_per_sample": cpu / n if n and cpu is not None else None,

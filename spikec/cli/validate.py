@@ -34,10 +34,13 @@ def _print(res: dict) -> None:
     procs = res["lava_run"].get("processes")
     extra = (f" ({procs} processes" + extra + ")") if procs else ""
     cpu = res.get("spikec_steady_cpu_seconds_per_sample")
-    cpu = "" if cpu is None else f", {cpu:.4f} s of CPU"
+    cpu = "" if cpu is None else f", {cpu * 1e3:.2f} ms of CPU"
+    threads = res.get("spikec_threads") or 1
+    threads = f"{threads} thread{'s' if threads > 1 else ''}; "
     click.echo(f"wall time: Lava {res['lava_seconds']:.1f} s{extra}, spikec simulator "
-               f"{res['spikec_seconds']:.2f} s ({res['spikec_setup_seconds']:.2f} s set-up, then "
-               f"{res['spikec_steady_seconds_per_sample']:.4f} s per sample{cpu})")
+               f"{res['spikec_seconds']:.2f} s ({threads}{res['spikec_setup_seconds']:.2f} s "
+               f"set-up, then {res['spikec_steady_seconds_per_sample'] * 1e3:.2f} ms per "
+               f"sample{cpu})")
     if steady and res["spikec_steady_seconds_per_sample"]:
         click.echo(f"steady state: spikec {steady / res['spikec_steady_seconds_per_sample']:,.0f}x "
                    f"faster than Lava per sample")

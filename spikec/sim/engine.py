@@ -21,6 +21,7 @@ target could act, the kernel switches to int64 and the ``fixedpoint`` helpers.
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -471,6 +472,17 @@ class Simulator:
             elif isinstance(op, F.CubaLIF) and op.name not in self._layers:
                 self._layers[op.name] = CubaLIFLayer(op, self.fmt, strict=self.strict,
                                                      fast=self.fast)
+
+    def clone(self) -> "Simulator":
+        """A simulator of the same graph that shares this one's prepared weights, bounds and
+        neuron constants but has its own neuron state, so that the two may run batches on two
+        threads at once (``spikec.sim.threads``). Call ``prepare`` first: the weights of the
+        synapse terms are then made, and only read, by both."""
+        twin = copy.copy(self)
+        twin._layers = {name: copy.copy(layer) for name, layer in self._layers.items()}
+        for layer in twin._layers.values():
+            layer.u = layer.v = None
+        return twin
 
     @staticmethod
     def _active_inputs(syn: Synapse, weight: np.ndarray, flat: np.ndarray):

@@ -45,8 +45,8 @@ _blas_libs = None
 
 
 @contextlib.contextmanager
-def _one_blas_thread():
-    """Context limiting the BLAS to one thread (a no-op without ``threadpoolctl``). The BLAS
+def blas_threads(n: int):
+    """Context limiting the BLAS to ``n`` threads (a no-op without ``threadpoolctl``). The BLAS
     libraries are looked up once: ``ThreadpoolController.limit`` inspects every loaded library
     on each call (about half a millisecond, as long as a small product itself)."""
     global _blas_libs
@@ -58,19 +58,19 @@ def _one_blas_thread():
             _blas_libs = []
     saved = [lib.num_threads for lib in _blas_libs]
     for lib in _blas_libs:
-        lib.set_num_threads(1)
+        lib.set_num_threads(n)
     try:
         yield
     finally:
-        for lib, n in zip(_blas_libs, saved):
-            lib.set_num_threads(n)
+        for lib, k in zip(_blas_libs, saved):
+            lib.set_num_threads(k)
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``np.matmul``; a stack of small products runs on one BLAS thread (``SMALL_GEMM_MACS``)."""
     m, k, n = (a.shape[-2] if a.ndim > 1 else 1), a.shape[-1], b.shape[-1]
     if m * k * n < SMALL_GEMM_MACS and max(a.ndim, b.ndim) > 2:
-        with _one_blas_thread():
+        with blas_threads(1):
             return np.matmul(a, b, out=out)
     return np.matmul(a, b, out=out)
 

@@ -86,6 +86,9 @@ CASES = [
     (True, (8, 5, 5), (4, 8, 1, 1), 1, 0, 1, 2, "even"),      # 1x1 on a small map
     (True, (8, 17, 17), (4, 8, 1, 1), 1, 0, 1, 1, "odd"),     # 1x1 on a large map
     (True, (4, 7, 7), (4, 2, 3, 3), 1, 1, 2, 1, "even"),      # groups
+    (True, (4, 9, 9), (6, 4, 3, 3), 2, 1, 1, 1, "even"),      # stride 2, small map: one GEMM
+    (True, (4, 40, 40), (6, 4, 3, 3), 2, 1, 1, 1, "odd"),     # stride 2, large map
+    (True, (8, 34, 34), (4, 8, 2, 2), 2, 0, 1, 3, "even"),    # patchify, large map
     (True, (4, 7, 7), (4, 4, 3, 3), 1, 1, 1, 1, "unsigned"),  # weights up to 255: float path
     (True, (4, 7, 7), (4, 4, 3, 3), 1, 1, 1, 8, "even"),      # pixels up to 255: float path
     (False, (24,), (5, 24), None, None, 1, 1, "even"),

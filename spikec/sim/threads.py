@@ -101,7 +101,8 @@ class SimulatorPool:
             finally:
                 free.put(sim)
 
-        with single_threaded_kernels(), ThreadPoolExecutor(self.threads) as ex:
+        with single_threaded_kernels(), ThreadPoolExecutor(self.threads,
+                                                           initializer=_one_torch_thread) as ex:
             pending: list = []
             for b in batches:
                 pending.append(ex.submit(one, b))
@@ -111,9 +112,17 @@ class SimulatorPool:
                 yield f.result()
 
 
+def _one_torch_thread() -> None:
+    """torch's thread count is per OpenMP thread: each pool thread sets its own (a new thread
+    starts with the default, every core)."""
+    if ig._torch not in (None, False):
+        ig._torch.set_num_threads(1)
+
+
 @contextlib.contextmanager
 def single_threaded_kernels():
-    """torch's int8 GEMM and the BLAS on one thread each while the pool's threads run."""
+    """torch's int8 GEMM (in the calling thread; the pool's threads: ``_one_torch_thread``) and
+    the BLAS on one thread each while the pool's threads run."""
     torch = ig._torch if ig._torch not in (None, False) else None
     saved = torch.get_num_threads() if torch is not None else None
     if torch is not None:

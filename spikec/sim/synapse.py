@@ -29,6 +29,7 @@ class Synapse:
         self.exp_values = sorted(set(int(e) for e in self.exp))
         self._w: dict = {}
         self._out_bounds: dict[int, int] = {}
+        self.prune_misses = 0       # batches in a row whose inputs pruned nothing (a heuristic)
         if self.conv:
             self.channel_axis = 0
             self.fanout = ev.conv_fanout(in_shape, out_shape, w.shape[2:], op.stride, op.padding,

@@ -602,14 +602,19 @@ def simulate(graph: Graph, data, *, formats: NumberFormats | None = None, strict
              batch_size: int = 32, record: Iterable[str] | str | None = None,
              progress=None) -> SimResult:
     """Simulate ``graph`` on ``data`` [N, ...] in batches; outputs concatenated, counts summed.
+    The batches run on the machine's cores (``spikec.sim.threads``), the results are those of
+    one thread.
 
     ``progress(n)`` is called after each batch with its size.
     """
-    sim = Simulator(graph, formats, strict=strict)
+    from spikec.sim.threads import SimulatorPool, threads_for
+
     data = np.asarray(data)
+    starts = range(0, len(data), batch_size)
+    pool = SimulatorPool(graph, threads_for(graph, batch_size, len(starts)), formats=formats,
+                         strict=strict)
     total: SimResult | None = None
-    for s in range(0, len(data), batch_size):
-        r = sim.run(data[s:s + batch_size], record=record)
+    for r in pool.map((data[s:s + batch_size] for s in starts), record=record):
         if total is None:
             total = r
         else:

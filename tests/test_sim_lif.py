@@ -2,7 +2,9 @@
 spike and state for state the int64 ``step`` and a plain Python-integer loop, for decay factors
 that are and are not powers of two, hard and soft reset, no, uniform and per-neuron bias and
 threshold, the input carriers and layouts the engine hands over, voltages near +-2**23, strict
-mode, and inputs one beyond the range proof (which must leave this path)."""
+mode, and inputs one beyond the range proof (which must leave this path). Each test runs the
+numpy passes, the compiled loop (numba) and that loop as plain Python (what the compiled one
+computes, checked where numba is absent too)."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,12 +13,33 @@ import pytest
 from spikec.errors import StateOverflowError
 from spikec.ir import CubaLIF
 from spikec.sim import CubaLIFLayer
+from spikec.sim import neurons
 from spikec.target import LAVA_FIXED_PT as FMT
 
 from test_sim import sdecay, wrap
 
 LIM = FMT.state_max
 T, B, N = 5, 3, 12
+
+
+@pytest.fixture(params=["numpy", "numba", "python-loop"], autouse=True)
+def backend(request, monkeypatch):
+    """Which implementation ``_run_memoryless`` uses."""
+    if request.param == "numba":
+        monkeypatch.setattr(neurons, "_kernels", None)
+        monkeypatch.setenv("SPIKEC_SIM_NUMBA", "1")
+        pytest.importorskip("numba")
+        assert neurons._memoryless_kernel(np.float32) is not None
+    else:
+        kernels = {np.dtype(c): neurons.memoryless_loop(c) for c in (np.float32, np.float64)}
+        monkeypatch.setattr(neurons, "_kernels", kernels if request.param == "python-loop" else {})
+    return request.param
+
+
+def test_numba_switch(monkeypatch):
+    monkeypatch.setattr(neurons, "_kernels", None)
+    monkeypatch.setenv("SPIKEC_SIM_NUMBA", "0")
+    assert neurons._memoryless_kernel(np.float32) is None and neurons._kernels == {}
 
 
 def reference(a, du, dv, thr, bias, sub):

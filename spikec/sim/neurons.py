@@ -19,9 +19,15 @@ integers in a float carrier and falls back to ``step`` for any step where that i
 exact (see ``_fast_step``); ``fast=False`` runs ``step`` everywhere. A layer whose current has no
 memory (``du = 4095``, Spikformer's LIFs) and whose ranges are proven for the whole run takes a
 shorter fast path still (``_run_memoryless``: no current state, no range tests, no clip, the
-input terms of all T steps in one pass). Tests check every path against ``fixedpoint.lif_step``.
+input terms of all T steps in one pass), and where numba is installed (``pip install
+spikec[fast]``) runs it as one compiled loop over the neurons, all T steps per element
+(``memoryless_loop``; ``SPIKEC_SIM_NUMBA=0`` keeps numpy). Tests check every path against
+``fixedpoint.lif_step``.
 """
 from __future__ import annotations
+
+import os
+import warnings
 
 import numpy as np
 
@@ -43,6 +49,58 @@ def overflow(layer: str, quantity: str, t: int, values: np.ndarray, ok: np.ndarr
         f"layer {layer!r}: {quantity} out of range at time step {t}, sample {first[0]}, neuron "
         f"{first[1:]} (value {int(values[first])}, limit {limit}; {len(bad)} element(s) this step); "
         "lower the layer's scale, or simulate without strict mode to get the chip's wrapped result")
+
+
+_kernels = None         # None: not loaded yet; {}: numba unavailable; else carrier -> kernel
+
+
+def _memoryless_kernel(dtype: np.dtype):
+    """The compiled loop of ``CubaLIFLayer._run_memoryless`` for the carrier ``dtype`` (numba),
+    or None where numba is not installed or ``SPIKEC_SIM_NUMBA=0``. Compiled on first use, once
+    per input dtype and layout (cached on disk where the package directory is writable)."""
+    global _kernels
+    if _kernels is None:
+        _kernels = _load_kernels()
+    return _kernels.get(np.dtype(dtype))
+
+
+def _load_kernels() -> dict:
+    if os.environ.get("SPIKEC_SIM_NUMBA", "1") == "0":
+        return {}
+    try:
+        import numba
+    except ImportError:
+        return {}
+    kernels = {}
+    for carrier in (np.float32, np.float64):
+        loop = memoryless_loop(carrier)
+        try:
+            kernels[np.dtype(carrier)] = numba.njit(nogil=True, cache=True)(loop)
+        except RuntimeError:                # no writable cache location: compile per process
+            kernels[np.dtype(carrier)] = numba.njit(nogil=True)(loop)
+    return kernels
+
+
+def memoryless_loop(carrier):
+    """All T steps of a memoryless LIF, element by element, in ``carrier`` (float32 or float64):
+    the loop numba compiles (as plain Python it computes the same, slowly).
+
+    The loop's arguments: ``a`` [T, B, N] integers in any dtype; ``scale`` (64), ``decay``
+    (``factor_v / 4096``) carrier scalars; ``bias``, ``thr``, ``sub`` [N] in the carrier; ``soft``;
+    ``v`` [B, N] carrier zeros, left holding the final voltage; ``out`` [T, B, N] bool receives
+    the spikes. The arithmetic is ``CubaLIFLayer._run_memoryless``'s."""
+    def loop(a, scale, decay, bias, thr, sub, soft, v, out):
+        T, B, N = a.shape
+        for t in range(T):
+            for b in range(B):
+                for n in range(N):
+                    x = np.trunc(v[b, n] * decay) + (carrier(a[t, b, n]) * scale + bias[n])
+                    s = x > thr[n]
+                    out[t, b, n] = s
+                    if s:
+                        x = x - sub[n] if soft else carrier(0)
+                    v[b, n] = x
+    return loop
 
 
 def _pow2_or_zero(n: int) -> bool:
@@ -85,6 +143,7 @@ class CubaLIFLayer:
         self._bias_max = int(np.abs(b).max()) if b.size else 0
         self._sub_f = None if self.v_subtract is None else self._in_carrier(self.v_subtract)
         self._state: dict = {}        # u, v: arrays, or thunks that compute them on first read
+        self._per_neuron = None       # bias, threshold, v_subtract as float64 [N] (compiled path)
         self._u_in_range = self._v_in_range = False      # set per run (``_range_proofs``)
         self.exact_steps = 0          # steps the fast path handed to ``step`` (diagnostics)
 
@@ -228,6 +287,9 @@ class CubaLIFLayer:
         ``state_max``, so every sum is exact and equals ``step``'s unclipped, unwrapped value.
         The decay and the reset are ``_fast_step``'s (exact by the argument there).
         """
+        kernel = _memoryless_kernel(self.dtype)
+        if kernel is not None:
+            return self._run_compiled(kernel, a_in)
         fmt, dt = self.fmt, self.dtype
         T = a_in.shape[0]
         v = np.empty(a_in.shape, dt)
@@ -258,6 +320,32 @@ class CubaLIFLayer:
         np.logical_not(keep[:T - 1], out=keep[:T - 1])
         np.logical_not(keep_last, out=keep[T - 1])
         return keep
+
+    def _run_compiled(self, kernel, a_in: np.ndarray) -> np.ndarray:
+        """``_run_memoryless`` as one compiled loop (``memoryless_loop``): per element, all T
+        steps in registers, so ``a_in`` is read once and the spikes written once. The values,
+        the carrier and so the exactness argument are ``_run_memoryless``'s."""
+        fmt, dt = self.fmt, self.dtype
+        T, B = a_in.shape[:2]
+        a = a_in.reshape(T, B, -1)                  # a view for the layouts the engine makes
+        if a.dtype.kind not in "iuf":
+            a = a.astype(np.int64)
+        if self._per_neuron is None:
+            def flat(x):
+                return np.ascontiguousarray(np.broadcast_to(x, self.threshold.shape),
+                                            dtype=dt).reshape(-1)
+            self._per_neuron = (flat(self.bias), flat(self.threshold),
+                                flat(0 if self.v_subtract is None else self.v_subtract))
+        v = np.zeros(a.shape[1:], dt)
+        out = np.empty(a_in.shape, dtype=bool)      # owns its data: the engine keeps it as is
+        kernel(a, dt.type(1 << fmt.weight_shift), dt.type(self.factor_v / fmt.decay_unity),
+               *self._per_neuron, self.v_subtract is not None, v, out.reshape(a.shape))
+        a_last = a_in[T - 1]
+        self._state = {
+            "u": lambda: np.multiply(a_last, dt.type(1 << fmt.weight_shift), dtype=dt,
+                                     casting="unsafe"),
+            "v": v.reshape(a_in.shape[1:])}
+        return out
 
     def _reset(self, v: np.ndarray, keep: np.ndarray) -> np.ndarray:
         """Phase 5 in the fast carrier, in place: ``v <- 0`` (or ``v - v_subtract``) where not

@@ -27,7 +27,6 @@ spikec[fast]``) runs it as one compiled loop over the neurons, all T steps per e
 from __future__ import annotations
 
 import os
-import warnings
 
 import numpy as np
 

@@ -284,7 +284,8 @@ class CubaLIFLayer:
         2**24 in magnitude) is exact in float32, and the cast of an integer ``a_t`` with
         ``|a_t| <= 2**17`` to the carrier is exact; each voltage is an integer of magnitude <=
         ``state_max``, so every sum is exact and equals ``step``'s unclipped, unwrapped value.
-        The decay and the reset are ``_fast_step``'s (exact by the argument there).
+        The decay and the reset are ``_fast_step``'s (exact by the argument there). Where numba
+        is available the same values come from one compiled loop (``_run_compiled``).
         """
         kernel = _memoryless_kernel(self.dtype)
         if kernel is not None:

@@ -16,10 +16,17 @@ int64, one helper call per phase, in the order of Lava's ``PyLifModelBitAcc.run_
 
 ``CubaLIFLayer.run`` advances all T steps of a layer. It uses a *fast path* that computes the same
 integers in a float carrier and falls back to ``step`` for any step where that is not provably
-exact (see ``_fast_step``); ``fast=False`` runs ``step`` everywhere. Tests check both against
+exact (see ``_fast_step``); ``fast=False`` runs ``step`` everywhere. A layer whose current has no
+memory (``du = 4095``, Spikformer's LIFs) and whose ranges are proven for the whole run takes a
+shorter fast path still (``_run_memoryless``: no current state, no range tests, no clip, the
+input terms of all T steps in one pass), and where numba is installed (``pip install
+spikec[fast]``) runs it as one compiled loop over the neurons, all T steps per element
+(``memoryless_loop``; ``SPIKEC_SIM_NUMBA=0`` keeps numpy). Tests check every path against
 ``fixedpoint.lif_step``.
 """
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -41,6 +48,58 @@ def overflow(layer: str, quantity: str, t: int, values: np.ndarray, ok: np.ndarr
         f"layer {layer!r}: {quantity} out of range at time step {t}, sample {first[0]}, neuron "
         f"{first[1:]} (value {int(values[first])}, limit {limit}; {len(bad)} element(s) this step); "
         "lower the layer's scale, or simulate without strict mode to get the chip's wrapped result")
+
+
+_kernels = None         # None: not loaded yet; {}: numba unavailable; else carrier -> kernel
+
+
+def _memoryless_kernel(dtype: np.dtype):
+    """The compiled loop of ``CubaLIFLayer._run_memoryless`` for the carrier ``dtype`` (numba),
+    or None where numba is not installed or ``SPIKEC_SIM_NUMBA=0``. Compiled on first use, once
+    per input dtype and layout (cached on disk where the package directory is writable)."""
+    global _kernels
+    if _kernels is None:
+        _kernels = _load_kernels()
+    return _kernels.get(np.dtype(dtype))
+
+
+def _load_kernels() -> dict:
+    if os.environ.get("SPIKEC_SIM_NUMBA", "1") == "0":
+        return {}
+    try:
+        import numba
+    except ImportError:
+        return {}
+    kernels = {}
+    for carrier in (np.float32, np.float64):
+        loop = memoryless_loop(carrier)
+        try:
+            kernels[np.dtype(carrier)] = numba.njit(nogil=True, cache=True)(loop)
+        except RuntimeError:                # no writable cache location: compile per process
+            kernels[np.dtype(carrier)] = numba.njit(nogil=True)(loop)
+    return kernels
+
+
+def memoryless_loop(carrier):
+    """All T steps of a memoryless LIF, element by element, in ``carrier`` (float32 or float64):
+    the loop numba compiles (as plain Python it computes the same, slowly).
+
+    The loop's arguments: ``a`` [T, B, N] integers in any dtype; ``scale`` (64), ``decay``
+    (``factor_v / 4096``) carrier scalars; ``bias``, ``thr``, ``sub`` [N] in the carrier; ``soft``;
+    ``v`` [B, N] carrier zeros, left holding the final voltage; ``out`` [T, B, N] bool receives
+    the spikes. The arithmetic is ``CubaLIFLayer._run_memoryless``'s."""
+    def loop(a, scale, decay, bias, thr, sub, soft, v, out):
+        T, B, N = a.shape
+        for t in range(T):
+            for b in range(B):
+                for n in range(N):
+                    x = np.trunc(v[b, n] * decay) + (carrier(a[t, b, n]) * scale + bias[n])
+                    s = x > thr[n]
+                    out[t, b, n] = s
+                    if s:
+                        x = x - sub[n] if soft else carrier(0)
+                    v[b, n] = x
+    return loop
 
 
 def _pow2_or_zero(n: int) -> bool:
@@ -82,9 +141,37 @@ class CubaLIFLayer:
         self._threshold_f = self._in_carrier(self.threshold)
         self._bias_max = int(np.abs(b).max()) if b.size else 0
         self._sub_f = None if self.v_subtract is None else self._in_carrier(self.v_subtract)
-        self.u = self.v = None
+        self._state: dict = {}        # u, v: arrays, or thunks that compute them on first read
+        self._per_neuron = None       # bias, threshold, v_subtract as float64 [N] (compiled path)
         self._u_in_range = self._v_in_range = False      # set per run (``_range_proofs``)
         self.exact_steps = 0          # steps the fast path handed to ``step`` (diagnostics)
+
+    # final state: ``run`` may leave a thunk that computes it only if it is read (the engine never
+    # reads it); assigning replaces the value or the thunk
+    @property
+    def u(self):
+        """The current ``u`` after the last step (integers, int64 or the fast carrier; ``None``
+        before any step)."""
+        return self._settle("u")
+
+    @u.setter
+    def u(self, value):
+        self._state["u"] = value
+
+    @property
+    def v(self):
+        """The voltage ``v`` after the last step, reset included (as ``u``)."""
+        return self._settle("v")
+
+    @v.setter
+    def v(self, value):
+        self._state["v"] = value
+
+    def _settle(self, name: str):
+        x = self._state.get(name)
+        if callable(x):
+            x = self._state[name] = x()
+        return x
 
     def _in_carrier(self, x: np.ndarray):
         """A per-neuron integer constant in the fast path's carrier: one scalar where every
@@ -138,15 +225,20 @@ class CubaLIFLayer:
     def run(self, a_in: np.ndarray, bound: int | None = None) -> np.ndarray:
         """Advance T steps. ``a_in`` [T, B, *shape] integers in any carrier; returns the spikes,
         bool [T, B, *shape]. Afterwards ``u``, ``v`` hold the final state (integers, possibly in
-        the fast path's float carrier). ``bound``: a static bound on ``|a_in|`` (the engine's
-        ``BOUNDS``), which may spare the fast path's passes over ``a_in`` for its range proofs."""
+        the fast path's float carrier; ``_run_memoryless`` computes them when first read, ``u``
+        from ``a_in``: change ``a_in`` only after reading ``u``). ``bound``: a static bound on
+        ``|a_in|`` (the engine's ``BOUNDS``), which may spare the fast path's passes over
+        ``a_in`` for its range proofs."""
         T, shape = a_in.shape[0], a_in.shape[1:]
-        out = np.empty(a_in.shape, dtype=bool)
         fast = self.fast
+        if fast:
+            self._u_in_range, self._v_in_range = self._range_proofs(a_in, bound)
+            if T and self._v_in_range and not (self.strict and self._a_in_too_wide(a_in)):
+                return self._run_memoryless(a_in)
+        out = np.empty(a_in.shape, dtype=bool)
         if fast:        # the int64 state is made only if a step falls back to ``step``
             u, v = np.zeros(shape, self.dtype), np.zeros(shape, self.dtype)
             u_next, v_next = np.empty(shape, self.dtype), np.empty(shape, self.dtype)
-            self._u_in_range, self._v_in_range = self._range_proofs(a_in, bound)
         else:
             self.reset_state(shape)
         # out[t] holds "no spike" (the fast path's keep mask) until the one negation at the end
@@ -167,6 +259,104 @@ class CubaLIFLayer:
         if fast:
             self.u, self.v = u, v
         return np.logical_not(out, out=out)
+
+    def _a_in_too_wide(self, a_in: np.ndarray) -> bool:
+        """Whether some ``a_in`` leaves ``fmt.a_in_bits`` (strict mode raises there)."""
+        fmt = self.fmt
+        return bool(a_in.size) and (a_in.max() > fmt.a_in_max or a_in.min() < fmt.a_in_min)
+
+    def _run_memoryless(self, a_in: np.ndarray) -> np.ndarray:
+        """``run`` for a current without memory whose ranges ``_range_proofs`` proved: the spikes,
+        bool [T, B, *shape]. The final state is computed only if it is read (the engine never
+        reads it): ``v`` from private buffers, ``u = a_{T-1} << 6`` from ``a_in``, which the caller
+        must not change before.
+
+        Then ``u_t = a_t << 6`` (``factor_u = 0``, no wrap: ``|u_t| <= state_max``) and
+        ``v_t = decay(reset(v_{t-1})) + c_t`` with ``c_t = (a_t << 6) + bias`` and no clip (the
+        voltage proof bounds every sum by ``state_max``). One buffer ``v`` [T, B, *shape] in the
+        carrier first holds every ``c_t``, made in two passes over all steps; step t then adds the
+        decayed, reset ``v_{t-1}`` into ``v[t]`` in place, so ``v[t]`` is step t's voltage before
+        its reset. Per step: the reset of ``v[t-1]``, its decay (multiply and ``trunc``, none for
+        ``factor_v = 4096``), one add, one comparison. The decay may overwrite ``v[t-1]``: no later
+        step reads it.
+
+        Exactness: ``|a_t << 6| <= state_max < 2**23`` and ``|bias| < 2**20``, so ``c_t`` (below
+        2**24 in magnitude) is exact in float32, and the cast of an integer ``a_t`` with
+        ``|a_t| <= 2**17`` to the carrier is exact; each voltage is an integer of magnitude <=
+        ``state_max``, so every sum is exact and equals ``step``'s unclipped, unwrapped value.
+        The decay and the reset are ``_fast_step``'s (exact by the argument there). Where numba
+        is available the same values come from one compiled loop (``_run_compiled``).
+        """
+        kernel = _memoryless_kernel(self.dtype)
+        if kernel is not None:
+            return self._run_compiled(kernel, a_in)
+        fmt, dt = self.fmt, self.dtype
+        T = a_in.shape[0]
+        v = np.empty(a_in.shape, dt)
+        np.multiply(a_in, dt.type(1 << fmt.weight_shift), out=v, dtype=dt, casting="unsafe")
+        if self._bias_f is not None:
+            v += self._bias_f
+        # keep[t]: "no spike" at step t, negated once at the end; the last step's mask apart, as
+        # the final state's reset reads it
+        keep = np.empty(a_in.shape, dtype=bool)
+        keep_last = np.empty(a_in.shape[1:], dtype=bool)
+        thr = self._threshold_f
+        f_v = self.factor_v
+        decay = None if f_v == fmt.decay_unity else dt.type(f_v / fmt.decay_unity)
+        for t in range(T):
+            if t:
+                prev = v[t - 1]
+                self._reset(prev, keep[t - 1])
+                if decay is not None:
+                    prev *= decay
+                    np.trunc(prev, out=prev)
+                v[t] += prev
+            np.less_equal(v[t], thr, out=keep[t] if t < T - 1 else keep_last)
+        v_last, a_last = v[T - 1], a_in[T - 1]
+        self._state = {
+            "u": lambda: np.multiply(a_last, dt.type(1 << fmt.weight_shift), dtype=dt,
+                                     casting="unsafe"),
+            "v": lambda: self._reset(v_last, keep_last)}
+        np.logical_not(keep[:T - 1], out=keep[:T - 1])
+        np.logical_not(keep_last, out=keep[T - 1])
+        return keep
+
+    def _run_compiled(self, kernel, a_in: np.ndarray) -> np.ndarray:
+        """``_run_memoryless`` as one compiled loop (``memoryless_loop``): per element, all T
+        steps in registers, so ``a_in`` is read once and the spikes written once. The values,
+        the carrier and so the exactness argument are ``_run_memoryless``'s."""
+        fmt, dt = self.fmt, self.dtype
+        T, B = a_in.shape[:2]
+        a = a_in.reshape(T, B, -1)                  # a view for the layouts the engine makes
+        if a.dtype.kind not in "iuf":
+            a = a.astype(np.int64)
+        if self._per_neuron is None:
+            def flat(x):
+                return np.ascontiguousarray(np.broadcast_to(x, self.threshold.shape),
+                                            dtype=dt).reshape(-1)
+            self._per_neuron = (flat(self.bias), flat(self.threshold),
+                                flat(0 if self.v_subtract is None else self.v_subtract))
+        v = np.zeros(a.shape[1:], dt)
+        out = np.empty(a_in.shape, dtype=bool)      # owns its data: the engine keeps it as is
+        kernel(a, dt.type(1 << fmt.weight_shift), dt.type(self.factor_v / fmt.decay_unity),
+               *self._per_neuron, self.v_subtract is not None, v, out.reshape(a.shape))
+        a_last = a_in[T - 1]
+        self._state = {
+            "u": lambda: np.multiply(a_last, dt.type(1 << fmt.weight_shift), dtype=dt,
+                                     casting="unsafe"),
+            "v": v.reshape(a_in.shape[1:])}
+        return out
+
+    def _reset(self, v: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        """Phase 5 in the fast carrier, in place: ``v <- 0`` (or ``v - v_subtract``) where not
+        ``keep``. Multiplies by ``keep`` (a masked store is ten times slower where the mask is
+        mixed; it may leave -0.0, which equals 0); the soft reset is exact: both integers below
+        2**23 in magnitude, the difference too."""
+        if self._sub_f is None:
+            v *= keep
+        else:
+            v -= self._sub_f * np.logical_not(keep)
+        return v
 
     def _range_proofs(self, a_in: np.ndarray, bound: int | None = None) -> tuple[bool, bool]:
         """From the static ``bound`` on ``|a_in|`` where it suffices, else from the largest
@@ -207,14 +397,13 @@ class CubaLIFLayer:
         exceeds 2**24 in magnitude may round, but stays >= 2**24 in magnitude, so every test below
         against 2**23 - 1 gives the exact answer; a current outside +-(2**23 - 1) (where Lava would
         wrap, possibly after an int32 wrap of ``a_in << 6``) returns False, and so does any
-        strict-mode violation, so that ``step`` redoes it (and raises). The reset multiplies by
-        ``keep = v <= threshold`` (a masked store is ten times slower where the mask is mixed);
-        it may leave -0.0, which equals 0. ``keep`` is written into the caller's buffer: the
+        strict-mode violation, so that ``step`` redoes it (and raises). The reset is ``_reset``'s
+        with ``keep = v <= threshold``. ``keep`` is written into the caller's buffer: the
         spikes are its negation, which ``run`` takes once for all steps.
         """
         fmt, dt = self.fmt, self.dtype
         lim = fmt.state_max
-        if self.strict and a_in.size and (a_in.max() > fmt.a_in_max or a_in.min() < fmt.a_in_min):
+        if self.strict and self._a_in_too_wide(a_in):
             return False
         # 2. current (v_new is scratch until phase 3); a_in converted to the carrier while read
         np.multiply(a_in, dt.type(1 << fmt.weight_shift), out=u_new, dtype=dt, casting="unsafe")
@@ -242,10 +431,7 @@ class CubaLIFLayer:
             np.clip(v_new, -lim, lim, out=v_new)
         # 4. threshold, 5. reset
         np.less_equal(v_new, self._threshold_f, out=keep)
-        if self._sub_f is None:
-            v_new *= keep
-        else:   # exact: both integers below 2**23 in magnitude, the difference too
-            v_new -= self._sub_f * np.logical_not(keep)
+        self._reset(v_new, keep)
         return True
 
 

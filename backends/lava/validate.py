@@ -172,22 +172,39 @@ def _simulate(graph, plan, inputs: dict) -> tuple[dict, dict]:
     pool = SimulatorPool(graph, threads)
     if n:
         list(pool.map([chunk(0)] * pool.threads, record=names, events=False))
+    out = _probe_buffers(graph, plan, pool.simulators[0].bounds, n)
     setup = time.perf_counter() - t0
     cpu0 = time.process_time()
-    out: dict[str, np.ndarray] = {}
     done = 0
     for res in pool.map((chunk(s) for s in range(0, n, size)), record=names, events=False):
         for p in plan["probes"]:      # [T, b, ...] -> out[done:done + b] of [n, T, ...]
             v = res.values[p["value"]]
-            if p["kind"] != "readout":
-                v = np.moveaxis(v, 0, 1)
-            if p["value"] not in out:
-                out[p["value"]] = np.empty((n,) + v.shape[1:], v.dtype)
-            out[p["value"]][done:done + len(v)] = v
+            out[p["value"]][done:done + res.samples] = v if p["kind"] == "readout" else \
+                np.moveaxis(v, 0, 1)
         done += res.samples
     timing = {"seconds": time.perf_counter() - t0, "setup": setup,
               "cpu": time.process_time() - cpu0, "threads": pool.threads}
     return out, timing
+
+
+def _probe_buffers(graph, plan, bounds: dict, n: int) -> dict[str, np.ndarray]:
+    """One array per probe for ``n`` samples, ``[n, T, *shape]`` (a readout's logits: ``[n,
+    *shape]``), in the narrowest dtype of its values (spikes bool; counts int16 or int32 from the
+    simulator's static bound), filled once so that its pages exist before the timed part (like
+    Lava's buffers, made at its start-up)."""
+    out = {}
+    for p in plan["probes"]:
+        shape = tuple(graph.specs[p["value"]].shape)
+        if p["kind"] == "readout":
+            out[p["value"]] = np.zeros((n,) + shape, np.float64)
+            continue
+        b = bounds[p["value"]]
+        dt = bool if p["kind"] == "spike" else np.int16 if b < 1 << 15 else \
+            np.int32 if b < 1 << 31 else np.int64
+        buf = np.empty((n, graph.timesteps) + shape, dt)
+        buf.fill(0)
+        out[p["value"]] = buf
+    return out
 
 
 # ----------------------------------------------------------------------------- comparison

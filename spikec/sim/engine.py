@@ -591,7 +591,7 @@ def _recorded(y: np.ndarray, kind: Kind) -> np.ndarray:
         return y if y.dtype == bool and y.flags.owndata else y != 0
     if kind is Kind.REAL:
         return np.array(y)
-    return la.to_int64(np.asarray(y)).copy()
+    return np.array(y, dtype=np.int64)       # one copy, whatever the carrier
 
 
 def _fmt_shape(shape) -> str:

@@ -17,6 +17,7 @@ torch = pytest.importorskip("torch")
 from spikec.ir import ConvSynapse, DenseSynapse, GradedInput, Graph, Output  # noqa: E402
 from spikec.sim import Simulator  # noqa: E402
 from spikec.sim import intgemm as ig  # noqa: E402
+from spikec.sim import jit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ROOT / "examples" / "checkpoints"
@@ -97,7 +98,12 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_random_synapses_match_int64(case, gemm_calls):
+@pytest.mark.parametrize("numba", ["1", "0"])
+def test_random_synapses_match_int64(case, numba, gemm_calls, monkeypatch):
+    """Each case with the compiled conv loops (where numba is installed) and without them
+    (``SPIKEC_SIM_NUMBA=0``; tests/test_sim_jit.py runs the loops as plain Python too)."""
+    monkeypatch.setenv("SPIKEC_SIM_NUMBA", numba)
+    monkeypatch.setattr(jit, "_numba", None)
     conv, shape, wshape, stride, pad, groups, bits, values = case
     rng = np.random.default_rng(abs(hash(case)) % 2**32)
     lo, hi = {"even": (-128, 128), "odd": (-128, 128), "unsigned": (0, 256)}[values]

@@ -427,14 +427,15 @@ class Simulator:
         w8, use_float, dt, weight = self._term_plan(syn, x_bound)
         flat = xs.reshape((-1,) + xs.shape[2:])
         weight, flat = self._active_inputs(syn, weight, flat)
-        if syn.conv:
-            acc = la.conv2d(flat, weight, op.stride, op.padding, op.dilation, op.groups)
+        shift = None if w8 is None else syn.exp + w8[1]
+        if syn.conv:        # the int8 path's shift is done in the conv's output pass
+            acc = la.conv2d(flat, weight, op.stride, op.padding, op.dilation, op.groups, shift)
         else:
             acc = la.dense_matmul(flat if w8 is not None else la.as_carrier(flat, dt), weight,
                                   op.axis)
         acc = acc.reshape(xs.shape[:2] + acc.shape[1:])
         if w8 is not None:
-            y = ig.shift(acc, syn.exp + w8[1], syn.channel_axis + 2)
+            y = acc if syn.conv else ig.shift(acc, shift, syn.channel_axis + 2)
         elif use_float:
             if syn.exp_values[0] < 0:
                 np.floor(acc, out=acc)

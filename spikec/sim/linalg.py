@@ -20,6 +20,7 @@ import contextlib
 import numpy as np
 
 from spikec.sim import intgemm as ig
+from spikec.sim import jit
 
 #: Largest magnitude up to which every integer is exact in each float carrier.
 EXACT_FLOAT32 = 1 << 24
@@ -143,9 +144,11 @@ def _product(weight: np.ndarray, x: np.ndarray) -> np.ndarray:
     return y.reshape(lead + y.shape[1:])
 
 
-def conv2d(x: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups: int) -> np.ndarray:
+def conv2d(x: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups: int,
+           shift: np.ndarray | None = None) -> np.ndarray:
     """Cross-correlation like ``torch.nn.functional.conv2d`` (zero padding), exact in the carrier
-    ``weight.dtype``.
+    ``weight.dtype``, then (int8 ``weight`` only) ``floor(y * 2**shift[o])`` per output channel
+    where ``shift`` [O] is given (``intgemm.shift``; the caller guarantees that it fits int32).
 
     ``x`` [N, C, H, W] integers in any dtype (bool spikes included: converted while copied),
     ``weight`` [O, C/groups, kh, kw]; returns [N, O, Ho, Wo] in ``weight.dtype``. An int8
@@ -154,7 +157,9 @@ def conv2d(x: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups:
     Per sample one GEMM ``W[O, C kh kw] @ cols[C kh kw, Ho Wo]`` (im2col built by kh*kw strided
     copies, in chunks of samples), so the output lands in NCHW without a transpose; on small maps
     (``Ho Wo < SMALL_MAP``) one GEMM per chunk of samples and a transpose. 1x1 kernels and
-    non-overlapping patch kernels (kernel == stride, no padding) skip the window copies.
+    non-overlapping patch kernels (kernel == stride, no padding) skip the window copies. Where
+    numba is installed (``spikec.sim.jit``) the int8 small-map convolutions build their im2col
+    rows and do their transpose back to NCHW (with ``shift``) in compiled loops.
     """
     n, c, h, w = x.shape
     o, cg, kh, kw = weight.shape
@@ -165,7 +170,19 @@ def conv2d(x: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups:
         og = o // groups
         return np.concatenate(
             [conv2d(np.ascontiguousarray(x[:, g * cg:(g + 1) * cg]), weight[g * og:(g + 1) * og],
-                    stride, padding, dilation, 1) for g in range(groups)], axis=1)
+                    stride, padding, dilation, 1,
+                    None if shift is None else _per_channel(shift, o)[g * og:(g + 1) * og])
+             for g in range(groups)], axis=1)
+    if shift is not None and weight.dtype != np.int8:
+        raise ValueError("conv2d: a shift needs int8 weights")
+    return _conv2d(x, weight, (sh, sw), (ph, pw), (dh, dw), (ho, wo), shift)
+
+
+def _conv2d(x, weight, stride, padding, dilation, out_hw, shift) -> np.ndarray:
+    """``conv2d`` of one group (``shift`` None or [O])."""
+    n, c, h, w = x.shape
+    o, cg, kh, kw = weight.shape
+    (sh, sw), (ph, pw), (dh, dw), (ho, wo) = stride, padding, dilation, out_hw
     dt = weight.dtype
     odt = np.dtype(np.int32) if dt == np.int8 else dt
     if dt == np.int8:
@@ -175,9 +192,10 @@ def conv2d(x: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups:
         if h * w < SMALL_MAP:
             cols = np.empty((c, n, h * w), dtype=dt)
             cols[...] = x.reshape(n, c, h * w).transpose(1, 0, 2)
-            return _samples_first(_gemm(w2d, cols.reshape(c, n * h * w)), n).reshape(n, o, ho, wo)
+            return _to_nchw(_gemm(w2d, cols.reshape(c, n * h * w)), (ho, wo), (ho, wo), shift)
         xc = ig.as_int8(x) if dt == np.int8 else as_carrier(x, dt)
-        return _gemm_stack(w2d, xc.reshape(n, c, h * w), odt).reshape(n, o, ho, wo)
+        return _shifted(_gemm_stack(w2d, xc.reshape(n, c, h * w), odt).reshape(n, o, ho, wo),
+                        shift)
     if (kh, kw) == (sh, sw) and (ph, pw) == (0, 0) and (dh, dw) == (1, 1):
         # patchify: space-to-depth, one copy of the input, then a 1x1 product
         xs = x[:, :, :ho * kh, :wo * kw].reshape(n, c, ho, kh, wo, kw)
@@ -185,12 +203,13 @@ def conv2d(x: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups:
             cols = np.empty((c, kh, kw, n, ho, wo), dtype=dt)
             cols[...] = xs.transpose(1, 3, 5, 0, 2, 4)
             y = _gemm(w2d, cols.reshape(c * kh * kw, n * ho * wo))
-            return _samples_first(y, n).reshape(n, o, ho, wo)
+            return _to_nchw(y, (ho, wo), (ho, wo), shift)
         cols = np.empty((n, c, kh, kw, ho, wo), dtype=dt)
         cols[...] = xs.transpose(0, 1, 3, 5, 2, 4)
-        return _gemm_stack(w2d, cols.reshape(n, c * kh * kw, ho * wo), odt).reshape(n, o, ho, wo)
+        y = _gemm_stack(w2d, cols.reshape(n, c * kh * kw, ho * wo), odt)
+        return _shifted(y.reshape(n, o, ho, wo), shift)
     if (sh, sw) == (1, 1) and ho * wo < SMALL_MAP:
-        return _conv_shifted_rows(x, w2d, (kh, kw), (ph, pw), (dh, dw), odt)
+        return _conv_shifted_rows(x, w2d, (kh, kw), (ph, pw), (dh, dw), shift)
     xp = np.pad(x, [(0, 0), (0, 0), (ph, ph), (pw, pw)]) if ph or pw else x
     out = np.empty((n, o, ho * wo), dtype=odt)
     per_sample = c * kh * kw * ho * wo * dt.itemsize
@@ -213,7 +232,12 @@ def conv2d(x: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups:
             out[s:s + m] = _samples_first(_gemm(w2d, cols.reshape(c * kh * kw, m * ho * wo)), m)
         else:
             _gemm_stack(w2d, cols.reshape(m, c * kh * kw, ho * wo), odt, out=out[s:s + m])
-    return out.reshape(n, o, ho, wo)
+    return _shifted(out.reshape(n, o, ho, wo), shift)
+
+
+def _shifted(y: np.ndarray, shift: np.ndarray | None) -> np.ndarray:
+    """``y`` [N, O, ...] shifted by ``shift`` [O] in place (``intgemm.shift``), or as is."""
+    return y if shift is None else ig.shift(y, shift, 1)
 
 
 def _gemm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -258,7 +282,7 @@ def maxpool2d(x: np.ndarray, kernel, stride, padding) -> np.ndarray:
 
 
 def _conv_shifted_rows(x: np.ndarray, w2d: np.ndarray, kernel, padding, dilation,
-                       odt) -> np.ndarray:
+                       shift: np.ndarray | None) -> np.ndarray:
     """Stride-1 convolution of ``x`` [N, C, H, W] on a small map: one GEMM per chunk of samples
     over every position of the *padded* map, whose im2col rows are contiguous.
 
@@ -275,6 +299,11 @@ def _conv_shifted_rows(x: np.ndarray, w2d: np.ndarray, kernel, padding, dilation
     sample, whose windows wrap into the next row or sample; they are dropped. Their sums mix the
     same weights with the same inputs (or zeros), so the caller's bound on every partial sum
     holds for them too.
+
+    Where compiled loops run (``spikec.sim.jit``, int8 ``w2d``), ``cols`` is built straight from
+    ``x``, one channel at a time through one padded row in cache (``_im2col_rows_loop``: no
+    ``flat``), and the crop, transpose and ``shift`` of the GEMM output are one pass
+    (``_to_nchw``).
     """
     n, c, h, w = x.shape
     o = w2d.shape[0]
@@ -285,18 +314,93 @@ def _conv_shifted_rows(x: np.ndarray, w2d: np.ndarray, kernel, padding, dilation
     dt = w2d.dtype
     tail = dh * (kh - 1) * r + dw * (kw - 1)
     chunk = max(1, IM2COL_BYTES // max(c * kh * kw * hs * r * dt.itemsize, 1))
-    out = np.empty((n, o, ho, wo), dtype=odt)
+    out = np.empty((n, o, ho, wo), dtype=np.int32 if dt == np.int8 else dt)
+    fill = (jit.kernel(_im2col_rows_loop) if dt == np.int8 else None) or _im2col_rows
     for s in range(0, n, chunk):
         m = min(chunk, n - s)
         span = m * hs * r
-        flat = np.zeros((c, span + tail), dtype=dt)
-        flat[:, :span].reshape(c, m, hs, r)[:, :, ph:ph + h, pw:pw + w] = \
-            x[s:s + m].transpose(1, 0, 2, 3)
         cols = np.empty((c, kh, kw, span), dtype=dt)
+        fill(x[s:s + m], ph, pw, dh, dw, hs, r, cols, np.zeros(span + tail, dtype=dt))
+        y = _gemm(w2d, cols.reshape(c * kh * kw, span))
+        _to_nchw(y, (hs, r), (ho, wo), shift, out=out[s:s + m])
+    return out
+
+
+def _im2col_rows(x, ph, pw, dh, dw, hs, r, cols, row):
+    """``_im2col_rows_loop`` by numpy copies (``row``: its length only): the padded map ``flat [C,
+    len(row)]`` is filled from ``x``, then each tap's row of ``cols`` is one slice of it."""
+    m, c, h, w = x.shape
+    kh, kw, span = cols.shape[1:]
+    flat = np.zeros((c, len(row)), dtype=cols.dtype)
+    flat[:, :span].reshape(c, m, hs, r)[:, :, ph:ph + h, pw:pw + w] = x.transpose(1, 0, 2, 3)
+    for u in range(kh):
+        for v in range(kw):
+            off = u * dh * r + v * dw
+            cols[:, u, v] = flat[:, off:off + span]
+
+
+def _to_nchw(y: np.ndarray, grid, out_hw, shift: np.ndarray | None,
+             out: np.ndarray | None = None) -> np.ndarray:
+    """GEMM output ``y`` [O, m Hs R] over ``grid = (Hs, R)`` positions per sample as [m, O, Ho,
+    Wo] (each sample's first ``Ho`` rows and ``Wo`` columns; into ``out`` when given), shifted
+    by ``shift`` [O] where given. One compiled pass (``_nchw_loop``) for int32 ``y`` where
+    compiled loops run, else a numpy copy and ``intgemm.shift``."""
+    o = y.shape[0]
+    (hs, r), (ho, wo) = grid, out_hw
+    if out is None:
+        out = np.empty((y.shape[1] // (hs * r), o, ho, wo), dtype=y.dtype)
+    loop = jit.kernel(_nchw_loop) if y.dtype == np.int32 else None
+    if loop is None:
+        out[...] = y.reshape(o, -1, hs, r)[:, :, :ho, :wo].transpose(1, 0, 2, 3)
+        return _shifted(out, shift)
+    s = np.zeros(o, dtype=np.int32) if shift is None else _per_channel(shift, o)
+    loop(y, hs, r, np.maximum(s, 0), np.maximum(-s, 0), out)
+    return out
+
+
+def _per_channel(shift: np.ndarray, o: int) -> np.ndarray:
+    """``shift`` (one value or [O]) as int32 [O]."""
+    return np.broadcast_to(np.asarray(shift, dtype=np.int32), (o,))
+
+
+def _nchw_loop(y, hs, r, left, right, out):
+    """``out[b, o, i, j] = floor(y[o, (b Hs + i) R + j] * 2**(left[o] - right[o]))`` (one of
+    ``left``, ``right`` zero): ``_to_nchw``'s loop (numba; plain Python computes the same). Runs
+    of ``Wo`` elements, or of a whole ``Ho Wo`` map where there is nothing to crop; slices, not
+    index sums, so that numba vectorizes the runs."""
+    m, n_out, ho, wo = out.shape
+    rows, run = (1, ho * wo) if hs == ho and r == wo else (ho, wo)
+    planes = out.reshape(m, n_out, rows, run)
+    for o in range(n_out):
+        lo, ro = left[o], right[o]
+        yo = y[o]
+        for b in range(m):
+            for i in range(rows):
+                src = (b * hs + i) * r
+                ys = yo[src:src + run]
+                dst = planes[b, o, i]
+                for j in range(run):
+                    dst[j] = (ys[j] << lo) >> ro
+
+
+def _im2col_rows_loop(x, ph, pw, dh, dw, hs, r, cols, row):
+    """``cols[c, u, v, p] = flat[c, p + u dh R + v dw]`` of ``_conv_shifted_rows`` for ``x`` [m,
+    C, H, W], built through ``row`` (zeros, as long as one channel of ``flat``): per channel its
+    values are written where ``flat`` holds them (the padding stays zero), then each tap's row
+    is one slice of it. ``_conv_shifted_rows``'s loop (numba; plain Python computes the same);
+    slices, not index sums, so that numba vectorizes the copies."""
+    m, n_in, h, w = x.shape
+    kh, kw, span = cols.shape[1], cols.shape[2], cols.shape[3]
+    for c in range(n_in):
+        for b in range(m):
+            for i in range(h):
+                base = (b * hs + ph + i) * r + pw
+                dst, src = row[base:base + w], x[b, c, i]
+                for j in range(w):
+                    dst[j] = src[j]
         for u in range(kh):
             for v in range(kw):
                 off = u * dh * r + v * dw
-                cols[:, u, v] = flat[:, off:off + span]
-        y = _gemm(w2d, cols.reshape(c * kh * kw, span))
-        out[s:s + m] = y.reshape(o, m, hs, r)[:, :, :ho, :wo].transpose(1, 0, 2, 3)
-    return out
+                dst, src = cols[c, u, v], row[off:off + span]
+                for p in range(span):
+                    dst[p] = src[p]

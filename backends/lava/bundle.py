@@ -29,13 +29,14 @@ from spikec.ir import fixed as F
 from spikec.ir import ops as O
 from spikec.ir.graph import Graph, verify
 from spikec.outputs import DirLock, recover, replace_dir
+from spikec.spool import Spooled
 from spikec.target.formats import LAVA_FIXED_PT, NumberFormats
 from spikec.target.profile import HardwareProfile, load_profile
 
 from . import ssa as S
 from .lower import PROBED_OPS, Lowering
 from .plan import PlanBuilder
-from .runtime.npzio import npz_bytes
+from .runtime.npzio import _write_zip as write_zip
 
 BUNDLE_DIR = "lava"
 BUNDLE_FORMAT = "spikec-lava-bundle"
@@ -118,6 +119,18 @@ def _facts(graph: Graph, plan: dict, b: PlanBuilder, ssa: str, conv: str) -> dic
     return facts
 
 
+def _spooled_npz(arrays: dict) -> Spooled:
+    """``npz_bytes(arrays)`` written into a temporary file (``spikec.spool``), each array
+    removed from ``arrays`` once written: the arrays are never held twice, the archive never
+    in memory."""
+    out = Spooled()
+    try:
+        write_zip(out.file, arrays, consume=True)
+    finally:
+        out.done()
+    return out
+
+
 def _json_bytes(obj) -> bytes:
     return (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
 
@@ -131,7 +144,7 @@ def bundle_files(graph: Graph, *, ssa: str = "host", conv: str = "lava", profile
     from .partition import PLACEMENT_FILE, placement, placement_bytes, wants_placement
 
     plan, arrays, facts = build_plan(graph, ssa=ssa, conv=conv)
-    files = {"network.json": _json_bytes(plan), "network.npz": npz_bytes(arrays, consume=True),
+    files = {"network.json": _json_bytes(plan), "network.npz": _spooled_npz(arrays),
              "run_lava.py": (_RUNTIME / "run_lava.py").read_bytes()}
     if profile is not None and not isinstance(profile, HardwareProfile):
         profile = load_profile(profile)
@@ -149,7 +162,8 @@ def bundle_files(graph: Graph, *, ssa: str = "host", conv: str = "lava", profile
     if h5 is not None:
         files["netx.h5"] = h5
     files["README.md"] = _readme(facts).encode()
-    digests = {k: hashlib.sha256(v).hexdigest() for k, v in sorted(files.items())}
+    digests = {k: v.sha256() if isinstance(v, Spooled) else hashlib.sha256(v).hexdigest()
+               for k, v in sorted(files.items())}
     bundle_hash = hashlib.sha256(_json_bytes(digests)).hexdigest()
     from spikec.ir.serialize import graph_sha256
 

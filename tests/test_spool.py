@@ -86,3 +86,22 @@ def test_replace_dir_writes_spooled_and_plain_files(tmp_path):
     replace_dir(tmp_path / "out", {"big.bin": _spool(big), "sub/small.txt": b"hi\n"})
     assert (tmp_path / "out" / "big.bin").read_bytes() == big
     assert (tmp_path / "out" / "sub" / "small.txt").read_bytes() == b"hi\n"
+
+
+def test_npz_spool_writes_the_bytes_of_npz_bytes():
+    from spikec.backends.lava.npzspool import NpzSpool
+
+    r = np.random.default_rng(0)
+    arrays = {"z.w": r.integers(-128, 127, (5, 3, 3, 4)).astype(np.int8),
+              "a.b": np.arange(7, dtype=np.int64), "m.t": np.eye(3, dtype=bool).T,
+              "s": np.array(3, np.int16), "e": np.zeros((0, 2), np.int32),
+              "f": np.asfortranarray(np.arange(12, dtype=np.int32).reshape(3, 4))}
+    spool = NpzSpool()
+    spool["a.b"] = np.zeros(3, np.uint8)       # set again below: the last value is kept
+    for k, v in arrays.items():
+        spool[k] = v
+    assert "a.b" in spool and len(spool) == len(arrays)
+    npz = spool.npz()
+    assert npz == npz_bytes(arrays)
+    with pytest.raises(RuntimeError, match="after npz"):
+        spool["late"] = np.zeros(1)

@@ -83,7 +83,8 @@ class CompileOutcome:
     """A compiled model: its report, graphs and the files of its output directory.
 
     ``out`` is where it was written (None while it lives in memory only); ``graph`` the traced
-    float graph; ``files`` every file of OUT (relative path -> bytes) except the marker."""
+    float graph; ``files`` every file of OUT (relative path -> bytes, or a ``spikec.spool.Spooled``
+    temporary file for the large ones: the graphs, the bundle's arrays) except the marker."""
 
     report: dict
     out: Path | None
@@ -180,7 +181,7 @@ def compile_loaded(graph: Graph, model_name: str, model_sha256: str, *, target: 
     """
     from spikec import backend
     from spikec.data import check_labels
-    from spikec.ir import dumps
+    from spikec.ir.serialize import spooled
     from spikec.pipeline import CompileOptions, compile_graph
 
     _check_options(residual, batch_size)
@@ -228,8 +229,9 @@ def compile_loaded(graph: Graph, model_name: str, model_sha256: str, *, target: 
     # them before the graphs are serialised and the bundle is built, the large allocations
     # that follow (V2-16-768 with --data: 9.5 GB peak when the simulator was alive at dumps)
     del evaluation, stats, agreement, ds, cal
-    files = {GRAPH_FILES["quantized"]: dumps(fixed), GRAPH_FILES["folded"]: dumps(folded),
-             GRAPH_FILES["float"]: dumps(graph)}
+    # the graphs go to temporary files, not memory (gigabytes for paper-scale models)
+    files = {GRAPH_FILES["quantized"]: spooled(fixed), GRAPH_FILES["folded"]: spooled(folded),
+             GRAPH_FILES["float"]: spooled(graph)}
     chip = backend.bundle_backend(prof)
     encoding = fixed.meta.get("input_encoding", "graded")
     if chip is not None:        # the chip's bundle (OUT/lava for Lava's arithmetic)

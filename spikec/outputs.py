@@ -34,6 +34,7 @@ from typing import Iterable
 
 from spikec import __version__
 from spikec.errors import OutputError
+from spikec.spool import Spooled
 
 MARKER = ".spikec-output.json"
 MARKER_FORMAT = "spikec-output"
@@ -283,7 +284,8 @@ class DirLock:
 
 def replace_dir(out: str | os.PathLike, files: dict[str, bytes], *, shown: str | None = None
                 ) -> None:
-    """Replace the directory ``out`` by one holding ``files``, safe against a kill at any step
+    """Replace the directory ``out`` by one holding ``files`` (relative path -> ``bytes`` or a
+    ``spikec.spool.Spooled`` file), safe against a kill at any step
     (the module docstring's swap). No checks and no marker: the caller holds ``out``'s lock
     (``OutputDir.write``, or a backend rewriting its bundle inside an output)."""
     out = Path(os.path.abspath(out))
@@ -294,7 +296,10 @@ def replace_dir(out: str | os.PathLike, files: dict[str, bytes], *, shown: str |
         os.chmod(tmp, 0o777 & ~_umask())
         for name, data in sorted(files.items()):
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / name).write_bytes(data)
+            if isinstance(data, Spooled):   # a large file already on disk: linked or copied
+                data.save(tmp / name)
+            else:
+                (tmp / name).write_bytes(data)
         _after("written")
         if out.exists():
             old = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.old-"))

@@ -29,13 +29,14 @@ from spikec.ir import fixed as F
 from spikec.ir import ops as O
 from spikec.ir.graph import Graph, verify
 from spikec.outputs import DirLock, recover, replace_dir
+from spikec.spool import Spooled
 from spikec.target.formats import LAVA_FIXED_PT, NumberFormats
 from spikec.target.profile import HardwareProfile, load_profile
 
 from . import ssa as S
 from .lower import PROBED_OPS, Lowering
 from .plan import PlanBuilder
-from .runtime.npzio import npz_bytes
+from .npzspool import NpzSpool
 
 BUNDLE_DIR = "lava"
 BUNDLE_FORMAT = "spikec-lava-bundle"
@@ -46,16 +47,19 @@ _RUNTIME = Path(__file__).parent / "runtime"
 
 
 def build_plan(graph: Graph, *, ssa: str = "host", conv: str = "lava",
-               fmt: NumberFormats = LAVA_FIXED_PT):
+               fmt: NumberFormats = LAVA_FIXED_PT, arrays=None):
     """Lower a fixed-point graph to a Lava plan.
 
     ``conv``: ``lava`` lowers conv synapses to Lava's Conv where it can express them exactly
     (shared weights, as on the chip); ``sparse`` unrolls every conv into Lava Sparse synapses
     (same arithmetic, about ten times faster on Lava's CPU models, more synaptic memory).
+    ``arrays``: where the plan's arrays go as they are made (default: a new dict; an
+    ``NpzSpool`` writes them to disk, as ``bundle_files`` does).
 
     Returns
     -------
-    plan : dict (JSON-able), arrays : dict of str -> np.ndarray, facts : dict (for the report)
+    plan : dict (JSON-able), arrays : dict of str -> np.ndarray (or the given ``arrays``),
+    facts : dict (for the report)
     """
     if conv not in CONV_MODES:
         raise UnsupportedOpError(f"unknown conv lowering {conv!r}; choose one of {CONV_MODES}")
@@ -65,7 +69,7 @@ def build_plan(graph: Graph, *, ssa: str = "host", conv: str = "lava",
         raise UnsupportedOpError("the Lava backend needs a fixed-point graph (spikec compile "
                                  f"--target loihi2 writes one); got a {graph.domain} graph")
     verify(graph)
-    b = PlanBuilder(graph.timesteps, fmt)
+    b = PlanBuilder(graph.timesteps, fmt, arrays={} if arrays is None else arrays)
     low = Lowering(graph, b, ssa, conv)
     low.run()
     b.category = "probes"
@@ -130,8 +134,9 @@ def bundle_files(graph: Graph, *, ssa: str = "host", conv: str = "lava", profile
     from . import netx
     from .partition import PLACEMENT_FILE, placement, placement_bytes, wants_placement
 
-    plan, arrays, facts = build_plan(graph, ssa=ssa, conv=conv)
-    files = {"network.json": _json_bytes(plan), "network.npz": npz_bytes(arrays, consume=True),
+    # the arrays go to disk as they are made, network.npz is assembled there (npzspool.py)
+    plan, arrays, facts = build_plan(graph, ssa=ssa, conv=conv, arrays=NpzSpool())
+    files = {"network.json": _json_bytes(plan), "network.npz": arrays.npz(),
              "run_lava.py": (_RUNTIME / "run_lava.py").read_bytes()}
     if profile is not None and not isinstance(profile, HardwareProfile):
         profile = load_profile(profile)
@@ -149,7 +154,8 @@ def bundle_files(graph: Graph, *, ssa: str = "host", conv: str = "lava", profile
     if h5 is not None:
         files["netx.h5"] = h5
     files["README.md"] = _readme(facts).encode()
-    digests = {k: hashlib.sha256(v).hexdigest() for k, v in sorted(files.items())}
+    digests = {k: v.sha256() if isinstance(v, Spooled) else hashlib.sha256(v).hexdigest()
+               for k, v in sorted(files.items())}
     bundle_hash = hashlib.sha256(_json_bytes(digests)).hexdigest()
     from spikec.ir.serialize import graph_sha256
 

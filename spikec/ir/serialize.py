@@ -29,6 +29,7 @@ from spikec.errors import InputFileError, IRError, SpikecError
 from spikec.ir.graph import Graph, verify
 import spikec.ir.fixed  # noqa: F401  (registers the fixed-point ops)
 from spikec.ir.ops import op_type
+from spikec.spool import Spooled
 
 MAGIC = b"SPIKEC\x00\x02"
 OLD_MAGICS = {b"SPIKEC\x00\x01": 1}
@@ -82,16 +83,36 @@ def dumps(graph: Graph) -> bytes:
 
     Built in place in one buffer (each array's bytes copied once, the checksum hashed as they
     go), so a graph of N array bytes needs about N more while it is written, not four copies."""
-    head, offsets, arrays = _layout(graph)
     buf = io.BytesIO()
-    buf.write(MAGIC + struct.pack("<Q", len(head)) + bytes(32) + head)
+    dump_to(graph, buf)
+    return buf.getvalue()   # hands over the buffer itself: no copy
+
+
+def dump_to(graph: Graph, f) -> None:
+    """Write ``dumps(graph)`` into the seekable binary file ``f`` at its current position,
+    streaming each array's bytes (nothing but the header is built in memory)."""
+    head, offsets, arrays = _layout(graph)
+    start = f.tell()
+    f.write(MAGIC + struct.pack("<Q", len(head)) + bytes(32) + head)
     digest = hashlib.sha256(head)
     for piece in _pieces(offsets, arrays):
-        buf.write(piece)
+        f.write(piece)
         digest.update(piece)
-    buf.seek(len(MAGIC) + 8)
-    buf.write(digest.digest())
-    return buf.getvalue()   # hands over the buffer itself: no copy
+    end = f.tell()
+    f.seek(start + len(MAGIC) + 8)
+    f.write(digest.digest())
+    f.seek(end)
+
+
+def spooled(graph: Graph) -> Spooled:
+    """``dumps(graph)`` written into a temporary file (``spikec.spool``): the same bytes,
+    never held in memory, for outputs too large to keep as ``bytes``."""
+    out = Spooled()
+    try:
+        dump_to(graph, out.file)
+    finally:
+        out.done()
+    return out
 
 
 def graph_sha256(graph: Graph) -> str:

@@ -268,7 +268,7 @@ def simulate_batches(graph: Graph, stage: str, images: np.ndarray, batch_size: i
     slices = list(batches(len(images), batch_size))
     if stage == "quantized":    # the bit-exact simulator, on the cores (one thread when timed)
         threads = 1 if timing is not None else threads_for(graph, batch_size, len(slices), threads)
-        pool = SimulatorPool(graph, threads, strict=strict)
+        pool = SimulatorPool(graph, threads, strict=strict)     # its threads stop with it
         results = pool.map(images[sl] for sl in slices)
     else:
         record = ev.float_graph_record(graph)

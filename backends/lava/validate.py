@@ -140,6 +140,10 @@ def _load_inputs(graph, data: str, limit: int | None) -> dict:
 #: thread, was 2.18 / 1.52 / 1.40 / 1.56 / 2.19 ms at 4 / 8 / 16 / 32 / 64 (the working set of a
 #: larger chunk leaves the cache; a smaller one pays the per-op overhead more often)
 _CHUNK = 16
+#: warm-up passes over the first chunk per thread, in the set-up: after one, the steady part of a
+#: first run still took about 9,000 page faults for 64 samples (the allocator's heap still
+#: growing to the run's working set) and cost 1.1-1.25x a later run; after three, about 30.
+WARM_UP_PASSES = 3
 
 
 def _simulate(graph, plan, inputs: dict) -> tuple[dict, dict]:
@@ -147,9 +151,9 @@ def _simulate(graph, plan, inputs: dict) -> tuple[dict, dict]:
     ``setup`` seconds, ``cpu`` (the process CPU seconds of its steady part, all threads; beside
     the wall seconds, which other processes on the machine stretch) and ``threads``.
 
-    Set-up: preparing weights, loading the optional accelerator, and one warm-up pass over the
-    first chunk per thread whose results are discarded (its first touches of fresh memory and
-    numpy's first dispatch of each kernel cost about half a pass again), all once per process,
+    Set-up: preparing weights, loading the optional accelerators, and ``WARM_UP_PASSES`` warm-up
+    passes over the first chunk per thread whose results are discarded (first touches of fresh
+    memory, numpy's first dispatch of each kernel, numba's compiles), all once per process,
     like Lava's start-up and first step, which its steady seconds also leave out. The chunks
     then run on ``spikec.sim.threads``'s threads (the machine's cores), in order. The simulator
     counts no events here (``run(events=False)``): only the values are compared.
@@ -170,28 +174,32 @@ def _simulate(graph, plan, inputs: dict) -> tuple[dict, dict]:
 
     t0 = time.perf_counter()
     pool = SimulatorPool(graph, threads)
-    if n:
-        list(pool.map([chunk(0)] * pool.threads, record=names, events=False))
+    run = dict(record=names, events=False, raw=True)
+    with pool:
+        if n:
+            list(pool.map([chunk(0)] * (pool.threads * WARM_UP_PASSES), **run))
+        setup = time.perf_counter() - t0
+        cpu0 = time.process_time()
+        results = list(pool.map((chunk(s) for s in range(0, n, size)), **run))
+        timing = {"seconds": time.perf_counter() - t0, "setup": setup,
+                  "cpu": time.process_time() - cpu0, "threads": pool.threads}
+    # the comparison's layout, [n, T, ...] per probe: after the clock, as Lava's steady time
+    # leaves out writing its trace
     out = _probe_buffers(graph, plan, pool.simulators[0].bounds, n)
-    setup = time.perf_counter() - t0
-    cpu0 = time.process_time()
     done = 0
-    for res in pool.map((chunk(s) for s in range(0, n, size)), record=names, events=False):
-        for p in plan["probes"]:      # [T, b, ...] -> out[done:done + b] of [n, T, ...]
+    for res in results:
+        for p in plan["probes"]:      # [T, b, ...] -> out[done:done + b]
             v = res.values[p["value"]]
             out[p["value"]][done:done + res.samples] = v if p["kind"] == "readout" else \
                 np.moveaxis(v, 0, 1)
         done += res.samples
-    timing = {"seconds": time.perf_counter() - t0, "setup": setup,
-              "cpu": time.process_time() - cpu0, "threads": pool.threads}
     return out, timing
 
 
 def _probe_buffers(graph, plan, bounds: dict, n: int) -> dict[str, np.ndarray]:
     """One array per probe for ``n`` samples, ``[n, T, *shape]`` (a readout's logits: ``[n,
     *shape]``), in the narrowest dtype of its values (spikes bool; counts int16 or int32 from the
-    simulator's static bound), filled once so that its pages exist before the timed part (like
-    Lava's buffers, made at its start-up)."""
+    simulator's static bound)."""
     out = {}
     for p in plan["probes"]:
         shape = tuple(graph.specs[p["value"]].shape)
@@ -201,9 +209,7 @@ def _probe_buffers(graph, plan, bounds: dict, n: int) -> dict[str, np.ndarray]:
         b = bounds[p["value"]]
         dt = bool if p["kind"] == "spike" else np.int16 if b < 1 << 15 else \
             np.int32 if b < 1 << 31 else np.int64
-        buf = np.empty((n, graph.timesteps) + shape, dt)
-        buf.fill(0)
-        out[p["value"]] = buf
+        out[p["value"]] = np.empty((n, graph.timesteps) + shape, dt)
     return out
 
 
@@ -320,8 +326,10 @@ def validate_lava(out, data: str, limit: int | None = None, *, batch: int = 0,
     manifest, plan, graph = _bundle(out)
     inputs = _load_inputs(graph, data, limit)
     host = encodings.host_layers(plan)
-    if host:    # the first layer on the host: the simulator's spikes are the bundle's input
-        predicted, sim = _simulate(graph, plan, inputs)
+    # the simulator first: Lava's 270-odd processes leave the machine busy for a while after
+    # they exit (load 30-50 on 2 cores), which doubled the simulator's times measured after it;
+    # with a host layer its spikes are the bundle's input anyway
+    predicted, sim = _simulate(graph, plan, inputs)
     feed = encodings.bundle_inputs(plan, inputs, {k: predicted[k] for k in host} if host else None)
     if workers == 1 and not cluster:
         py = python or find_lava_python()
@@ -329,8 +337,6 @@ def validate_lava(out, data: str, limit: int | None = None, *, batch: int = 0,
     else:
         trace, lava_wall = _run_sharded(out, feed, python, batch, workers, cluster)
     meta = json.loads(str(trace["meta"]))
-    if not host:
-        predicted, sim = _simulate(graph, plan, inputs)
     res = compare(graph, plan, trace, predicted)
     return _result("lava", manifest, plan, meta, res, lava_wall, sim, data)
 

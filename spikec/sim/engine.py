@@ -169,7 +169,7 @@ class Simulator:
 
     # ------------------------------------------------------------------ running
     def run(self, data, *, record: Iterable[str] | str | None = None,
-            stepwise: bool = False, events: bool = True) -> SimResult:
+            stepwise: bool = False, events: bool = True, raw: bool = False) -> SimResult:
         """Simulate ``graph.timesteps`` steps on one batch.
 
         Parameters
@@ -181,6 +181,9 @@ class Simulator:
             layer; identical results, slower. For tests.
         events : count the events of every op (``SimResult.stats``); ``False`` leaves ``stats``
             empty and skips the counting passes (a caller that compares values only).
+        raw : record values as the kernels made them (integers in their carrier dtype, possibly
+            read-only broadcast views) instead of as int64 copies; spikes are bool either way.
+            No kernel writes into a value after it is made, so they stay valid.
         """
         if stepwise:
             return self._run_stepwise(data, record)
@@ -210,7 +213,7 @@ class Simulator:
             if isinstance(op, O.Output):
                 res.outputs[op.name] = y
             if op.name in keep:
-                res.values[op.name] = _recorded(y, specs[op.name].kind)
+                res.values[op.name] = _recorded(y, specs[op.name].kind, raw)
             for i in op.inputs:
                 refcount[i] -= 1
                 if refcount[i] == 0:
@@ -586,10 +589,12 @@ def _neurons(op, spec) -> int:
     return 0
 
 
-def _recorded(y: np.ndarray, kind: Kind) -> np.ndarray:
+def _recorded(y: np.ndarray, kind: Kind, raw: bool = False) -> np.ndarray:
     if kind is Kind.SPIKE:
         # a neuron layer's own spike array (no kernel writes into its inputs): kept, not copied
-        return y if y.dtype == bool and y.flags.owndata else y != 0
+        return y if y.dtype == bool and (raw or y.flags.owndata) else y != 0
+    if raw:
+        return y
     if kind is Kind.REAL:
         return np.array(y)
     return np.array(y, dtype=np.int64)       # one copy, whatever the carrier

@@ -21,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Iterator
 
@@ -82,6 +84,26 @@ class SimulatorPool:
         first.prepare()
         self.threads = max(1, threads or default_threads())
         self.simulators = [first] + [first.clone() for _ in range(self.threads - 1)]
+        self._executor: ThreadPoolExecutor | None = None
+
+    def _pool_threads(self) -> ThreadPoolExecutor:
+        """The pool's threads, made on first use and kept (so that a warm-up pass warms the
+        threads, and their allocator arenas, that later batches run on); each thread takes one
+        simulator for good."""
+        if self._executor is None:
+            free: queue.SimpleQueue = queue.SimpleQueue()
+            for sim in self.simulators:
+                free.put(sim)
+            mine = threading.local()
+
+            def start() -> None:
+                mine.sim = free.get()
+                _one_torch_thread()
+
+            self._executor = ThreadPoolExecutor(self.threads, initializer=start)
+            self._run_here = lambda batch, kw: mine.sim.run(batch, **kw)
+            weakref.finalize(self, self._executor.shutdown, wait=False)
+        return self._executor
 
     def map(self, batches: Iterable, **run_kwargs) -> Iterator[SimResult]:
         """``Simulator.run(batch, **run_kwargs)`` of every batch, yielded in batch order (at
@@ -90,26 +112,27 @@ class SimulatorPool:
             for b in batches:
                 yield self.simulators[0].run(b, **run_kwargs)
             return
-        free: queue.SimpleQueue = queue.SimpleQueue()
-        for s in self.simulators:
-            free.put(s)
-
-        def one(batch) -> SimResult:
-            sim = free.get()          # a pool of n threads runs at most n tasks: never waits
-            try:
-                return sim.run(batch, **run_kwargs)
-            finally:
-                free.put(sim)
-
-        with single_threaded_kernels(), ThreadPoolExecutor(self.threads,
-                                                           initializer=_one_torch_thread) as ex:
+        ex = self._pool_threads()
+        with single_threaded_kernels():
             pending: list = []
             for b in batches:
-                pending.append(ex.submit(one, b))
+                pending.append(ex.submit(self._run_here, b, run_kwargs))
                 if len(pending) >= 2 * self.threads:
                     yield pending.pop(0).result()
             for f in pending:
                 yield f.result()
+
+    def close(self) -> None:
+        """Stop the pool's threads (they also stop when the pool is collected)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    def __enter__(self) -> "SimulatorPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _one_torch_thread() -> None:

@@ -13,12 +13,13 @@ import pytest
 from spikec.errors import StateOverflowError
 from spikec.ir import CubaLIF
 from spikec.sim import CubaLIFLayer
-from spikec.sim import neurons
+from spikec.sim import jit, neurons
 from spikec.target import LAVA_FIXED_PT as FMT
 
 from test_sim import sdecay, wrap
 
 LIM = FMT.state_max
+MEMORYLESS_KERNEL = neurons._memoryless_kernel
 T, B, N = 5, 3, 12
 
 
@@ -26,20 +27,21 @@ T, B, N = 5, 3, 12
 def backend(request, monkeypatch):
     """Which implementation ``_run_memoryless`` uses."""
     if request.param == "numba":
-        monkeypatch.setattr(neurons, "_kernels", None)
+        monkeypatch.setattr(jit, "_numba", None)        # looked up again, restored afterwards
         monkeypatch.setenv("SPIKEC_SIM_NUMBA", "1")
         pytest.importorskip("numba")
         assert neurons._memoryless_kernel(np.float32) is not None
     else:
-        kernels = {np.dtype(c): neurons.memoryless_loop(c) for c in (np.float32, np.float64)}
-        monkeypatch.setattr(neurons, "_kernels", kernels if request.param == "python-loop" else {})
+        plain = request.param == "python-loop"
+        monkeypatch.setattr(neurons, "_memoryless_kernel",
+                            lambda dt: neurons._LOOPS[np.dtype(dt)] if plain else None)
     return request.param
 
 
 def test_numba_switch(monkeypatch):
-    monkeypatch.setattr(neurons, "_kernels", None)
+    monkeypatch.setattr(jit, "_numba", None)
     monkeypatch.setenv("SPIKEC_SIM_NUMBA", "0")
-    assert neurons._memoryless_kernel(np.float32) is None and neurons._kernels == {}
+    assert MEMORYLESS_KERNEL(np.float32) is None       # the real lookup, whatever the fixture
 
 
 def reference(a, du, dv, thr, bias, sub):

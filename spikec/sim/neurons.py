@@ -26,12 +26,11 @@ spikec[fast]``) runs it as one compiled loop over the neurons, all T steps per e
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from spikec.errors import StateOverflowError
 from spikec.ir.fixed import CubaLIF, Readout
+from spikec.sim import jit
 from spikec.target import fixedpoint as fx
 from spikec.target.formats import NumberFormats
 
@@ -50,34 +49,13 @@ def overflow(layer: str, quantity: str, t: int, values: np.ndarray, ok: np.ndarr
         "lower the layer's scale, or simulate without strict mode to get the chip's wrapped result")
 
 
-_kernels = None         # None: not loaded yet; {}: numba unavailable; else carrier -> kernel
-
-
 def _memoryless_kernel(dtype: np.dtype):
-    """The compiled loop of ``CubaLIFLayer._run_memoryless`` for the carrier ``dtype`` (numba),
-    or None where numba is not installed or ``SPIKEC_SIM_NUMBA=0``. Compiled on first use, once
-    per input dtype and layout (cached on disk where the package directory is writable)."""
-    global _kernels
-    if _kernels is None:
-        _kernels = _load_kernels()
-    return _kernels.get(np.dtype(dtype))
-
-
-def _load_kernels() -> dict:
-    if os.environ.get("SPIKEC_SIM_NUMBA", "1") == "0":
-        return {}
-    try:
-        import numba
-    except ImportError:
-        return {}
-    kernels = {}
-    for carrier in (np.float32, np.float64):
-        loop = memoryless_loop(carrier)
-        try:
-            kernels[np.dtype(carrier)] = numba.njit(nogil=True, cache=True)(loop)
-        except RuntimeError:                # no writable cache location: compile per process
-            kernels[np.dtype(carrier)] = numba.njit(nogil=True)(loop)
-    return kernels
+    """The compiled loop of ``CubaLIFLayer._run_memoryless`` for the carrier ``dtype`` (numba,
+    through ``spikec.sim.jit``), or None where numba is not installed or ``SPIKEC_SIM_NUMBA=0``.
+    Compiled on first use, once per input dtype and layout (cached on disk where the package
+    directory is writable)."""
+    loop = _LOOPS.get(np.dtype(dtype))
+    return None if loop is None else jit.kernel(loop)
 
 
 def memoryless_loop(carrier):
@@ -100,6 +78,10 @@ def memoryless_loop(carrier):
                         x = x - sub[n] if soft else carrier(0)
                     v[b, n] = x
     return loop
+
+
+#: The loop of each carrier as plain Python (what ``jit.kernel`` compiles).
+_LOOPS = {np.dtype(c): memoryless_loop(c) for c in (np.float32, np.float64)}
 
 
 def _pow2_or_zero(n: int) -> bool:

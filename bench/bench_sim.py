@@ -3,7 +3,8 @@
 For each model: the quantized graph (``spikec.pipeline.compile_graph`` on the traced float graph,
 calibrated on the benchmark's own inputs) runs in ``spikec.sim.Simulator`` on raw uint8 images; the
 float forward is the PyTorch model on the same images after the model's preprocessing, under
-``torch.no_grad()``. Both use every thread the process has (numpy's BLAS and torch alike). Runs
+``torch.no_grad()``. Both use the threads torch has (the simulator as a ``SimulatorPool`` of as many
+threads, each simulating its part of the batch). Runs
 alternate (sim, float, sim, float, ...); ``ratio`` is the median over the pairs of float time / sim
 time, so that load from other processes hits both sides of a pair alike (``load_average`` is
 recorded before and after; ``cpu_ratio`` is the same ratio of process CPU times).
@@ -91,14 +92,25 @@ def compiled(name: str, graph, calib: np.ndarray):
 
 def bench(name: str, model, graph, images: np.ndarray, calib: np.ndarray, repeats: int) -> dict:
     """Compile ``graph``, then time the simulator and ``model`` on ``images``, in pairs."""
-    from spikec.sim import Simulator
+    import torch
+
+    from spikec.sim.threads import SimulatorPool
 
     fixed, compile_s = compiled(name, graph, calib)
-    sim = Simulator(fixed)
+    # the float side's threads (one with --profile: per-op seconds of one thread)
+    threads = 1 if PROFILE else min(torch.get_num_threads(), len(images))
+    pool = SimulatorPool(fixed, threads)
+    parts = np.array_split(images, threads)                 # one part of the batch per thread
     result = {}
 
     def run_sim():
-        result["r"] = sim.run(images)
+        r = None
+        for part in pool.map(parts):
+            if r is None:
+                r = part
+            else:
+                r.merge(part)
+        result["r"] = r
 
     run_float = _float_forward(model, images, graph.inputs[0])
     load_before = os.getloadavg()[0]
@@ -135,13 +147,13 @@ def bench(name: str, model, graph, images: np.ndarray, calib: np.ndarray, repeat
         "sim_cpu_seconds": [round(s, 3) for s in sim_cpu],
         "float_cpu_seconds": [round(s, 3) for s in float_cpu],
         "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
-        "cpu_count": os.cpu_count(),
+        "cpu_count": os.cpu_count(), "sim_threads": threads,
         "compile_seconds": None if compile_s is None else round(compile_s, 2),
         "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "spikes_per_sample": totals["spikes"] / n,
         "synaptic_events_per_sample": totals["synaptic_events"] / n,
         "mean_firing_rate": round(rate, 4),
-        "threads": THREADS, "int8_gemm": getattr(sim, "int8", False),
+        "threads": THREADS, "int8_gemm": pool.simulators[0].int8,
         **extra,
     }
 

@@ -4,6 +4,7 @@ output run on a data set (``spikec simulate``).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,25 +267,27 @@ def simulate_batches(graph: Graph, stage: str, images: np.ndarray, batch_size: i
     preds = [np.zeros(0, np.int64)]
     stats: dict[str, ev.LayerStats] = {}
     slices = list(batches(len(images), batch_size))
+    pool = None
     if stage == "quantized":    # the bit-exact simulator, on the cores (one thread when timed)
         threads = 1 if timing is not None else threads_for(graph, batch_size, len(slices), threads)
-        pool = SimulatorPool(graph, threads, strict=strict)     # its threads stop with it
+        pool = SimulatorPool(graph, threads, strict=strict)
         results = pool.map(images[sl] for sl in slices)
     else:
         record = ev.float_graph_record(graph)
         results = (interp.run(graph, images[sl], record=record) for sl in slices)
-    for sl, r in zip(slices, results):
-        n = sl.stop - sl.start
-        if stage == "quantized":
-            batch_stats = r.stats
-            if timing is not None:      # ``spikec.sim.profile.TimeProfile``
-                timing.add(graph, r)
-        else:
-            batch_stats = ev.float_graph_stats(graph, r.values, n)
-        preds.append(np.argmax(r.logits, axis=1))
-        _merge_stats(stats, batch_stats)
-        if update:
-            update(n)
+    with pool or contextlib.nullcontext():
+        for sl, r in zip(slices, results):
+            n = sl.stop - sl.start
+            if pool is not None:
+                batch_stats = r.stats
+                if timing is not None:      # ``spikec.sim.profile.TimeProfile``
+                    timing.add(graph, r)
+            else:
+                batch_stats = ev.float_graph_stats(graph, r.values, n)
+            preds.append(np.argmax(r.logits, axis=1))
+            _merge_stats(stats, batch_stats)
+            if update:
+                update(n)
     return np.concatenate(preds).astype(np.int64), stats
 
 

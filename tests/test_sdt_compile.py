@@ -19,20 +19,12 @@ from spikec.models import create  # noqa: E402
 from spikec.models.activity import batchnorm_from_batch  # noqa: E402
 from spikec.pipeline import compile_graph  # noqa: E402
 from spikec.sim import Simulator  # noqa: E402
+from test_attention_models import torch_logits  # noqa: E402
 
 STATE_AGREEMENT = 0.8
 """Least fraction of equal spikes, bit-exact stage against float stage, of every LIF. A random
 network near its thresholds everywhere (BN statistics of one batch) spreads each rounding
 through 19 layers (measured 0.85 at the worst, 0.88 at head_lif); a wrong head gives ~0.5."""
-
-
-def _torch_logits(model, raw):
-    model.double()
-    try:
-        with torch.no_grad():
-            return model(torch.from_numpy(raw.astype(np.float64) / 255)).numpy()
-    finally:
-        model.float()
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +37,9 @@ def sdt():
     batchnorm_from_batch(model, torch.from_numpy(raw.astype(np.float32) / 255))
     with torch.no_grad():   # the head neurons at a useful rate, the logits centred on the batch
         model.block[-1].mlp.fc2_bn.bias.copy_(torch.linspace(-1.0, 3.0, 64))
-        model.head.bias -= torch.from_numpy(_torch_logits(model, raw).mean(0)).float()
+        model.head.bias -= torch.from_numpy(torch_logits(model, raw).mean(0)).float()
     graph = trace(model, input_op((1, 28, 28), {}), timesteps=4)
-    return dict(raw=raw, graph=graph, ref=_torch_logits(model, raw),
+    return dict(raw=raw, graph=graph, ref=torch_logits(model, raw),
                 result=compile_graph(graph, "loihi2", calib=raw))
 
 

@@ -641,7 +641,7 @@ def test_compiled_spikformer_fast_int64_and_stepwise_agree():
 def test_pruning_is_retried_after_a_run_of_misses(monkeypatch):
     """A synapse whose inputs never prune is tested only every PRUNE_RETRY-th batch; the sums
     are the same whether it prunes or not."""
-    from spikec.sim import engine
+    from spikec.sim import synapse
 
     rng = np.random.default_rng(5)
     C, H = 8, 5
@@ -650,17 +650,18 @@ def test_pruning_is_retried_after_a_run_of_misses(monkeypatch):
                 ConvSynapse("c", ("x",), weight=w, weight_exp=i64([0, 1, -1]), padding=(1, 1)),
                 Output("y", ("c",))], T=2)
     tried = []
-    prune = engine.Simulator._prune
-    monkeypatch.setattr(engine.Simulator, "_prune",
-                        staticmethod(lambda syn, wt, flat: tried.append(syn) or prune(syn, wt, flat)))
+    prune = synapse.Synapse._prune
+    monkeypatch.setattr(synapse.Synapse, "_prune",
+                        lambda syn, wt, flat: tried.append(syn) or prune(syn, wt, flat))
     sim, ref = Simulator(gr), Simulator(gr, fast=False)
     dense = np.ones((2, 2, C, H, H), np.int64)
     sparse = dense.copy()
     sparse[:, :, 1:] = 0
-    batches = [dense] * engine.PRUNE_PATIENCE + [sparse] * (engine.PRUNE_RETRY - engine.PRUNE_PATIENCE)
+    batches = [dense] * synapse.PRUNE_PATIENCE + \
+        [sparse] * (synapse.PRUNE_RETRY - synapse.PRUNE_PATIENCE)
     for k, x in enumerate(batches):
         assert np.array_equal(sim.run(x).outputs["y"], ref.run(x).outputs["y"])
         if k == len(batches) - 2:   # the dense batches were tested, the sparse ones not yet
-            assert tried.count(sim.synapses["c"]) == engine.PRUNE_PATIENCE
-    assert tried.count(sim.synapses["c"]) == engine.PRUNE_PATIENCE + 1      # the retry
+            assert tried.count(sim.synapses["c"]) == synapse.PRUNE_PATIENCE
+    assert tried.count(sim.synapses["c"]) == synapse.PRUNE_PATIENCE + 1      # the retry
     assert sim.synapses["c"].prune_misses == 0          # ... pruned

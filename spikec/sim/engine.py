@@ -337,8 +337,8 @@ class Simulator:
     @KERNELS.register(F.Readout)
     def _k_readout(self, op, args, stats):
         if stats is not None:
-                stats.add("neuron_updates", np.full(self.T, int(np.prod(self.specs[op.name].shape))
-                                                * args[0].shape[1], dtype=np.int64))
+            stats.add("neuron_updates", np.full(self.T, int(np.prod(self.specs[op.name].shape))
+                                            * args[0].shape[1], dtype=np.int64))
         return ReadoutLayer(op, self.fmt, strict=self.strict).run(
             args[0] if len(args) == 1 else _a_in(args))
 
@@ -399,7 +399,7 @@ class Simulator:
         for k, x in enumerate(args):
             in_spec = self.specs[op.inputs[k]]
             if stats is not None:
-                _count_synapse_events(syn, x, in_spec.kind, stats)
+                syn.count_events(x, in_spec.kind, stats)
             xb = self.bounds[op.inputs[k]]
             a = self._synapse_term(syn, x, xb, in_spec.kind is Kind.COUNT)
             b = syn.out_bound(xb)
@@ -429,7 +429,7 @@ class Simulator:
         xs = x[:1] if invariant else x
         w8, use_float, dt, weight = self._term_plan(syn, x_bound)
         flat = xs.reshape((-1,) + xs.shape[2:])
-        weight, flat = self._active_inputs(syn, weight, flat)
+        weight, flat = syn.active_inputs(weight, flat)
         shift = None if w8 is None else syn.exp + w8[1]
         if syn.conv:        # the int8 path's shift is done in the conv's output pass
             acc = la.conv2d(flat, weight, op.stride, op.padding, op.dilation, op.groups, shift)
@@ -488,45 +488,6 @@ class Simulator:
             layer.u = layer.v = None
         return twin
 
-    @staticmethod
-    def _active_inputs(syn: Synapse, weight: np.ndarray, flat: np.ndarray):
-        """Event-driven pruning: drop the input features (channels) that carry no event in this
-        batch, with their weight columns. Their terms are zero, so the sums are unchanged.
-
-        A synapse whose last ``PRUNE_PATIENCE`` batches pruned nothing is tried again only every
-        ``PRUNE_RETRY``-th batch (the test is a pass over the input: 5% of the shipped V2's
-        time, where no layer ever prunes). Pruning or not, the sums are the same."""
-        op = syn.op
-        if syn.conv and op.groups != 1:
-            return weight, flat
-        if syn.prune_misses >= PRUNE_PATIENCE:
-            syn.prune_misses += 1
-            if syn.prune_misses % PRUNE_RETRY:
-                return weight, flat
-        pruned = Simulator._prune(syn, weight, flat)
-        syn.prune_misses = 0 if pruned is not None else syn.prune_misses + 1
-        return pruned or (weight, flat)
-
-    @staticmethod
-    def _prune(syn: Synapse, weight: np.ndarray, flat: np.ndarray):
-        """``_active_inputs``'s pruned ``(weight, flat)``, or None where too few features are
-        silent (a quarter at least must be)."""
-        op = syn.op
-        feat = 1 if syn.conv else op.axis % (flat.ndim - 1) + 1
-        n_in = flat.shape[feat]
-        others = tuple(i for i in range(flat.ndim) if i != feat)
-        # the features active in the first sample (and step) are active in the batch: where they
-        # alone are too many to prune, the pass over the whole batch is skipped
-        if len(flat) > 1 and np.count_nonzero(flat[:1].any(axis=others)) > 0.75 * n_in:
-            return None
-        active = flat.any(axis=others)
-        n_active = int(np.count_nonzero(active))
-        if n_active > 0.75 * n_in:
-            return None
-        if n_active == 0:
-            active[0] = True          # keep one (all-zero) feature: shapes stay valid
-        return np.compress(active, weight, axis=1), np.compress(active, flat, axis=feat)
-
     def _shift_wrap_int(self, acc, syn: Synapse, ch: int, graded: bool) -> np.ndarray:
         """int64 path where a wrap may act: Lava's Dense (``scale_dendritic_sum``: int32 container,
         graded sums wrap before the shift) or Conv (shift, then the 24-bit wrap of its output)."""
@@ -562,25 +523,6 @@ class Simulator:
         if stats is not None:
             stats.add("values_out", ev.nonzero_per_step(y))
         return y
-
-
-#: ``Simulator._active_inputs``: after this many batches in a row without pruning, a synapse
-#: tests only every ``PRUNE_RETRY``-th batch.
-PRUNE_PATIENCE = 4
-PRUNE_RETRY = 16
-
-
-def _count_synapse_events(syn: Synapse, x: np.ndarray, kind: Kind,
-                          stats: ev.LayerStats) -> None:
-    """The events one input ``x`` [T, B, ...] of a synapse op brings (``spikec.sim.events``)."""
-    nz = ev.nonzero_per_step(x)
-    stats.add("input_events", nz)
-    if kind is Kind.COUNT:
-        stats.add("graded_events", nz)
-    if syn.conv:
-        stats.add("synaptic_events", ev.conv_synaptic_events(x, syn.fanout))
-    else:
-        stats.add("synaptic_events", nz * syn.fanout)
 
 
 def _neurons(op, spec) -> int:
@@ -620,14 +562,15 @@ def simulate(graph: Graph, data, *, formats: NumberFormats | None = None, strict
     pool = SimulatorPool(graph, threads_for(graph, batch_size, len(starts)), formats=formats,
                          strict=strict)
     total: SimResult | None = None
-    for r in pool.map((data[s:s + batch_size] for s in starts), record=record):
-        if total is None:
-            total = r
-        else:
-            values = {k: np.concatenate([total.values[k], v], axis=1 if v.ndim > 1 else 0)
-                      for k, v in r.values.items()}
-            total.merge(r)
-            total.values = values
-        if progress:
-            progress(r.samples)
+    with pool:
+        for r in pool.map((data[s:s + batch_size] for s in starts), record=record):
+            if total is None:
+                total = r
+            else:
+                values = {k: np.concatenate([total.values[k], v], axis=1 if v.ndim > 1 else 0)
+                          for k, v in r.values.items()}
+                total.merge(r)
+                total.values = values
+            if progress:
+                progress(r.samples)
     return total if total is not None else SimResult(outputs={})

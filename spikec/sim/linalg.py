@@ -229,7 +229,8 @@ def _conv2d(x, weight, stride, padding, dilation, out_hw, shift) -> np.ndarray:
                 cols[lead + (u, v)] = src[:, :, u * dh:u * dh + sh * (ho - 1) + 1:sh,
                                           v * dw:v * dw + sw * (wo - 1) + 1:sw]
         if small:
-            out[s:s + m] = _samples_first(_gemm(w2d, cols.reshape(c * kh * kw, m * ho * wo)), m)
+            _to_nchw(_gemm(w2d, cols.reshape(c * kh * kw, m * ho * wo)), (ho, wo), (ho, wo),
+                     None, out=out[s:s + m].reshape(m, o, ho, wo))
         else:
             _gemm_stack(w2d, cols.reshape(m, c * kh * kw, ho * wo), odt, out=out[s:s + m])
     return _shifted(out.reshape(n, o, ho, wo), shift)
@@ -256,12 +257,6 @@ def _gemm_stack(a: np.ndarray, b: np.ndarray, odt, out: np.ndarray | None = None
     for i in range(b.shape[0]):
         ig.matmul(a, b[i], out=out[i])
     return out
-
-
-def _samples_first(y: np.ndarray, n: int) -> np.ndarray:
-    """``y [O, N P]`` (one GEMM over samples) as a contiguous ``[N, O, P]``."""
-    o = y.shape[0]
-    return np.ascontiguousarray(y.reshape(o, n, -1).transpose(1, 0, 2))
 
 
 def maxpool2d(x: np.ndarray, kernel, stride, padding) -> np.ndarray:

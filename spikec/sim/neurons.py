@@ -124,7 +124,7 @@ class CubaLIFLayer:
         self._bias_max = int(np.abs(b).max()) if b.size else 0
         self._sub_f = None if self.v_subtract is None else self._in_carrier(self.v_subtract)
         self._state: dict = {}        # u, v: arrays, or thunks that compute them on first read
-        self._per_neuron = None       # bias, threshold, v_subtract as float64 [N] (compiled path)
+        self._per_neuron = None       # bias, threshold, v_subtract in the carrier, [N] (compiled path)
         self._u_in_range = self._v_in_range = False      # set per run (``_range_proofs``)
         self.exact_steps = 0          # steps the fast path handed to ``step`` (diagnostics)
 
@@ -294,11 +294,8 @@ class CubaLIFLayer:
                     np.trunc(prev, out=prev)
                 v[t] += prev
             np.less_equal(v[t], thr, out=keep[t] if t < T - 1 else keep_last)
-        v_last, a_last = v[T - 1], a_in[T - 1]
-        self._state = {
-            "u": lambda: np.multiply(a_last, dt.type(1 << fmt.weight_shift), dtype=dt,
-                                     casting="unsafe"),
-            "v": lambda: self._reset(v_last, keep_last)}
+        v_last = v[T - 1]
+        self._state = {"u": self._last_current(a_in), "v": lambda: self._reset(v_last, keep_last)}
         np.logical_not(keep[:T - 1], out=keep[:T - 1])
         np.logical_not(keep_last, out=keep[T - 1])
         return keep
@@ -322,12 +319,15 @@ class CubaLIFLayer:
         out = np.empty(a_in.shape, dtype=bool)      # owns its data: the engine keeps it as is
         kernel(a, dt.type(1 << fmt.weight_shift), dt.type(self.factor_v / fmt.decay_unity),
                *self._per_neuron, self.v_subtract is not None, v, out.reshape(a.shape))
-        a_last = a_in[T - 1]
-        self._state = {
-            "u": lambda: np.multiply(a_last, dt.type(1 << fmt.weight_shift), dtype=dt,
-                                     casting="unsafe"),
-            "v": v.reshape(a_in.shape[1:])}
+        self._state = {"u": self._last_current(a_in), "v": v.reshape(a_in.shape[1:])}
         return out
+
+    def _last_current(self, a_in: np.ndarray):
+        """A thunk of the final current of a memoryless layer, ``u = a_{T-1} << 6`` in the
+        carrier (made only if ``u`` is read)."""
+        a_last, dt = a_in[-1], self.dtype
+        return lambda: np.multiply(a_last, dt.type(1 << self.fmt.weight_shift), dtype=dt,
+                                   casting="unsafe")
 
     def _reset(self, v: np.ndarray, keep: np.ndarray) -> np.ndarray:
         """Phase 5 in the fast carrier, in place: ``v <- 0`` (or ``v - v_subtract``) where not

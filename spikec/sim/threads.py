@@ -135,24 +135,26 @@ class SimulatorPool:
         self.close()
 
 
-def _one_torch_thread() -> None:
-    """torch's thread count is per OpenMP thread: each pool thread sets its own (a new thread
-    starts with the default, every core)."""
-    if ig._torch not in (None, False):
-        ig._torch.set_num_threads(1)
+def _one_torch_thread() -> int | None:
+    """Set torch's thread count to 1 where the accelerator is loaded; returns the count before
+    (None: no torch). torch's count is per OpenMP thread: each pool thread sets its own (a new
+    thread starts with the default, every core)."""
+    torch = ig._torch or None         # None: not probed, False: unavailable
+    if torch is None:
+        return None
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    return saved
 
 
 @contextlib.contextmanager
 def single_threaded_kernels():
     """torch's int8 GEMM (in the calling thread; the pool's threads: ``_one_torch_thread``) and
     the BLAS on one thread each while the pool's threads run."""
-    torch = ig._torch if ig._torch not in (None, False) else None
-    saved = torch.get_num_threads() if torch is not None else None
-    if torch is not None:
-        torch.set_num_threads(1)
+    saved = _one_torch_thread()
     try:
         with la.blas_threads(1):
             yield
     finally:
-        if torch is not None:
-            torch.set_num_threads(saved)
+        if saved is not None:
+            ig._torch.set_num_threads(saved)

@@ -268,6 +268,32 @@ def test_validate_against_trace_identical_and_corrupted(tmp_path, capsys):
     assert {fd["lava"], fd["spikec"]} == {0, 1}
 
 
+def test_simulator_timing_is_the_median_of_repeated_passes(tmp_path, capsys, monkeypatch):
+    """The steady figure is the median of several passes over the samples (timeit-like); the
+    values compared are the first pass's, the CLI names the pass count and spread."""
+    from spikec.backends.lava import validate as V
+
+    g = SAMPLES["add"]
+    out = _out(tmp_path, g)
+    x = samples.images(3)
+    trace = _trace_from_sim(out, g, x)
+    monkeypatch.setattr(V, "TIMED_SECONDS", 10.0)
+    monkeypatch.setattr(V, "MAX_PASSES", 5)
+    code, stdout, _ = _cli(["validate", str(out), "--against", "trace", str(trace), "--json"], capsys)
+    res = json.loads(stdout)
+    assert code == 0 and res["mismatches"] == 0 and res["spikec_timed_passes"] == 5
+    spread = res["spikec_pass_seconds_per_sample"]
+    assert 0 < spread["min"] <= spread["median"] <= spread["max"]
+    assert spread["median"] == res["spikec_steady_seconds_per_sample"]
+    # set-up and the compared pass only: the extra timing passes are not in spikec_seconds
+    assert res["spikec_seconds"] <= res["spikec_setup_seconds"] + 3 * spread["max"] + 1e-9
+    code, stdout, _ = _cli(["validate", str(out), "--against", "trace", str(trace)], capsys)
+    assert code == 0 and "the median of 5 passes over the samples" in stdout
+    monkeypatch.setattr(V, "TIMED_SECONDS", 0.0)
+    code, stdout, _ = _cli(["validate", str(out), "--against", "trace", str(trace), "--json"], capsys)
+    assert json.loads(stdout)["spikec_timed_passes"] == 1
+
+
 def test_trace_with_wrong_layers_or_shapes_or_bundle(tmp_path, capsys):
     g = SAMPLES["add"]
     out = _out(tmp_path, g)

@@ -37,10 +37,15 @@ def _print(res: dict) -> None:
     cpu = "" if cpu is None else f", {cpu * 1e3:.2f} ms of CPU"
     threads = res.get("spikec_threads") or 1
     threads = f"{threads} thread{'s' if threads > 1 else ''}; "
+    spread = res.get("spikec_pass_seconds_per_sample")
+    passes = res.get("spikec_timed_passes") or 1
+    spread = "" if not spread or passes < 2 else \
+        (f": the median of {passes} passes over the samples, "
+         f"{spread['min'] * 1e3:.2f}-{spread['max'] * 1e3:.2f}")
     click.echo(f"wall time: Lava {res['lava_seconds']:.1f} s{extra}, spikec simulator "
                f"{res['spikec_seconds']:.2f} s ({threads}{res['spikec_setup_seconds']:.2f} s "
                f"set-up, then {res['spikec_steady_seconds_per_sample'] * 1e3:.2f} ms per "
-               f"sample{cpu})")
+               f"sample{spread}{cpu})")
     if steady and res["spikec_steady_seconds_per_sample"]:
         click.echo(f"steady state: spikec {steady / res['spikec_steady_seconds_per_sample']:,.0f}x "
                    f"faster than Lava per sample")

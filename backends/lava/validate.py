@@ -157,79 +157,122 @@ MAX_PASSES = 50
 
 def _simulate(graph, plan, inputs: dict) -> tuple[dict, dict]:
     """The simulator's values of the probed layers, and its timing: ``seconds`` (wall: the set-up
-    and the pass whose values are returned), ``setup`` seconds, ``steady`` (the median pass's wall seconds),
-    ``cpu`` (that pass's process CPU seconds, all threads; beside the wall seconds, which other
-    processes on the machine stretch), ``passes`` (wall seconds of every timed pass, the first
-    being the one whose values are returned) and ``threads``.
+    and the pass whose values are compared), ``setup`` seconds, ``steady`` (the median pass's
+    wall seconds), ``cpu`` (that pass's CPU seconds, every worker's; beside the wall seconds,
+    which other processes on the machine stretch), ``passes`` (wall seconds of every timed
+    pass), ``threads`` (the workers) and ``parallel`` (``"processes"`` or ``"threads"``).
 
-    Set-up: preparing weights, loading the optional accelerators, and ``WARM_UP_PASSES`` warm-up
-    passes over the first chunk per thread whose results are discarded (first touches of fresh
-    memory, numpy's first dispatch of each kernel, numba's compiles), all once per process,
-    like Lava's start-up and first step, which its steady seconds also leave out. The chunks
-    then run on ``spikec.sim.threads``'s threads (the machine's cores), in order, and again
-    (``TIMED_SECONDS``, ``MAX_PASSES``) for the timing. The simulator counts no events here
-    (``run(events=False)``): only the values are compared.
+    The samples are split so that every worker has a chunk (``_CHUNK`` samples at most). Where
+    processes can be forked (``spikec.sim.forked``) the prepared simulator runs in that many
+    worker processes, which write the probed values straight into shared memory in the
+    comparison's layout; else on the threads of ``spikec.sim.threads``, whose values are laid
+    out after the clock stops, as Lava's steady time leaves out writing its trace.
+
+    Set-up: preparing weights, loading the optional accelerators, one pass over the first chunk
+    in this process (numba's compiles, the int8 probe: once, before any fork), then
+    ``WARM_UP_PASSES`` passes over its first chunk per worker (first touches of fresh memory,
+    numpy's first dispatch of each kernel), all excluded from the steady time like Lava's
+    start-up and first step. Then the timed passes (``TIMED_SECONDS``, ``MAX_PASSES``). The
+    simulator counts no events here (``run(events=False)``): only the values are compared.
     """
     from spikec.memory import require_simulation_memory
-    from spikec.sim.threads import SimulatorPool, threads_for
+    from spikec.sim import forked
+    from spikec.sim.threads import threads_for
 
-    names = [p["value"] for p in plan["probes"]]
     n = len(next(iter(inputs.values())))
     data = next(iter(inputs.values())) if len(inputs) == 1 else inputs
-    threads = threads_for(graph, min(_CHUNK, n), n)
-    size = max(1, min(_CHUNK, -(-n // threads)))    # every thread gets a chunk
+    workers = threads_for(graph, min(_CHUNK, n), n)
+    size = max(1, min(_CHUNK, -(-n // workers)))    # every worker gets a chunk
     require_simulation_memory(graph, min(size, n), where="validate")
-
-    def chunk(s: int):
-        e = s + size
-        return data[s:e] if not isinstance(data, dict) else {k: v[s:e] for k, v in data.items()}
-
+    chunks = [(s, min(s + size, n)) for s in range(0, n, size)]
+    run = dict(record=[p["value"] for p in plan["probes"]], events=False, raw=True)
     t0 = time.perf_counter()
-    pool = SimulatorPool(graph, threads)
-    run = dict(record=names, events=False, raw=True)
     passes: list[tuple[float, float]] = []        # (wall, cpu) seconds of each timed pass
-    with pool:
-        if n:
-            list(pool.map([chunk(0)] * (pool.threads * WARM_UP_PASSES), **run))
+    if workers > 1 and forked.available():
+        out, setup, parallel = _passes_on_processes(graph, plan, data, chunks, workers, run,
+                                                    passes, t0)
+    else:
+        out, setup, parallel = _passes_on_threads(graph, plan, data, chunks, workers, run,
+                                                  passes, t0)
+    steady, cpu = sorted(passes)[(len(passes) - 1) // 2]
+    return out, {"seconds": setup + passes[0][0], "setup": setup, "steady": steady, "cpu": cpu,
+                 "passes": [w for w, _ in passes], "threads": workers, "parallel": parallel}
+
+
+def _more_passes(passes: list) -> bool:
+    """Whether to time another pass (``TIMED_SECONDS``, ``MAX_PASSES``; at least one)."""
+    return not passes or (sum(w for w, _ in passes) < TIMED_SECONDS and len(passes) < MAX_PASSES)
+
+
+def _part(data, s: int, e: int):
+    return data[s:e] if not isinstance(data, dict) else {k: v[s:e] for k, v in data.items()}
+
+
+def _store(plan, out: dict, res, start: int) -> None:
+    """A run's probed values ``[T, b, ...]`` into ``out[name][start:start + b]`` ([n, T, ...])."""
+    for p in plan["probes"]:
+        v = res.values[p["value"]]
+        out[p["value"]][start:start + res.samples] = v if p["kind"] == "readout" else \
+            np.moveaxis(v, 0, 1)
+
+
+def _passes_on_processes(graph, plan, data, chunks, workers, run, passes, t0):
+    """``_simulate`` on forked worker processes: ``(values, set-up seconds, "processes")``."""
+    from spikec.sim import forked
+    from spikec.sim.engine import Simulator
+
+    sim = Simulator(graph)
+    sim.prepare()
+    s0, e0 = chunks[0]
+    sim.run(_part(data, s0, e0), **run)           # compiles and probes once, before the fork
+    out = _probe_buffers(graph, plan, sim.bounds, chunks[-1][1], shared=True)
+    with forked.ForkedPasses(sim, data, chunks, lambda res, s: _store(plan, out, res, s), workers,
+                             WARM_UP_PASSES, **run) as pool:
         setup = time.perf_counter() - t0
-        results = None
-        while results is None or (sum(w for w, _ in passes) < TIMED_SECONDS
-                                  and len(passes) < MAX_PASSES):
+        while _more_passes(passes):
+            passes.append(pool.run())
+    return out, setup, "processes"
+
+
+def _passes_on_threads(graph, plan, data, chunks, workers, run, passes, t0):
+    """``_simulate`` on the threads of one process: ``(values, set-up seconds, "threads")``."""
+    from spikec.sim.threads import SimulatorPool
+
+    results = None
+    with SimulatorPool(graph, workers) as pool:
+        s0, e0 = chunks[0]
+        list(pool.map([_part(data, s0, e0)] * (pool.threads * WARM_UP_PASSES), **run))
+        setup = time.perf_counter() - t0
+        while _more_passes(passes):
             w0, c0 = time.perf_counter(), time.process_time()
-            got = list(pool.map((chunk(s) for s in range(0, n, size)), **run))
+            got = list(pool.map((_part(data, s, e) for s, e in chunks), **run))
             passes.append((time.perf_counter() - w0, time.process_time() - c0))
             results = got if results is None else results
             del got
-    steady, cpu = sorted(passes)[(len(passes) - 1) // 2]
-    timing = {"seconds": setup + passes[0][0], "setup": setup, "steady": steady, "cpu": cpu,
-              "passes": [w for w, _ in passes], "threads": pool.threads}
-    # the comparison's layout, [n, T, ...] per probe: after the clock, as Lava's steady time
-    # leaves out writing its trace
-    out = _probe_buffers(graph, plan, pool.simulators[0].bounds, n)
-    done = 0
-    for res in results:
-        for p in plan["probes"]:      # [T, b, ...] -> out[done:done + b]
-            v = res.values[p["value"]]
-            out[p["value"]][done:done + res.samples] = v if p["kind"] == "readout" else \
-                np.moveaxis(v, 0, 1)
-        done += res.samples
-    return out, timing
+        bounds = pool.simulators[0].bounds
+    out = _probe_buffers(graph, plan, bounds, chunks[-1][1] if chunks else 0)
+    for (s, _), res in zip(chunks, results):
+        _store(plan, out, res, s)
+    return out, setup, "threads"
 
 
-def _probe_buffers(graph, plan, bounds: dict, n: int) -> dict[str, np.ndarray]:
+def _probe_buffers(graph, plan, bounds: dict, n: int, shared: bool = False) -> dict:
     """One array per probe for ``n`` samples, ``[n, T, *shape]`` (a readout's logits: ``[n,
     *shape]``), in the narrowest dtype of its values (spikes bool; counts int16 or int32 from the
-    simulator's static bound)."""
+    simulator's static bound); ``shared``: in shared memory (``spikec.sim.forked``)."""
+    from spikec.sim.forked import shared_empty
+
     out = {}
     for p in plan["probes"]:
         shape = tuple(graph.specs[p["value"]].shape)
         if p["kind"] == "readout":
-            out[p["value"]] = np.zeros((n,) + shape, np.float64)
-            continue
-        b = bounds[p["value"]]
-        dt = bool if p["kind"] == "spike" else np.int16 if b < 1 << 15 else \
-            np.int32 if b < 1 << 31 else np.int64
-        out[p["value"]] = np.empty((n, graph.timesteps) + shape, dt)
+            dt, full = np.float64, (n,) + shape
+        else:
+            b = bounds[p["value"]]
+            dt = bool if p["kind"] == "spike" else np.int16 if b < 1 << 15 else \
+                np.int32 if b < 1 << 31 else np.int64
+            full = (n, graph.timesteps) + shape
+        out[p["value"]] = shared_empty(full, dt) if shared else np.zeros(full, dt)
     return out
 
 
@@ -452,6 +495,8 @@ def _result(against, manifest, plan, meta, res, lava_s, sim: dict, data, trace=N
         # the simulator's marginal cost once its weights are prepared (set-up excluded)
         "spikec_setup_seconds": setup,
         "spikec_threads": sim["threads"],
+        # the workers are threads of one process or forked processes (``spikec.sim.forked``)
+        "spikec_parallel": sim.get("parallel", "threads"),
         # the median of the timed passes over the samples (``_simulate``)
         "spikec_steady_seconds_per_sample": steady / n if n else None,
         # the same pass in process CPU seconds (all threads): the wall figure on an idle machine

@@ -379,6 +379,26 @@ def test_readout_matches_brute_force():
         assert list(y[b]) == [0.25 * acc[o] + offset[o] for o in range(C)]
 
 
+@pytest.mark.parametrize("sum_axes", [(), (0,), (-1,)])
+def test_readout_all_steps_at_once_equals_step_by_step(sum_axes):
+    """``ReadoutLayer.run`` (sums, wraps and shifts of all steps at once) gives the integers of
+    ``step`` step by step, with int32 wraps and the accumulator's clip at both ends."""
+    from spikec.sim.neurons import ReadoutLayer
+
+    rng = np.random.default_rng(12)
+    a = rng.integers(-(1 << 31), 1 << 31, (5, 3, 4, 6))
+    a[:, 0] = (1 << 31) - 1                    # pushes the accumulator to its upper clip
+    a[:, 1] = -(1 << 31)                       # and to its lower clip
+    op = Readout("r", ("x",), scale=0.5, offset=np.zeros(1), sum_axes=sum_axes)
+    layer = ReadoutLayer(op, FMT)
+    got = layer.run(a)
+    ref = ReadoutLayer(op, FMT)
+    for t in range(len(a)):
+        ref.step(a[t], t)
+    assert np.array_equal(layer.acc, ref.acc) and np.array_equal(got, ref.result())
+    assert np.abs(ref.acc).max() == (1 << 23) - 1
+
+
 # ----------------------------------------------------------------------------- shared integer ops
 def test_shared_ops_match_brute_force():
     rng = np.random.default_rng(5)

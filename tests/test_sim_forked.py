@@ -81,10 +81,11 @@ def test_a_worker_failure_is_raised_in_the_parent(residual):
             raise ValueError(f"cannot store the chunk at {start}")
 
     with _passes(graph, x, store) as pool:
+        pool.run()
         with pytest.raises(ValueError, match="cannot store the chunk at 3"):
-            pool.run()
-        with pytest.raises(ValueError):           # the workers live on: the next pass too
-            pool.run()
+            pool.store()
+        with pytest.raises(ValueError):           # the workers live on and answer again
+            pool.store()
 
 
 def test_a_dead_worker_is_reported_with_its_exit_code(residual):
@@ -95,8 +96,9 @@ def test_a_dead_worker_is_reported_with_its_exit_code(residual):
             os._exit(3)
 
     with _passes(graph, x, store) as pool:
+        pool.run()
         with pytest.raises(SpikecError, match=r"worker process 0 died \(exit code 3\)"):
-            pool.run()
+            pool.store()
 
 
 def test_a_warm_up_failure_is_raised_when_the_workers_start(residual):

@@ -164,9 +164,9 @@ def _simulate(graph, plan, inputs: dict) -> tuple[dict, dict]:
 
     The samples are split so that every worker has a chunk (``_CHUNK`` samples at most). Where
     processes can be forked (``spikec.sim.forked``) the prepared simulator runs in that many
-    worker processes, which write the probed values straight into shared memory in the
-    comparison's layout; else on the threads of ``spikec.sim.threads``, whose values are laid
-    out after the clock stops, as Lava's steady time leaves out writing its trace.
+    worker processes, which write the probed values into shared memory; else on the threads of
+    ``spikec.sim.threads``. Either way the values are laid out for the comparison after the
+    clock stops, as Lava's steady time leaves out writing its trace.
 
     Set-up: preparing weights, loading the optional accelerators, one pass over the first chunk
     in this process (numba's compiles, the int8 probe: once, before any fork), then
@@ -231,6 +231,7 @@ def _passes_on_processes(graph, plan, data, chunks, workers, run, passes, t0):
         setup = time.perf_counter() - t0
         while _more_passes(passes):
             passes.append(pool.run())
+        pool.store()              # the values, in the comparison's layout: after the clock
     return out, setup, "processes"
 
 

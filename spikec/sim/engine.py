@@ -154,6 +154,10 @@ class Simulator:
                 fx.check_lif_params(op.du, op.dv, op.vth, op.bias_mant, op.bias_exp, self.fmt,
                                     op.name)
         self.bounds = self._bounds()
+        self._readers: dict[str, int] = {}       # value -> how many op inputs read it
+        for op in graph.ops:
+            for i in op.inputs:
+                self._readers[i] = self._readers.get(i, 0) + 1
 
     def _carrier(self, bound: int) -> np.dtype:
         """The carrier of values bounded by ``bound`` (int64 everywhere when not ``fast``)."""
@@ -190,10 +194,7 @@ class Simulator:
         specs = self.specs
         data = self._data_dict(data)
         keep = set(specs) if record == "all" else set(record or ())
-        refcount: dict[str, int] = {}
-        for op in self.graph.ops:
-            for i in op.inputs:
-                refcount[i] = refcount.get(i, 0) + 1
+        refcount = dict(self._readers)
         env: dict[str, np.ndarray] = {}
         batch = None
         res = SimResult(outputs={})
@@ -427,10 +428,9 @@ class Simulator:
         T, B = x.shape[:2]
         invariant = x.strides[0] == 0 and T > 1      # the same input every step (repeat encoding)
         xs = x[:1] if invariant else x
-        w8, use_float, dt, weight = self._term_plan(syn, x_bound)
+        w8, use_float, dt, weight, shift = self._term_plan(syn, x_bound)
         flat = xs.reshape((-1,) + xs.shape[2:])
         weight, flat = syn.active_inputs(weight, flat)
-        shift = None if w8 is None else syn.exp + w8[1]
         if syn.conv:        # the int8 path's shift is done in the conv's output pass
             acc = la.conv2d(flat, weight, op.stride, op.padding, op.dilation, op.groups, shift)
         else:
@@ -450,11 +450,20 @@ class Simulator:
         return y
 
     def _term_plan(self, syn: Synapse, x_bound: int):
-        """How the term of an input bounded by ``x_bound`` is computed (static: from bounds):
-        ``(w8, use_float, dt, weight)``. ``use_float``: no wrap can act and the sum is exact in
-        the float carrier ``dt``; ``w8``: ``(int8 weights, g)`` for the int8 path (|x| <= 127,
-        ``W == w8 << g``; with ``use_float`` every partial sum of ``w8 x`` lies inside int32 and
-        an arithmetic shift by ``g + e`` completes it), else None; ``weight``: what to multiply."""
+        """How the term of an input bounded by ``x_bound`` is computed (static: from bounds;
+        made once per synapse, bound and mode, and kept on the synapse, which clones share):
+        ``(w8, use_float, dt, weight, shift)``. ``use_float``: no wrap can act and the sum is
+        exact in the float carrier ``dt``; ``w8``: ``(int8 weights, g)`` for the int8 path
+        (|x| <= 127, ``W == w8 << g``; with ``use_float`` every partial sum of ``w8 x`` lies
+        inside int32 and an arithmetic shift by ``shift = g + e`` per output channel completes
+        it), else None (and ``shift`` None); ``weight``: what to multiply."""
+        key = ("plan", x_bound, self.fast, self.int8)
+        plan = syn.plans.get(key)
+        if plan is None:
+            plan = syn.plans[key] = self._make_term_plan(syn, x_bound)
+        return plan
+
+    def _make_term_plan(self, syn: Synapse, x_bound: int):
         sum_bound = syn.sum_bound(x_bound)
         out_bound = max(shift_bound(sum_bound, e) for e in syn.exp_values)
         dt = self._carrier(sum_bound)
@@ -463,8 +472,8 @@ class Simulator:
             dt = np.dtype(np.int64)
         w8 = syn.int8_weight() if use_float and self.int8 and x_bound <= ig.INT8_MAX else None
         if w8 is not None:
-            return w8, use_float, dt, w8[0]
-        return None, use_float, dt, syn.scaled_weight(dt) if use_float else syn.weight(dt)
+            return w8, use_float, dt, w8[0], (syn.exp + w8[1]).astype(np.int32)
+        return None, use_float, dt, syn.scaled_weight(dt) if use_float else syn.weight(dt), None
 
     def prepare(self) -> None:
         """Do now the one-time work of the first ``run``: every synapse's weights in the form

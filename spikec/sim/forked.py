@@ -9,10 +9,11 @@ one-process speed (7.1-7.8 ms per batch of 8, alone or side by side: 0.46 ms per
 
 ``ForkedPasses`` forks ``workers`` processes after the simulator is prepared (each inherits it,
 copy-on-write, with its compiled loops and its weights) and gives each a fixed share of the
-chunks. A pass sends each worker one message; the worker runs its chunks and writes the probed
-values straight into shared memory (``shared_empty``: anonymous shared mappings made before the
-fork), in the comparison's layout, then answers with its CPU seconds. Nothing is pickled but
-those messages. A worker that fails sends its exception, which the pass raises; a worker that
+chunks. A pass (``run``) sends each worker one message; the worker runs its chunks, keeps the
+results of its first pass, and answers with its CPU seconds. ``store`` then has every worker
+write those results straight into shared memory (``shared_empty``: anonymous shared mappings
+made before the fork), in the comparison's layout, outside the timed passes (as the thread pool's
+results are laid out after its clock stops). Nothing is pickled but the messages. A worker that fails sends its exception, which the pass raises; a worker that
 dies is reported with its exit code. Where ``fork`` is not available (or
 ``SPIKEC_SIM_PROCESSES=0``), ``available()`` is False and validate keeps the thread pool.
 """
@@ -47,7 +48,8 @@ def shared_empty(shape, dtype) -> np.ndarray:
 
 
 class ForkedPasses:
-    """Worker processes that run ``store(sim.run(data[s:e], **run), s)`` for their chunks.
+    """Worker processes that run ``sim.run(data[s:e], **run)`` for their chunks, and ``store(result,
+    s)`` for their first pass's results when asked.
 
     Parameters
     ----------
@@ -91,6 +93,12 @@ class ForkedPasses:
             conn.send("run")
         cpu = self._collect()
         return time.perf_counter() - t0, cpu
+
+    def store(self) -> None:
+        """Every worker stores the results of its first pass (``run`` at least once before)."""
+        for conn in self._conns:
+            conn.send("store")
+        self._collect()
 
     def _collect(self) -> float:
         """Every worker's answer: the sum of their CPU seconds; raises a worker's failure."""
@@ -153,11 +161,17 @@ def _serve(conn, sim, data, chunks, store, warm_up: int, run: dict) -> None:
                 conn.send(("error", _picklable(exc)))
                 return
             conn.send(("ok", 0.0))
-            while conn.recv() is not None:
+            kept = None                       # the first pass's results
+            while (message := conn.recv()) is not None:
                 c0 = time.process_time()
                 try:
-                    for s, e in chunks:
-                        store(sim.run(part(s, e), **run), s)
+                    if message == "store":
+                        for (s, _), res in zip(chunks, kept or ()):
+                            store(res, s)
+                    else:
+                        got = [sim.run(part(s, e), **run) for s, e in chunks]
+                        kept = got if kept is None else kept
+                        del got
                 except Exception as exc:     # reported to the parent, which raises it
                     conn.send(("error", _picklable(exc)))
                     continue

@@ -43,6 +43,7 @@ SMALL_MAP = 256
 SMALL_GEMM_MACS = 1 << 26
 
 _blas_libs = None
+_blas_limit: int | None = None      # the thread count ``blas_threads`` holds the BLAS at now
 
 
 @contextlib.contextmanager
@@ -50,14 +51,18 @@ def blas_threads(n: int):
     """Context limiting the BLAS to ``n`` threads (a no-op without ``threadpoolctl``). The BLAS
     libraries are looked up once: ``ThreadpoolController.limit`` inspects every loaded library
     on each call (about half a millisecond, as long as a small product itself)."""
-    global _blas_libs
+    global _blas_libs, _blas_limit
     if _blas_libs is None:
         try:
             from threadpoolctl import ThreadpoolController
             _blas_libs = ThreadpoolController().select(user_api="blas").lib_controllers
         except Exception:          # threadpoolctl is optional
             _blas_libs = []
+    if _blas_limit == n:            # already held there (an enclosing context): nothing to do
+        yield
+        return
     saved = [lib.num_threads for lib in _blas_libs]
+    saved_limit, _blas_limit = _blas_limit, n
     for lib in _blas_libs:
         lib.set_num_threads(n)
     try:
@@ -65,6 +70,7 @@ def blas_threads(n: int):
     finally:
         for lib, k in zip(_blas_libs, saved):
             lib.set_num_threads(k)
+        _blas_limit = saved_limit
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

@@ -456,8 +456,21 @@ class ReadoutLayer:
         return self.op.scale * self.acc.astype(np.float64) + np.asarray(self.op.offset, np.float64)
 
     def run(self, a_in: np.ndarray) -> np.ndarray:
-        """All T steps of ``a_in`` [T, B, ...]; returns ``result()``."""
+        """All T steps of ``a_in`` [T, B, ...]; returns ``result()``. Outside strict mode the
+        sums, wraps and shifts of all steps are made at once (element-wise, the same integers as
+        ``step``); only the accumulation and its clip go step by step."""
         self.acc = None
-        for t in range(a_in.shape[0]):
-            self.step(a_in[t], t)
+        if self.strict:
+            for t in range(a_in.shape[0]):
+                self.step(a_in[t], t)
+            return self.result()
+        op, fmt = self.op, self.fmt
+        a = np.asarray(a_in).astype(np.int64)
+        axes = tuple(sorted({x % (a.ndim - 2) + 2 for x in op.sum_axes}))
+        if axes:
+            a = a.sum(axis=axes)
+        received = fx.synaptic_input(fx.wrap_signed(a, fmt.container_bits), fmt)
+        for t in range(received.shape[0]):
+            acc_sum = received[t] if self.acc is None else self.acc + received[t]
+            self.acc = fx.clip_signed(acc_sum, fmt.state_bits, symmetric=True)
         return self.result()

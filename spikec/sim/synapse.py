@@ -34,6 +34,7 @@ class Synapse:
         self.exp = np.asarray(op.weight_exp, dtype=np.int64)
         self.exp_values = sorted(set(int(e) for e in self.exp))
         self._w: dict = {}
+        self.plans: dict = {}        # the simulator's term plans, by input bound and mode
         self._out_bounds: dict[int, int] = {}
         self.prune_misses = 0       # batches in a row whose inputs pruned nothing (a heuristic)
         if self.conv:

@@ -37,7 +37,8 @@ from spikec.ir.types import Kind, Rate
 from spikec.sim import events as ev
 from spikec.sim import intgemm as ig
 from spikec.sim import linalg as la
-from spikec.sim.neurons import CubaLIFLayer, ReadoutLayer, overflow
+from spikec.sim.grid import GridSums, lif_fed, materialized
+from spikec.sim.neurons import CubaLIFLayer, ReadoutLayer
 from spikec.sim.synapse import BOUNDS, Synapse, shift_bound
 from spikec.target import fixedpoint as fx
 from spikec.target.formats import LAVA_FIXED_PT, NumberFormats
@@ -158,6 +159,7 @@ class Simulator:
         for op in graph.ops:
             for i in op.inputs:
                 self._readers[i] = self._readers.get(i, 0) + 1
+        self._gridded = lif_fed(graph, self.synapses) if fast and not strict else frozenset()
 
     def _carrier(self, bound: int) -> np.dtype:
         """The carrier of values bounded by ``bound`` (int64 everywhere when not ``fast``)."""
@@ -206,7 +208,10 @@ class Simulator:
                 y = KERNELS.lookup(op)(self, op, data)
                 batch = y.shape[1]
             else:
-                y = self._apply(op, [env[i] for i in op.inputs], stats)
+                args = [env[i] for i in op.inputs]
+                if self._gridded and not isinstance(op, (F.CubaLIF, O.Reshape)):
+                    args = [materialized(a) for a in args]
+                y = self._apply(op, args, stats)
             env[op.name] = y
             if stats is not None:
                 res.stats[op.name] = stats
@@ -214,7 +219,7 @@ class Simulator:
             if isinstance(op, O.Output):
                 res.outputs[op.name] = y
             if op.name in keep:
-                res.values[op.name] = _recorded(y, specs[op.name].kind, raw)
+                res.values[op.name] = _recorded(materialized(y), specs[op.name].kind, raw)
             for i in op.inputs:
                 refcount[i] -= 1
                 if refcount[i] == 0:
@@ -254,7 +259,7 @@ class Simulator:
                     y = None
                 else:
                     y = self._apply(op, args, ev.LayerStats(op.name, op.OPCODE, 0, 1))
-                env[op.name] = y
+                env[op.name] = materialized(y)
             steps.append(env)
         keep = set(self.specs) if record == "all" else set(record or ())
         res = SimResult(outputs={})
@@ -327,7 +332,8 @@ class Simulator:
             layer = self._layers[op.name] = CubaLIFLayer(op, self.fmt, strict=self.strict,
                                                          fast=self.fast)
         bound = sum(self.bounds[i] for i in op.inputs)
-        y = layer.run(args[0] if len(args) == 1 else _a_in(args), bound)
+        y = layer.run(args[0] if len(args) == 1 else _a_in([materialized(a) for a in args]),
+                      bound)
         layer.u = layer.v = None        # the final state is not read: free it
         if stats is None:
             return y
@@ -349,8 +355,14 @@ class Simulator:
 
     @KERNELS.register(O.Add)
     def _k_add(self, op, args, stats):
-        dt = self._carrier(self.bounds[op.name])
-        y = np.add(la.as_carrier(args[0], dt), la.as_carrier(args[1], dt))
+        a, b = args
+        if self.fast and self.bounds[op.name] <= ig.INT8_MAX and _small(a) and _small(b):
+            # spikes and small counts (the residual stream): one byte per value, which the int8
+            # synapses that read it take as they are
+            y = np.add(ig.as_int8(a), ig.as_int8(b), dtype=np.int8)
+        else:
+            dt = self._carrier(self.bounds[op.name])
+            y = np.add(la.as_carrier(a, dt), la.as_carrier(b, dt))
         if stats is not None:
             stats.add("values_out", ev.nonzero_per_step(y))
         return y
@@ -383,7 +395,11 @@ class Simulator:
 
     @KERNELS.register(O.Reshape)
     def _k_reshape(self, op, args, stats):
-        return args[0].reshape(args[0].shape[:2] + tuple(op.shape))
+        x = args[0]
+        shape = x.shape[:2] + tuple(op.shape)
+        if isinstance(x, GridSums):
+            return x.reshape(shape) or x.materialize().reshape(shape)
+        return x.reshape(shape)
 
     @KERNELS.register(O.Transpose)
     def _k_transpose(self, op, args, stats):
@@ -393,7 +409,7 @@ class Simulator:
     def _k_output(self, op, args, stats):
         return args[0]
 
-    def _synapse(self, syn: Synapse, args, stats: ev.LayerStats | None) -> np.ndarray:
+    def _synapse(self, syn: Synapse, args, stats: ev.LayerStats | None):
         op = syn.op
         total = None
         total_bound = 0
@@ -423,6 +439,10 @@ class Simulator:
         pre-multiplied by ``2**e[o]``, which scales every partial sum by a power of two, exactly,
         so the product lands on ``sum * 2**e`` and a floor (for e < 0) completes the arithmetic
         shift. Otherwise: int64 and the target's wrap helpers.
+
+        A synapse in ``_gridded`` (its only readers are LIFs) on the int8 path returns its
+        GEMM's output as it lands where the product is one GEMM (``GridSums``), unshifted: the
+        LIF shifts while it reads.
         """
         op = syn.op
         T, B = x.shape[:2]
@@ -431,20 +451,27 @@ class Simulator:
         w8, use_float, dt, weight, shift = self._term_plan(syn, x_bound)
         flat = xs.reshape((-1,) + xs.shape[2:])
         weight, flat = syn.active_inputs(weight, flat)
-        if syn.conv:        # the int8 path's shift is done in the conv's output pass
+        gridded = w8 is not None and op.name in self._gridded and (not syn.conv or op.groups == 1)
+        if gridded:         # the GEMM's output as it lands, or an unshifted array
+            acc = la.conv2d(flat, weight, op.stride, op.padding, op.dilation, 1, grid=True) \
+                if syn.conv else la.dense_matmul(flat, weight, op.axis, grid=True)
+            if isinstance(acc, tuple):
+                return GridSums(*acc[:1], T, B, acc[1], acc[2], shift,
+                                self.specs[op.name].shape, op.name, repeated=invariant)
+        elif syn.conv:      # the int8 path's shift is done in the conv's output pass
             acc = la.conv2d(flat, weight, op.stride, op.padding, op.dilation, op.groups, shift)
         else:
             acc = la.dense_matmul(flat if w8 is not None else la.as_carrier(flat, dt), weight,
                                   op.axis)
         acc = acc.reshape(xs.shape[:2] + acc.shape[1:])
         if w8 is not None:
-            y = acc if syn.conv else ig.shift(acc, shift, syn.channel_axis + 2)
+            y = acc if syn.conv and not gridded else ig.shift(acc, shift, syn.channel_axis + 2)
         elif use_float:
             if syn.exp_values[0] < 0:
                 np.floor(acc, out=acc)
             y = acc
         else:
-            y = self._shift_wrap_int(acc, syn, syn.channel_axis + 2, graded)
+            y = syn.shift_wrap_int(acc, syn.channel_axis + 2, graded, self.fmt, self.strict)
         if invariant:
             y = np.broadcast_to(y, (T,) + y.shape[1:])
         return y
@@ -497,33 +524,6 @@ class Simulator:
             layer.u = layer.v = None
         return twin
 
-    def _shift_wrap_int(self, acc, syn: Synapse, ch: int, graded: bool) -> np.ndarray:
-        """int64 path where a wrap may act: Lava's Dense (``scale_dendritic_sum``: int32 container,
-        graded sums wrap before the shift) or Conv (shift, then the 24-bit wrap of its output)."""
-        fmt = self.fmt
-        acc = la.to_int64(acc)
-        out = np.empty_like(acc)
-        idx = [slice(None)] * acc.ndim
-        for e in syn.exp_values:
-            sel = np.flatnonzero(syn.exp == e)
-            idx[ch] = sel
-            part = acc[tuple(idx)]
-            shifted = part << e if e >= 0 else part >> -e
-            if syn.conv:
-                y = fx.wrap_signed(shifted, fmt.conv_out_bits)
-                limit, bits = f"{fmt.conv_out_bits}-bit conv output", fmt.conv_out_bits
-            else:
-                y = fx.scale_dendritic_sum(part, e, fmt, graded=graded)
-                limit, bits = f"int{fmt.container_bits} dendritic sum", fmt.container_bits
-            if self.strict:
-                ok = fx.fits_signed(shifted, bits) & fx.fits_signed(part, fmt.container_bits)
-                if not ok.all():
-                    bad = tuple(int(i) for i in np.argwhere(~ok)[0])
-                    raise overflow(syn.op.name, f"synaptic output a_out ({limit})", bad[0],
-                                   shifted[bad[0]], ok[bad[0]], f"{bits}-bit signed")
-            out[tuple(idx)] = y
-        return out
-
     def _spike_matmul(self, op, a, b, stats: ev.LayerStats | None) -> np.ndarray:
         if stats is not None:
             stats.add("ssa_ops", ev.ssa_ops(a, b))
@@ -532,6 +532,11 @@ class Simulator:
         if stats is not None:
             stats.add("values_out", ev.nonzero_per_step(y))
         return y
+
+
+def _small(x: np.ndarray) -> bool:
+    """Spikes or int8 integers (``Add``'s one-byte inputs)."""
+    return x.dtype == np.bool_ or x.dtype == np.int8
 
 
 def _neurons(op, spec) -> int:

@@ -113,14 +113,14 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
             torch.set_num_threads(threads)
 
 
-def stacked_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def stacked_matmul(a: np.ndarray, b: np.ndarray, keep: bool = False) -> np.ndarray:
     """``a [m, k] @ b [S, k, n]`` -> int32 [S, m, n] as one GEMM over the stack (``b`` moved to
-    ``[k, S n]``, the result back to ``[S, m, n]``)."""
+    ``[k, S n]``, the result back to ``[S, m, n]``; ``keep``: the GEMM's own ``[m, S, n]``)."""
     s, k, n = b.shape
     cols = np.empty((k, s, n), dtype=np.int8)
     cols[...] = b.transpose(1, 0, 2)
-    y = matmul(a, cols.reshape(k, s * n))
-    return np.ascontiguousarray(y.reshape(-1, s, n).transpose(1, 0, 2))
+    y = matmul(a, cols.reshape(k, s * n)).reshape(-1, s, n)
+    return y if keep else np.ascontiguousarray(y.transpose(1, 0, 2))
 
 
 def shift(acc: np.ndarray, s: np.ndarray, axis: int) -> np.ndarray:

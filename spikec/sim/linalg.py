@@ -37,6 +37,11 @@ IM2COL_BYTES = 4 << 20
 #: measured 1.4-1.6x faster on 7x7 and 14x14 maps, no better on 28x28 and larger.
 SMALL_MAP = 256
 
+#: The im2col block of the small-map stride-1 convolutions (``_conv_shifted_rows``). The shipped
+#: V2's largest, 64 channels of 14x14 at batch 16 (T = 4), is 8.3 MB: in one block its sums are
+#: one GEMM output, which the next LIF reads as it lands (``spikec.sim.grid``).
+SHIFTED_ROWS_BYTES = 16 << 20
+
 #: A stack of products smaller than this (multiply-accumulates per product) runs on one BLAS
 #: thread: waking the thread pool for every small product costs more than it saves, and far more
 #: when the cores are shared with other processes (seconds instead of milliseconds per stack).
@@ -114,7 +119,7 @@ def abs_row_sums(weight2d: np.ndarray) -> np.ndarray:
     return np.abs(weight2d.astype(np.int64)).sum(axis=1)
 
 
-def dense_matmul(x: np.ndarray, weight: np.ndarray, axis: int) -> np.ndarray:
+def dense_matmul(x: np.ndarray, weight: np.ndarray, axis: int, grid: bool = False):
     """``y[..., o, ...] = sum_i W[o, i] x[..., i, ...]`` along per-sample ``axis`` of ``x`` [N, *shape].
 
     ``weight`` [out, in] already in ``x``'s carrier dtype. Contracts without copying ``x`` when the
@@ -122,6 +127,10 @@ def dense_matmul(x: np.ndarray, weight: np.ndarray, axis: int) -> np.ndarray:
     layout of kernel-1 Conv1d attention). An int8 ``weight`` runs on the int8 GEMM (``x`` int8
     or bool, int32 result; the caller guarantees exactness as for ``conv2d``). One input feature
     (``weight [out, 1]``, an attention gain): an element-wise outer product, no GEMM.
+
+    ``grid`` (int8 ``weight``): where the product is one GEMM over the token layout, return it as
+    it lands, ``(y [out, N*n], (1, n), (1, n))`` (``spikec.sim.grid``) instead of ``[N, out,
+    n]``; elsewhere the usual array.
     """
     a = axis % (x.ndim - 1) + 1
     if weight.shape[1] == 1:   # one input feature: an outer product, element-wise
@@ -136,6 +145,9 @@ def dense_matmul(x: np.ndarray, weight: np.ndarray, axis: int) -> np.ndarray:
         y = _gemm(x.reshape(-1, x.shape[-1]), weight.T)
         return y.reshape(x.shape[:-1] + weight.shape[:1])
     if a == x.ndim - 2:
+        if grid and weight.dtype == np.int8 and x.ndim == 3:
+            y = ig.stacked_matmul(weight, ig.as_int8(x), keep=True)
+            return y.reshape(y.shape[0], -1), (1, x.shape[2]), (1, x.shape[2])
         return _product(weight, x)
     xm = np.moveaxis(x, a, -2)
     return np.ascontiguousarray(np.moveaxis(_product(weight, xm), -2, a))
@@ -151,7 +163,7 @@ def _product(weight: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def conv2d(x: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups: int,
-           shift: np.ndarray | None = None) -> np.ndarray:
+           shift: np.ndarray | None = None, grid: bool = False):
     """Cross-correlation like ``torch.nn.functional.conv2d`` (zero padding), exact in the carrier
     ``weight.dtype``, then (int8 ``weight`` only) ``floor(y * 2**shift[o])`` per output channel
     where ``shift`` [O] is given (``intgemm.shift``; the caller guarantees that it fits int32).
@@ -166,6 +178,10 @@ def conv2d(x: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups:
     non-overlapping patch kernels (kernel == stride, no padding) skip the window copies. Where
     numba is installed (``spikec.sim.jit``) the int8 small-map convolutions build their im2col
     rows and do their transpose back to NCHW (with ``shift``) in compiled loops.
+
+    ``grid`` (int8 ``weight``, one group, no ``shift``): where the small-map paths compute one GEMM,
+    return its output as it lands, ``(y [O, N Hs R], (Hs, R), (Ho, Wo))`` (``spikec.sim.grid``),
+    without the pass back to NCHW; elsewhere the usual (unshifted) array.
     """
     n, c, h, w = x.shape
     o, cg, kh, kw = weight.shape
@@ -179,13 +195,15 @@ def conv2d(x: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups:
                     stride, padding, dilation, 1,
                     None if shift is None else _per_channel(shift, o)[g * og:(g + 1) * og])
              for g in range(groups)], axis=1)
-    if shift is not None and weight.dtype != np.int8:
-        raise ValueError("conv2d: a shift needs int8 weights")
-    return _conv2d(x, weight, (sh, sw), (ph, pw), (dh, dw), (ho, wo), shift)
+    if (shift is not None or grid) and weight.dtype != np.int8:
+        raise ValueError("conv2d: a shift or a grid output needs int8 weights")
+    if grid and (groups != 1 or shift is not None):
+        raise ValueError("conv2d: a grid output is for one group, unshifted")
+    return _conv2d(x, weight, (sh, sw), (ph, pw), (dh, dw), (ho, wo), shift, grid)
 
 
-def _conv2d(x, weight, stride, padding, dilation, out_hw, shift) -> np.ndarray:
-    """``conv2d`` of one group (``shift`` None or [O])."""
+def _conv2d(x, weight, stride, padding, dilation, out_hw, shift, grid=False):
+    """``conv2d`` of one group (``shift`` None or [O]; ``grid``: see ``conv2d``)."""
     n, c, h, w = x.shape
     o, cg, kh, kw = weight.shape
     (sh, sw), (ph, pw), (dh, dw), (ho, wo) = stride, padding, dilation, out_hw
@@ -198,7 +216,8 @@ def _conv2d(x, weight, stride, padding, dilation, out_hw, shift) -> np.ndarray:
         if h * w < SMALL_MAP:
             cols = np.empty((c, n, h * w), dtype=dt)
             cols[...] = x.reshape(n, c, h * w).transpose(1, 0, 2)
-            return _to_nchw(_gemm(w2d, cols.reshape(c, n * h * w)), (ho, wo), (ho, wo), shift)
+            y = _gemm(w2d, cols.reshape(c, n * h * w))
+            return (y, (ho, wo), (ho, wo)) if grid else _to_nchw(y, (ho, wo), (ho, wo), shift)
         xc = ig.as_int8(x) if dt == np.int8 else as_carrier(x, dt)
         return _shifted(_gemm_stack(w2d, xc.reshape(n, c, h * w), odt).reshape(n, o, ho, wo),
                         shift)
@@ -209,13 +228,13 @@ def _conv2d(x, weight, stride, padding, dilation, out_hw, shift) -> np.ndarray:
             cols = np.empty((c, kh, kw, n, ho, wo), dtype=dt)
             cols[...] = xs.transpose(1, 3, 5, 0, 2, 4)
             y = _gemm(w2d, cols.reshape(c * kh * kw, n * ho * wo))
-            return _to_nchw(y, (ho, wo), (ho, wo), shift)
+            return (y, (ho, wo), (ho, wo)) if grid else _to_nchw(y, (ho, wo), (ho, wo), shift)
         cols = np.empty((n, c, kh, kw, ho, wo), dtype=dt)
         cols[...] = xs.transpose(0, 1, 3, 5, 2, 4)
         y = _gemm_stack(w2d, cols.reshape(n, c * kh * kw, ho * wo), odt)
         return _shifted(y.reshape(n, o, ho, wo), shift)
     if (sh, sw) == (1, 1) and ho * wo < SMALL_MAP:
-        return _conv_shifted_rows(x, w2d, (kh, kw), (ph, pw), (dh, dw), shift)
+        return _conv_shifted_rows(x, w2d, (kh, kw), (ph, pw), (dh, dw), shift, grid)
     xp = np.pad(x, [(0, 0), (0, 0), (ph, ph), (pw, pw)]) if ph or pw else x
     out = np.empty((n, o, ho * wo), dtype=odt)
     per_sample = c * kh * kw * ho * wo * dt.itemsize
@@ -283,7 +302,7 @@ def maxpool2d(x: np.ndarray, kernel, stride, padding) -> np.ndarray:
 
 
 def _conv_shifted_rows(x: np.ndarray, w2d: np.ndarray, kernel, padding, dilation,
-                       shift: np.ndarray | None) -> np.ndarray:
+                       shift: np.ndarray | None, grid: bool = False):
     """Stride-1 convolution of ``x`` [N, C, H, W] on a small map: one GEMM per chunk of samples
     over every position of the *padded* map, whose im2col rows are contiguous.
 
@@ -304,7 +323,7 @@ def _conv_shifted_rows(x: np.ndarray, w2d: np.ndarray, kernel, padding, dilation
     Where compiled loops run (``spikec.sim.jit``, int8 ``w2d``), ``cols`` is built straight from
     ``x``, one channel at a time through one padded row in cache (``_im2col_rows_loop``: no
     ``flat``), and the crop, transpose and ``shift`` of the GEMM output are one pass
-    (``_to_nchw``).
+    (``_to_nchw``). ``grid``: in one chunk, the GEMM's output as it lands (``conv2d``).
     """
     n, c, h, w = x.shape
     o = w2d.shape[0]
@@ -314,8 +333,9 @@ def _conv_shifted_rows(x: np.ndarray, w2d: np.ndarray, kernel, padding, dilation
     hs, r = (h + ph, w + pw) if shared else (h + 2 * ph, w + 2 * pw)
     dt = w2d.dtype
     tail = dh * (kh - 1) * r + dw * (kw - 1)
-    chunk = max(1, IM2COL_BYTES // max(c * kh * kw * hs * r * dt.itemsize, 1))
-    out = np.empty((n, o, ho, wo), dtype=np.int32 if dt == np.int8 else dt)
+    chunk = max(1, SHIFTED_ROWS_BYTES // max(c * kh * kw * hs * r * dt.itemsize, 1))
+    one = grid and chunk >= n
+    out = None if one else np.empty((n, o, ho, wo), dtype=np.int32 if dt == np.int8 else dt)
     fill = (jit.kernel(_im2col_rows_loop) if dt == np.int8 else None) or _im2col_rows
     for s in range(0, n, chunk):
         m = min(chunk, n - s)
@@ -323,6 +343,8 @@ def _conv_shifted_rows(x: np.ndarray, w2d: np.ndarray, kernel, padding, dilation
         cols = np.empty((c, kh, kw, span), dtype=dt)
         fill(x[s:s + m], ph, pw, dh, dw, hs, r, cols, np.zeros(span + tail, dtype=dt))
         y = _gemm(w2d, cols.reshape(c * kh * kw, span))
+        if one:
+            return y, (hs, r), (ho, wo)
         _to_nchw(y, (hs, r), (ho, wo), shift, out=out[s:s + m])
     return out
 

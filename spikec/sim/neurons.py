@@ -31,6 +31,7 @@ import numpy as np
 from spikec.errors import StateOverflowError
 from spikec.ir.fixed import CubaLIF, Readout
 from spikec.sim import jit
+from spikec.sim.grid import GridSums
 from spikec.target import fixedpoint as fx
 from spikec.target.formats import NumberFormats
 
@@ -80,8 +81,73 @@ def memoryless_loop(carrier):
     return loop
 
 
-#: The loop of each carrier as plain Python (what ``jit.kernel`` compiles).
+def memoryless_grid_loop(carrier):
+    """``memoryless_loop`` over a synapse's GEMM output as it lands (``spikec.sim.grid``): channel by
+    channel, in runs of one sample's grid of ``G`` positions, the input shifted by its channel's
+    exponent while it is read (``(y << left[o]) >> right[o]``, the integer the output pass would
+    make: ``linalg._nchw_loop``), the spikes written on the same grid.
+
+    ``y`` int32 [O, T' B G] with ``T' = T`` (``tstride`` 1) or 1 (``tstride`` 0: one step repeated);
+    ``left``, ``right`` int32 [O]; ``bias``, ``thr``, ``sub`` [O, G] in the carrier; ``v`` [O, B,
+    G] carrier zeros, left holding the final voltage; ``out`` [O, T, B, G] bool. Grid positions
+    outside the op's outputs compute values nobody reads (their sums obey the same bounds)."""
+    def loop(y, T, B, tstride, G, left, right, scale, decay, bias, thr, sub, soft, v, out):
+        O = y.shape[0]
+        for o in range(O):
+            lo = left[o]
+            ro = right[o]
+            bi, th, su = bias[o], thr[o], sub[o]
+            for t in range(T):
+                for b in range(B):
+                    src = (t * tstride * B + b) * G
+                    yr = y[o, src:src + G]
+                    vr = v[o, b]
+                    orow = out[o, t, b]
+                    for g in range(G):
+                        a = carrier((yr[g] << lo) >> ro)
+                        x = np.trunc(vr[g] * decay) + (a * scale + bi[g])
+                        s = x > th[g]
+                        orow[g] = s
+                        if s:
+                            x = x - su[g] if soft else carrier(0)
+                        vr[g] = x
+    return loop
+
+
+def memoryless_channel_loop(carrier):
+    """``memoryless_grid_loop`` for a layer whose bias, threshold and reset are the same for every
+    neuron of a channel (Spikformer's): per channel and step one run over the grids of all B
+    samples (``y``'s ``B G`` positions are consecutive), scalars for the constants. ``bias``,
+    ``thr``, ``sub`` [O] in the carrier; ``v`` [O, B G]; ``out`` [O, T, B G]."""
+    def loop(y, T, B, tstride, G, left, right, scale, decay, bias, thr, sub, soft, v, out):
+        O = y.shape[0]
+        n = B * G
+        for o in range(O):
+            lo = left[o]
+            ro = right[o]
+            bi = bias[o]
+            th = thr[o]
+            su = sub[o]
+            vr = v[o]
+            for t in range(T):
+                src = t * tstride * n
+                yr = y[o, src:src + n]
+                orow = out[o, t]
+                for k in range(n):
+                    a = carrier((yr[k] << lo) >> ro)
+                    x = np.trunc(vr[k] * decay) + (a * scale + bi)
+                    s = x > th
+                    orow[k] = s
+                    if s:
+                        x = x - su if soft else carrier(0)
+                    vr[k] = x
+    return loop
+
+
+#: The loops of each carrier as plain Python (what ``jit.kernel`` compiles).
 _LOOPS = {np.dtype(c): memoryless_loop(c) for c in (np.float32, np.float64)}
+_GRID_LOOPS = {np.dtype(c): memoryless_grid_loop(c) for c in (np.float32, np.float64)}
+_CHANNEL_LOOPS = {np.dtype(c): memoryless_channel_loop(c) for c in (np.float32, np.float64)}
 
 
 def _pow2_or_zero(n: int) -> bool:
@@ -125,6 +191,7 @@ class CubaLIFLayer:
         self._sub_f = None if self.v_subtract is None else self._in_carrier(self.v_subtract)
         self._state: dict = {}        # u, v: arrays, or thunks that compute them on first read
         self._per_neuron = None       # bias, threshold, v_subtract in the carrier, [N] (compiled path)
+        self._grid_constants: dict = {}   # shifts and constants on a synapse's grid (``_run_grid``)
         self._u_in_range = self._v_in_range = False      # set per run (``_range_proofs``)
         self.exact_steps = 0          # steps the fast path handed to ``step`` (diagnostics)
 
@@ -211,6 +278,11 @@ class CubaLIFLayer:
         from ``a_in``: change ``a_in`` only after reading ``u``). ``bound``: a static bound on
         ``|a_in|`` (the engine's ``BOUNDS``), which may spare the fast path's passes over
         ``a_in`` for its range proofs."""
+        if isinstance(a_in, GridSums):
+            spikes = self._run_grid(a_in, bound)
+            if spikes is not None:
+                return spikes
+            a_in = a_in.materialize()
         T, shape = a_in.shape[0], a_in.shape[1:]
         fast = self.fast
         if fast:
@@ -321,6 +393,52 @@ class CubaLIFLayer:
                *self._per_neuron, self.v_subtract is not None, v, out.reshape(a.shape))
         self._state = {"u": self._last_current(a_in), "v": v.reshape(a_in.shape[1:])}
         return out
+
+    def _run_grid(self, a_in: GridSums, bound: int | None) -> np.ndarray | None:
+        """``_run_compiled`` over a synapse's GEMM output as it lands (``memoryless_grid_loop``):
+        the spikes as a view ``[T, B, *shape]`` of spikes on the grid. None where that path does
+        not apply (no numba, strict mode, a current with memory, ranges not proven by the static
+        ``bound``): the caller materializes the input. The values, the carrier and so the
+        exactness argument are ``_run_memoryless``'s."""
+        if not self.fast or self.strict or self.factor_u or bound is None or not a_in.steps:
+            return None
+        if not jit.enabled() or not all(self._proofs_from(int(bound))):
+            return None
+        self._u_in_range = self._v_in_range = True
+        fmt, dt = self.fmt, self.dtype
+        key = (a_in.key, a_in.grid, a_in.crop)
+        consts = self._grid_constants.get(key)
+        if consts is None:
+            consts = self._grid_constants[key] = self._on_grid(a_in)
+        loops, left, right, bias, thr, sub = consts
+        kernel = jit.kernel(loops[dt])
+        o, (hs, r) = len(left), a_in.grid
+        T, B = a_in.steps, a_in.batch
+        v = np.zeros((o, B, hs * r), dt)
+        out = np.empty((o, T, B, hs * r), dtype=bool)
+        kernel(a_in.y, T, B, 0 if a_in.repeated else 1, hs * r, left, right,
+               dt.type(1 << fmt.weight_shift), dt.type(self.factor_v / fmt.decay_unity), bias, thr,
+               sub, self.v_subtract is not None, v.reshape(o, -1) if bias.ndim == 1 else v,
+               out.reshape(o, T, -1) if bias.ndim == 1 else out)
+        self._state = {"u": lambda: self._last_current(a_in.materialize())(),
+                       "v": a_in.grid_state(v)}
+        return a_in.spikes(out)
+
+    def _on_grid(self, a_in: GridSums) -> tuple:
+        """``(loops, left, right, bias, thr, sub)`` of ``_run_grid`` for ``a_in``'s grid: the
+        per-channel loop and [O] constants where every channel's neurons share bias, threshold
+        and reset, else the per-position loop and [O, Hs R] constants."""
+        dt = self.dtype
+        s = np.asarray(a_in.shift, dtype=np.int32)
+        o = a_in.sample_shape[0]
+        per_neuron = [np.broadcast_to(x, a_in.sample_shape).reshape(o, -1) for x in
+                      (self.bias, self.threshold,
+                       0 if self.v_subtract is None else self.v_subtract)]
+        if all((x == x[:, :1]).all() for x in per_neuron):
+            return (_CHANNEL_LOOPS, np.maximum(s, 0), np.maximum(-s, 0),
+                    *(np.ascontiguousarray(x[:, 0], dtype=dt) for x in per_neuron))
+        return (_GRID_LOOPS, np.maximum(s, 0), np.maximum(-s, 0),
+                *(a_in.on_grid(x.reshape(a_in.sample_shape), dt) for x in per_neuron))
 
     def _last_current(self, a_in: np.ndarray):
         """A thunk of the final current of a memoryless layer, ``u = a_{T-1} << 6`` in the

@@ -12,6 +12,8 @@ from spikec.ir.types import Kind
 from spikec.sim import events as ev
 from spikec.sim import intgemm as ig
 from spikec.sim import linalg as la
+from spikec.sim.neurons import overflow
+from spikec.target import fixedpoint as fx
 from spikec.target.formats import NumberFormats
 
 
@@ -113,6 +115,34 @@ class Synapse:
             stats.add("synaptic_events", ev.conv_synaptic_events(x, self.fanout))
         else:
             stats.add("synaptic_events", nz * self.fanout)
+
+    def shift_wrap_int(self, acc, ch: int, graded: bool, fmt: NumberFormats,
+                       strict: bool) -> np.ndarray:
+        """int64 path where a wrap may act: Lava's Dense (``scale_dendritic_sum``: int32 container,
+        graded sums wrap before the shift) or Conv (shift, then the 24-bit wrap of its output);
+        ``strict`` raises where the chip would wrap. ``acc`` [T, B, ...], channels on axis ``ch``."""
+        acc = la.to_int64(acc)
+        out = np.empty_like(acc)
+        idx = [slice(None)] * acc.ndim
+        for e in self.exp_values:
+            sel = np.flatnonzero(self.exp == e)
+            idx[ch] = sel
+            part = acc[tuple(idx)]
+            shifted = part << e if e >= 0 else part >> -e
+            if self.conv:
+                y = fx.wrap_signed(shifted, fmt.conv_out_bits)
+                limit, bits = f"{fmt.conv_out_bits}-bit conv output", fmt.conv_out_bits
+            else:
+                y = fx.scale_dendritic_sum(part, e, fmt, graded=graded)
+                limit, bits = f"int{fmt.container_bits} dendritic sum", fmt.container_bits
+            if strict:
+                ok = fx.fits_signed(shifted, bits) & fx.fits_signed(part, fmt.container_bits)
+                if not ok.all():
+                    bad = tuple(int(i) for i in np.argwhere(~ok)[0])
+                    raise overflow(self.op.name, f"synaptic output a_out ({limit})", bad[0],
+                                   shifted[bad[0]], ok[bad[0]], f"{bits}-bit signed")
+            out[tuple(idx)] = y
+        return out
 
     def sum_bound(self, x_bound: int) -> int:
         """Bound on |sum_k W[o, k] x[k]| over all outputs."""

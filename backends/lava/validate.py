@@ -187,13 +187,8 @@ def _simulate(graph, plan, inputs: dict) -> tuple[dict, dict]:
     chunks = [(s, min(s + size, n)) for s in range(0, n, size)]
     run = dict(record=[p["value"] for p in plan["probes"]], events=False, raw=True)
     t0 = time.perf_counter()
-    passes: list[tuple[float, float]] = []        # (wall, cpu) seconds of each timed pass
-    if workers > 1 and forked.available():
-        out, setup, parallel = _passes_on_processes(graph, plan, data, chunks, workers, run,
-                                                    passes, t0)
-    else:
-        out, setup, parallel = _passes_on_threads(graph, plan, data, chunks, workers, run,
-                                                  passes, t0)
+    on = _passes_on_processes if workers > 1 and forked.available() else _passes_on_threads
+    out, setup, passes, parallel = on(graph, plan, data, chunks, workers, run, t0)
     steady, cpu = sorted(passes)[(len(passes) - 1) // 2]
     return out, {"seconds": setup + passes[0][0], "setup": setup, "steady": steady, "cpu": cpu,
                  "passes": [w for w, _ in passes], "threads": workers, "parallel": parallel}
@@ -204,10 +199,6 @@ def _more_passes(passes: list) -> bool:
     return not passes or (sum(w for w, _ in passes) < TIMED_SECONDS and len(passes) < MAX_PASSES)
 
 
-def _part(data, s: int, e: int):
-    return data[s:e] if not isinstance(data, dict) else {k: v[s:e] for k, v in data.items()}
-
-
 def _store(plan, out: dict, res, start: int) -> None:
     """A run's probed values ``[T, b, ...]`` into ``out[name][start:start + b]`` ([n, T, ...])."""
     for p in plan["probes"]:
@@ -216,37 +207,40 @@ def _store(plan, out: dict, res, start: int) -> None:
             np.moveaxis(v, 0, 1)
 
 
-def _passes_on_processes(graph, plan, data, chunks, workers, run, passes, t0):
-    """``_simulate`` on forked worker processes: ``(values, set-up seconds, "processes")``."""
+def _passes_on_processes(graph, plan, data, chunks, workers, run, t0):
+    """``_simulate`` on forked worker processes: ``(values, set-up seconds, [(wall, cpu)
+    seconds of each timed pass], "processes")``."""
     from spikec.sim import forked
     from spikec.sim.engine import Simulator
 
     sim = Simulator(graph)
     sim.prepare()
     s0, e0 = chunks[0]
-    sim.run(_part(data, s0, e0), **run)           # compiles and probes once, before the fork
+    sim.run(forked.sample_range(data, s0, e0), **run)   # compiles, probes: once, before the fork
     out = _probe_buffers(graph, plan, sim.bounds, chunks[-1][1], shared=True)
     with forked.ForkedPasses(sim, data, chunks, lambda res, s: _store(plan, out, res, s), workers,
                              WARM_UP_PASSES, **run) as pool:
         setup = time.perf_counter() - t0
+        passes = []
         while _more_passes(passes):
             passes.append(pool.run())
         pool.store()              # the values, in the comparison's layout: after the clock
-    return out, setup, "processes"
+    return out, setup, passes, "processes"
 
 
-def _passes_on_threads(graph, plan, data, chunks, workers, run, passes, t0):
-    """``_simulate`` on the threads of one process: ``(values, set-up seconds, "threads")``."""
+def _passes_on_threads(graph, plan, data, chunks, workers, run, t0):
+    """``_simulate`` on the threads of one process (``_passes_on_processes``'s results)."""
+    from spikec.sim.forked import sample_range
     from spikec.sim.threads import SimulatorPool
 
-    results = None
+    results, passes = None, []
     with SimulatorPool(graph, workers) as pool:
         s0, e0 = chunks[0]
-        list(pool.map([_part(data, s0, e0)] * (pool.threads * WARM_UP_PASSES), **run))
+        list(pool.map([sample_range(data, s0, e0)] * (pool.threads * WARM_UP_PASSES), **run))
         setup = time.perf_counter() - t0
         while _more_passes(passes):
             w0, c0 = time.perf_counter(), time.process_time()
-            got = list(pool.map((_part(data, s, e) for s, e in chunks), **run))
+            got = list(pool.map((sample_range(data, s, e) for s, e in chunks), **run))
             passes.append((time.perf_counter() - w0, time.process_time() - c0))
             results = got if results is None else results
             del got
@@ -254,7 +248,7 @@ def _passes_on_threads(graph, plan, data, chunks, workers, run, passes, t0):
     out = _probe_buffers(graph, plan, bounds, chunks[-1][1] if chunks else 0)
     for (s, _), res in zip(chunks, results):
         _store(plan, out, res, s)
-    return out, setup, "threads"
+    return out, setup, passes, "threads"
 
 
 def _probe_buffers(graph, plan, bounds: dict, n: int, shared: bool = False) -> dict:

@@ -36,9 +36,9 @@ def _print(res: dict) -> None:
     cpu = res.get("spikec_steady_cpu_seconds_per_sample")
     cpu = "" if cpu is None else f", {cpu * 1e3:.2f} ms of CPU"
     threads = res.get("spikec_threads") or 1
-    kind = "process" if res.get("spikec_parallel") == "processes" else "thread"
-    threads = f"{threads} {kind}{'es' if kind == 'process' and threads > 1 else ''}" \
-        f"{'s' if kind == 'thread' and threads > 1 else ''}; "
+    words = ("process", "processes") if res.get("spikec_parallel") == "processes" else \
+        ("thread", "threads")
+    threads = f"{threads} {words[threads > 1]}; "
     spread = res.get("spikec_pass_seconds_per_sample")
     passes = res.get("spikec_timed_passes") or 1
     spread = "" if not spread or passes < 2 else \

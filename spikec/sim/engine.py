@@ -208,10 +208,8 @@ class Simulator:
                 y = KERNELS.lookup(op)(self, op, data)
                 batch = y.shape[1]
             else:
-                args = [env[i] for i in op.inputs]
-                if self._gridded and not isinstance(op, (F.CubaLIF, O.Reshape)):
-                    args = [materialized(a) for a in args]
-                y = self._apply(op, args, stats)
+                # only LIFs and reshapes read a GridSums (``lif_fed``): no op here must make it
+                y = self._apply(op, [env[i] for i in op.inputs], stats)
             env[op.name] = y
             if stats is not None:
                 res.stats[op.name] = stats
@@ -332,8 +330,7 @@ class Simulator:
             layer = self._layers[op.name] = CubaLIFLayer(op, self.fmt, strict=self.strict,
                                                          fast=self.fast)
         bound = sum(self.bounds[i] for i in op.inputs)
-        y = layer.run(args[0] if len(args) == 1 else _a_in([materialized(a) for a in args]),
-                      bound)
+        y = layer.run(args[0] if len(args) == 1 else _a_in(args), bound)
         layer.u = layer.v = None        # the final state is not read: free it
         if stats is None:
             return y
@@ -456,8 +453,9 @@ class Simulator:
             acc = la.conv2d(flat, weight, op.stride, op.padding, op.dilation, 1, grid=True) \
                 if syn.conv else la.dense_matmul(flat, weight, op.axis, grid=True)
             if isinstance(acc, tuple):
-                return GridSums(*acc[:1], T, B, acc[1], acc[2], shift,
-                                self.specs[op.name].shape, op.name, repeated=invariant)
+                y, grid, crop = acc
+                return GridSums(y, T, B, grid, crop, shift, self.specs[op.name].shape, op.name,
+                                repeated=invariant)
         elif syn.conv:      # the int8 path's shift is done in the conv's output pass
             acc = la.conv2d(flat, weight, op.stride, op.padding, op.dilation, op.groups, shift)
         else:

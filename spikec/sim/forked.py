@@ -47,6 +47,11 @@ def shared_empty(shape, dtype) -> np.ndarray:
     return a
 
 
+def sample_range(data, s: int, e: int):
+    """Samples ``s:e`` of ``data`` (an array, or a dict of arrays by input name)."""
+    return data[s:e] if not isinstance(data, dict) else {k: v[s:e] for k, v in data.items()}
+
+
 class ForkedPasses:
     """Worker processes that run ``sim.run(data[s:e], **run)`` for their chunks, and ``store(result,
     s)`` for their first pass's results when asked.
@@ -81,10 +86,6 @@ class ForkedPasses:
         except BaseException:
             self.close()
             raise
-
-    @property
-    def workers(self) -> int:
-        return len(self._procs)
 
     def run(self) -> tuple[float, float]:
         """One pass over every chunk: ``(wall seconds, CPU seconds of all workers)``."""
@@ -148,15 +149,12 @@ def _serve(conn, sim, data, chunks, store, warm_up: int, run: dict) -> None:
     """A worker: warm up, report ready, then one pass over its chunks per message."""
     from spikec.sim.threads import single_threaded_kernels
 
-    def part(s: int, e: int):
-        return data[s:e] if not isinstance(data, dict) else {k: v[s:e] for k, v in data.items()}
-
     try:
         with single_threaded_kernels():
             s0, e0 = chunks[0]
             try:
                 for _ in range(warm_up):
-                    sim.run(part(s0, e0), **run)
+                    sim.run(sample_range(data, s0, e0), **run)
             except Exception as exc:
                 conn.send(("error", _picklable(exc)))
                 return
@@ -169,7 +167,7 @@ def _serve(conn, sim, data, chunks, store, warm_up: int, run: dict) -> None:
                         for (s, _), res in zip(chunks, kept or ()):
                             store(res, s)
                     else:
-                        got = [sim.run(part(s, e), **run) for s, e in chunks]
+                        got = [sim.run(sample_range(data, s, e), **run) for s, e in chunks]
                         kept = got if kept is None else kept
                         del got
                 except Exception as exc:     # reported to the parent, which raises it
